@@ -1,0 +1,193 @@
+// Package pool owns the VM lifecycle: Service (checkout, return, modify,
+// snapshot and disk requests, ondemand requests) used by the API, and Manager
+// (the reconcile loop that fills pools, checks readiness, enforces TTLs and
+// lifetimes, destroys, and removes orphans). It defines Provider, the
+// interface to the hypervisor that vsphere implements and tests fake.
+package pool
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Config is the global [config] section plus the pools, with upstream's
+// names and units (hours for lifetimes, minutes for TTLs and timeouts).
+type Config struct {
+	Domain                string       `toml:"domain"`
+	Prefix                string       `toml:"prefix"`
+	VMLifetime            int          `toml:"vm_lifetime"`                        // hours, default 24
+	VMLifetimeAuth        int          `toml:"vm_lifetime_auth"`                   // hours, 0 = vm_lifetime
+	MaxLifetimeUpperLimit int          `toml:"max_lifetime_upper_limit"`           // hours, 0 = none
+	ReadyTTL              int          `toml:"ready_ttl"`                          // minutes, default 60
+	Timeout               int          `toml:"timeout"`                            // minutes, default 15
+	VMCheckTime           int          `toml:"vm_checktime"`                       // minutes, default 1
+	TaskLimit             int          `toml:"task_limit"`                         // concurrent clones, default 10
+	OndemandCloneLimit    int          `toml:"ondemand_clone_limit"`               // default 10
+	OndemandRequestTTL    int          `toml:"ondemand_request_ttl"`               // minutes, default 5
+	MaxOndemandPerRequest int          `toml:"max_ondemand_instances_per_request"` // default 10
+	AllowedTags           []string     `toml:"allowed_tags"`
+	ExperimentalFeatures  bool         `toml:"experimental_features"`
+	CheckLoopDelay        int          `toml:"check_loop_delay"` // seconds between reconcile passes, default 5
+	DataTTL               int          `toml:"data_ttl"`         // hours a destroyed record is kept, default 168
+	Pools                 []PoolConfig `toml:"-"`
+}
+
+// PoolConfig is one [[pools]] entry.
+type PoolConfig struct {
+	Name        string  `toml:"name"`
+	Alias       Aliases `toml:"alias"`
+	Template    string  `toml:"template"`
+	Folder      string  `toml:"folder"`
+	Datastore   string  `toml:"datastore"`
+	Datacenter  string  `toml:"datacenter"`
+	CloneTarget string  `toml:"clone_target"`
+	Provider    string  `toml:"provider"` // default "vsphere"
+	Size        int     `toml:"size"`
+	Timeout     int     `toml:"timeout"`   // minutes, 0 = global
+	ReadyTTL    int     `toml:"ready_ttl"` // minutes, 0 = global
+	Domain      string  `toml:"domain"`    // "" = global
+	LinkedClone *bool   `toml:"create_linked_clone"`
+	ReadyCheck  string  `toml:"ready_check"` // "ssh" (tcp:22, default on real vCenter), "tcp:<port>", "tools", "none"
+}
+
+// Aliases is a pool's alias list; TOML may give a string or a list.
+type Aliases []string
+
+// UnmarshalTOML accepts a string or an array of strings.
+func (a *Aliases) UnmarshalTOML(v any) error {
+	switch v := v.(type) {
+	case string:
+		*a = Aliases{v}
+	case []any:
+		out := make(Aliases, 0, len(v))
+		for _, e := range v {
+			s, ok := e.(string)
+			if !ok {
+				return errors.New("alias: every alias must be a string")
+			}
+			out = append(out, s)
+		}
+		*a = out
+	default:
+		return errors.New("alias: must be a string or a list of strings")
+	}
+	return nil
+}
+
+// CloneSpec says what to clone where.
+type CloneSpec struct {
+	Pool        string
+	Name        string // the new VM's name and hostname
+	Template    string // path relative to <datacenter>/vm/
+	Folder      string // path relative to <datacenter>/vm/
+	Datastore   string
+	Datacenter  string
+	CloneTarget string // cluster or resource pool
+	LinkedClone bool
+}
+
+// VMInfo is what one inventory listing returns per VM.
+type VMInfo struct {
+	Name          string
+	PoweredOn     bool
+	ToolsRunning  bool
+	IP            string
+	GuestHostname string
+	Attributes    map[string]string // custom values / annotation fields
+}
+
+// Location names a VM for operations on it.
+type Location struct {
+	Pool       string
+	Name       string
+	Folder     string
+	Datacenter string
+}
+
+// Provider is the hypervisor. Every method honours ctx's deadline and
+// returns errors wrapping one of the Err* sentinels below when it can be
+// classified (test with errors.Is).
+type Provider interface {
+	// Clone clones the template, powers the clone on and returns when the
+	// clone task has finished. ErrExists, ErrNotFound (template/folder), ErrTransient.
+	Clone(ctx context.Context, spec CloneSpec) error
+	// List returns every VM in a folder with one inventory call.
+	// ErrNotFound if the folder does not exist.
+	List(ctx context.Context, datacenter, folder string) ([]VMInfo, error)
+	// Ready reports whether a listed VM passes the pool's ready check.
+	Ready(ctx context.Context, vm VMInfo, check string) (bool, string, error)
+	// Destroy powers the VM off if needed and deletes it. ErrNotFound if gone.
+	Destroy(ctx context.Context, loc Location) error
+	// Snapshot creates a named snapshot; Revert reverts to one.
+	Snapshot(ctx context.Context, loc Location, name string) error
+	Revert(ctx context.Context, loc Location, name string) error
+	// AddDisk adds a thin-provisioned disk of sizeGB.
+	AddDisk(ctx context.Context, loc Location, sizeGB int) error
+	// Annotate records key/values (pool, checkout user, ...) on the VM.
+	Annotate(ctx context.Context, loc Location, values map[string]string) error
+}
+
+// Provider error classes.
+var (
+	ErrNotFound   = errors.New("not found")
+	ErrExists     = errors.New("already exists")
+	ErrPowerState = errors.New("invalid power state")
+	ErrAuth       = errors.New("authentication failed")
+	ErrTransient  = errors.New("vCenter unreachable or busy")
+)
+
+// Defaults fills zero values with upstream's defaults.
+func (c *Config) Defaults() {
+	def := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	def(&c.VMLifetime, 24)
+	def(&c.ReadyTTL, 60)
+	def(&c.Timeout, 15)
+	def(&c.VMCheckTime, 1)
+	def(&c.TaskLimit, 10)
+	def(&c.OndemandCloneLimit, 10)
+	def(&c.OndemandRequestTTL, 5)
+	def(&c.MaxOndemandPerRequest, 10)
+	def(&c.CheckLoopDelay, 5)
+	def(&c.DataTTL, 168)
+	for i := range c.Pools {
+		p := &c.Pools[i]
+		if p.Provider == "" {
+			p.Provider = "vsphere"
+		}
+		def(&p.Timeout, c.Timeout)
+		def(&p.ReadyTTL, c.ReadyTTL)
+		if p.Domain == "" {
+			p.Domain = c.Domain
+		}
+	}
+}
+
+// Pool returns the named pool's config.
+func (c *Config) Pool(name string) (PoolConfig, bool) {
+	for _, p := range c.Pools {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return PoolConfig{}, false
+}
+
+// Lifetime returns the effective lifetime in hours of a VM whose stored
+// lifetime is stored (0 = default).
+func (c *Config) Lifetime(stored int) int {
+	if stored > 0 {
+		return stored
+	}
+	return c.VMLifetime
+}
+
+// Hours converts whole hours to a Duration.
+func Hours(h int) time.Duration { return time.Duration(h) * time.Hour }
+
+// Minutes converts whole minutes to a Duration.
+func Minutes(m int) time.Duration { return time.Duration(m) * time.Minute }

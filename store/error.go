@@ -1,0 +1,58 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Error codes. httpapi maps each to one HTTP status in one table.
+const (
+	ECONFLICT     = "conflict"     // 409
+	EINTERNAL     = "internal"     // 500
+	EINVALID      = "invalid"      // 400
+	ENOTFOUND     = "not_found"    // 404
+	EUNAUTHORIZED = "unauthorized" // 401
+	EFORBIDDEN    = "forbidden"    // 403
+	EEMPTY        = "empty"        // 503: a pool has too few ready VMs
+)
+
+// Error is an application error with a code and a message safe to show a client.
+type Error struct {
+	Code    string
+	Message string
+}
+
+// Error implements the error interface.
+func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }
+
+// Errorf returns an *Error with the code and a formatted message.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the code of the first *Error in err's chain, EINTERNAL
+// for any other non-nil error and "" for nil.
+func ErrorCode(err error) string {
+	var e *Error
+	if err == nil {
+		return ""
+	} else if errors.As(err, &e) {
+		return e.Code
+	}
+	return EINTERNAL
+}
+
+// ErrorMessage returns the message of the first *Error in err's chain, or
+// "internal error" for any other error (never leaking internals to clients).
+func ErrorMessage(err error) string {
+	var e *Error
+	if err == nil {
+		return ""
+	} else if errors.As(err, &e) {
+		return e.Message
+	}
+	return "internal error"
+}
+
+// ErrInUse is returned (wrapped) by Open when another process holds the file.
+var ErrInUse = errors.New("database is in use by another vmpooler")
