@@ -1,0 +1,123 @@
+// Package auth checks users (an htpasswd file of bcrypt hashes, or a dummy
+// provider for tests) and issues, checks and revokes API tokens kept in the
+// store.
+//
+// It never imports net/http: httpapi turns Basic credentials and the
+// X-AUTH-TOKEN header into calls here and maps the *store.Error codes this
+// package returns to statuses. Secrets (passwords, tokens, hashes) never
+// appear in logs or error messages.
+package auth
+
+import (
+	"crypto/subtle"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/vmpooler/vmpooler/store"
+)
+
+// Config is the [auth] section.
+type Config struct {
+	Provider string `toml:"provider"` // "htpasswd" | "dummy"
+	File     string `toml:"file"`     // htpasswd file (bcrypt entries, as made by `htpasswd -B`)
+}
+
+// Provider names accepted in Config.Provider.
+const (
+	ProviderHtpasswd = "htpasswd"
+	ProviderDummy    = "dummy"
+)
+
+// DefaultTouchEvery is how often, at most, Validate writes a token's LastUsed.
+const DefaultTouchEvery = time.Minute
+
+// Auth checks users and manages tokens. Set the exported fields after New
+// and before first use.
+type Auth struct {
+	// Now is the clock used to stamp new tokens and to decide when a
+	// token's LastUsed is due for a write.
+	Now func() time.Time
+	// TouchEvery is the least time between two writes of one token's
+	// LastUsed, so validating a token on every request stays a read.
+	TouchEvery time.Duration
+
+	provider string // "" when disabled
+	st       *store.Store
+	logger   *slog.Logger
+	htpasswd *htpasswd // nil unless provider is htpasswd
+
+	mu      sync.Mutex
+	touched map[string]time.Time // token -> when this process last wrote LastUsed
+}
+
+// New returns an Auth for cfg backed by st. A nil cfg disables
+// authentication (Enabled reports false). An unknown provider, a missing or
+// unreadable htpasswd file or an entry that is not bcrypt is an error that
+// names the file and line.
+func New(cfg *Config, st *store.Store, logger *slog.Logger) (*Auth, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	a := &Auth{
+		Now:        time.Now,
+		TouchEvery: DefaultTouchEvery,
+		st:         st,
+		logger:     logger,
+		touched:    make(map[string]time.Time),
+	}
+	if cfg == nil {
+		return a, nil
+	}
+	switch cfg.Provider {
+	case ProviderHtpasswd:
+		if cfg.File == "" {
+			return nil, fmt.Errorf("auth: provider %q needs [auth] file", ProviderHtpasswd)
+		}
+		h, err := openHtpasswd(cfg.File, logger)
+		if err != nil {
+			return nil, err
+		}
+		a.htpasswd = h
+	case ProviderDummy:
+		logger.Warn("auth: the dummy provider accepts any user whose password differs from the name; it is for tests only, never use it in production")
+	case "":
+		return nil, fmt.Errorf("auth: [auth] provider is required (%q or %q)", ProviderHtpasswd, ProviderDummy)
+	default:
+		return nil, fmt.Errorf("auth: unknown provider %q (want %q or %q)", cfg.Provider, ProviderHtpasswd, ProviderDummy)
+	}
+	a.provider = cfg.Provider
+	return a, nil
+}
+
+// Enabled reports whether an [auth] section configured a provider. When it
+// is false httpapi answers the /token routes with 404 and ignores token
+// headers, as upstream does. The token methods work either way (given a
+// store), so tokens issued while auth was on stay checkable.
+func (a *Auth) Enabled() bool { return a != nil && a.provider != "" }
+
+// Login checks a user's password. Any failure is EUNAUTHORIZED with the same
+// message, so callers cannot tell an unknown user from a wrong password.
+// With auth disabled it is ENOTFOUND.
+func (a *Auth) Login(user, password string) error {
+	var ok bool
+	switch a.provider {
+	case ProviderHtpasswd:
+		ok = a.htpasswd.check(user, password)
+	case ProviderDummy:
+		// Upstream's rule: success iff the password differs from the name.
+		ok = user != "" && subtle.ConstantTimeCompare([]byte(user), []byte(password)) == 0
+	default:
+		return errDisabled
+	}
+	if !ok {
+		return errLogin
+	}
+	return nil
+}
+
+var (
+	errDisabled = store.Errorf(store.ENOTFOUND, "authentication is not configured")
+	errLogin    = store.Errorf(store.EUNAUTHORIZED, "authentication failed")
+)
