@@ -1,0 +1,274 @@
+package vsphere
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/vmware/govmomi/fault"
+	"github.com/vmware/govmomi/find"
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/vim25"
+	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/vmpooler/vmpooler/pool"
+)
+
+// defaultCloneTimeout bounds a clone whose caller set no deadline
+// (upstream's default pool timeout).
+const defaultCloneTimeout = 15 * time.Minute
+
+// Clone clones the pool's template into the pool's folder as spec.Name,
+// placed on spec.CloneTarget and spec.Datastore, powers it on and returns
+// when the clone task has finished. Lookups have vsphere_timeout each; the
+// task wait is bounded by ctx (15 minutes when ctx has no deadline).
+func (p *Provider) Clone(ctx context.Context, spec pool.CloneSpec) error {
+	if err := validName(spec.Name); err != nil {
+		return err
+	}
+	if spec.Template == "" {
+		return fmt.Errorf("vsphere: clone %s: pool %q has no template", spec.Name, spec.Pool)
+	}
+	c := p.vc()
+	if c == nil {
+		return errClosed
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultCloneTimeout)
+		defer cancel()
+	}
+	op := "clone " + spec.Name
+	cs, folder, tmpl, err := p.cloneSpec(ctx, c, spec)
+	if err != nil {
+		return wrapErr(op, err)
+	}
+	task, err := tmpl.Clone(ctx, folder, spec.Name, *cs)
+	if err != nil {
+		return wrapErr(op, err)
+	}
+	if err := task.Wait(ctx); err != nil {
+		return wrapErr(op, err)
+	}
+	return nil
+}
+
+// cloneSpec resolves the template, folder, placement and datastore.
+func (p *Provider) cloneSpec(ctx context.Context, c *vim25.Client, spec pool.CloneSpec) (*types.VirtualMachineCloneSpec, *object.Folder, *object.VirtualMachine, error) {
+	dc, err := p.datacenter(spec.Datacenter)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ref, err := findPath(ctx, c, "template", dc+"/vm/"+trimSlash(spec.Template))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	tmpl, ok := ref.(*object.VirtualMachine)
+	if !ok {
+		return nil, nil, nil, notFound("template (a VM)", spec.Template)
+	}
+	folder, err := p.folder(ctx, c, dc, spec.Folder, p.cfg.CreateFolders)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	f := find.NewFinder(c)
+	dcObj, err := f.Datacenter(ctx, dc)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	f.SetDatacenter(dcObj)
+	rp, err := resourcePool(ctx, f, spec.CloneTarget)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	rpRef := rp.Reference()
+	cs := &types.VirtualMachineCloneSpec{
+		Location: types.VirtualMachineRelocateSpec{Pool: &rpRef},
+		PowerOn:  true,
+		Config:   p.cloneConfig(spec),
+	}
+	if spec.Datastore != "" {
+		ds, err := f.Datastore(ctx, spec.Datastore)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		dsRef := ds.Reference()
+		cs.Location.Datastore = &dsRef
+	}
+	if p.linked(spec) {
+		if err := linkedClone(ctx, tmpl, cs); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	return cs, folder, tmpl, nil
+}
+
+// linked applies create_linked_clones to pools that do not set
+// create_linked_clone themselves (the manager passes those as true).
+func (p *Provider) linked(spec pool.CloneSpec) bool {
+	for _, pc := range p.pools {
+		if pc.Name == spec.Pool && pc.LinkedClone == nil {
+			return p.cfg.LinkedClones()
+		}
+	}
+	return spec.LinkedClone
+}
+
+// cloneConfig sets upstream's annotation and guestinfo.hostname. (vcsim
+// ignores the annotation on clone; vCenter keeps it.)
+func (p *Provider) cloneConfig(spec pool.CloneSpec) *types.VirtualMachineConfigSpec {
+	note, _ := json.MarshalIndent(map[string]string{
+		"name":               spec.Name,
+		"created_by":         p.cfg.Username,
+		"base_template":      spec.Template,
+		"creation_timestamp": time.Now().UTC().Format(time.RFC3339),
+	}, "", "  ")
+	return &types.VirtualMachineConfigSpec{
+		Annotation: string(note),
+		ExtraConfig: []types.BaseOptionValue{
+			&types.OptionValue{Key: "guestinfo.hostname", Value: spec.Name},
+		},
+	}
+}
+
+// linkedClone makes cs a linked clone when the template allows it: from
+// its current snapshot, or onto its delta disks (upstream's
+// moveChildMostDiskBacking). Otherwise the clone is a full one.
+func linkedClone(ctx context.Context, tmpl *object.VirtualMachine, cs *types.VirtualMachineCloneSpec) error {
+	var mvm mo.VirtualMachine
+	if err := tmpl.Properties(ctx, tmpl.Reference(), []string{"snapshot", "config.hardware.device"}, &mvm); err != nil {
+		return err
+	}
+	if mvm.Snapshot != nil && mvm.Snapshot.CurrentSnapshot != nil {
+		cs.Snapshot = mvm.Snapshot.CurrentSnapshot
+		cs.Location.DiskMoveType = string(types.VirtualMachineRelocateDiskMoveOptionsCreateNewChildDiskBacking)
+		return nil
+	}
+	if mvm.Config == nil {
+		return nil
+	}
+	for _, d := range object.VirtualDeviceList(mvm.Config.Hardware.Device).SelectByType((*types.VirtualDisk)(nil)) {
+		if b, ok := d.GetVirtualDevice().Backing.(*types.VirtualDiskFlatVer2BackingInfo); ok && b.Parent != nil {
+			cs.Location.DiskMoveType = string(types.VirtualMachineRelocateDiskMoveOptionsMoveChildMostDiskBacking)
+			return nil
+		}
+	}
+	return nil
+}
+
+// resourcePool resolves a clone target: a cluster or compute resource
+// (its root resource pool) or a resource pool path; empty means the
+// datacenter's first cluster, else its first compute resource.
+func resourcePool(ctx context.Context, f *find.Finder, target string) (*object.ResourcePool, error) {
+	if target == "" {
+		if cl, err := f.ClusterComputeResourceList(ctx, "*"); err == nil && len(cl) > 0 {
+			return cl[0].ResourcePool(ctx)
+		}
+		cr, err := f.ComputeResourceList(ctx, "*")
+		if err != nil {
+			return nil, fmt.Errorf("no compute resource to clone onto: %w", err)
+		}
+		return cr[0].ResourcePool(ctx)
+	}
+	cr, err := f.ComputeResource(ctx, target)
+	if err == nil {
+		return cr.ResourcePool(ctx)
+	}
+	if !isFinderNotFound(err) {
+		return nil, err
+	}
+	for _, p := range []string{target, "*/Resources/" + target, "*/Resources/*/" + target} {
+		rp, err := f.ResourcePool(ctx, p)
+		if err == nil {
+			return rp, nil
+		}
+		if !isFinderNotFound(err) {
+			return nil, err
+		}
+	}
+	return nil, notFound("clone target", target)
+}
+
+func isFinderNotFound(err error) bool {
+	var nf *find.NotFoundError
+	return errors.As(err, &nf)
+}
+
+// folder returns the folder <dc>/vm/<rel>, creating missing elements
+// when create is set.
+func (p *Provider) folder(ctx context.Context, c *vim25.Client, dc, rel string, create bool) (*object.Folder, error) {
+	full := dc + "/vm"
+	if rel = trimSlash(rel); rel != "" {
+		full += "/" + rel
+	}
+	ref, err := findPath(ctx, c, "folder", full)
+	if err == nil {
+		f, ok := ref.(*object.Folder)
+		if !ok {
+			return nil, notFound("folder (not a "+ref.Reference().Type+")", full)
+		}
+		f.InventoryPath = full
+		return f, nil
+	}
+	if !create || !errors.Is(err, pool.ErrNotFound) {
+		return nil, err
+	}
+	return createFolders(ctx, c, dc, rel, p.logger.Info)
+}
+
+// createFolders walks rel below <dc>/vm and creates what is missing.
+// Concurrent creators are fine: DuplicateName means someone else won.
+func createFolders(ctx context.Context, c *vim25.Client, dc, rel string, logf func(string, ...any)) (*object.Folder, error) {
+	ref, err := findPath(ctx, c, "folder", dc+"/vm")
+	if err != nil {
+		return nil, err
+	}
+	cur, ok := ref.(*object.Folder)
+	if !ok {
+		return nil, notFound("vm folder", dc+"/vm")
+	}
+	si := object.NewSearchIndex(c)
+	curPath := dc + "/vm"
+	for _, name := range strings.Split(rel, "/") {
+		if name == "" || name == "." {
+			continue
+		}
+		curPath = path.Join(curPath, name)
+		child, err := si.FindChild(ctx, cur, name)
+		if err != nil {
+			return nil, err
+		}
+		if child == nil {
+			nf, err := cur.CreateFolder(ctx, name)
+			switch {
+			case err == nil:
+				logf("created folder", "path", curPath)
+				child = nf
+			case fault.Is(err, &types.DuplicateName{}):
+				if child, err = si.FindChild(ctx, cur, name); err != nil || child == nil {
+					return nil, fmt.Errorf("folder %s: created concurrently but not found: %v", curPath, err)
+				}
+			default:
+				return nil, err
+			}
+		}
+		if cur, ok = child.(*object.Folder); !ok {
+			return nil, notFound("folder (not a "+child.Reference().Type+")", curPath)
+		}
+	}
+	cur.InventoryPath = curPath
+	return cur, nil
+}
+
+// validName rejects names that cannot be VM names or path elements.
+func validName(name string) error {
+	if name == "" || strings.ContainsAny(name, "/\\%") || len(name) > 80 {
+		return fmt.Errorf("vsphere: invalid VM name %q", name)
+	}
+	return nil
+}

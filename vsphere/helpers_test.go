@@ -1,0 +1,152 @@
+package vsphere
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/soap"
+
+	"github.com/vmpooler/vmpooler/pool"
+)
+
+// testPools is the pool layout most tests use.
+func testPools() []pool.PoolConfig {
+	return []pool.PoolConfig{
+		{Name: "centos-7", Template: "templates/centos-7", Folder: "pools/centos-7",
+			Datastore: "vmstore", CloneTarget: "cluster1", Datacenter: "dc1"},
+		{Name: "debian-12", Template: "templates/linux/debian-12", Folder: "pools/debian-12",
+			Datacenter: "dc1"},
+	}
+}
+
+func testLogger(tb testing.TB) *slog.Logger {
+	if os.Getenv("VMPOOLER_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// MustOpenSim opens a Provider on a fresh in-process simulator.
+func MustOpenSim(tb testing.TB, pools []pool.PoolConfig, mod ...func(*Config)) *Provider {
+	tb.Helper()
+	cfg := Config{Simulator: true, Datacenter: "dc1", BootDelay: 0.05}
+	for _, f := range mod {
+		f(&cfg)
+	}
+	p := New(cfg, pools, testLogger(tb))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := p.Open(ctx); err != nil {
+		tb.Fatalf("Open: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := p.Close(); err != nil {
+			tb.Errorf("Close: %v", err)
+		}
+	})
+	return p
+}
+
+func specFor(pc pool.PoolConfig, name string) pool.CloneSpec {
+	return pool.CloneSpec{Pool: pc.Name, Name: name, Template: pc.Template, Folder: pc.Folder,
+		Datastore: pc.Datastore, Datacenter: pc.Datacenter, CloneTarget: pc.CloneTarget, LinkedClone: true}
+}
+
+func locFor(pc pool.PoolConfig, name string) pool.Location {
+	return pool.Location{Pool: pc.Name, Name: name, Folder: pc.Folder, Datacenter: pc.Datacenter}
+}
+
+func ctxT(tb testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	tb.Cleanup(cancel)
+	return ctx
+}
+
+// mustClone clones name into pool pc or fails the test.
+func mustClone(tb testing.TB, p *Provider, pc pool.PoolConfig, name string) {
+	tb.Helper()
+	if err := p.Clone(ctxT(tb), specFor(pc, name)); err != nil {
+		tb.Fatalf("Clone %s: %v", name, err)
+	}
+}
+
+// waitReady polls List (bounded by a deadline, not a fixed sleep) until
+// every name is listed, has an IP and passes check.
+func waitReady(tb testing.TB, p *Provider, pc pool.PoolConfig, names []string, check string) map[string]pool.VMInfo {
+	tb.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		vms, err := p.List(ctxT(tb), pc.Datacenter, pc.Folder)
+		if err != nil {
+			tb.Fatalf("List: %v", err)
+		}
+		byName := map[string]pool.VMInfo{}
+		for _, vm := range vms {
+			byName[vm.Name] = vm
+		}
+		ready := 0
+		var last string
+		for _, n := range names {
+			vm, ok := byName[n]
+			if !ok {
+				last = n + " not listed"
+				continue
+			}
+			ok, reason, err := p.Ready(ctxT(tb), vm, check)
+			if err != nil {
+				tb.Fatalf("Ready: %v", err)
+			}
+			if ok && vm.IP != "" {
+				ready++
+			} else {
+				last = n + ": " + reason
+			}
+		}
+		if ready == len(names) {
+			return byName
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%d/%d ready after 30s; last: %s", ready, len(names), last)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// sim returns the provider's simulator (tests only).
+func (p *Provider) simModel() *simulator.Model {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sim.model
+}
+
+// countingRT counts SOAP round trips below the re-login layer.
+type countingRT struct {
+	soap.RoundTripper
+	n atomic.Int64
+}
+
+func (c *countingRT) RoundTrip(ctx context.Context, req, res soap.HasFault) error {
+	c.n.Add(1)
+	return c.RoundTripper.RoundTrip(ctx, req, res)
+}
+
+// countCalls installs a countingRT on p.
+func countCalls(p *Provider) *countingRT {
+	c := &countingRT{RoundTripper: p.rt.inner}
+	p.rt.inner = c
+	return c
+}
+
+func names(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s%03d", prefix, i)
+	}
+	return out
+}

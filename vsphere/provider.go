@@ -1,0 +1,333 @@
+// Package vsphere implements pool.Provider on VMware vSphere with govmomi,
+// the only package of vmpooler that imports govmomi.
+//
+// A Provider keeps one logged-in vCenter session (kept alive, and logged in
+// again once when vCenter says NotAuthenticated), puts a deadline on every
+// call, and maps vSphere faults to pool's error sentinels by fault type.
+// VMs and folders are found by inventory path, never by cached MOIDs, so a
+// vCenter restart costs a re-login and nothing else.
+//
+// With Config.Simulator the Provider starts govmomi's vCenter simulator in
+// the process, creates each pool's template and folder in it, and then uses
+// exactly the same client code as against a real vCenter. Serve runs the
+// same simulator stand-alone for end-to-end tests.
+package vsphere
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vmware/govmomi/fault"
+	"github.com/vmware/govmomi/find"
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/session"
+	"github.com/vmware/govmomi/session/keepalive"
+	"github.com/vmware/govmomi/vim25"
+	"github.com/vmware/govmomi/vim25/methods"
+	"github.com/vmware/govmomi/vim25/soap"
+	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/vmpooler/vmpooler/pool"
+)
+
+// Provider is a pool.Provider on one vCenter (or the embedded simulator).
+// Build it with New, set any field, then Open; Close when done.
+type Provider struct {
+	// KeepAlive is the interval of session keepalive calls (default 5m).
+	KeepAlive time.Duration
+	// Dial opens the TCP connection of the "ssh" and "tcp:<port>" ready
+	// checks; tests replace it.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	cfg    Config
+	pools  []pool.PoolConfig
+	logger *slog.Logger
+
+	mu     sync.Mutex // guards the fields below
+	client *vim25.Client
+	rt     *reloginRT
+	sim    *simServer
+	dcName string // default datacenter inventory path
+
+	simDestroy sync.Mutex // see Destroy
+
+	fieldsMu sync.Mutex
+	fields   map[int32]string // custom field key → name
+}
+
+// New returns a Provider for cfg and pools; nothing connects until Open.
+func New(cfg Config, pools []pool.PoolConfig, logger *slog.Logger) *Provider {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Provider{
+		KeepAlive: 5 * time.Minute,
+		Dial:      defaultDial,
+		cfg:       cfg.Defaults(),
+		pools:     pools,
+		logger:    logger.With("component", "vsphere"),
+		fields:    make(map[int32]string),
+	}
+}
+
+var _ pool.Provider = (*Provider)(nil)
+
+// Open validates the configuration, starts the simulator when configured,
+// connects and logs in. Errors wrap pool.ErrAuth for bad credentials and
+// pool.ErrTransient for an unreachable vCenter.
+func (p *Provider) Open(ctx context.Context) error {
+	if err := p.cfg.Validate(); err != nil {
+		return err
+	}
+	u, err := p.serverURL(ctx)
+	if err != nil {
+		return err
+	}
+	insecure := p.cfg.Insecure || p.cfg.Simulator
+	if err := p.connect(ctx, u, insecure); err != nil {
+		p.closeSim()
+		return err
+	}
+	if err := p.resolveDefaultDatacenter(ctx); err != nil {
+		_ = p.Close()
+		return err
+	}
+	p.logger.Info("connected to vCenter", "url", redactURL(u), "datacenter", p.dcName,
+		"simulator", p.cfg.Simulator)
+	return nil
+}
+
+// serverURL returns the vCenter URL with credentials, starting the
+// simulator first in simulator mode.
+func (p *Provider) serverURL(ctx context.Context) (*url.URL, error) {
+	if p.cfg.Simulator {
+		sim, err := startSimulator(ctx, "127.0.0.1:0", p.cfg.Username, p.cfg.Password,
+			p.simDatacenter(), p.pools, p.cfg.bootDelay(), p.logger)
+		if err != nil {
+			return nil, err
+		}
+		p.mu.Lock()
+		p.sim = sim
+		p.mu.Unlock()
+		u := *sim.URL()
+		return &u, nil
+	}
+	u, err := soap.ParseURL(p.cfg.Server)
+	if err != nil || u == nil {
+		return nil, fmt.Errorf("vsphere: server %q is not a valid address", p.cfg.Server)
+	}
+	u.User = url.UserPassword(p.cfg.Username, p.cfg.Password)
+	return u, nil
+}
+
+// simDatacenter is the datacenter the simulator names its only one.
+func (p *Provider) simDatacenter() string {
+	if p.cfg.Datacenter != "" {
+		return p.cfg.Datacenter
+	}
+	for _, pc := range p.pools {
+		if pc.Datacenter != "" {
+			return pc.Datacenter
+		}
+	}
+	return ""
+}
+
+// connect builds the client: soap.Client → retry on network errors →
+// keepalive → re-login and per-call deadline, then logs in.
+func (p *Provider) connect(ctx context.Context, u *url.URL, insecure bool) error {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.callTimeout())
+	defer cancel()
+	sc := soap.NewClient(u, insecure)
+	vc, err := vim25.NewClient(ctx, sc)
+	if err != nil {
+		return wrapErr("connect to "+redactURL(u), err)
+	}
+	ka := keepalive.NewHandlerSOAP(vim25.Retry(sc, vim25.RetryTemporaryNetworkError, 3), p.KeepAlive, nil)
+	// The login client talks to ka directly: logins restart the keepalive
+	// and never recurse into the re-login wrapper.
+	lc := &vim25.Client{Client: sc, RoundTripper: ka, ServiceContent: vc.ServiceContent}
+	rt := &reloginRT{inner: ka, sm: session.NewManager(lc), user: u.User,
+		timeout: p.cfg.callTimeout(), logger: p.logger}
+	vc.RoundTripper = rt
+	if err := rt.sm.Login(ctx, u.User); err != nil {
+		return wrapErr("log in to "+redactURL(u), err)
+	}
+	p.mu.Lock()
+	p.client, p.rt = vc, rt
+	p.mu.Unlock()
+	return nil
+}
+
+func (p *Provider) resolveDefaultDatacenter(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.callTimeout())
+	defer cancel()
+	if p.cfg.Datacenter != "" {
+		p.dcName = p.cfg.Datacenter
+		return nil
+	}
+	dc, err := find.NewFinder(p.vc()).DefaultDatacenter(ctx)
+	if err != nil {
+		var multi *find.DefaultMultipleFoundError
+		if errors.As(err, &multi) {
+			p.logger.Warn("several datacenters and no datacenter configured; pools must name theirs")
+			return nil
+		}
+		return wrapErr("find the default datacenter", err)
+	}
+	p.dcName = trimSlash(dc.InventoryPath)
+	return nil
+}
+
+// Close logs out and stops the simulator if it runs.
+func (p *Provider) Close() error {
+	p.mu.Lock()
+	rt := p.rt
+	p.client, p.rt = nil, nil
+	p.mu.Unlock()
+	var err error
+	if rt != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = rt.sm.Logout(ctx)
+		cancel()
+		if fault.Is(err, &types.NotAuthenticated{}) {
+			err = nil // the session had already expired
+		}
+		if err != nil {
+			err = wrapErr("log out", err)
+		}
+	}
+	p.closeSim()
+	return err
+}
+
+func (p *Provider) closeSim() {
+	p.mu.Lock()
+	sim := p.sim
+	p.sim = nil
+	p.mu.Unlock()
+	if sim != nil {
+		sim.Close()
+	}
+}
+
+// vc returns the client; nil before Open.
+func (p *Provider) vc() *vim25.Client {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.client
+}
+
+// simulated reports simulator mode.
+func (p *Provider) simulated() bool { return p.cfg.Simulator }
+
+var errClosed = errors.New("vsphere: provider is not open")
+
+// begin returns the client and ctx bounded by vsphere_timeout.
+func (p *Provider) begin(ctx context.Context) (*vim25.Client, context.Context, context.CancelFunc, error) {
+	c := p.vc()
+	if c == nil {
+		return nil, ctx, func() {}, errClosed
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.callTimeout())
+	return c, ctx, cancel, nil
+}
+
+// datacenter returns the inventory path of dc, or the default one.
+func (p *Provider) datacenter(dc string) (string, error) {
+	if dc = trimSlash(dc); dc != "" {
+		return dc, nil
+	}
+	if p.dcName == "" {
+		return "", fmt.Errorf("vsphere: no datacenter configured and several exist: %w", pool.ErrNotFound)
+	}
+	return p.dcName, nil
+}
+
+// findPath returns the object at an inventory path, or ErrNotFound.
+func findPath(ctx context.Context, c *vim25.Client, what, path string) (object.Reference, error) {
+	ref, err := object.NewSearchIndex(c).FindByInventoryPath(ctx, path)
+	if err != nil {
+		return nil, wrapErr("find "+what+" "+path, err)
+	}
+	if ref == nil {
+		return nil, notFound(what, path)
+	}
+	return ref, nil
+}
+
+// reloginRT puts vsphere_timeout on every call but the property
+// collector's long polls, and logs in again once when a call fails with
+// NotAuthenticated (an expired or terminated session), then retries it.
+type reloginRT struct {
+	inner   soap.RoundTripper
+	sm      *session.Manager
+	user    *url.Userinfo
+	timeout time.Duration
+	logger  *slog.Logger
+
+	mu     sync.Mutex
+	gen    atomic.Uint64 // bumped on every re-login
+	logins atomic.Int64  // re-logins done, for tests
+}
+
+// RoundTrip implements soap.RoundTripper.
+func (r *reloginRT) RoundTrip(ctx context.Context, req, res soap.HasFault) error {
+	if _, poll := req.(*methods.WaitForUpdatesExBody); !poll {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, r.timeout)
+		defer cancel()
+	}
+	gen := r.gen.Load()
+	err := r.inner.RoundTrip(ctx, req, res)
+	if err == nil || !fault.Is(err, &types.NotAuthenticated{}) {
+		return err
+	}
+	if lerr := r.relogin(ctx, gen); lerr != nil {
+		return fmt.Errorf("session expired and re-login failed: %w", lerr)
+	}
+	// Clear the stale fault before reusing res.
+	v := reflect.ValueOf(res).Elem()
+	v.Set(reflect.Zero(v.Type()))
+	return r.inner.RoundTrip(ctx, req, res)
+}
+
+// relogin logs in unless another goroutine already did since gen.
+func (r *reloginRT) relogin(ctx context.Context, gen uint64) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.gen.Load() != gen {
+		return nil
+	}
+	r.logger.Warn("vCenter session expired; logging in again")
+	if err := r.sm.Login(ctx, r.user); err != nil {
+		return err
+	}
+	r.gen.Add(1)
+	r.logins.Add(1)
+	return nil
+}
+
+func redactURL(u *url.URL) string {
+	c := *u
+	c.User = nil
+	return c.String()
+}
+
+func trimSlash(s string) string {
+	for len(s) > 0 && s[0] == '/' {
+		s = s[1:]
+	}
+	for len(s) > 0 && s[len(s)-1] == '/' {
+		s = s[:len(s)-1]
+	}
+	return s
+}
