@@ -134,6 +134,7 @@ const (
 type Request struct {
 	ID        string              `json:"id"`
 	Requested []PoolCount         `json:"requested"`
+	Names     []string            `json:"names,omitempty"` // Names[i]: the pool or alias asked for that Requested[i] stands for
 	User      string              `json:"user,omitempty"`
 	Lifetime  int                 `json:"lifetime,omitempty"`
 	Created   time.Time           `json:"created"`

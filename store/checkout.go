@@ -1,0 +1,84 @@
+package store
+
+import (
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Checkout moves VMs ready → running, oldest ready first, all or nothing.
+// The result is in request order. EEMPTY (naming the pool) if any pool is short;
+// then nothing changes. EINVALID for an empty request, a bad pool name, a
+// count below 1 or a negative lifetime.
+//
+// Concurrent checkouts share commits (see commit), which is why the
+// transaction function below may run more than once and must start from
+// scratch each time.
+func (s *Store) Checkout(req CheckoutRequest) ([]VM, error) {
+	if err := validCheckout(req); err != nil {
+		return nil, err
+	}
+	if s.db == nil {
+		return nil, errNotOpen
+	}
+	now := s.Now()
+	var (
+		out []VM
+		d   counts
+	)
+	fn := func(tx *bolt.Tx) error {
+		out, d = nil, counts{} // reset: Batch may run fn again
+		var err error
+		out, err = checkout(tx, d, req, now)
+		return err
+	}
+	if err := s.commit(fn); err != nil {
+		return nil, err
+	}
+	s.apply(d)
+	return out, nil
+}
+
+// validCheckout checks a request before any transaction.
+func validCheckout(req CheckoutRequest) error {
+	if len(req.Pools) == 0 {
+		return Errorf(EINVALID, "no pools requested")
+	} else if req.Lifetime < 0 {
+		return Errorf(EINVALID, "lifetime must not be negative")
+	}
+	for _, pc := range req.Pools {
+		if !validName(pc.Pool) {
+			return Errorf(EINVALID, "bad pool name %q", pc.Pool)
+		} else if pc.Count < 1 {
+			return Errorf(EINVALID, "count for pool %s must be at least 1", pc.Pool)
+		}
+	}
+	return nil
+}
+
+// checkout is Checkout inside tx. On EEMPTY the caller's transaction rolls
+// back whatever earlier pools of the request already moved.
+func checkout(tx *bolt.Tx, d counts, req CheckoutRequest, now time.Time) ([]VM, error) {
+	var out []VM
+	for _, pc := range req.Pools {
+		// Keys are collected before any delete: never delete while a cursor
+		// walks. A pool named twice finds its first VMs already gone.
+		prefix := indexPrefix(pc.Pool, StateReady)
+		keys := prefixKeys(tx.Bucket(bucketPools), prefix, pc.Count)
+		if len(keys) < pc.Count {
+			return nil, Errorf(EEMPTY, "pool %s has too few ready vms (%d requested)", pc.Pool, pc.Count)
+		}
+		for _, k := range keys {
+			vm, err := getVM(tx, string(k[len(prefix)+8:]))
+			if err != nil {
+				return nil, err
+			}
+			vm.Lifetime, vm.User = req.Lifetime, req.User
+			if err := move(tx, d, &vm, StateRunning, now); err != nil {
+				return nil, err
+			}
+			out = append(out, vm)
+		}
+	}
+	return out, nil
+}

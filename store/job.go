@@ -1,0 +1,189 @@
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// liveVM decodes host's record for a job request: ENOTFOUND if unknown,
+// ECONFLICT if destroyed.
+func liveVM(tx *bolt.Tx, host string) (VM, error) {
+	vm, err := getVM(tx, host)
+	if err == nil && vm.State == StateDestroyed {
+		err = Errorf(ECONFLICT, "vm %s is destroyed", host)
+	}
+	return vm, err
+}
+
+// queueJob appends j to the job queue with the next id.
+func queueJob(tx *bolt.Tx, j Job) error {
+	b := tx.Bucket(bucketJobs)
+	id, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	j.ID = id
+	v, err := json.Marshal(j)
+	if err != nil {
+		return fmt.Errorf("encode job: %w", err)
+	}
+	return b.Put(seqKey(id), v)
+}
+
+// RequestSnapshot adds a pending snapshot to a live VM and queues a job.
+// EINVALID for an empty name; ENOTFOUND if unknown; ECONFLICT if destroyed
+// or a pending or done snapshot has that name (a failed one is replaced).
+func (s *Store) RequestSnapshot(host, name string) error {
+	if name == "" {
+		return Errorf(EINVALID, "a snapshot needs a name")
+	}
+	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+		vm, err := liveVM(tx, host)
+		if err != nil {
+			return err
+		}
+		snaps := vm.Snapshots[:0:0]
+		for _, sn := range vm.Snapshots {
+			if sn.Name == name && sn.State != JobFailed {
+				return Errorf(ECONFLICT, "vm %s already has a snapshot %s", host, name)
+			} else if sn.Name != name {
+				snaps = append(snaps, sn)
+			}
+		}
+		vm.Snapshots = append(snaps, Snapshot{Name: name, State: JobPending, Requested: now})
+		if err := putVM(tx, &vm); err != nil {
+			return err
+		}
+		return queueJob(tx, Job{Kind: JobSnapshot, Hostname: host, Snapshot: name, Requested: now})
+	})
+}
+
+// RequestRevert queues a revert to a done snapshot. ENOTFOUND if the VM or a
+// done snapshot of that name does not exist; ECONFLICT if destroyed.
+func (s *Store) RequestRevert(host, name string) error {
+	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+		vm, err := liveVM(tx, host)
+		if err != nil {
+			return err
+		}
+		for _, sn := range vm.Snapshots {
+			if sn.Name == name && sn.State == JobDone {
+				return queueJob(tx, Job{Kind: JobRevert, Hostname: host, Snapshot: name, Requested: now})
+			}
+		}
+		return Errorf(ENOTFOUND, "vm %s has no snapshot %s", host, name)
+	})
+}
+
+// RequestDisk adds a pending disk to a live VM and queues a job.
+// EINVALID for a size below 1; ENOTFOUND if unknown; ECONFLICT if destroyed.
+func (s *Store) RequestDisk(host string, sizeGB int) error {
+	if sizeGB < 1 {
+		return Errorf(EINVALID, "disk size must be at least 1 GB")
+	}
+	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+		vm, err := liveVM(tx, host)
+		if err != nil {
+			return err
+		}
+		vm.Disks = append(vm.Disks, Disk{SizeGB: sizeGB, State: JobPending, Requested: now})
+		if err := putVM(tx, &vm); err != nil {
+			return err
+		}
+		return queueJob(tx, Job{Kind: JobDisk, Hostname: host, SizeGB: sizeGB, Requested: now})
+	})
+}
+
+// Jobs returns the queued jobs, oldest first.
+func (s *Store) Jobs() ([]Job, error) {
+	var out []Job
+	err := s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketJobs).ForEach(func(k, v []byte) error {
+			var j Job
+			if err := json.Unmarshal(v, &j); err != nil {
+				return fmt.Errorf("decode job %x: %w", k, err)
+			}
+			out = append(out, j)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// FinishJob records a job's outcome on its VM (done, or failed with jobErr)
+// and removes it from the queue. ENOTFOUND if no such job. A job whose VM
+// has gone is just removed. A failed revert leaves its snapshot done, with
+// the error.
+func (s *Store) FinishJob(id uint64, jobErr error) error {
+	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+		b := tx.Bucket(bucketJobs)
+		v := b.Get(seqKey(id))
+		if v == nil {
+			return Errorf(ENOTFOUND, "job %d not found", id)
+		}
+		var j Job
+		if err := json.Unmarshal(v, &j); err != nil {
+			return fmt.Errorf("decode job %d: %w", id, err)
+		}
+		if err := b.Delete(seqKey(id)); err != nil {
+			return err
+		}
+		vm, err := getVM(tx, j.Hostname)
+		if ErrorCode(err) == ENOTFOUND {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		recordJob(&vm, &j, jobErr, now)
+		return putVM(tx, &vm)
+	})
+}
+
+// recordJob writes the outcome of j on vm.
+func recordJob(vm *VM, j *Job, jobErr error, now time.Time) {
+	state, msg := JobDone, ""
+	if jobErr != nil {
+		state, msg = JobFailed, jobErr.Error()
+	}
+	switch j.Kind {
+	case JobSnapshot:
+		for i := range vm.Snapshots {
+			if sn := &vm.Snapshots[i]; sn.Name == j.Snapshot && sn.State == JobPending {
+				sn.State, sn.Done, sn.Error = state, now, msg
+				return
+			}
+		}
+	case JobRevert:
+		for i := range vm.Snapshots {
+			if sn := &vm.Snapshots[i]; sn.Name == j.Snapshot && sn.State == JobDone {
+				if jobErr == nil {
+					sn.Reverts++
+					sn.Error = ""
+				} else {
+					sn.Error = "revert: " + msg
+				}
+				return
+			}
+		}
+	case JobDisk:
+		match := -1
+		for i, dk := range vm.Disks {
+			if dk.State == JobPending && dk.SizeGB == j.SizeGB {
+				if match < 0 || dk.Requested.Equal(j.Requested) {
+					match = i
+				}
+			}
+		}
+		if match >= 0 {
+			dk := &vm.Disks[match]
+			dk.State, dk.Done, dk.Error = state, now, msg
+		}
+	}
+}
+
+// seqKey encodes a job id as a key that sorts numerically.
+func seqKey(id uint64) []byte { return binary.BigEndian.AppendUint64(nil, id) }

@@ -1,0 +1,212 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// This file holds the record and index helpers every method builds on. Each
+// takes the caller's *bolt.Tx; none reads the clock.
+
+// timeKey is t as 8-byte big-endian unix nanoseconds followed by name.
+// Keys sort by time, so a cursor meets the oldest entry first, and name
+// keeps equal times apart.
+func timeKey(t time.Time, name string) []byte {
+	return appendTimeKey(nil, t, name)
+}
+
+// appendTimeKey appends timeKey(t, name) to k.
+func appendTimeKey(k []byte, t time.Time, name string) []byte {
+	n := t.UnixNano()
+	if n < 0 {
+		n = 0
+	}
+	k = binary.BigEndian.AppendUint64(k, uint64(n))
+	return append(k, name...)
+}
+
+// keyName returns the name part of a timeKey.
+func keyName(k []byte) string {
+	if len(k) < 8 {
+		return ""
+	}
+	return string(k[8:])
+}
+
+// The per-pool state indexes ("pools/<pool>/<state>") share the one pools
+// bucket: each entry's key is <pool> 0 <state> 0 timeKey(entered, host).
+// One B+tree instead of a bucket per pool and state keeps a checkout's
+// commit to fewer pages (measured: 8 instead of 10.9 pages, 30% less CPU
+// in the transaction); a prefix still walks one pool's state oldest first.
+// Pool names never contain a zero byte (validName).
+
+// indexPrefix is the key prefix of pool's state st index.
+func indexPrefix(pool string, st State) []byte {
+	p := make([]byte, 0, len(pool)+len(st)+2+8+16)
+	p = append(p, pool...)
+	p = append(p, 0)
+	p = append(p, st...)
+	return append(p, 0)
+}
+
+// splitIndexKey splits an index key into pool, state and host.
+func splitIndexKey(k []byte) (pool string, st State, host string, ok bool) {
+	i := bytes.IndexByte(k, 0)
+	if i < 0 {
+		return "", "", "", false
+	}
+	j := bytes.IndexByte(k[i+1:], 0)
+	if j < 0 || len(k) < i+1+j+1+8 {
+		return "", "", "", false
+	}
+	return string(k[:i]), State(k[i+1 : i+1+j]), string(k[i+1+j+1+8:]), true
+}
+
+// validName reports whether a pool name can be indexed.
+func validName(pool string) bool {
+	return pool != "" && len(pool) <= maxNameLen && !strings.ContainsRune(pool, 0)
+}
+
+// prefixKeys returns copies of up to n keys of b that start with prefix,
+// oldest first (n < 0: all).
+func prefixKeys(b *bolt.Bucket, prefix []byte, n int) [][]byte {
+	var keys [][]byte
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(keys) != n; k, _ = c.Next() {
+		keys = append(keys, slices.Clone(k))
+	}
+	return keys
+}
+
+// getVM decodes the record of host. ENOTFOUND if there is none.
+func getVM(tx *bolt.Tx, host string) (VM, error) {
+	var vm VM
+	v := tx.Bucket(bucketVMs).Get([]byte(host))
+	if v == nil {
+		return vm, Errorf(ENOTFOUND, "vm %s not found", host)
+	}
+	if err := json.Unmarshal(v, &vm); err != nil {
+		return vm, fmt.Errorf("decode vm %s: %w", host, err)
+	}
+	return vm, nil
+}
+
+// putVM writes the record of vm.
+func putVM(tx *bolt.Tx, vm *VM) error {
+	v, err := json.Marshal(vm)
+	if err != nil {
+		return fmt.Errorf("encode vm %s: %w", vm.Hostname, err)
+	}
+	return tx.Bucket(bucketVMs).Put([]byte(vm.Hostname), v)
+}
+
+// live reports whether st has a per-pool index.
+func live(st State) bool {
+	return slices.Contains(LiveStates, st)
+}
+
+// entered returns the time vm entered state st, which keys its index entry.
+func entered(vm *VM, st State) time.Time {
+	switch st {
+	case StatePending:
+		return vm.Started
+	case StateReady:
+		return vm.Ready
+	case StateRunning:
+		return vm.CheckedOut
+	case StateCompleted:
+		return vm.Completed
+	case StateDestroyed:
+		return vm.Destroyed
+	}
+	return time.Time{}
+}
+
+// setEntered sets the time vm entered state st.
+func setEntered(vm *VM, st State, t time.Time) {
+	switch st {
+	case StatePending:
+		vm.Started = t
+	case StateReady:
+		vm.Ready = t
+	case StateRunning:
+		vm.CheckedOut = t
+	case StateCompleted:
+		vm.Completed = t
+	case StateDestroyed:
+		vm.Destroyed = t
+	}
+}
+
+// indexOf returns the bucket and key of vm's entry in the index of its state.
+func indexOf(tx *bolt.Tx, vm *VM) (*bolt.Bucket, []byte, error) {
+	t := entered(vm, vm.State)
+	if vm.State == StateDestroyed {
+		return tx.Bucket(bucketDestroyed), timeKey(t, vm.Hostname), nil
+	} else if !live(vm.State) {
+		return nil, nil, fmt.Errorf("vm %s has unknown state %q", vm.Hostname, vm.State)
+	}
+	return tx.Bucket(bucketPools), appendTimeKey(indexPrefix(vm.Pool, vm.State), t, vm.Hostname), nil
+}
+
+// index adds vm's entry to the index of its state.
+func index(tx *bolt.Tx, d counts, vm *VM) error {
+	b, key, err := indexOf(tx, vm)
+	if err != nil {
+		return err
+	}
+	d.add(vm.Pool, vm.State, 1)
+	return b.Put(key, []byte{})
+}
+
+// unindex removes vm's entry from the index of its state.
+func unindex(tx *bolt.Tx, d counts, vm *VM) error {
+	b, key, err := indexOf(tx, vm)
+	if err != nil {
+		return err
+	}
+	if b.Get(key) == nil {
+		return fmt.Errorf("vm %s missing from the %s index of pool %s", vm.Hostname, vm.State, vm.Pool)
+	}
+	d.add(vm.Pool, vm.State, -1)
+	return b.Delete(key)
+}
+
+// move takes vm from its state to state to at now, keeping the indexes and
+// counts in step, and writes the record.
+func move(tx *bolt.Tx, d counts, vm *VM, to State, now time.Time) error {
+	if err := unindex(tx, d, vm); err != nil {
+		return err
+	}
+	vm.State = to
+	setEntered(vm, to, now)
+	if err := index(tx, d, vm); err != nil {
+		return err
+	}
+	return putVM(tx, vm)
+}
+
+// listIndex decodes, in index order, the records of the entries of b that
+// start with prefix, keeping those for which keep returns true. The
+// hostname follows prefix and the 8-byte time.
+func listIndex(tx *bolt.Tx, b *bolt.Bucket, prefix []byte, keep func(*VM) bool) ([]VM, error) {
+	var out []VM
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		vm, err := getVM(tx, string(k[len(prefix)+8:]))
+		if err != nil {
+			return nil, fmt.Errorf("index entry %x: %v", k, err) // corruption, not ENOTFOUND
+		}
+		if keep == nil || keep(&vm) {
+			out = append(out, vm)
+		}
+	}
+	return out, nil
+}

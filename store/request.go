@@ -1,0 +1,221 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// getRequest decodes request id. ENOTFOUND if there is none.
+func getRequest(tx *bolt.Tx, id string) (Request, error) {
+	var r Request
+	v := tx.Bucket(bucketRequests).Get([]byte(id))
+	if v == nil {
+		return r, Errorf(ENOTFOUND, "request %s not found", id)
+	}
+	if err := json.Unmarshal(v, &r); err != nil {
+		return r, fmt.Errorf("decode request %s: %w", id, err)
+	}
+	return r, nil
+}
+
+// putRequest writes r.
+func putRequest(tx *bolt.Tx, r *Request) error {
+	v, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode request %s: %w", r.ID, err)
+	}
+	return tx.Bucket(bucketRequests).Put([]byte(r.ID), v)
+}
+
+// wanted returns how many VMs of pool r asks for in all.
+func (r *Request) wanted(pool string) int {
+	n := 0
+	for _, pc := range r.Requested {
+		if pc.Pool == pool {
+			n += pc.Count
+		}
+	}
+	return n
+}
+
+// complete reports whether r has every VM it asked for.
+func (r *Request) complete() bool {
+	for _, pc := range r.Requested {
+		if len(r.Hosts[pc.Pool]) < r.wanted(pc.Pool) {
+			return false
+		}
+	}
+	return true
+}
+
+// deliver hands a VM that just became ready to its ondemand request: it goes
+// straight to running with the request's lifetime and user, and the request
+// becomes ready once it has all its VMs. A VM the request can no longer
+// take (request gone, not pending, or this pool already delivered) goes to
+// completed.
+func deliver(tx *bolt.Tx, d counts, vm *VM, now time.Time) error {
+	r, err := getRequest(tx, vm.RequestID)
+	if ErrorCode(err) == ENOTFOUND {
+		vm.Reason = fmt.Sprintf("ondemand request %s not found", vm.RequestID)
+		return move(tx, d, vm, StateCompleted, now)
+	} else if err != nil {
+		return err
+	}
+	if r.State != RequestPending {
+		vm.Reason = fmt.Sprintf("ondemand request %s is %s", r.ID, r.State)
+		return move(tx, d, vm, StateCompleted, now)
+	} else if len(r.Hosts[vm.Pool]) >= r.wanted(vm.Pool) {
+		vm.Reason = fmt.Sprintf("ondemand request %s needs no more vms of pool %s", r.ID, vm.Pool)
+		return move(tx, d, vm, StateCompleted, now)
+	}
+	vm.Lifetime, vm.User = r.Lifetime, r.User
+	if err := move(tx, d, vm, StateRunning, now); err != nil {
+		return err
+	}
+	if r.Hosts == nil {
+		r.Hosts = map[string][]string{}
+	}
+	r.Hosts[vm.Pool] = append(r.Hosts[vm.Pool], vm.Hostname)
+	if r.complete() {
+		if err := setRequestState(tx, &r, RequestReady); err != nil {
+			return err
+		}
+	}
+	return putRequest(tx, &r)
+}
+
+// setRequestState changes r's state, taking it off the pending index when
+// it leaves pending. The caller writes r.
+func setRequestState(tx *bolt.Tx, r *Request, state string) error {
+	if r.State == RequestPending && state != RequestPending {
+		if err := tx.Bucket(bucketReqsPending).Delete(timeKey(r.Created, r.ID)); err != nil {
+			return err
+		}
+	}
+	r.State = state
+	return nil
+}
+
+// CreateRequest stores a new ondemand request (State pending).
+// Created is set to now when zero. EINVALID for an empty id, nothing
+// requested, an empty pool, a count below 1 or a negative lifetime;
+// ECONFLICT if the id exists.
+func (s *Store) CreateRequest(r Request) error {
+	if r.ID == "" {
+		return Errorf(EINVALID, "a request needs an id")
+	} else if len(r.Requested) == 0 {
+		return Errorf(EINVALID, "request %s asks for no vms", r.ID)
+	} else if r.Lifetime < 0 {
+		return Errorf(EINVALID, "lifetime must not be negative")
+	}
+	for _, pc := range r.Requested {
+		if pc.Pool == "" || pc.Count < 1 {
+			return Errorf(EINVALID, "request %s: each pool needs a name and a count of at least 1", r.ID)
+		}
+	}
+	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+		if tx.Bucket(bucketRequests).Get([]byte(r.ID)) != nil {
+			return Errorf(ECONFLICT, "request %s already exists", r.ID)
+		}
+		r.State, r.Hosts, r.Error = RequestPending, nil, ""
+		if r.Created.IsZero() {
+			r.Created = now
+		}
+		if err := tx.Bucket(bucketReqsPending).Put(timeKey(r.Created, r.ID), []byte{}); err != nil {
+			return err
+		}
+		return putRequest(tx, &r)
+	})
+}
+
+// GetRequest returns an ondemand request. ENOTFOUND if unknown.
+func (s *Store) GetRequest(id string) (Request, error) {
+	var r Request
+	err := s.view(func(tx *bolt.Tx) (err error) {
+		r, err = getRequest(tx, id)
+		return err
+	})
+	return r, err
+}
+
+// PendingRequests returns the requests in state pending, oldest first.
+func (s *Store) PendingRequests() ([]Request, error) {
+	var out []Request
+	err := s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketReqsPending).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			r, err := getRequest(tx, keyName(k))
+			if err != nil {
+				return fmt.Errorf("pending index entry %x: %v", k, err)
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// FinishRequest sets a pending request's state (ready, failed or deleted) and
+// error. Deleting moves its running VMs to completed. A deleted request is
+// never overwritten.
+//
+// Setting the state a request already has, or anything on a deleted
+// request, changes nothing (nil). A ready or failed request may only be
+// deleted (ECONFLICT otherwise). EINVALID for another state; ENOTFOUND if
+// unknown.
+func (s *Store) FinishRequest(id, state, errMsg string) error {
+	switch state {
+	case RequestReady, RequestFailed, RequestDeleted:
+	default:
+		return Errorf(EINVALID, "bad request state %q", state)
+	}
+	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+		r, err := getRequest(tx, id)
+		if err != nil {
+			return err
+		}
+		switch {
+		case r.State == RequestDeleted || r.State == state:
+			return nil
+		case r.State != RequestPending && state != RequestDeleted:
+			return Errorf(ECONFLICT, "request %s is %s", id, r.State)
+		}
+		if err := setRequestState(tx, &r, state); err != nil {
+			return err
+		}
+		if errMsg != "" {
+			r.Error = errMsg
+		}
+		if state == RequestDeleted {
+			if err := completeRequestVMs(tx, d, &r, now); err != nil {
+				return err
+			}
+		}
+		return putRequest(tx, &r)
+	})
+}
+
+// completeRequestVMs moves the running VMs delivered to r to completed.
+func completeRequestVMs(tx *bolt.Tx, d counts, r *Request, now time.Time) error {
+	for _, hosts := range r.Hosts {
+		for _, host := range hosts {
+			vm, err := getVM(tx, host)
+			if ErrorCode(err) == ENOTFOUND {
+				continue // purged
+			} else if err != nil {
+				return err
+			}
+			if vm.State != StateRunning || vm.RequestID != r.ID {
+				continue
+			}
+			vm.Reason = fmt.Sprintf("ondemand request %s deleted", r.ID)
+			if err := move(tx, d, &vm, StateCompleted, now); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

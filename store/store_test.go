@@ -1,0 +1,316 @@
+package store
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// testClock is an injected clock that moves on a millisecond at every
+// reading, so that each transaction gets its own, ordered time.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newTestClock() *testClock {
+	return &testClock{now: time.Date(2024, 3, 10, 12, 0, 0, 0, time.UTC)}
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := c.now
+	c.now = c.now.Add(time.Millisecond)
+	return t
+}
+
+func (c *testClock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// MustOpenStore opens a store on a new file with a test clock. Cleanup runs
+// Check, compares the in-memory counts with the indexes and closes it.
+func MustOpenStore(tb testing.TB) *Store {
+	tb.Helper()
+	return MustOpenStoreAt(tb, filepath.Join(tb.TempDir(), "vmpooler.db"), newTestClock())
+}
+
+// MustOpenStoreAt opens the store at path with clock clk (nil: time.Now).
+func MustOpenStoreAt(tb testing.TB, path string, clk *testClock) *Store {
+	tb.Helper()
+	s := New(path)
+	if clk != nil {
+		s.Now = clk.Now
+	}
+	if err := s.Open(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if s.db == nil {
+			return // closed by the test
+		}
+		mustCheck(tb, s)
+		if err := s.Close(); err != nil {
+			tb.Error(err)
+		}
+	})
+	return s
+}
+
+// mustCheck fails tb unless Check passes and Counts matches the indexes.
+func mustCheck(tb testing.TB, s *Store) {
+	tb.Helper()
+	if err := s.Check(); err != nil {
+		tb.Errorf("check: %v", err)
+	}
+	var want counts
+	if err := s.db.View(func(tx *bolt.Tx) (err error) { want, err = loadCounts(tx); return err }); err != nil {
+		tb.Fatal(err)
+	}
+	got := s.Counts()
+	for pool, pc := range got {
+		pc.LastReady = time.Time{}
+		if pc != want[pool] {
+			tb.Errorf("counts of %s: got %+v, want %+v", pool, pc, want[pool])
+		}
+	}
+	for pool, pc := range want {
+		if _, ok := got[pool]; !ok {
+			tb.Errorf("counts of %s: missing, want %+v", pool, pc)
+		}
+	}
+}
+
+// reopen closes s and opens its file again with the same clock.
+func reopen(tb testing.TB, s *Store) *Store {
+	tb.Helper()
+	now := s.Now
+	if err := s.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	s2 := New(s.Path)
+	s2.Now = now
+	if err := s2.Open(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { mustCheck(tb, s2); s2.Close() })
+	return s2
+}
+
+// mustCode fails tb unless err has code.
+func mustCode(tb testing.TB, err error, code string) {
+	tb.Helper()
+	if got := ErrorCode(err); got != code {
+		tb.Fatalf("error code: got %q (%v), want %q", got, err, code)
+	}
+}
+
+// fillReady adds n ready VMs to pool in one transaction and returns their
+// hostnames in ready order. Setup only: tests of MarkReady use the method.
+func fillReady(tb testing.TB, s *Store, pool, prefix string, n int) []string {
+	tb.Helper()
+	hosts := make([]string, n)
+	err := s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+		for i := range hosts {
+			hosts[i] = prefix + pool + "-" + itoa(i)
+			vm := VM{Hostname: hosts[i], Pool: pool, Template: "tpl"}
+			if err := addPending(tx, d, vm, now); err != nil {
+				return err
+			}
+			// Distinct ready times keep the ready order that of hosts.
+			if err := markReady(tx, d, hosts[i], "10.0.0.1", now.Add(time.Duration(i))); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return hosts
+}
+
+func itoa(i int) string {
+	const digits = "0123456789"
+	if i < 10 {
+		return digits[i : i+1]
+	}
+	return itoa(i/10) + digits[i%10:i%10+1]
+}
+
+// mustReady adds one VM to pool and marks it ready through the public API.
+func mustReady(tb testing.TB, s *Store, pool, host string) {
+	tb.Helper()
+	if err := s.AddPending(VM{Hostname: host, Pool: pool, Template: "tpl"}); err != nil {
+		tb.Fatal(err)
+	}
+	if err := s.MarkReady(host, "10.0.0.2"); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func TestOpen(t *testing.T) {
+	t.Run("FileMode", func(t *testing.T) {
+		s := MustOpenStore(t)
+		fi, err := os.Stat(s.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode().Perm(); got != 0o600 {
+			t.Errorf("mode: got %o, want 600", got)
+		}
+	})
+	t.Run("InUse", func(t *testing.T) {
+		s := MustOpenStore(t)
+		s2 := New(s.Path)
+		s2.Timeout = 10 * time.Millisecond
+		err := s2.Open()
+		if !errors.Is(err, ErrInUse) {
+			t.Fatalf("got %v, want ErrInUse", err)
+		}
+		if want := "database " + s.Path + " is in use by another vmpooler"; err.Error() != want {
+			t.Errorf("got %q, want %q", err, want)
+		}
+	})
+	t.Run("NewerSchema", func(t *testing.T) {
+		s := MustOpenStore(t)
+		s.db.Update(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketMeta).Put(keyVersion, []byte{0, 0, 0, 0, 0, 0, 0, 99})
+		})
+		s.Close()
+		err := New(s.Path).Open()
+		if err == nil || !strings.Contains(err.Error(), "newer") {
+			t.Fatalf("got %v, want a newer-schema error", err)
+		}
+	})
+	t.Run("NotOpen", func(t *testing.T) {
+		s := New(filepath.Join(t.TempDir(), "x.db"))
+		if _, err := s.Get("x"); !errors.Is(err, errNotOpen) {
+			t.Errorf("got %v, want errNotOpen", err)
+		}
+		if _, err := s.Checkout(CheckoutRequest{Pools: []PoolCount{{"p", 1}}}); !errors.Is(err, errNotOpen) {
+			t.Errorf("got %v, want errNotOpen", err)
+		}
+	})
+}
+
+func TestReopenKeepsState(t *testing.T) {
+	s := MustOpenStore(t)
+	fillReady(t, s, "centos", "a", 3)
+	if _, err := s.Checkout(CheckoutRequest{Pools: []PoolCount{{"centos", 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateToken(Token{Token: "tok1", User: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Modify("acentos-0", 0, map[string]string{"team": "qa"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutOverride("centos", Override{Template: "t2"}); err != nil {
+		t.Fatal(err)
+	}
+	day := s.Now().UTC().Format(dateLayout)
+	before, err := s.Rollups(day, day)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	s = reopen(t, s)
+	if got := s.Counts()["centos"]; got.Ready != 2 || got.Running != 1 {
+		t.Errorf("counts after reopen: got %+v, want 2 ready, 1 running", got)
+	}
+	if tok, err := s.GetToken("tok1"); err != nil || tok.User != "alice" {
+		t.Errorf("token after reopen: got %+v, %v", tok, err)
+	}
+	after, err := s.Rollups(day, day)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after[0].Boot["centos"] != before[0].Boot["centos"] || after[0].Tags["team"]["qa"] != 1 {
+		t.Errorf("rollup after reopen: got %+v, want %+v", after[0], before[0])
+	}
+	if o, _ := s.Overrides(); o["centos"].Template != "t2" {
+		t.Errorf("overrides after reopen: got %+v", o)
+	}
+}
+
+func TestCountsIsACopy(t *testing.T) {
+	s := MustOpenStore(t)
+	fillReady(t, s, "p", "", 2)
+	c := s.Counts()
+	c["p"] = PoolCounts{Ready: 99}
+	delete(c, "p")
+	if got := s.Counts()["p"].Ready; got != 2 {
+		t.Errorf("got %d ready, want 2", got)
+	}
+}
+
+func TestBackup(t *testing.T) {
+	s := MustOpenStore(t)
+	fillReady(t, s, "p", "", 3)
+	path := filepath.Join(t.TempDir(), "backup.db")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Backup(f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	b := MustOpenStoreAt(t, path, nil)
+	if got := b.Counts()["p"].Ready; got != 3 {
+		t.Errorf("backup has %d ready, want 3", got)
+	}
+}
+
+func TestCheckFindsBrokenIndexes(t *testing.T) {
+	s := MustOpenStore(t)
+	fillReady(t, s, "p", "", 2)
+	vm, _ := s.Get("p-0")
+	var key []byte
+	s.db.View(func(tx *bolt.Tx) error { _, key, _ = indexOf(tx, &vm); return nil })
+	moved := timeKey(vm.Ready, "")
+	cases := []struct {
+		name        string
+		spoil, mend func(tx *bolt.Tx) error
+	}{
+		{"MissingEntry",
+			func(tx *bolt.Tx) error { return tx.Bucket(bucketPools).Delete(key) },
+			func(tx *bolt.Tx) error { return tx.Bucket(bucketPools).Put(key, []byte{}) }},
+		{"StrayEntry",
+			func(tx *bolt.Tx) error { return tx.Bucket(bucketDestroyed).Put(append(moved, "p-0"...), []byte{}) },
+			func(tx *bolt.Tx) error { return tx.Bucket(bucketDestroyed).Delete(append(moved, "p-0"...)) }},
+		{"EntryWithoutRecord",
+			func(tx *bolt.Tx) error {
+				return tx.Bucket(bucketPools).Put(append(indexPrefix("p", StateRunning), moved...), []byte{})
+			},
+			func(tx *bolt.Tx) error {
+				return tx.Bucket(bucketPools).Delete(append(indexPrefix("p", StateRunning), moved...))
+			}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if err := s.db.Update(c.spoil); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Check(); err == nil {
+				t.Error("Check passed on a broken index")
+			}
+			if err := s.db.Update(c.mend); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Check(); err != nil {
+				t.Errorf("Check after mending: %v", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,129 @@
+package store
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// tokenKey is the key of a token: its SHA-256, so that the time a lookup
+// takes says nothing about the token's bytes. The record keeps the token
+// itself because GET /token lists it to its owner.
+func tokenKey(token string) []byte {
+	h := sha256.Sum256([]byte(token))
+	return h[:]
+}
+
+// userKey is a token's entry in tokens_by_user: the user, a zero byte, the
+// creation time and the token key, so one user's tokens sort oldest first.
+func userKey(t *Token) []byte {
+	k := append([]byte(t.User), 0)
+	k = append(k, timeKey(t.Created, "")...)
+	return append(k, tokenKey(t.Token)...)
+}
+
+// getToken decodes the token stored under key. ENOTFOUND if none.
+// Messages never contain the token.
+func getToken(tx *bolt.Tx, key []byte) (Token, error) {
+	var t Token
+	v := tx.Bucket(bucketTokens).Get(key)
+	if v == nil {
+		return t, Errorf(ENOTFOUND, "token not found")
+	}
+	if err := json.Unmarshal(v, &t); err != nil {
+		return t, fmt.Errorf("decode token %x: %w", key, err)
+	}
+	return t, nil
+}
+
+// putToken writes t.
+func putToken(tx *bolt.Tx, t *Token) error {
+	v, err := json.Marshal(t)
+	if err != nil {
+		return fmt.Errorf("encode token: %w", err)
+	}
+	return tx.Bucket(bucketTokens).Put(tokenKey(t.Token), v)
+}
+
+// CreateToken stores a token. ECONFLICT if it exists. Created is set to now
+// when zero. EINVALID for an empty token or user, or a user with a zero byte.
+func (s *Store) CreateToken(t Token) error {
+	if t.Token == "" || t.User == "" {
+		return Errorf(EINVALID, "a token needs a value and a user")
+	} else if strings.ContainsRune(t.User, 0) {
+		return Errorf(EINVALID, "bad user name")
+	}
+	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+		if tx.Bucket(bucketTokens).Get(tokenKey(t.Token)) != nil {
+			return Errorf(ECONFLICT, "token already exists")
+		}
+		if t.Created.IsZero() {
+			t.Created = now
+		}
+		if err := tx.Bucket(bucketTokensUser).Put(userKey(&t), []byte{}); err != nil {
+			return err
+		}
+		return putToken(tx, &t)
+	})
+}
+
+// GetToken returns a token. ENOTFOUND if unknown.
+func (s *Store) GetToken(token string) (Token, error) {
+	var t Token
+	err := s.view(func(tx *bolt.Tx) (err error) {
+		t, err = getToken(tx, tokenKey(token))
+		return err
+	})
+	return t, err
+}
+
+// TokensByUser lists a user's tokens, oldest first.
+func (s *Store) TokensByUser(user string) ([]Token, error) {
+	var out []Token
+	prefix := append([]byte(user), 0)
+	err := s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketTokensUser).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			t, err := getToken(tx, slices.Clone(k[len(k)-sha256.Size:]))
+			if err != nil {
+				return fmt.Errorf("user index entry: %v", err)
+			}
+			out = append(out, t)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// TouchToken sets a token's LastUsed to now. ENOTFOUND if unknown.
+func (s *Store) TouchToken(token string) error {
+	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+		t, err := getToken(tx, tokenKey(token))
+		if err != nil {
+			return err
+		}
+		t.LastUsed = now
+		return putToken(tx, &t)
+	})
+}
+
+// DeleteToken removes a token. ENOTFOUND if unknown.
+func (s *Store) DeleteToken(token string) error {
+	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+		key := tokenKey(token)
+		t, err := getToken(tx, key)
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketTokensUser).Delete(userKey(&t)); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketTokens).Delete(key)
+	})
+}

@@ -1,0 +1,285 @@
+package store
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// maxNameLen bounds hostnames and pool names (a DNS name's limit), far
+// below bbolt's key limit.
+const maxNameLen = 255
+
+// AddPending records a new VM in state pending (Started = now).
+// ECONFLICT if a record with that hostname exists (even destroyed).
+func (s *Store) AddPending(vm VM) error {
+	if vm.Hostname == "" || len(vm.Hostname) > maxNameLen {
+		return Errorf(EINVALID, "a vm needs a hostname of at most %d bytes", maxNameLen)
+	} else if !validName(vm.Pool) {
+		return Errorf(EINVALID, "bad pool name %q", vm.Pool)
+	}
+	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+		return addPending(tx, d, vm, now)
+	})
+}
+
+// addPending is AddPending inside tx.
+func addPending(tx *bolt.Tx, d counts, vm VM, now time.Time) error {
+	if tx.Bucket(bucketVMs).Get([]byte(vm.Hostname)) != nil {
+		return Errorf(ECONFLICT, "vm %s already exists", vm.Hostname)
+	}
+	vm.State = StatePending
+	vm.Started = now
+	vm.Cloned, vm.Ready, vm.CheckedOut, vm.Completed, vm.Destroyed = time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	if err := index(tx, d, &vm); err != nil {
+		return err
+	}
+	return putVM(tx, &vm)
+}
+
+// MarkCloned records that the clone task of a pending VM finished.
+func (s *Store) MarkCloned(host string) error {
+	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+		vm, err := getVM(tx, host)
+		if err != nil {
+			return err
+		} else if vm.State != StatePending {
+			return Errorf(ECONFLICT, "vm %s is %s, not pending", host, vm.State)
+		}
+		vm.Cloned = now
+		return putVM(tx, &vm)
+	})
+}
+
+// MarkReady moves a pending VM to ready (or, when it belongs to an ondemand
+// request, straight to running and onto the request), storing ip and adding
+// its clone (Cloned-Started) and boot (Ready-Cloned) durations to today's rollup.
+// ENOTFOUND if unknown; ECONFLICT if not pending.
+//
+// Without MarkCloned, no clone duration is counted and the boot duration
+// runs from Started. A VM of a request that is no longer pending, or that
+// already has its VMs of this pool, goes to completed instead.
+func (s *Store) MarkReady(host, ip string) error {
+	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+		return markReady(tx, d, host, ip, now)
+	})
+}
+
+// markReady is MarkReady inside tx.
+func markReady(tx *bolt.Tx, d counts, host, ip string, now time.Time) error {
+	vm, err := getVM(tx, host)
+	if err != nil {
+		return err
+	} else if vm.State != StatePending {
+		return Errorf(ECONFLICT, "vm %s is %s, not pending", host, vm.State)
+	}
+	vm.IP = ip
+	bootFrom := vm.Started
+	if !vm.Cloned.IsZero() {
+		bootFrom = vm.Cloned
+		if err := addDuration(tx, now, "clone", vm.Pool, vm.Cloned.Sub(vm.Started)); err != nil {
+			return err
+		}
+	}
+	if err := addDuration(tx, now, "boot", vm.Pool, now.Sub(bootFrom)); err != nil {
+		return err
+	}
+	d.readyAt(vm.Pool, now)
+	if vm.RequestID != "" {
+		vm.Ready = now
+		return deliver(tx, d, &vm, now)
+	}
+	return move(tx, d, &vm, StateReady, now)
+}
+
+// Return moves a running VM to completed (DELETE /vm/<host>).
+// ENOTFOUND if no such VM or it is not running.
+func (s *Store) Return(host, reason string) error {
+	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+		vm, err := getVM(tx, host)
+		if err != nil {
+			return err
+		} else if vm.State != StateRunning {
+			return Errorf(ENOTFOUND, "vm %s is not running", host)
+		}
+		vm.Reason = reason
+		return move(tx, d, &vm, StateCompleted, now)
+	})
+}
+
+// Fail moves a pending, ready or running VM to completed with a reason.
+// ENOTFOUND if no such live VM; a completed VM is left as it is (nil).
+func (s *Store) Fail(host, reason string) error {
+	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+		vm, err := getVM(tx, host)
+		if err != nil {
+			return err
+		}
+		switch vm.State {
+		case StateCompleted:
+			return nil
+		case StateDestroyed:
+			return Errorf(ENOTFOUND, "vm %s is destroyed", host)
+		}
+		vm.Reason = reason
+		return move(tx, d, &vm, StateCompleted, now)
+	})
+}
+
+// Destroy moves a VM from any live state to destroyed, keeping the record
+// for Retention. ENOTFOUND if unknown. Destroying a destroyed VM changes
+// nothing (nil). An empty reason keeps the VM's earlier reason.
+func (s *Store) Destroy(host, reason string) error {
+	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+		vm, err := getVM(tx, host)
+		if err != nil {
+			return err
+		} else if vm.State == StateDestroyed {
+			return nil
+		}
+		if reason != "" {
+			vm.Reason = reason
+		}
+		return move(tx, d, &vm, StateDestroyed, now)
+	})
+}
+
+// Purge deletes destroyed records older than Retention and returns how many.
+func (s *Store) Purge() (int, error) {
+	var n int
+	err := s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+		cutoff := timeKey(now.Add(-s.Retention), "")
+		b := tx.Bucket(bucketDestroyed)
+		var keys [][]byte // collected first: never delete while a cursor walks
+		c := b.Cursor()
+		for k, _ := c.First(); k != nil && bytes.Compare(k[:8], cutoff) < 0; k, _ = c.Next() {
+			keys = append(keys, slices.Clone(k))
+		}
+		for _, k := range keys {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketVMs).Delete(k[8:]); err != nil {
+				return err
+			}
+		}
+		n = len(keys)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// Modify changes a live VM's lifetime (if lifetime > 0) and merges tags
+// (counting each new tag value in today's rollup). Returns the new record.
+// A tag is counted only when its value on the VM changes. EINVALID for a
+// negative lifetime or an empty tag name; ECONFLICT if destroyed.
+func (s *Store) Modify(host string, lifetime int, tags map[string]string) (VM, error) {
+	if lifetime < 0 {
+		return VM{}, Errorf(EINVALID, "lifetime must not be negative")
+	}
+	for k := range tags {
+		if k == "" {
+			return VM{}, Errorf(EINVALID, "tag names must not be empty")
+		}
+	}
+	var out VM
+	err := s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+		vm, err := getVM(tx, host)
+		if err != nil {
+			return err
+		} else if vm.State == StateDestroyed {
+			return Errorf(ECONFLICT, "vm %s is destroyed", host)
+		}
+		if lifetime > 0 {
+			vm.Lifetime = lifetime
+		}
+		for k, v := range tags {
+			if old, ok := vm.Tags[k]; ok && old == v {
+				continue
+			}
+			if vm.Tags == nil {
+				vm.Tags = map[string]string{}
+			}
+			vm.Tags[k] = v
+			if err := addTag(tx, now, k, v); err != nil {
+				return err
+			}
+		}
+		out = vm
+		return putVM(tx, &vm)
+	})
+	if err != nil {
+		return VM{}, err
+	}
+	return out, nil
+}
+
+// Get returns a VM record. ENOTFOUND if unknown.
+func (s *Store) Get(host string) (VM, error) {
+	var vm VM
+	err := s.view(func(tx *bolt.Tx) (err error) {
+		vm, err = getVM(tx, host)
+		return err
+	})
+	return vm, err
+}
+
+// List returns the VMs of a pool in a state, in index order (oldest first).
+// For StateDestroyed the order is that of destruction. EINVALID for an
+// unknown state.
+func (s *Store) List(pool string, state State) ([]VM, error) {
+	if !live(state) && state != StateDestroyed {
+		return nil, Errorf(EINVALID, "unknown state %q", state)
+	}
+	var out []VM
+	err := s.view(func(tx *bolt.Tx) (err error) {
+		if state == StateDestroyed {
+			out, err = listIndex(tx, tx.Bucket(bucketDestroyed), nil, func(vm *VM) bool { return vm.Pool == pool })
+		} else {
+			out, err = listIndex(tx, tx.Bucket(bucketPools), indexPrefix(pool, state), nil)
+		}
+		return err
+	})
+	return out, err
+}
+
+// ListPool returns every live (not destroyed) VM of a pool in one transaction,
+// state by state in lifecycle order, each state oldest first.
+func (s *Store) ListPool(pool string) ([]VM, error) {
+	var out []VM
+	err := s.view(func(tx *bolt.Tx) error {
+		for _, st := range LiveStates {
+			vms, err := listIndex(tx, tx.Bucket(bucketPools), indexPrefix(pool, st), nil)
+			if err != nil {
+				return err
+			}
+			out = append(out, vms...)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Pools returns the names of every pool with at least one live VM, sorted.
+func (s *Store) Pools() ([]string, error) {
+	var out []string
+	err := s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketPools).Cursor()
+		for k, _ := c.First(); k != nil; {
+			pool, _, _, ok := splitIndexKey(k)
+			if !ok {
+				return fmt.Errorf("bad index key %x", k)
+			}
+			out = append(out, pool)
+			k, _ = c.Seek(append([]byte(pool), 1)) // past every key of pool
+		}
+		return nil
+	})
+	return out, err
+}
