@@ -150,7 +150,7 @@ func crashChild(path string) {
 				fail(s.AddPending(VM{Hostname: h, Pool: pool}))
 				fail(s.MarkCloned(h))
 				if seq.Load()%7 == 0 {
-					fail(s.Fail(h, "clone failed"))
+					fail(s.Fail(h, "", "clone failed"))
 				} else {
 					fail(s.MarkReady(h, "10.0.0.1"))
 				}

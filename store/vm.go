@@ -110,19 +110,24 @@ func (s *Store) Return(host, reason string) error {
 	})
 }
 
-// Fail moves a pending, ready or running VM to completed with a reason.
-// ENOTFOUND if no such live VM; a completed VM is left as it is (nil).
-func (s *Store) Fail(host, reason string) error {
+// Fail moves a VM to completed with a reason, but only if it is still in
+// state from (or in any live state when from is ""): a check that decided
+// to fail a ready VM must not fail one that a checkout took meanwhile.
+// ECONFLICT if the VM left from; ENOTFOUND if unknown or destroyed. A
+// completed VM is left as it is (nil) when from is "" or completed.
+func (s *Store) Fail(host string, from State, reason string) error {
 	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
 		vm, err := getVM(tx, host)
 		if err != nil {
 			return err
 		}
-		switch vm.State {
-		case StateCompleted:
-			return nil
-		case StateDestroyed:
+		switch {
+		case vm.State == StateDestroyed:
 			return Errorf(ENOTFOUND, "vm %s is destroyed", host)
+		case vm.State == StateCompleted && (from == "" || from == StateCompleted):
+			return nil
+		case from != "" && vm.State != from:
+			return Errorf(ECONFLICT, "vm %s is %s, not %s", host, vm.State, from)
 		}
 		vm.Reason = reason
 		return move(tx, d, &vm, StateCompleted, now)

@@ -111,25 +111,45 @@ func TestFail(t *testing.T) {
 	s.AddPending(VM{Hostname: "pend", Pool: "p"})
 	vms, _ := s.Checkout(CheckoutRequest{Pools: []PoolCount{{"p", 1}}})
 	for _, h := range []string{"pend", "p-1", vms[0].Hostname} {
-		if err := s.Fail(h, "broken"); err != nil {
+		if err := s.Fail(h, "", "broken"); err != nil {
 			t.Fatal(err)
 		}
 		if vm, _ := s.Get(h); vm.State != StateCompleted || vm.Reason != "broken" {
 			t.Errorf("%s: got %+v", h, vm)
 		}
 	}
-	if err := s.Fail("pend", "again"); err != nil {
+	if err := s.Fail("pend", "", "again"); err != nil {
 		t.Errorf("fail of completed: %v", err)
 	}
 	if vm, _ := s.Get("pend"); vm.Reason != "broken" {
 		t.Errorf("completed vm changed: %+v", vm)
 	}
 	s.Destroy("pend", "")
-	mustCode(t, s.Fail("pend", ""), ENOTFOUND)
-	mustCode(t, s.Fail("nope", ""), ENOTFOUND)
+	mustCode(t, s.Fail("pend", "", ""), ENOTFOUND)
+	mustCode(t, s.Fail("nope", "", ""), ENOTFOUND)
 	if got := s.Counts()["p"]; got.Completed != 2 || got.Ready+got.Running+got.Pending != 0 {
 		t.Errorf("counts: %+v", got)
 	}
+}
+
+// A ready check that decided to fail a VM must not fail it once a
+// checkout took it: Fail with from = ready then answers ECONFLICT.
+func TestFailFromGuardsCheckout(t *testing.T) {
+	s := MustOpenStore(t)
+	fillReady(t, s, "p", "", 1)
+	vms, err := s.Checkout(CheckoutRequest{Pools: []PoolCount{{"p", 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := vms[0].Hostname
+	mustCode(t, s.Fail(h, StateReady, "ready_ttl expired"), ECONFLICT)
+	if vm, _ := s.Get(h); vm.State != StateRunning {
+		t.Errorf("running vm was failed: %+v", vm)
+	}
+	if err := s.Fail(h, StateRunning, "lifetime expired"); err != nil {
+		t.Fatal(err)
+	}
+	mustCode(t, s.Fail(h, StateRunning, "again"), ECONFLICT)
 }
 
 func TestDestroyAndPurge(t *testing.T) {
@@ -139,7 +159,7 @@ func TestDestroyAndPurge(t *testing.T) {
 	fillReady(t, s, "p", "", 3)
 	s.AddPending(VM{Hostname: "pend", Pool: "p"})
 	vms, _ := s.Checkout(CheckoutRequest{Pools: []PoolCount{{"p", 1}}})
-	s.Fail("p-2", "")
+	s.Fail("p-2", "", "")
 	for _, h := range []string{"pend", "p-1", vms[0].Hostname, "p-2"} { // pending, ready, running, completed
 		if err := s.Destroy(h, "gone"); err != nil {
 			t.Fatal(err)
