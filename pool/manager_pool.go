@@ -1,0 +1,479 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/vmpooler/vmpooler/store"
+)
+
+// poolPass is what one pass learned about one pool: its effective
+// settings and counts, used to refill it and to fill ondemand requests.
+type poolPass struct {
+	cfg         PoolConfig
+	reachable   bool // the inventory was listed this pass
+	size        int
+	template    string
+	cloneTarget string
+	deficit     int                 // pooled VMs to clone
+	odPending   map[string]int      // request id → pending VMs (clones in flight included)
+	odHosts     map[string][]string // request id → pending hostnames
+}
+
+// poolRun is the working state of one pool during one pass.
+type poolRun struct {
+	m         *Manager
+	ctx       context.Context
+	pass      *poolPass
+	now       time.Time
+	inv       map[string]VMInfo
+	flying    map[string]bool
+	liveReqs  map[string]bool
+	checked   map[string]time.Time // last check of each ready VM, carried over
+	noted     map[string]bool      // running VMs annotated, carried over
+	nextNoted map[string]bool
+
+	checks   []readyCheck
+	destroys []store.VM // completed VMs present in the inventory
+	orphans  []string
+	annotate []store.VM
+	ready    []store.VM // pooled ready VMs still ready
+	pending  []store.VM // pooled pending VMs still pending
+	errs     []error
+}
+
+// readyCheck is one VM to run the provider's ready check on.
+type readyCheck struct {
+	vm   store.VM
+	info VMInfo
+	ok   bool
+	why  string
+	err  error
+}
+
+// poolFetch is a pool's inventory and store records, read in parallel for
+// all pools at the start of a pass. The in-flight clones are noted before
+// List, so a pending VM not listed and not in flight really is missing.
+type poolFetch struct {
+	skip    bool // backing off
+	flying  map[string]bool
+	infos   []VMInfo
+	listErr error
+	vms     []store.VM
+	err     error // store
+}
+
+// fetchPools lists every pool's folder and store records, in parallel.
+func (m *Manager) fetchPools(ctx context.Context, now time.Time) []poolFetch {
+	pools := m.Config.Pools
+	out := make([]poolFetch, len(pools))
+	for i, pc := range pools {
+		out[i].skip = m.backingOff(pc.Name, now)
+	}
+	m.parallel(len(pools), func(i int) {
+		f, pc := &out[i], pools[i]
+		if f.skip {
+			return
+		}
+		f.flying = m.flying()
+		lctx, cancel := context.WithTimeout(ctx, m.CallTimeout)
+		f.infos, f.listErr = m.Provider.List(lctx, pc.Datacenter, pc.Folder)
+		cancel()
+		if f.listErr == nil || errors.Is(f.listErr, ErrNotFound) {
+			f.vms, f.err = m.Store.ListPool(pc.Name)
+		}
+	})
+	return out
+}
+
+// reconcilePool runs the pool's part of a pass.
+func (m *Manager) reconcilePool(ctx context.Context, pc PoolConfig, f *poolFetch, ov store.Override, liveReqs map[string]bool, now time.Time) (*poolPass, error) {
+	p := &poolPass{cfg: pc, size: pc.Size, template: pc.Template, cloneTarget: pc.CloneTarget,
+		odPending: make(map[string]int), odHosts: make(map[string][]string)}
+	if ov.Size != nil {
+		p.size = *ov.Size
+	}
+	if ov.Template != "" {
+		p.template = ov.Template
+	}
+	if ov.CloneTarget != "" {
+		p.cloneTarget = ov.CloneTarget
+	}
+	if errors.Is(f.listErr, ErrNotFound) && f.err == nil && len(f.vms) == 0 {
+		// A pool folder that does not exist yet holds no VMs; the first
+		// clone may create it. With live records, it is a fault: back off
+		// rather than call every VM vanished.
+		f.listErr, f.infos = nil, nil
+	}
+	if f.skip {
+		return p, nil
+	} else if f.listErr != nil {
+		if ctx.Err() == nil {
+			m.listFailed(pc.Name, now, f.listErr)
+		}
+		return p, nil
+	}
+	m.listOK(pc.Name)
+	if f.err != nil {
+		return p, fmt.Errorf("pool %s: %w", pc.Name, f.err)
+	}
+	p.reachable = true
+	r := &poolRun{m: m, ctx: ctx, pass: p, now: now, liveReqs: liveReqs,
+		flying: f.flying, checked: m.checked[pc.Name], noted: m.annotated[pc.Name]}
+	r.nextNoted = make(map[string]bool)
+	if r.checked == nil {
+		r.checked = make(map[string]time.Time)
+	}
+	infos, vms := f.infos, f.vms
+	r.checks = make([]readyCheck, 0, len(vms))
+	r.ready = make([]store.VM, 0, len(vms))
+	r.inv = make(map[string]VMInfo, len(infos))
+	for _, info := range infos {
+		r.inv[info.Name] = info
+	}
+	r.classify(vms)
+	r.findOrphans(vms)
+	r.runChecks()
+	r.removeExcess()
+	r.runDestroys()
+	p.deficit = p.size - len(r.ready) - len(r.pending)
+	next := make(map[string]time.Time, len(r.ready))
+	for _, vm := range r.ready {
+		if t, ok := r.checked[vm.Hostname]; ok {
+			next[vm.Hostname] = t
+		}
+	}
+	m.checked[pc.Name] = next
+	m.annotated[pc.Name] = r.nextNoted
+	return p, errors.Join(r.errs...)
+}
+
+// classify decides what to do with each live VM of the pool.
+func (r *poolRun) classify(vms []store.VM) {
+	for _, vm := range vms {
+		switch vm.State {
+		case store.StatePending:
+			r.classifyPending(vm)
+		case store.StateReady:
+			r.classifyReady(vm)
+		case store.StateRunning:
+			r.classifyRunning(vm)
+		case store.StateCompleted:
+			r.classifyCompleted(vm)
+		}
+	}
+}
+
+func (r *poolRun) classifyPending(vm store.VM) {
+	timeout := r.m.poolTimeout(r.pass.cfg)
+	switch {
+	case vm.RequestID != "" && !r.liveReqs[vm.RequestID]:
+		r.fail(vm, fmt.Sprintf("ondemand request %s is no longer pending", vm.RequestID))
+		return
+	case vm.RequestID == "" && vm.Template != "" && vm.Template != r.pass.template:
+		r.fail(vm, "template changed to "+r.pass.template)
+		return
+	case r.flying[vm.Hostname]:
+		if r.now.Sub(vm.Started) > timeout {
+			r.fail(vm, "clone not finished after "+fmtMinutes(timeout))
+			return
+		}
+		r.keepPending(vm)
+		return
+	}
+	info, ok := r.inv[vm.Hostname]
+	if !ok {
+		reason := "vanished from vSphere"
+		if vm.Cloned.IsZero() {
+			reason = "clone interrupted: not found in vSphere"
+		}
+		r.destroyRecord(vm, reason)
+		return
+	}
+	r.checks = append(r.checks, readyCheck{vm: vm, info: info})
+}
+
+// keepPending counts a VM that stays pending.
+func (r *poolRun) keepPending(vm store.VM) {
+	if vm.RequestID == "" {
+		r.pending = append(r.pending, vm)
+		return
+	}
+	r.pass.odPending[vm.RequestID]++
+	r.pass.odHosts[vm.RequestID] = append(r.pass.odHosts[vm.RequestID], vm.Hostname)
+}
+
+func (r *poolRun) classifyReady(vm store.VM) {
+	if _, ok := r.inv[vm.Hostname]; !ok {
+		r.destroyRecord(vm, "vanished from vSphere")
+		return
+	}
+	if ttl := r.m.poolReadyTTL(r.pass.cfg); r.now.Sub(vm.Ready) > ttl {
+		r.fail(vm, "ready_ttl of "+fmtMinutes(ttl)+" expired")
+		return
+	}
+	if vm.Template != "" && vm.Template != r.pass.template {
+		r.fail(vm, "template changed to "+r.pass.template)
+		return
+	}
+	every := Minutes(positive(r.m.Config.VMCheckTime, 1))
+	if last, ok := r.checked[vm.Hostname]; ok && r.now.Sub(last) < every {
+		r.ready = append(r.ready, vm)
+		return
+	}
+	r.checks = append(r.checks, readyCheck{vm: vm, info: r.inv[vm.Hostname]})
+}
+
+func (r *poolRun) classifyRunning(vm store.VM) {
+	if _, ok := r.inv[vm.Hostname]; !ok {
+		r.destroyRecord(vm, "vanished from vSphere")
+		return
+	}
+	lifetime := r.m.Config.Lifetime(vm.Lifetime)
+	if lifetime > 0 && !vm.CheckedOut.IsZero() && int(r.now.Sub(vm.CheckedOut)/time.Hour) >= lifetime {
+		r.fail(vm, fmt.Sprintf("lifetime of %dh expired", lifetime))
+		return
+	}
+	if r.noted[vm.Hostname] {
+		r.nextNoted[vm.Hostname] = true
+	} else {
+		r.annotate = append(r.annotate, vm)
+	}
+}
+
+func (r *poolRun) classifyCompleted(vm store.VM) {
+	if r.flying[vm.Hostname] {
+		return // the clone goroutine cleans up after itself
+	}
+	if _, ok := r.inv[vm.Hostname]; !ok {
+		r.destroyRecord(vm, vm.Reason)
+		return
+	}
+	r.destroys = append(r.destroys, vm)
+}
+
+// findOrphans picks VMs in the pool's folder that no live record claims.
+func (r *poolRun) findOrphans(vms []store.VM) {
+	known := make(map[string]bool, len(vms))
+	for _, vm := range vms {
+		known[vm.Hostname] = true
+	}
+	templates := map[string]bool{path.Base(r.pass.cfg.Template): true, path.Base(r.pass.template): true}
+	for name := range r.inv {
+		if known[name] || r.flying[name] || templates[name] {
+			continue
+		}
+		// A live record of another pool sharing the folder is not an orphan.
+		vm, err := r.m.Store.Get(name)
+		if err == nil && vm.State != store.StateDestroyed {
+			continue
+		} else if err != nil && store.ErrorCode(err) != store.ENOTFOUND {
+			r.errs = append(r.errs, err)
+			continue
+		}
+		r.orphans = append(r.orphans, name)
+	}
+	slices.Sort(r.orphans)
+}
+
+// runChecks runs the ready checks (and first annotations of running VMs)
+// in parallel, then applies the results one by one.
+func (r *poolRun) runChecks() {
+	m := r.m
+	m.parallel(len(r.checks), func(i int) {
+		c := &r.checks[i]
+		ctx, cancel := context.WithTimeout(r.ctx, m.CheckTimeout)
+		defer cancel()
+		c.ok, c.why, c.err = m.Provider.Ready(ctx, c.info, r.pass.cfg.ReadyCheck)
+		if c.err != nil {
+			m.observer().ProviderError("ready", c.err)
+		}
+	})
+	annotated := make([]bool, len(r.annotate))
+	m.parallel(len(r.annotate), func(i int) {
+		vm := r.annotate[i]
+		ctx, cancel := context.WithTimeout(r.ctx, m.CallTimeout)
+		defer cancel()
+		values := map[string]string{"vmpooler_pool": vm.Pool, "vmpooler_user": vm.User,
+			"vmpooler_checkout": vm.CheckedOut.UTC().Format(time.RFC3339)}
+		if err := m.Provider.Annotate(ctx, location(r.pass.cfg, vm.Hostname), values); err != nil {
+			m.observer().ProviderError("annotate", err)
+			m.Logger.Warn("annotating vm", "pool", vm.Pool, "hostname", vm.Hostname, "err", err)
+			return
+		}
+		annotated[i] = true
+	})
+	for i, ok := range annotated {
+		if ok {
+			r.nextNoted[r.annotate[i].Hostname] = true
+		}
+	}
+	for _, c := range r.checks {
+		if c.vm.State == store.StatePending {
+			r.applyPending(c)
+		} else {
+			r.applyReady(c)
+		}
+	}
+}
+
+func (r *poolRun) applyPending(c readyCheck) {
+	vm := c.vm
+	if c.err == nil && c.ok {
+		if err := r.m.Store.MarkReady(vm.Hostname, c.info.IP); err != nil {
+			r.errs = append(r.errs, fmt.Errorf("marking %s ready: %w", vm.Hostname, err))
+			return
+		}
+		log := r.m.Logger.With("pool", vm.Pool, "hostname", vm.Hostname, "from", store.StatePending)
+		if vm.RequestID == "" {
+			vm.State, vm.Ready = store.StateReady, r.now
+			r.ready = append(r.ready, vm)
+			r.checked[vm.Hostname] = r.now
+			log.Info("vm ready", "to", store.StateReady, "ip", c.info.IP, "boot_seconds", r.now.Sub(vm.Started).Seconds())
+			r.m.observer().VMReady(vm.Pool, r.now.Sub(vm.Started))
+			return
+		}
+		r.m.observer().VMReady(vm.Pool, r.now.Sub(vm.Started))
+		// An ondemand VM goes to its request, or to completed if the
+		// request no longer wants it.
+		cur, err := r.m.Store.Get(vm.Hostname)
+		if err != nil {
+			r.errs = append(r.errs, err)
+			return
+		}
+		log.Info("vm ready", "to", cur.State, "request", vm.RequestID, "ip", c.info.IP, "reason", cur.Reason)
+		if cur.State == store.StateCompleted {
+			r.destroys = append(r.destroys, cur)
+		}
+		return
+	}
+	why := c.why
+	if c.err != nil {
+		why = c.err.Error()
+	}
+	if timeout := r.m.poolTimeout(r.pass.cfg); r.now.Sub(vm.Started) > timeout {
+		r.fail(vm, "failed ready check: "+why+" after "+fmtMinutes(timeout))
+		return
+	}
+	r.keepPending(vm)
+}
+
+func (r *poolRun) applyReady(c readyCheck) {
+	switch {
+	case c.err != nil && errors.Is(c.err, ErrTransient):
+		// vCenter hiccup: keep the VM, check again next pass.
+		r.ready = append(r.ready, c.vm)
+	case c.err != nil:
+		r.fail(c.vm, "failed ready check: "+c.err.Error())
+	case !c.ok:
+		r.fail(c.vm, "failed ready check: "+c.why)
+	default:
+		r.checked[c.vm.Hostname] = r.now
+		r.ready = append(r.ready, c.vm)
+	}
+}
+
+// removeExcess recycles pooled VMs beyond the pool's size: pending ones
+// first (newest first), then ready ones (oldest first).
+func (r *poolRun) removeExcess() {
+	excess := len(r.ready) + len(r.pending) - r.pass.size
+	if excess <= 0 {
+		return
+	}
+	reason := fmt.Sprintf("pool size is %d", r.pass.size)
+	slices.SortFunc(r.pending, func(a, b store.VM) int { return b.Started.Compare(a.Started) })
+	for excess > 0 && len(r.pending) > 0 {
+		r.fail(r.pending[0], reason)
+		r.pending = r.pending[1:]
+		excess--
+	}
+	slices.SortFunc(r.ready, func(a, b store.VM) int { return a.Ready.Compare(b.Ready) })
+	for excess > 0 && len(r.ready) > 0 {
+		r.fail(r.ready[0], reason)
+		r.ready = r.ready[1:]
+		excess--
+	}
+}
+
+// fail moves a VM to completed and queues its destruction, only if it is
+// still in the state this pass saw: a checkout may have taken a ready VM
+// meanwhile, and a VM handed out must not be failed for a ready-state reason.
+func (r *poolRun) fail(vm store.VM, reason string) {
+	m := r.m
+	if err := m.Store.Fail(vm.Hostname, vm.State, reason); err != nil {
+		if code := store.ErrorCode(err); code == store.ECONFLICT {
+			m.Logger.Debug("vm changed state before it could be failed", "pool", vm.Pool, "hostname", vm.Hostname, "reason", reason)
+		} else if code != store.ENOTFOUND {
+			r.errs = append(r.errs, fmt.Errorf("failing %s: %w", vm.Hostname, err))
+		}
+		return
+	}
+	m.Logger.Info("vm failed", "pool", vm.Pool, "hostname", vm.Hostname, "from", vm.State,
+		"to", store.StateCompleted, "reason", reason)
+	if r.flying[vm.Hostname] {
+		m.abandonClone(vm.Hostname)
+		return
+	}
+	if _, ok := r.inv[vm.Hostname]; ok {
+		vm.State, vm.Reason = store.StateCompleted, reason
+		r.destroys = append(r.destroys, vm)
+	} else {
+		r.destroyRecord(vm, reason)
+	}
+}
+
+// destroyRecord moves a VM that is not (or no longer) in vSphere to destroyed.
+func (r *poolRun) destroyRecord(vm store.VM, reason string) {
+	if err := r.m.destroyRecord(vm.Pool, vm.Hostname, vm.State, reason); err != nil {
+		r.errs = append(r.errs, err)
+	}
+}
+
+func (m *Manager) destroyRecord(pool, host string, from store.State, reason string) error {
+	if err := m.Store.Destroy(host, reason); err != nil { // "" keeps the earlier reason
+		if store.ErrorCode(err) == store.ENOTFOUND {
+			return nil
+		}
+		return fmt.Errorf("destroying record of %s: %w", host, err)
+	}
+	m.Logger.Info("vm destroyed", "pool", pool, "hostname", host, "from", from, "to", store.StateDestroyed, "reason", reason)
+	return nil
+}
+
+// runDestroys deletes completed VMs and orphans from vSphere in parallel;
+// a VM already gone (ErrNotFound) counts as destroyed.
+func (r *poolRun) runDestroys() {
+	m := r.m
+	n := len(r.destroys)
+	var mu sync.Mutex
+	m.parallel(n+len(r.orphans), func(i int) {
+		name, reason := "", ""
+		if i < n {
+			name, reason = r.destroys[i].Hostname, r.destroys[i].Reason
+		} else {
+			name, reason = r.orphans[i-n], "orphan: in the pool folder, unknown to the store"
+		}
+		ctx, cancel := context.WithTimeout(r.ctx, m.CallTimeout)
+		err := m.Provider.Destroy(ctx, location(r.pass.cfg, name))
+		cancel()
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			m.observer().ProviderError("destroy", err)
+			m.Logger.Warn("destroying vm", "pool", r.pass.cfg.Name, "hostname", name, "err", err)
+			return
+		}
+		if i >= n {
+			m.Logger.Info("orphan destroyed", "pool", r.pass.cfg.Name, "hostname", name, "reason", reason)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if err := m.destroyRecord(r.pass.cfg.Name, name, store.StateCompleted, reason); err != nil {
+			r.errs = append(r.errs, err)
+		}
+	})
+}

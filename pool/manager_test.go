@@ -1,0 +1,683 @@
+package pool
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vmpooler/vmpooler/store"
+)
+
+// mgrClock is a settable clock shared by the manager and the store.
+type mgrClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *mgrClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *mgrClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// mgrEnv is a manager on a real store and a FakeProvider.
+type mgrEnv struct {
+	m   *Manager
+	fp  *FakeProvider
+	st  *store.Store
+	clk *mgrClock
+	log *syncBuffer
+	ctx context.Context
+}
+
+// mgrTestPool returns a pool config in folder vmpooler/<name>.
+func mgrTestPool(name string, size int) PoolConfig {
+	return PoolConfig{Name: name, Template: "templates/" + name, Folder: "vmpooler/" + name, Size: size, Datacenter: "DC0"}
+}
+
+// mustOpenMgrStore opens a store in a temporary directory.
+func mustOpenMgrStore(tb testing.TB, path string, clk *mgrClock) *store.Store {
+	tb.Helper()
+	st := store.New(path)
+	st.Now = clk.Now
+	if err := st.Open(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	return st
+}
+
+// mustManager builds a manager over pools (cfg tweaks applied first).
+func mustManager(tb testing.TB, tweak func(*Config), pools ...PoolConfig) *mgrEnv {
+	tb.Helper()
+	clk := &mgrClock{t: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}
+	st := mustOpenMgrStore(tb, filepath.Join(tb.TempDir(), "vmpooler.db"), clk)
+	return mustManagerOn(tb, st, clk, NewFakeProvider(), tweak, pools...)
+}
+
+func mustManagerOn(tb testing.TB, st *store.Store, clk *mgrClock, fp *FakeProvider, tweak func(*Config), pools ...PoolConfig) *mgrEnv {
+	tb.Helper()
+	cfg := &Config{Pools: pools}
+	if tweak != nil {
+		tweak(cfg)
+	}
+	cfg.Defaults()
+	buf := &syncBuffer{}
+	m := NewManager(cfg, st, fp, slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	m.Now = clk.Now
+	tb.Cleanup(func() { m.Close() })
+	return &mgrEnv{m: m, fp: fp, st: st, clk: clk, log: buf, ctx: context.Background()}
+}
+
+// pass runs one Reconcile and waits for the clones and jobs it started.
+func (e *mgrEnv) pass(tb testing.TB) {
+	tb.Helper()
+	if err := e.m.Reconcile(e.ctx); err != nil {
+		tb.Fatalf("Reconcile: %v", err)
+	}
+	e.m.Wait()
+}
+
+// states returns the pool's hostnames by state.
+func (e *mgrEnv) states(tb testing.TB, pool string) map[store.State][]string {
+	tb.Helper()
+	vms, err := e.st.ListPool(pool)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out := make(map[store.State][]string)
+	for _, vm := range vms {
+		out[vm.State] = append(out[vm.State], vm.Hostname)
+	}
+	return out
+}
+
+func (e *mgrEnv) count(tb testing.TB, pool string, st store.State) int {
+	tb.Helper()
+	return len(e.states(tb, pool)[st])
+}
+
+func (e *mgrEnv) get(tb testing.TB, host string) store.VM {
+	tb.Helper()
+	vm, err := e.st.Get(host)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return vm
+}
+
+// fillReady brings the pool to its size of ready VMs (instant clones).
+func (e *mgrEnv) fillReady(tb testing.TB, pool string, size int) []string {
+	tb.Helper()
+	e.pass(tb) // clone
+	e.pass(tb) // ready check
+	ready := e.states(tb, pool)[store.StateReady]
+	if len(ready) != size {
+		tb.Fatalf("ready = %d, want %d; states %v", len(ready), size, e.states(tb, pool))
+	}
+	return ready
+}
+
+func (e *mgrEnv) checkout(tb testing.TB, pool string) store.VM {
+	tb.Helper()
+	vms, err := e.st.Checkout(store.CheckoutRequest{Pools: []store.PoolCount{{Pool: pool, Count: 1}}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return vms[0]
+}
+
+func TestManagerFill(t *testing.T) {
+	e := mustManager(t, nil, mgrTestPool("p1", 3), mgrTestPool("p2", 2))
+	e.pass(t)
+	if got := e.count(t, "p1", store.StatePending); got != 3 {
+		t.Fatalf("pending = %d, want 3", got)
+	}
+	for _, h := range e.states(t, "p1")[store.StatePending] {
+		vm := e.get(t, h)
+		if vm.Cloned.IsZero() || vm.Template != "templates/p1" || len(h) != 15 {
+			t.Errorf("vm %+v: want cloned, template templates/p1, 15-char name", vm)
+		}
+	}
+	e.pass(t)
+	if got := e.count(t, "p1", store.StateReady); got != 3 {
+		t.Fatalf("ready = %d, want 3", got)
+	}
+	if got := e.count(t, "p2", store.StateReady); got != 2 {
+		t.Fatalf("p2 ready = %d, want 2", got)
+	}
+	vm := e.get(t, e.states(t, "p1")[store.StateReady][0])
+	if vm.IP == "" {
+		t.Errorf("ready vm has no IP: %+v", vm)
+	}
+	// Steady state: one List per pool per pass, no more clones.
+	lists, clones := e.fp.Calls("List"), e.fp.Calls("Clone")
+	e.pass(t)
+	if got := e.fp.Calls("List") - lists; got != 2 {
+		t.Errorf("List calls per pass = %d, want 2", got)
+	}
+	if got := e.fp.Calls("Clone") - clones; got != 0 {
+		t.Errorf("clones in steady state = %d, want 0", got)
+	}
+	if !strings.Contains(e.log.String(), "vm ready") {
+		t.Errorf("no state change logged:\n%s", e.log)
+	}
+}
+
+func TestManagerPendingTimeout(t *testing.T) {
+	e := mustManager(t, nil, mgrTestPool("p1", 1))
+	e.fp.SetInstantBoot(false)
+	e.pass(t)
+	host := e.states(t, "p1")[store.StatePending][0]
+	e.clk.Advance(14 * time.Minute)
+	e.pass(t)
+	if got := e.get(t, host).State; got != store.StatePending {
+		t.Fatalf("state at 14m = %s, want pending", got)
+	}
+	e.clk.Advance(2 * time.Minute)
+	e.pass(t)
+	vm := e.get(t, host)
+	if vm.State != store.StateDestroyed || vm.Reason != "failed ready check: no guest IP after 15m" {
+		t.Fatalf("vm = %s %q, want destroyed with the timeout reason", vm.State, vm.Reason)
+	}
+	if _, ok := e.fp.VM(host); ok {
+		t.Error("timed-out vm still in vSphere")
+	}
+	if got := e.count(t, "p1", store.StatePending); got != 1 {
+		t.Errorf("refill: pending = %d, want 1", got)
+	}
+}
+
+func TestManagerPendingBecomesReadyLater(t *testing.T) {
+	e := mustManager(t, nil, mgrTestPool("p1", 1))
+	e.fp.SetInstantBoot(false)
+	e.pass(t)
+	host := e.states(t, "p1")[store.StatePending][0]
+	e.pass(t)
+	e.fp.Boot(host)
+	e.clk.Advance(time.Minute)
+	e.pass(t)
+	if vm := e.get(t, host); vm.State != store.StateReady || vm.IP == "" {
+		t.Fatalf("vm = %+v, want ready with IP", vm)
+	}
+}
+
+func TestManagerReadyTTL(t *testing.T) {
+	e := mustManager(t, nil, mgrTestPool("p1", 1))
+	host := e.fillReady(t, "p1", 1)[0]
+	e.clk.Advance(60 * time.Minute)
+	e.pass(t)
+	if got := e.get(t, host).State; got != store.StateReady {
+		t.Fatalf("state at 60m = %s, want ready", got)
+	}
+	e.clk.Advance(time.Minute)
+	e.pass(t)
+	vm := e.get(t, host)
+	if vm.State != store.StateDestroyed || vm.Reason != "ready_ttl of 60m expired" {
+		t.Fatalf("vm = %s %q", vm.State, vm.Reason)
+	}
+	if d := e.fp.Destroyed(); len(d) != 1 || d[0] != host {
+		t.Errorf("destroyed in vSphere = %v, want [%s]", d, host)
+	}
+}
+
+func TestManagerReadyRecheck(t *testing.T) {
+	e := mustManager(t, nil, mgrTestPool("p1", 2))
+	ready := e.fillReady(t, "p1", 2)
+	checks := e.fp.Calls("Ready")
+	e.clk.Advance(30 * time.Second)
+	e.pass(t)
+	if got := e.fp.Calls("Ready") - checks; got != 0 {
+		t.Fatalf("ready checks within vm_checktime = %d, want 0", got)
+	}
+	e.fp.SetReady(ready[0], false)
+	e.clk.Advance(30 * time.Second)
+	e.pass(t)
+	if got := e.fp.Calls("Ready") - checks; got != 2 {
+		t.Errorf("ready checks after vm_checktime = %d, want 2", got)
+	}
+	vm := e.get(t, ready[0])
+	if vm.State != store.StateDestroyed || vm.Reason != "failed ready check: ready check failed" {
+		t.Fatalf("vm = %s %q", vm.State, vm.Reason)
+	}
+	if got := e.get(t, ready[1]).State; got != store.StateReady {
+		t.Errorf("healthy vm = %s, want ready", got)
+	}
+}
+
+func TestManagerLifetime(t *testing.T) {
+	e := mustManager(t, nil, mgrTestPool("p1", 2))
+	e.fillReady(t, "p1", 2)
+	def := e.checkout(t, "p1")
+	short := e.checkout(t, "p1")
+	if _, err := e.st.Modify(short.Hostname, 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.pass(t) // refills the pool, annotates the running VMs
+	if vm, _ := e.fp.VM(def.Hostname); vm.Notes["vmpooler_pool"] != "p1" {
+		t.Errorf("running vm not annotated: %v", vm.Notes)
+	}
+	e.clk.Advance(2*time.Hour - time.Second)
+	e.pass(t)
+	if got := e.get(t, short.Hostname).State; got != store.StateRunning {
+		t.Fatalf("1h59m59s into a 2h lifetime: %s, want running (whole hours)", got)
+	}
+	e.clk.Advance(time.Second)
+	e.pass(t)
+	if vm := e.get(t, short.Hostname); vm.State != store.StateDestroyed || vm.Reason != "lifetime of 2h expired" {
+		t.Fatalf("short = %s %q", vm.State, vm.Reason)
+	}
+	e.clk.Advance(22 * time.Hour)
+	e.pass(t)
+	if vm := e.get(t, def.Hostname); vm.State != store.StateDestroyed || vm.Reason != "lifetime of 24h expired" {
+		t.Fatalf("default = %s %q", vm.State, vm.Reason)
+	}
+}
+
+func TestManagerReturnDestroys(t *testing.T) {
+	e := mustManager(t, nil, mgrTestPool("p1", 2))
+	e.fillReady(t, "p1", 2)
+	a, b := e.checkout(t, "p1"), e.checkout(t, "p1")
+	for _, h := range []string{a.Hostname, b.Hostname} {
+		if err := e.st.Return(h, "returned by user"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.fp.Vanish(b.Hostname) // gone already: counts as destroyed
+	e.pass(t)
+	for _, h := range []string{a.Hostname, b.Hostname} {
+		if vm := e.get(t, h); vm.State != store.StateDestroyed || vm.Reason != "returned by user" {
+			t.Errorf("%s = %s %q, want destroyed, reason kept", h, vm.State, vm.Reason)
+		}
+	}
+	if _, ok := e.fp.VM(a.Hostname); ok {
+		t.Error("returned vm still in vSphere")
+	}
+	if got := e.count(t, "p1", store.StatePending); got != 2 {
+		t.Errorf("refill: pending = %d, want 2", got)
+	}
+}
+
+func TestManagerOrphansAndVanished(t *testing.T) {
+	e := mustManager(t, nil, mgrTestPool("p1", 2))
+	ready := e.fillReady(t, "p1", 2)
+	e.fp.Add("DC0", "vmpooler/p1", VMInfo{Name: "stray", PoweredOn: true})
+	e.fp.Add("DC0", "vmpooler/p1", VMInfo{Name: "p1"}) // the template's name
+	e.fp.Add("DC0", "elsewhere", VMInfo{Name: "other"})
+	e.fp.Vanish(ready[0])
+	e.pass(t)
+	if _, ok := e.fp.VM("stray"); ok {
+		t.Error("orphan not destroyed")
+	}
+	for _, name := range []string{"p1", "other"} {
+		if _, ok := e.fp.VM(name); !ok {
+			t.Errorf("%s destroyed, want kept", name)
+		}
+	}
+	if vm := e.get(t, ready[0]); vm.State != store.StateDestroyed || vm.Reason != "vanished from vSphere" {
+		t.Errorf("vanished vm = %s %q", vm.State, vm.Reason)
+	}
+	if got := e.count(t, "p1", store.StatePending); got != 1 {
+		t.Errorf("refill: pending = %d, want 1", got)
+	}
+}
+
+func TestManagerMissingFolder(t *testing.T) {
+	e := mustManager(t, nil, mgrTestPool("p1", 1))
+	e.fp.SetListHook(func(folder string) error { return fmt.Errorf("folder %s: %w", folder, ErrNotFound) })
+	e.pass(t) // no records: an empty folder, so clone (which may create it)
+	if got := e.count(t, "p1", store.StatePending); got != 1 {
+		t.Fatalf("pending = %d, want 1", got)
+	}
+	e.clk.Advance(time.Minute)
+	e.pass(t) // live records: a fault, not "every VM vanished"
+	if got := e.count(t, "p1", store.StatePending); got != 1 {
+		t.Fatalf("pending = %d after a missing folder with records, want 1 kept", got)
+	}
+	e.fp.SetListHook(nil)
+	e.clk.Advance(time.Minute)
+	e.pass(t)
+	if got := e.count(t, "p1", store.StateReady); got != 1 {
+		t.Fatalf("ready = %d, want 1", got)
+	}
+}
+
+func TestManagerSharedFolder(t *testing.T) {
+	a, b := mgrTestPool("a", 1), mgrTestPool("b", 1)
+	b.Folder = a.Folder
+	e := mustManager(t, nil, a, b)
+	e.fillReady(t, "a", 1)
+	e.pass(t)
+	if got, want := len(e.fp.Destroyed()), 0; got != want {
+		t.Fatalf("destroyed %v in a shared folder, want none", e.fp.Destroyed())
+	}
+}
+
+func TestManagerCloneFailure(t *testing.T) {
+	e := mustManager(t, nil, mgrTestPool("p1", 1))
+	e.fp.SetCloneError(func(CloneSpec) error { return fmt.Errorf("template missing: %w", ErrNotFound) })
+	e.pass(t)
+	vms, err := e.st.List("p1", store.StateDestroyed)
+	if err != nil || len(vms) != 1 {
+		t.Fatalf("destroyed = %v, %v; want one", vms, err)
+	}
+	if want := "clone failed: template missing: not found"; vms[0].Reason != want {
+		t.Errorf("reason = %q, want %q", vms[0].Reason, want)
+	}
+	if got := e.fp.Calls("Destroy"); got != 1 {
+		t.Errorf("destroy attempts = %d, want 1", got)
+	}
+	e.pass(t) // refills wait 1s after a failed clone
+	if got := e.fp.Calls("Clone"); got != 1 {
+		t.Errorf("clones during backoff = %d, want 1", got)
+	}
+	e.fp.SetCloneError(nil)
+	e.clk.Advance(time.Second)
+	e.pass(t)
+	e.pass(t)
+	if got := e.count(t, "p1", store.StateReady); got != 1 {
+		t.Errorf("ready after recovery = %d, want 1", got)
+	}
+}
+
+func TestManagerHostnameConflict(t *testing.T) {
+	e := mustManager(t, func(c *Config) { c.Prefix = "t-" }, mgrTestPool("p1", 2))
+	names := []string{"t-aaa", "t-aaa", "t-bbb"}
+	var mu sync.Mutex
+	e.m.NewName = func(prefix string) string {
+		mu.Lock()
+		defer mu.Unlock()
+		n := names[0]
+		names = names[1:]
+		return n
+	}
+	e.pass(t)
+	got := e.states(t, "p1")[store.StatePending]
+	if strings.Join(got, ",") != "t-aaa,t-bbb" && strings.Join(got, ",") != "t-bbb,t-aaa" {
+		t.Errorf("pending = %v, want t-aaa and t-bbb", got)
+	}
+}
+
+func TestManagerTaskLimit(t *testing.T) {
+	e := mustManager(t, func(c *Config) { c.TaskLimit = 2 }, mgrTestPool("a", 3), mgrTestPool("b", 3))
+	e.fp.HoldClones()
+	if err := e.m.Reconcile(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := e.count(t, "a", store.StatePending), e.count(t, "b", store.StatePending); a != 1 || b != 1 {
+		t.Fatalf("pending a=%d b=%d, want 1 each (round robin under task_limit 2)", a, b)
+	}
+	if err := e.m.Reconcile(e.ctx); err != nil { // slots still taken
+		t.Fatal(err)
+	}
+	if a, b := e.count(t, "a", store.StatePending), e.count(t, "b", store.StatePending); a+b != 2 {
+		t.Fatalf("pending = %d, want 2 while clones are in flight", a+b)
+	}
+	e.fp.ReleaseClones()
+	e.m.Wait()
+	e.pass(t)
+	e.pass(t)
+	e.pass(t)
+	if a, b := e.count(t, "a", store.StateReady), e.count(t, "b", store.StateReady); a != 3 || b != 3 {
+		t.Fatalf("ready a=%d b=%d, want 3 each", a, b)
+	}
+}
+
+func TestManagerSizeOverride(t *testing.T) {
+	e := mustManager(t, nil, mgrTestPool("p1", 3))
+	e.fillReady(t, "p1", 3)
+	one := 1
+	if err := e.st.PutOverride("p1", store.Override{Size: &one}); err != nil {
+		t.Fatal(err)
+	}
+	e.pass(t)
+	s := e.states(t, "p1")
+	if len(s[store.StateReady]) != 1 || len(s[store.StatePending]) != 0 {
+		t.Fatalf("states = %v, want 1 ready", s)
+	}
+	if got := len(e.fp.Names("vmpooler/p1")); got != 1 {
+		t.Errorf("vms in vSphere = %d, want 1", got)
+	}
+	zero := 0
+	if err := e.st.PutOverride("p1", store.Override{Size: &zero}); err != nil {
+		t.Fatal(err)
+	}
+	e.pass(t)
+	if s := e.states(t, "p1"); len(s) != 0 {
+		t.Fatalf("size 0: states = %v, want none", s)
+	}
+}
+
+func TestManagerTemplateOverride(t *testing.T) {
+	e := mustManager(t, nil, mgrTestPool("p1", 2))
+	old := e.fillReady(t, "p1", 2)
+	if err := e.st.PutOverride("p1", store.Override{Template: "templates/new"}); err != nil {
+		t.Fatal(err)
+	}
+	e.pass(t)
+	for _, h := range old {
+		if vm := e.get(t, h); vm.State != store.StateDestroyed || vm.Reason != "template changed to templates/new" {
+			t.Errorf("%s = %s %q", h, vm.State, vm.Reason)
+		}
+	}
+	e.pass(t)
+	for _, h := range e.states(t, "p1")[store.StateReady] {
+		vm, _ := e.fp.VM(h)
+		if vm.Template != "templates/new" {
+			t.Errorf("%s cloned from %q, want templates/new", h, vm.Template)
+		}
+	}
+	if got := e.count(t, "p1", store.StateReady); got != 2 {
+		t.Errorf("ready = %d, want 2", got)
+	}
+}
+
+func TestManagerRestart(t *testing.T) {
+	clk := &mgrClock{t: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}
+	st := mustOpenMgrStore(t, filepath.Join(t.TempDir(), "vmpooler.db"), clk)
+	fp := NewFakeProvider()
+	e := mustManagerOn(t, st, clk, fp, nil, mgrTestPool("p1", 2))
+	e.fillReady(t, "p1", 2)
+	running := e.checkout(t, "p1")
+	fp.HoldClones()
+	if err := e.m.Reconcile(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	inflight := e.states(t, "p1")[store.StatePending]
+	if len(inflight) != 1 {
+		t.Fatalf("after Close: pending = %v, want the interrupted clone", inflight)
+	}
+	fp.ReleaseClones()
+	// The process died; a half-finished clone of another pending VM exists.
+	survivor := "survivor123456x"
+	if err := st.AddPending(store.VM{Hostname: survivor, Pool: "p1", Template: "templates/p1"}); err != nil {
+		t.Fatal(err)
+	}
+	fp.Add("DC0", "vmpooler/p1", VMInfo{Name: survivor, PoweredOn: true, ToolsRunning: true, IP: "10.9.9.9"})
+
+	e2 := mustManagerOn(t, st, clk, fp, nil, mgrTestPool("p1", 2))
+	e2.pass(t)
+	if vm := e2.get(t, inflight[0]); vm.State != store.StateDestroyed || !strings.Contains(vm.Reason, "clone interrupted") {
+		t.Errorf("interrupted clone = %s %q, want destroyed", vm.State, vm.Reason)
+	}
+	if vm := e2.get(t, survivor); vm.State != store.StateReady || vm.IP != "10.9.9.9" {
+		t.Errorf("survivor = %s %q, want ready", vm.State, vm.IP)
+	}
+	if vm := e2.get(t, running.Hostname); vm.State != store.StateRunning {
+		t.Errorf("running vm = %s, want still running", vm.State)
+	}
+	e2.pass(t)
+	s := e2.states(t, "p1")
+	if len(s[store.StateReady]) != 2 || len(s[store.StateRunning]) != 1 {
+		t.Errorf("states = %v, want 2 ready, 1 running", s)
+	}
+	// Nothing leaked: every VM in the folder has a live record.
+	for _, name := range fp.Names("vmpooler/p1") {
+		if vm := e2.get(t, name); vm.State == store.StateDestroyed {
+			t.Errorf("%s leaked in vSphere", name)
+		}
+	}
+}
+
+func TestManagerVCenterDown(t *testing.T) {
+	e := mustManager(t, nil, mgrTestPool("p1", 2))
+	e.fp.SetDown(fmt.Errorf("dial tcp: connection refused: %w", ErrTransient))
+	lists := func() int { return e.fp.Calls("List") }
+	e.pass(t)
+	if lists() != 1 {
+		t.Fatalf("List calls = %d, want 1", lists())
+	}
+	e.pass(t) // within the 1s backoff: no call
+	e.clk.Advance(time.Second)
+	e.pass(t) // retry, now 2s backoff
+	e.clk.Advance(time.Second)
+	e.pass(t)
+	if lists() != 2 {
+		t.Fatalf("List calls = %d, want 2 (1s then 2s backoff)", lists())
+	}
+	for range 10 {
+		e.clk.Advance(time.Minute)
+		e.pass(t)
+	}
+	if got := strings.Count(e.log.String(), "backing off"); got != 1 {
+		t.Errorf("backoff logged %d times, want once per change", got)
+	}
+	if got := e.fp.Calls("Clone"); got != 0 {
+		t.Errorf("clones while down = %d, want 0", got)
+	}
+	// The store keeps working meanwhile.
+	if _, err := e.st.ListPool("p1"); err != nil {
+		t.Fatal(err)
+	}
+	e.fp.SetDown(nil)
+	e.clk.Advance(time.Minute)
+	e.pass(t)
+	e.pass(t)
+	if got := e.count(t, "p1", store.StateReady); got != 2 {
+		t.Errorf("ready after vCenter is back = %d, want 2", got)
+	}
+	if !strings.Contains(e.log.String(), "reachable again") {
+		t.Error("recovery not logged")
+	}
+}
+
+func TestManagerOpenClose(t *testing.T) {
+	e := mustManager(t, nil, mgrTestPool("p1", 1))
+	if err := e.m.Open(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.Open(); err == nil {
+		t.Error("second Open succeeded")
+	}
+	e.m.Kick()
+	e.m.Kick() // never blocks
+	if err := e.m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.Open(); err == nil {
+		t.Error("Open after Close succeeded")
+	}
+}
+
+func TestNewHostname(t *testing.T) {
+	seen := make(map[string]bool)
+	for range 1000 {
+		h := NewHostname("pre-")
+		if len(h) != 19 || !strings.HasPrefix(h, "pre-") {
+			t.Fatalf("hostname %q: want pre- and 15 characters", h)
+		}
+		for _, c := range h[4:] {
+			if !strings.ContainsRune(hostnameAlphabet, c) {
+				t.Fatalf("hostname %q has %q", h, c)
+			}
+		}
+		if seen[h] {
+			t.Fatalf("hostname %q drawn twice", h)
+		}
+		seen[h] = true
+	}
+}
+
+func TestManagerSlowCloneTimesOut(t *testing.T) {
+	e := mustManager(t, nil, mgrTestPool("p1", 1))
+	e.fp.HoldClones()
+	if err := e.m.Reconcile(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	host := e.states(t, "p1")[store.StatePending][0]
+	e.clk.Advance(16 * time.Minute)
+	if err := e.m.Reconcile(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if vm := e.get(t, host); vm.State != store.StateCompleted {
+		t.Fatalf("timed-out clone = %s, want completed", vm.State)
+	}
+	e.fp.ReleaseClones() // the refill's clone; the old one was cancelled
+	e.m.Wait()
+	e.pass(t)
+	e.pass(t)
+	if vm := e.get(t, host); vm.State != store.StateDestroyed || vm.Reason != "clone not finished after 15m" {
+		t.Fatalf("vm = %s %q", vm.State, vm.Reason)
+	}
+	if got := e.count(t, "p1", store.StateReady); got != 1 {
+		t.Errorf("ready = %d, want 1", got)
+	}
+	for _, name := range e.fp.Names("") {
+		if vm := e.get(t, name); vm.State != store.StateReady {
+			t.Errorf("%s left in vSphere as %s", name, vm.State)
+		}
+	}
+}
+
+func TestManagerExcessPendingFirst(t *testing.T) {
+	e := mustManager(t, nil, mgrTestPool("p1", 3))
+	e.fp.SetInstantBoot(false)
+	e.pass(t)
+	pending := e.states(t, "p1")[store.StatePending]
+	e.fp.Boot(pending[0])
+	one := 1
+	if err := e.st.PutOverride("p1", store.Override{Size: &one}); err != nil {
+		t.Fatal(err)
+	}
+	e.pass(t)
+	s := e.states(t, "p1")
+	if len(s[store.StateReady]) != 1 || len(s[store.StatePending]) != 0 || s[store.StateReady][0] != pending[0] {
+		t.Fatalf("states = %v, want only %s ready", s, pending[0])
+	}
+	if vm := e.get(t, pending[1]); vm.Reason != "pool size is 1" {
+		t.Errorf("reason = %q", vm.Reason)
+	}
+}

@@ -1,0 +1,264 @@
+package pool
+
+import (
+	"fmt"
+	"log/slog"
+	"math"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vmpooler/vmpooler/store"
+)
+
+// MaxCheckoutCount is the most VMs of one pool name a single checkout may ask for.
+const MaxCheckoutCount = 100
+
+// Service is what the API asks of the pooler: checkout, return, modify,
+// snapshot, revert and disk requests, VM details, status and summaries.
+// Set the exported fields, then use it; a zero Now, Kick or Logger is
+// replaced by a default on first use.
+type Service struct {
+	Config *Config
+	Store  *store.Store
+	Kick   func()           // wakes the manager after checkout, return or override
+	Now    func() time.Time // clock
+	Logger *slog.Logger
+	// TagFilter is [tagfilter]: tag name → regex; a matching value is
+	// replaced by the concatenation of the regex's capture groups.
+	TagFilter map[string]string
+	// Cloning, when set, reports how many clones are in flight (for /status).
+	Cloning func() int
+
+	initOnce sync.Once
+	filters  map[string]*regexp.Regexp
+	allowed  map[string]bool
+	aliases  map[string][]string // name → candidate pools, config order
+
+	ovrMu sync.Mutex // serialises read-modify-write of overrides
+
+	statusMu  sync.Mutex
+	statusAt  time.Time
+	statusDay store.DayRollup
+	statusOvr map[string]store.Override
+}
+
+// NewService returns a Service with defaults. Set TagFilter, Kick and
+// Cloning before first use; a TagFilter regex that does not compile is
+// logged and ignored (main validates them when it reads the config).
+func NewService(cfg *Config, st *store.Store, logger *slog.Logger) *Service {
+	return &Service{Config: cfg, Store: st, Logger: logger, Now: time.Now}
+}
+
+func (s *Service) init() {
+	s.initOnce.Do(func() {
+		if s.Now == nil {
+			s.Now = time.Now
+		}
+		if s.Logger == nil {
+			s.Logger = slog.New(slog.DiscardHandler)
+		}
+		if s.Kick == nil {
+			s.Kick = func() {}
+		}
+		s.filters = make(map[string]*regexp.Regexp)
+		for tag, expr := range s.TagFilter {
+			re, err := regexp.Compile(expr)
+			if err != nil {
+				s.Logger.Error("tagfilter ignored", "tag", tag, "err", err)
+				continue
+			}
+			s.filters[tag] = re
+		}
+		s.allowed = make(map[string]bool)
+		for _, t := range s.Config.AllowedTags {
+			s.allowed[t] = true
+		}
+		s.aliases = make(map[string][]string)
+		for _, p := range s.Config.Pools {
+			s.aliases[p.Name] = append(s.aliases[p.Name], p.Name)
+		}
+		for _, p := range s.Config.Pools {
+			for _, a := range p.Alias {
+				if !slices.Contains(s.aliases[a], p.Name) {
+					s.aliases[a] = append(s.aliases[a], p.Name)
+				}
+			}
+		}
+	})
+}
+
+// Caller is who makes a request. User is the owner of a valid token ("" when
+// none was given); Auth says whether authentication is configured.
+type Caller struct {
+	User string
+	Auth bool
+}
+
+// Pools returns the configured pool names in config order.
+func (s *Service) Pools() []string {
+	names := make([]string, len(s.Config.Pools))
+	for i, p := range s.Config.Pools {
+		names[i] = p.Name
+	}
+	return names
+}
+
+// Resolve returns the pools a pool name or alias stands for, in config order.
+func (s *Service) Resolve(name string) ([]string, bool) {
+	s.init()
+	p, ok := s.aliases[name]
+	return p, ok
+}
+
+// Want asks for Count VMs of Name, a pool or an alias.
+type Want struct {
+	Name  string
+	Count int
+}
+
+// ParseCount reads a VM count given as a JSON string or number: a whole
+// number from 1 to MaxCheckoutCount, else EINVALID.
+func ParseCount(v any) (int, error) {
+	var s string
+	switch v := v.(type) {
+	case string:
+		s = strings.TrimSpace(v)
+	case fmt.Stringer: // json.Number
+		s = v.String()
+	case float64:
+		if v != math.Trunc(v) || math.IsInf(v, 0) {
+			return 0, store.Errorf(store.EINVALID, "VM count must be a valid integer")
+		}
+		s = strconv.FormatFloat(v, 'f', -1, 64)
+	case int:
+		s = strconv.Itoa(v)
+	default:
+		return 0, store.Errorf(store.EINVALID, "VM count must be a valid integer")
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, store.Errorf(store.EINVALID, "VM count must be a valid integer")
+	} else if n < 1 {
+		return 0, store.Errorf(store.EINVALID, "VM count must be at least 1")
+	} else if n > MaxCheckoutCount {
+		return 0, store.Errorf(store.EINVALID, "VM count must be at most %d", MaxCheckoutCount)
+	}
+	return n, nil
+}
+
+// Checkout hands out VMs for every want, all or nothing, and returns them by
+// requested name. ENOTFOUND for an unknown pool or alias, EINVALID for a bad
+// count, EEMPTY (503) when any pool is short; then nothing is handed out.
+// A caller with a token gets vm_lifetime_auth and is recorded as the user.
+func (s *Service) Checkout(wants []Want, c Caller) (map[string][]store.VM, error) {
+	s.init()
+	if len(wants) == 0 {
+		return nil, store.Errorf(store.ENOTFOUND, "no pool requested")
+	}
+	for _, w := range wants {
+		if _, ok := s.aliases[w.Name]; !ok {
+			return nil, store.Errorf(store.ENOTFOUND, "unknown pool or alias %q", w.Name)
+		}
+		if w.Count < 1 || w.Count > MaxCheckoutCount {
+			return nil, store.Errorf(store.EINVALID, "VM count for %q must be from 1 to %d", w.Name, MaxCheckoutCount)
+		}
+	}
+	lifetime := 0
+	if c.User != "" && s.Config.VMLifetimeAuth > 0 {
+		lifetime = s.Config.VMLifetimeAuth
+	}
+	var err error
+	// A plan rests on counts that a concurrent checkout may change; an alias
+	// with another candidate deserves a second plan.
+	for range 3 {
+		plan, perName := s.svcPlan(wants)
+		var vms []store.VM
+		vms, err = s.Store.Checkout(store.CheckoutRequest{Pools: plan, Lifetime: lifetime, User: c.User})
+		if err == nil {
+			s.Kick()
+			return svcAssign(vms, perName), nil
+		}
+		if store.ErrorCode(err) != store.EEMPTY || !s.svcHasAlias(wants) {
+			break
+		}
+	}
+	if store.ErrorCode(err) == store.EEMPTY {
+		s.Kick() // the manager may be able to refill sooner
+	}
+	return nil, err
+}
+
+type svcShare struct {
+	name, pool string
+	count      int
+}
+
+// svcPlan picks, VM by VM, a candidate pool with ready VMs left (else the
+// first candidate), and merges the picks per pool.
+func (s *Service) svcPlan(wants []Want) ([]store.PoolCount, []svcShare) {
+	left := make(map[string]int)
+	for name, c := range s.Store.Counts() {
+		left[name] = c.Ready
+	}
+	var shares []svcShare
+	var plan []store.PoolCount
+	add := func(name, pool string) {
+		if i := slices.IndexFunc(shares, func(sh svcShare) bool { return sh.name == name && sh.pool == pool }); i >= 0 {
+			shares[i].count++
+		} else {
+			shares = append(shares, svcShare{name, pool, 1})
+		}
+		if i := slices.IndexFunc(plan, func(pc store.PoolCount) bool { return pc.Pool == pool }); i >= 0 {
+			plan[i].Count++
+		} else {
+			plan = append(plan, store.PoolCount{Pool: pool, Count: 1})
+		}
+	}
+	for _, w := range wants {
+		cands := s.aliases[w.Name]
+		for range w.Count {
+			pick := cands[0]
+			for _, p := range cands {
+				if left[p] > 0 {
+					pick = p
+					break
+				}
+			}
+			left[pick]--
+			add(w.Name, pick)
+		}
+	}
+	return plan, shares
+}
+
+func (s *Service) svcHasAlias(wants []Want) bool {
+	for _, w := range wants {
+		if len(s.aliases[w.Name]) > 1 {
+			return true
+		}
+	}
+	return false
+}
+
+// svcAssign deals the VMs handed out to the names that asked for them.
+func svcAssign(vms []store.VM, shares []svcShare) map[string][]store.VM {
+	byPool := make(map[string][]store.VM)
+	for _, vm := range vms {
+		byPool[vm.Pool] = append(byPool[vm.Pool], vm)
+	}
+	out := make(map[string][]store.VM)
+	for _, sh := range shares {
+		got := byPool[sh.pool]
+		n := min(sh.count, len(got))
+		out[sh.name] = append(out[sh.name], got[:n]...)
+		byPool[sh.pool] = got[n:]
+	}
+	return out
+}
+
+// svcOwner enforces the ownership rule: a VM checked out with a token may be
+// changed only with a token of the same user. With auth off nobody is checked.

@@ -1,0 +1,280 @@
+package pool
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/vmpooler/vmpooler/store"
+)
+
+// MaxPoolSize bounds a pool size set through /config/poolsize.
+const MaxPoolSize = 10000
+
+// Effective returns the configured pools with the runtime overrides of
+// /config/* applied, in config order.
+func (s *Service) Effective() ([]PoolConfig, error) {
+	ovr, err := s.Store.Overrides()
+	if err != nil {
+		return nil, err
+	}
+	out := slices.Clone(s.Config.Pools)
+	for i := range out {
+		applyOverride(&out[i], ovr[out[i].Name])
+	}
+	return out, nil
+}
+
+func applyOverride(p *PoolConfig, o store.Override) {
+	if o.Size != nil {
+		p.Size = *o.Size
+	}
+	if o.Template != "" {
+		p.Template = o.Template
+	}
+	if o.CloneTarget != "" {
+		p.CloneTarget = o.CloneTarget
+	}
+}
+
+// overrideField is one setting /config/* changes.
+type overrideField struct {
+	key   string // upstream's error key for bad names
+	parse func(v any) (string, bool)
+	get   func(p PoolConfig) string
+	set   func(o *store.Override, v string) // v == "" resets
+}
+
+var (
+	fieldSize = overrideField{
+		key: "not_configured",
+		parse: func(v any) (string, bool) {
+			n, err := strconv.Atoi(strings.TrimSpace(jsonScalar(v)))
+			return strconv.Itoa(n), err == nil && n >= 0 && n <= MaxPoolSize
+		},
+		get: func(p PoolConfig) string { return strconv.Itoa(p.Size) },
+		set: func(o *store.Override, v string) {
+			if v == "" {
+				o.Size = nil
+				return
+			}
+			n, _ := strconv.Atoi(v)
+			o.Size = &n
+		},
+	}
+	fieldTemplate = overrideField{
+		key: "bad_templates",
+		parse: func(v any) (string, bool) {
+			t, ok := v.(string)
+			return t, ok && validPath(t)
+		},
+		get: func(p PoolConfig) string { return p.Template },
+		set: func(o *store.Override, v string) { o.Template = v },
+	}
+	fieldCloneTarget = overrideField{
+		key: "bad_templates",
+		parse: func(v any) (string, bool) {
+			t, ok := v.(string)
+			return t, ok && validPath(t)
+		},
+		get: func(p PoolConfig) string { return p.CloneTarget },
+		set: func(o *store.Override, v string) { o.CloneTarget = v },
+	}
+)
+
+// jsonScalar is a JSON string or number as text ("" for anything else).
+func jsonScalar(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case fmt.Stringer: // json.Number
+		return v.String()
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	case int:
+		return strconv.Itoa(v)
+	}
+	return ""
+}
+
+// validPath accepts an inventory path: not empty, no leading or trailing
+// '/', no empty element, at most 255 bytes, no control characters.
+func validPath(p string) bool {
+	if p == "" || len(p) > 255 || strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.Contains(p, "//") {
+		return false
+	}
+	return !strings.ContainsFunc(p, func(r rune) bool { return r < ' ' || r == 0x7f })
+}
+
+// SetPoolSizes overrides pool sizes: {"<pool>": "<size>"|<size>}. See setOverrides.
+func (s *Service) SetPoolSizes(body map[string]any, c Caller) (bool, error) {
+	return s.setOverrides(body, c, fieldSize)
+}
+
+// SetPoolTemplates overrides pool templates: {"<pool>": "<folder/template>"}.
+func (s *Service) SetPoolTemplates(body map[string]any, c Caller) (bool, error) {
+	return s.setOverrides(body, c, fieldTemplate)
+}
+
+// SetCloneTargets overrides pool clone targets: {"<pool>": "<cluster>"}.
+func (s *Service) SetCloneTargets(body map[string]any, c Caller) (bool, error) {
+	return s.setOverrides(body, c, fieldCloneTarget)
+}
+
+// setOverrides validates every pool and value first (EINVALID
+// *NamesError listing the bad ones: unknown pools, aliases included, and
+// bad values), then stores the overrides and kicks the manager. It reports
+// whether any effective value changed. 401 without a token when auth is on.
+func (s *Service) setOverrides(body map[string]any, c Caller, f overrideField) (bool, error) {
+	s.init()
+	if err := svcNeedToken(c); err != nil {
+		return false, err
+	} else if len(body) == 0 {
+		return false, store.Errorf(store.EINVALID, "Request body must name at least one pool")
+	}
+	names := slices.Sorted(maps.Keys(body))
+	vals := make(map[string]string, len(body))
+	var bad []string
+	for _, name := range names {
+		v, ok := f.parse(body[name])
+		if _, known := s.Config.Pool(name); !known || !ok {
+			bad = append(bad, name)
+			continue
+		}
+		vals[name] = v
+	}
+	if len(bad) > 0 {
+		return false, &NamesError{Code: store.EINVALID, Message: "unknown pools or bad values", Names: bad}
+	}
+	s.ovrMu.Lock()
+	defer s.ovrMu.Unlock()
+	ovr, err := s.Store.Overrides()
+	if err != nil {
+		return false, err
+	}
+	changed := false
+	for _, name := range names {
+		p, _ := s.Config.Pool(name)
+		o := ovr[name]
+		applyOverride(&p, o)
+		if f.get(p) == vals[name] {
+			continue
+		}
+		f.set(&o, vals[name])
+		if err := s.Store.PutOverride(name, o); err != nil {
+			return changed, err
+		}
+		changed = true
+	}
+	if changed {
+		s.InvalidateStatus()
+		s.Kick()
+	}
+	return changed, nil
+}
+
+// Reset is the outcome of undoing an override: the effective value before
+// the reset and the configured one (now in force again).
+type Reset struct {
+	Before, Configured string
+}
+
+// Changed reports whether the reset changed the effective value.
+func (r Reset) Changed() bool { return r.Before != r.Configured }
+
+// ResetPoolSize undoes a pool's size override. ENOTFOUND for an unknown pool.
+func (s *Service) ResetPoolSize(pool string, c Caller) (Reset, error) {
+	return s.resetOverride(pool, c, fieldSize)
+}
+
+// ResetPoolTemplate undoes a pool's template override.
+func (s *Service) ResetPoolTemplate(pool string, c Caller) (Reset, error) {
+	return s.resetOverride(pool, c, fieldTemplate)
+}
+
+// ResetCloneTarget undoes a pool's clone target override.
+func (s *Service) ResetCloneTarget(pool string, c Caller) (Reset, error) {
+	return s.resetOverride(pool, c, fieldCloneTarget)
+}
+
+func (s *Service) resetOverride(pool string, c Caller, f overrideField) (Reset, error) {
+	s.init()
+	if err := svcNeedToken(c); err != nil {
+		return Reset{}, err
+	}
+	p, ok := s.Config.Pool(pool)
+	if !ok {
+		return Reset{}, store.Errorf(store.ENOTFOUND, "unknown pool %q", pool)
+	}
+	s.ovrMu.Lock()
+	defer s.ovrMu.Unlock()
+	ovr, err := s.Store.Overrides()
+	if err != nil {
+		return Reset{}, err
+	}
+	o := ovr[pool]
+	eff := p
+	applyOverride(&eff, o)
+	r := Reset{Before: f.get(eff), Configured: f.get(p)}
+	before := o
+	f.set(&o, "")
+	if o != before {
+		if err := s.Store.PutOverride(pool, o); err != nil {
+			return r, err
+		}
+		s.InvalidateStatus()
+		s.Kick()
+	}
+	return r, nil
+}
+
+// ResetPools drains the named pools (POST /poolreset {"<pool>": ...}): their
+// ready and pending VMs, except those cloned for ondemand requests, are
+// scheduled for destruction, so the manager clones fresh ones (from the
+// current template). EINVALID *NamesError for unknown pools; 401 without a
+// token when auth is on. It returns how many VMs it scheduled.
+func (s *Service) ResetPools(body map[string]any, c Caller) (int, error) {
+	s.init()
+	if err := svcNeedToken(c); err != nil {
+		return 0, err
+	} else if len(body) == 0 {
+		return 0, store.Errorf(store.EINVALID, "Request body must name at least one pool")
+	}
+	names := slices.Sorted(maps.Keys(body))
+	var bad []string
+	for _, name := range names {
+		if _, ok := s.Config.Pool(name); !ok {
+			bad = append(bad, name)
+		}
+	}
+	if len(bad) > 0 {
+		return 0, &NamesError{Code: store.EINVALID, Message: "unknown pools", Names: bad}
+	}
+	n := 0
+	for _, name := range names {
+		for _, st := range []store.State{store.StateReady, store.StatePending} {
+			vms, err := s.Store.List(name, st)
+			if err != nil {
+				return n, err
+			}
+			for _, vm := range vms {
+				if vm.RequestID != "" {
+					continue
+				}
+				// Only if still in st: a checkout may have taken it meanwhile.
+				switch err := s.Store.Fail(vm.Hostname, st, "pool reset"); store.ErrorCode(err) {
+				case "":
+					n++
+				case store.ENOTFOUND, store.ECONFLICT:
+				default:
+					return n, err
+				}
+			}
+		}
+	}
+	s.InvalidateStatus()
+	s.Kick()
+	return n, nil
+}

@@ -1,0 +1,211 @@
+package pool
+
+import (
+	"crypto/rand"
+	"fmt"
+	"strings"
+
+	"github.com/vmpooler/vmpooler/store"
+)
+
+// NamesError is an error about some of the names a request gave (pools,
+// aliases, templates), listed in Names so the API can show them the way
+// upstream does (bad_templates, not_configured, bad_pools). It unwraps to
+// a store.Error of Code.
+type NamesError struct {
+	Code    string
+	Message string
+	Names   []string
+}
+
+func (e *NamesError) Error() string { return e.Message + ": " + strings.Join(e.Names, ", ") }
+
+// Unwrap makes store.ErrorCode report Code.
+func (e *NamesError) Unwrap() error { return store.Errorf(e.Code, "%s", e.Error()) }
+
+// MaxRequestIDLen bounds a caller-chosen ondemand request id.
+const MaxRequestIDLen = 100
+
+// svcNeedToken is the rule of every ondemand and configuration write:
+// with auth on, a valid token is required (401).
+func svcNeedToken(c Caller) error {
+	if c.Auth && c.User == "" {
+		return store.Errorf(store.EUNAUTHORIZED, "a token is required")
+	}
+	return nil
+}
+
+// RequestOndemand records an ondemand request for wants and returns its id:
+// id when given (1..MaxRequestIDLen of A-Z a-z 0-9 . _ -), else a new
+// UUID. The manager clones the VMs and hands them to the request. An alias
+// spreads its count over its pools in turn.
+//
+// Errors: 401 without a token when auth is on; EINVALID for nothing
+// requested, a bad count or id; ENOTFOUND (*NamesError) for unknown names;
+// EFORBIDDEN for more than max_ondemand_instances_per_request of one name;
+// ECONFLICT if the id exists.
+func (s *Service) RequestOndemand(wants []Want, id string, c Caller) (string, error) {
+	s.init()
+	if err := svcNeedToken(c); err != nil {
+		return "", err
+	} else if len(wants) == 0 {
+		return "", store.Errorf(store.EINVALID, "no pool requested")
+	}
+	var unknown []string
+	for _, w := range wants {
+		if _, ok := s.aliases[w.Name]; !ok {
+			unknown = append(unknown, w.Name)
+		}
+	}
+	if len(unknown) > 0 {
+		return "", &NamesError{Code: store.ENOTFOUND, Message: "unknown pools or aliases", Names: unknown}
+	}
+	limit := positive(s.Config.MaxOndemandPerRequest, 10)
+	for _, w := range wants {
+		if w.Count < 1 {
+			return "", store.Errorf(store.EINVALID, "VM count must be at least 1")
+		} else if w.Count > limit {
+			return "", store.Errorf(store.EFORBIDDEN, "requested amount of instances exceeds the maximum %d", limit)
+		}
+	}
+	if id == "" {
+		id = svcUUID()
+	} else if !validRequestID(id) {
+		return "", store.Errorf(store.EINVALID, "request_id must be 1 to %d of A-Z a-z 0-9 . _ -", MaxRequestIDLen)
+	}
+	r := store.Request{ID: id, User: c.User}
+	if c.User != "" && s.Config.VMLifetimeAuth > 0 {
+		r.Lifetime = s.Config.VMLifetimeAuth
+	}
+	for _, w := range wants {
+		cands := s.aliases[w.Name]
+		for i, p := range cands {
+			n := w.Count / len(cands)
+			if i < w.Count%len(cands) {
+				n++
+			}
+			if n > 0 {
+				r.Requested = append(r.Requested, store.PoolCount{Pool: p, Count: n})
+				r.Names = append(r.Names, w.Name)
+			}
+		}
+	}
+	err := s.Store.CreateRequest(r)
+	if store.ErrorCode(err) == store.ECONFLICT {
+		return "", store.Errorf(store.ECONFLICT, "request_id '%s' has already been created", id)
+	} else if err != nil {
+		return "", err
+	}
+	s.Kick()
+	return id, nil
+}
+
+func validRequestID(id string) bool {
+	if id == "" || len(id) > MaxRequestIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// svcUUID returns a random (version 4) UUID, as upstream's request ids.
+func svcUUID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
+
+// Host is a hostname and its pool (whose domain makes its FQDN).
+type Host struct {
+	Name, Pool string
+}
+
+// OndemandName is what one requested name (pool or alias) asked for and
+// has been given so far.
+type OndemandName struct {
+	Name   string
+	Wanted int
+	Hosts  []Host
+}
+
+// OndemandView is an ondemand request as the API shows it: State is one of
+// store.Request*, Names are in request order.
+type OndemandView struct {
+	ID    string
+	State string
+	Error string
+	Names []OndemandName
+}
+
+// Ondemand returns a request by id. ENOTFOUND if unknown.
+func (s *Service) Ondemand(id string) (OndemandView, error) {
+	r, err := s.Store.GetRequest(id)
+	if store.ErrorCode(err) == store.ENOTFOUND {
+		return OndemandView{}, store.Errorf(store.ENOTFOUND, "no request found for request_id '%s'", id)
+	} else if err != nil {
+		return OndemandView{}, err
+	}
+	v := OndemandView{ID: r.ID, State: r.State, Error: r.Error}
+	used := make(map[string]int) // pool → hosts dealt out so far
+	for i, pc := range r.Requested {
+		name := pc.Pool
+		if i < len(r.Names) && r.Names[i] != "" {
+			name = r.Names[i]
+		}
+		j := -1
+		for k := range v.Names {
+			if v.Names[k].Name == name {
+				j = k
+			}
+		}
+		if j < 0 {
+			v.Names = append(v.Names, OndemandName{Name: name})
+			j = len(v.Names) - 1
+		}
+		v.Names[j].Wanted += pc.Count
+		hosts := r.Hosts[pc.Pool]
+		from := min(used[pc.Pool], len(hosts))
+		to := min(from+pc.Count, len(hosts))
+		for _, h := range hosts[from:to] {
+			v.Names[j].Hosts = append(v.Names[j].Hosts, Host{Name: h, Pool: pc.Pool})
+		}
+		used[pc.Pool] = to
+	}
+	return v, nil
+}
+
+// DeleteOndemand deletes a request; its delivered VMs are scheduled for
+// destruction and the manager stops cloning for it. It reports whether the
+// request was deleted already. 401 without a token when auth is on, 403 for
+// another user's request, ENOTFOUND if unknown.
+func (s *Service) DeleteOndemand(id string, c Caller) (already bool, err error) {
+	s.init()
+	if err := svcNeedToken(c); err != nil {
+		return false, err
+	}
+	r, err := s.Store.GetRequest(id)
+	if store.ErrorCode(err) == store.ENOTFOUND {
+		return false, store.Errorf(store.ENOTFOUND, "no request found for request_id '%s'", id)
+	} else if err != nil {
+		return false, err
+	}
+	if c.Auth && r.User != "" && r.User != c.User {
+		return false, store.Errorf(store.EFORBIDDEN, "request %s belongs to another user", id)
+	}
+	if r.State == store.RequestDeleted {
+		return true, nil
+	}
+	if err := s.Store.FinishRequest(id, store.RequestDeleted, ""); err != nil {
+		return false, err
+	}
+	s.Kick()
+	return false, nil
+}

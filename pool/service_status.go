@@ -1,0 +1,194 @@
+package pool
+
+import (
+	"math"
+	"slices"
+	"time"
+
+	"github.com/vmpooler/vmpooler/store"
+)
+
+// Status is the live state of the pooler for GET /status.
+type Status struct {
+	Current, Total int     // ready VMs, sum of pool sizes
+	Percent        float64 // Current/Total*100, 1 dp
+	Clone, Boot    store.Durations
+	Queue          Queue
+	Pools          []PoolStatus // config order
+	Empty          []string     // pools with no ready VM and a size > 0
+}
+
+// Queue counts VMs per state over every pool.
+type Queue struct {
+	Pending, Cloning, Booting, Ready, Running, Completed, Total int
+}
+
+// PoolStatus is one pool's line in Status.
+type PoolStatus struct {
+	Name                         string
+	Ready, Running, Pending, Max int
+	LastBoot                     time.Time
+	Alias                        []string
+}
+
+// statusTTL is how long Status reuses today's rollup and the overrides,
+// so /status never runs a transaction per request.
+const statusTTL = time.Second
+
+// Status builds the /status data from the in-memory counts and today's
+// rollup (read at most once per second).
+func (s *Service) Status() (Status, error) {
+	s.init()
+	day, ovr, err := s.svcStatusData()
+	if err != nil {
+		return Status{}, err
+	}
+	counts := s.Store.Counts()
+	var st Status
+	for _, p := range s.Config.Pools {
+		c := counts[p.Name]
+		size := p.Size
+		if o, ok := ovr[p.Name]; ok && o.Size != nil {
+			size = *o.Size
+		}
+		st.Pools = append(st.Pools, PoolStatus{Name: p.Name, Ready: c.Ready, Running: c.Running,
+			Pending: c.Pending, Max: size, LastBoot: c.LastReady, Alias: p.Alias})
+		st.Current += c.Ready
+		st.Total += size
+		st.Queue.Pending += c.Pending
+		st.Queue.Ready += c.Ready
+		st.Queue.Running += c.Running
+		st.Queue.Completed += c.Completed
+		if c.Ready == 0 && size != 0 {
+			st.Empty = append(st.Empty, p.Name)
+		}
+	}
+	if st.Total > 0 {
+		st.Percent = math.Round(float64(st.Current)/float64(st.Total)*1000) / 10
+	}
+	if s.Cloning != nil {
+		st.Queue.Cloning = s.Cloning()
+	}
+	st.Queue.Booting = max(st.Queue.Pending-st.Queue.Cloning, 0)
+	q := st.Queue
+	st.Queue.Total = q.Pending + q.Ready + q.Running + q.Completed
+	st.Clone = MergeDurations(day.Clone)
+	st.Boot = MergeDurations(day.Boot)
+	return st, nil
+}
+
+func (s *Service) svcStatusData() (store.DayRollup, map[string]store.Override, error) {
+	s.statusMu.Lock()
+	defer s.statusMu.Unlock()
+	now := time.Now() // real time: the cache bounds load, not semantics
+	today := s.Now().UTC().Format(time.DateOnly)
+	if s.statusDay.Date == today && now.Sub(s.statusAt) < statusTTL && now.After(s.statusAt) {
+		return s.statusDay, s.statusOvr, nil
+	}
+	days, err := s.Store.Rollups(today, today)
+	if err != nil {
+		return store.DayRollup{}, nil, err
+	}
+	ovr, err := s.Store.Overrides()
+	if err != nil {
+		return store.DayRollup{}, nil, err
+	}
+	day := store.DayRollup{Date: today}
+	if len(days) > 0 {
+		day = days[0]
+		day.Date = today
+	}
+	s.statusAt, s.statusDay, s.statusOvr = now, day, ovr
+	return day, ovr, nil
+}
+
+// InvalidateStatus drops the cached rollup so the next Status reads it afresh.
+func (s *Service) InvalidateStatus() {
+	s.statusMu.Lock()
+	s.statusAt = time.Time{}
+	s.statusMu.Unlock()
+}
+
+// MergeDurations sums per-pool durations into one.
+func MergeDurations(m map[string]store.Durations) store.Durations {
+	var out store.Durations
+	for _, d := range m {
+		if d.Count == 0 {
+			continue
+		}
+		if out.Count == 0 || d.Min < out.Min {
+			out.Min = d.Min
+		}
+		out.Max = max(out.Max, d.Max)
+		out.Count += d.Count
+		out.Sum += d.Sum
+	}
+	return out
+}
+
+// MaxSummaryDays bounds a /summary range.
+const MaxSummaryDays = 3660
+
+// Summary returns the day rollups from..to (YYYY-MM-DD, inclusive; "" =
+// today). EINVALID for a bad date, to before from, from in the future or a
+// range longer than MaxSummaryDays.
+func (s *Service) Summary(from, to string) ([]store.DayRollup, error) {
+	s.init()
+	today := s.Now().UTC().Format(time.DateOnly)
+	if from == "" {
+		from = today
+	}
+	if to == "" {
+		to = today
+	}
+	f, err := svcParseDate(from)
+	if err != nil {
+		return nil, err
+	}
+	t, err := svcParseDate(to)
+	if err != nil {
+		return nil, err
+	}
+	if t.Before(f) {
+		return nil, store.Errorf(store.EINVALID, "Date range is invalid, 'to' cannot come before 'from'.")
+	} else if from > today {
+		return nil, store.Errorf(store.EINVALID, "Date range is invalid, 'from' must be in the past.")
+	} else if t.Sub(f) > Hours(24*MaxSummaryDays) {
+		return nil, store.Errorf(store.EINVALID, "Date range is invalid, at most %d days.", MaxSummaryDays)
+	}
+	return s.Store.Rollups(from, to)
+}
+
+func svcParseDate(v string) (time.Time, error) {
+	t, err := time.Parse(time.DateOnly, v)
+	if err != nil || len(v) != len(time.DateOnly) {
+		return time.Time{}, store.Errorf(store.EINVALID, "Invalid date format '%s', must match YYYY-MM-DD.", v)
+	}
+	return t, nil
+}
+
+// PoolStat returns the pools whose name or one of whose aliases is in
+// names (GET /poolstat?pool=a,b), in config order, with sizes as overridden.
+func (s *Service) PoolStat(names []string) ([]PoolStatus, error) {
+	st, err := s.Status()
+	if err != nil {
+		return nil, err
+	}
+	var out []PoolStatus
+	for _, p := range st.Pools {
+		if slices.Contains(names, p.Name) || slices.ContainsFunc(p.Alias, func(a string) bool { return slices.Contains(names, a) }) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// TotalRunning returns the number of running VMs over the configured pools.
+func (s *Service) TotalRunning() int {
+	counts := s.Store.Counts()
+	n := 0
+	for _, p := range s.Config.Pools {
+		n += counts[p.Name].Running
+	}
+	return n
+}

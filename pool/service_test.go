@@ -1,0 +1,215 @@
+package pool
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/vmpooler/vmpooler/store"
+)
+
+// svcEnv is a Service on a real store with a fixed clock.
+type svcEnv struct {
+	t     *testing.T
+	svc   *Service
+	st    *store.Store
+	now   time.Time
+	kicks int
+}
+
+func mustServiceEnv(t *testing.T) *svcEnv {
+	t.Helper()
+	e := &svcEnv{t: t, now: time.Date(2015, 3, 11, 10, 0, 0, 0, time.UTC)}
+	clock := func() time.Time { return e.now }
+	e.st = store.New(filepath.Join(t.TempDir(), "db"))
+	e.st.Now = clock
+	if err := e.st.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.st.Close() })
+	cfg := &Config{Domain: "example.com", VMLifetime: 12, VMLifetimeAuth: 48, MaxLifetimeUpperLimit: 100,
+		AllowedTags: []string{"url", "project"},
+		Pools: []PoolConfig{
+			{Name: "a", Alias: Aliases{"both"}, Size: 2},
+			{Name: "b", Alias: Aliases{"both"}, Size: 2, Domain: "b.example.com"},
+		}}
+	cfg.Defaults()
+	e.svc = NewService(cfg, e.st, nil)
+	e.svc.Now = clock
+	e.svc.TagFilter = map[string]string{"url": `^(.*)/`}
+	e.svc.Kick = func() { e.kicks++ }
+	return e
+}
+
+func (e *svcEnv) ready(pool string, hosts ...string) {
+	e.t.Helper()
+	for _, h := range hosts {
+		if err := e.st.AddPending(store.VM{Hostname: h, Pool: pool}); err != nil {
+			e.t.Fatal(err)
+		}
+		if err := e.st.MarkReady(h, ""); err != nil {
+			e.t.Fatal(err)
+		}
+		e.now = e.now.Add(time.Second)
+	}
+}
+
+func TestServiceParseCount(t *testing.T) {
+	for _, c := range []struct {
+		in   string // JSON
+		want int
+		code string
+	}{
+		{`"2"`, 2, ""}, {`3`, 3, ""}, {`" 4 "`, 4, ""}, {`"100"`, 100, ""}, {`1.0`, 1, ""},
+		{`"0"`, 0, store.EINVALID}, {`-1`, 0, store.EINVALID}, {`101`, 0, store.EINVALID},
+		{`"x"`, 0, store.EINVALID}, {`1.5`, 0, store.EINVALID}, {`true`, 0, store.EINVALID},
+		{`null`, 0, store.EINVALID}, {`"99999999999999999999"`, 0, store.EINVALID},
+	} {
+		var v any
+		if err := json.Unmarshal([]byte(c.in), &v); err != nil {
+			t.Fatal(err)
+		}
+		got, err := ParseCount(v)
+		if got != c.want || store.ErrorCode(err) != c.code {
+			t.Errorf("ParseCount(%s) = %d, %v; want %d, code %q", c.in, got, err, c.want, c.code)
+		}
+	}
+}
+
+func TestServiceCheckout(t *testing.T) {
+	e := mustServiceEnv(t)
+	e.ready("a", "a1", "a2")
+	e.ready("b", "b1")
+
+	t.Run("alias uses every candidate", func(t *testing.T) {
+		got, err := e.svc.Checkout([]Want{{"both", 3}}, Caller{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(got["both"]); n != 3 {
+			t.Fatalf("got %d VMs, want 3", n)
+		}
+		if e.kicks == 0 {
+			t.Error("checkout did not kick the manager")
+		}
+	})
+	t.Run("empty is all or nothing", func(t *testing.T) {
+		e.ready("a", "a3")
+		_, err := e.svc.Checkout([]Want{{"a", 1}, {"b", 1}}, Caller{})
+		if store.ErrorCode(err) != store.EEMPTY {
+			t.Fatalf("err = %v, want EEMPTY", err)
+		}
+		if r := e.st.Counts()["a"].Ready; r != 1 {
+			t.Errorf("a ready = %d, want 1 (nothing handed out)", r)
+		}
+	})
+	t.Run("unknown name", func(t *testing.T) {
+		if _, err := e.svc.Checkout([]Want{{"zzz", 1}}, Caller{}); store.ErrorCode(err) != store.ENOTFOUND {
+			t.Errorf("err = %v, want ENOTFOUND", err)
+		}
+	})
+	t.Run("token gets vm_lifetime_auth and user", func(t *testing.T) {
+		got, err := e.svc.Checkout([]Want{{"a", 1}}, Caller{User: "jdoe", Auth: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		vm := got["a"][0]
+		if vm.User != "jdoe" || vm.Lifetime != 48 {
+			t.Errorf("user %q lifetime %d, want jdoe 48", vm.User, vm.Lifetime)
+		}
+	})
+}
+
+func TestServiceModifyAndOwnership(t *testing.T) {
+	e := mustServiceEnv(t)
+	e.ready("a", "a1", "a2")
+	got, err := e.svc.Checkout([]Want{{"a", 1}}, Caller{User: "jdoe", Auth: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := got["a"][0].Hostname
+	two, zero, hundred := 2, 0, 100
+	for _, c := range []struct {
+		name string
+		m    Modification
+		c    Caller
+		code string
+	}{
+		{"no token", Modification{Lifetime: &two}, Caller{Auth: true}, store.EUNAUTHORIZED},
+		{"other user", Modification{Lifetime: &two}, Caller{User: "alice", Auth: true}, store.EFORBIDDEN},
+		{"zero", Modification{Lifetime: &zero, LifetimeArg: "0"}, Caller{User: "jdoe", Auth: true}, store.EINVALID},
+		{"at limit", Modification{Lifetime: &hundred, LifetimeArg: "100"}, Caller{User: "jdoe", Auth: true}, store.EINVALID},
+		{"tag not allowed", Modification{Tags: map[string]string{"x": "1"}}, Caller{}, store.EINVALID},
+		{"owner", Modification{Lifetime: &two, Tags: map[string]string{"url": "ci.example.com/job/1", "project": ""}}, Caller{User: "jdoe", Auth: true}, ""},
+	} {
+		if err := e.svc.Modify(host, c.m, c.c); store.ErrorCode(err) != c.code {
+			t.Errorf("%s: err = %v, want code %q", c.name, err, c.code)
+		}
+	}
+	vm, err := e.st.Get(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vm.Lifetime != 2 || vm.Tags["url"] != "ci.example.com/job" || len(vm.Tags) != 1 {
+		t.Errorf("lifetime %d tags %v, want 2 and the filtered url only", vm.Lifetime, vm.Tags)
+	}
+	if err := e.svc.Return(host, Caller{User: "alice", Auth: true}); store.ErrorCode(err) != store.EFORBIDDEN {
+		t.Errorf("return by alice: %v, want EFORBIDDEN", err)
+	}
+	if err := e.svc.Return("a2", Caller{}); store.ErrorCode(err) != store.ENOTFOUND {
+		t.Errorf("return of a ready VM: %v, want ENOTFOUND", err)
+	}
+	if err := e.svc.Return(host, Caller{User: "jdoe", Auth: true}); err != nil {
+		t.Errorf("return by owner: %v", err)
+	}
+}
+
+func TestServiceGetEffectiveLifetime(t *testing.T) {
+	e := mustServiceEnv(t)
+	e.ready("b", "b1")
+	if _, err := e.svc.Checkout([]Want{{"b", 1}}, Caller{}); err != nil {
+		t.Fatal(err)
+	}
+	e.now = e.now.Add(90 * time.Minute)
+	v, err := e.svc.Get("b1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Anonymous checkout: stored lifetime 0, effective 12 (upstream showed remaining 0).
+	if v.Lifetime != 12 || v.Running != 1.5 || v.Remaining != 10.5 || v.Domain != "b.example.com" {
+		t.Errorf("got lifetime %d running %v remaining %v domain %q; want 12 1.5 10.5 b.example.com",
+			v.Lifetime, v.Running, v.Remaining, v.Domain)
+	}
+	if !v.End.Equal(v.CheckedOut.Add(12 * time.Hour)) {
+		t.Errorf("end %v, want checkout + 12h", v.End)
+	}
+}
+
+func TestServiceStatus(t *testing.T) {
+	e := mustServiceEnv(t)
+	e.ready("a", "a1")
+	e.svc.Cloning = func() int { return 0 }
+	st, err := e.svc.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Current != 1 || st.Total != 4 || st.Percent != 25 || len(st.Empty) != 1 || st.Empty[0] != "b" {
+		t.Errorf("status = %+v", st)
+	}
+	if st.Boot.Count != 1 {
+		t.Errorf("boot count %d, want 1", st.Boot.Count)
+	}
+}
+
+func TestServiceSummaryDates(t *testing.T) {
+	e := mustServiceEnv(t)
+	for _, c := range []struct{ from, to, code string }{
+		{"", "", ""}, {"2015-03-01", "", ""}, {"2015-3-1", "", store.EINVALID}, {"2015-03-12", "", store.EINVALID},
+		{"2015-03-10", "2015-03-09", store.EINVALID}, {"2000-01-01", "2015-03-11", store.EINVALID},
+	} {
+		if _, err := e.svc.Summary(c.from, c.to); store.ErrorCode(err) != c.code {
+			t.Errorf("Summary(%q, %q): %v, want code %q", c.from, c.to, err, c.code)
+		}
+	}
+}

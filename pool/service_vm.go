@@ -1,0 +1,289 @@
+package pool
+
+import (
+	"crypto/rand"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/vmpooler/vmpooler/store"
+)
+
+func svcOwner(vm store.VM, c Caller) error {
+	if !c.Auth || vm.User == "" {
+		return nil
+	} else if c.User == "" {
+		return store.Errorf(store.EUNAUTHORIZED, "VM %s was checked out with a token; a token is required", vm.Hostname)
+	} else if c.User != vm.User {
+		return store.Errorf(store.EFORBIDDEN, "VM %s belongs to another user", vm.Hostname)
+	}
+	return nil
+}
+
+// Return schedules a running VM for destruction (DELETE /vm/<host>).
+// ENOTFOUND unless the VM is running.
+func (s *Service) Return(host string, c Caller) error {
+	s.init()
+	vm, err := s.Store.Get(host)
+	if err != nil {
+		return err
+	} else if vm.State != store.StateRunning {
+		return store.Errorf(store.ENOTFOUND, "VM %s is not running", host)
+	} else if err := svcOwner(vm, c); err != nil {
+		return err
+	}
+	if err := s.Store.Return(host, "returned"); err != nil {
+		return err
+	}
+	s.Kick()
+	return nil
+}
+
+// Modification is a PUT /vm/<host> body: Lifetime (hours, nil = unchanged),
+// Tags, and Failures found while decoding it (unknown keys, bad types).
+type Modification struct {
+	Lifetime    *int
+	LifetimeArg string // as given, for messages
+	Tags        map[string]string
+	// Disk (GB, nil = none) queues an extra disk as POST /vm/<host>/disk/<n>
+	// does: vmfloaty's "modify --disk" sends it in the PUT body.
+	Disk     *int
+	DiskArg  string // as given, for messages
+	Failures []string
+}
+
+// FailureError lists every problem of a PUT body. It unwraps to EINVALID.
+type FailureError struct{ Failures []string }
+
+func (e *FailureError) Error() string { return strings.Join(e.Failures, " ") }
+
+// Unwrap makes store.ErrorCode report EINVALID.
+func (e *FailureError) Unwrap() error { return store.Errorf(store.EINVALID, "%s", e.Error()) }
+
+// Modify changes a live VM's lifetime and tags, and queues a disk when asked.
+// A lifetime or a disk needs a token when auth is on (401) and, on a VM
+// checked out with a token, that user's token (403). A lifetime must be > 0
+// and < max_lifetime_upper_limit when set; a disk 1..MaxDiskGB. Tags honour
+// allowed_tags and [tagfilter].
+func (s *Service) Modify(host string, m Modification, c Caller) error {
+	s.init()
+	vm, err := s.Store.Get(host)
+	if err != nil {
+		return err
+	} else if vm.State == store.StateDestroyed {
+		return store.Errorf(store.ENOTFOUND, "VM %s is destroyed", host)
+	}
+	if m.Lifetime != nil && c.Auth && c.User == "" {
+		return store.Errorf(store.EUNAUTHORIZED, "changing the lifetime needs a token")
+	} else if m.Disk != nil && c.Auth && c.User == "" {
+		return store.Errorf(store.EUNAUTHORIZED, "adding a disk needs a token")
+	}
+	failures := append([]string(nil), m.Failures...)
+	lifetime := 0
+	if m.Lifetime != nil {
+		lifetime = *m.Lifetime
+		if lim := s.Config.MaxLifetimeUpperLimit; lifetime <= 0 {
+			failures = append(failures, fmt.Sprintf("You provided a lifetime (%s) but you must provide a positive number.", m.LifetimeArg))
+		} else if lim > 0 && lifetime >= lim {
+			failures = append(failures, fmt.Sprintf("You provided a lifetime (%s) that exceeds the configured maximum of %d.", m.LifetimeArg, lim))
+		}
+	}
+	if m.Disk != nil {
+		if *m.Disk < 1 || *m.Disk > MaxDiskGB {
+			failures = append(failures, fmt.Sprintf("You provided a disk size (%s) but it must be a whole number of GB from 1 to %d.", m.DiskArg, MaxDiskGB))
+		} else if vm.State == store.StateCompleted {
+			return store.Errorf(store.ENOTFOUND, "VM %s is not live", host)
+		}
+	}
+	var bad []string
+	for k := range m.Tags {
+		if len(s.allowed) > 0 && !s.allowed[k] {
+			bad = append(bad, k)
+		}
+	}
+	if len(bad) > 0 {
+		sort.Strings(bad)
+		failures = append(failures, fmt.Sprintf("You provided unsupported tags (%s).", strings.Join(bad, ", ")))
+	}
+	if len(failures) > 0 {
+		return &FailureError{Failures: failures}
+	}
+	if m.Lifetime != nil || m.Disk != nil {
+		if err := svcOwner(vm, c); err != nil {
+			return err
+		}
+	}
+	if m.Disk == nil || m.Lifetime != nil || len(m.Tags) > 0 {
+		if _, err = s.Store.Modify(host, lifetime, s.svcFilterTags(m.Tags)); err != nil {
+			return err
+		}
+	}
+	if m.Disk != nil {
+		if err := s.Store.RequestDisk(host, *m.Disk); err != nil {
+			return err
+		}
+		s.Kick()
+	}
+	return nil
+}
+
+// svcFilterTags drops empty values and applies [tagfilter].
+func (s *Service) svcFilterTags(tags map[string]string) map[string]string {
+	if len(tags) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(tags))
+	for k, v := range tags {
+		if re := s.filters[k]; re != nil {
+			if m := re.FindStringSubmatch(v); m != nil {
+				v = strings.Join(m[1:], "")
+			}
+		}
+		if v != "" {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// svcJobTarget checks a snapshot, revert or disk request: token (401 when
+// auth is on), VM exists and is live (404), ownership (403).
+func (s *Service) svcJobTarget(host string, c Caller) error {
+	s.init()
+	if c.Auth && c.User == "" {
+		return store.Errorf(store.EUNAUTHORIZED, "a token is required")
+	}
+	vm, err := s.Store.Get(host)
+	if err != nil {
+		return err
+	} else if vm.State == store.StateDestroyed || vm.State == store.StateCompleted {
+		return store.Errorf(store.ENOTFOUND, "VM %s is not live", host)
+	}
+	return svcOwner(vm, c)
+}
+
+// Snapshot queues a snapshot and returns its generated 32-character name.
+func (s *Service) Snapshot(host string, c Caller) (string, error) {
+	if err := s.svcJobTarget(host, c); err != nil {
+		return "", err
+	}
+	name := svcRandomName()
+	if err := s.Store.RequestSnapshot(host, name); err != nil {
+		return "", err
+	}
+	s.Kick()
+	return name, nil
+}
+
+// Revert queues a revert to a taken snapshot. ENOTFOUND if there is none of that name.
+func (s *Service) Revert(host, snapshot string, c Caller) error {
+	if err := s.svcJobTarget(host, c); err != nil {
+		return err
+	}
+	if err := s.Store.RequestRevert(host, snapshot); err != nil {
+		return err
+	}
+	s.Kick()
+	return nil
+}
+
+// MaxDiskGB is the largest extra disk a request may add.
+const MaxDiskGB = 2048
+
+// AddDisk queues an extra disk of sizeGB (1..MaxDiskGB).
+func (s *Service) AddDisk(host string, sizeGB int, c Caller) error {
+	if sizeGB < 1 || sizeGB > MaxDiskGB {
+		return store.Errorf(store.EINVALID, "disk size must be from 1 to %d", MaxDiskGB)
+	}
+	if err := s.svcJobTarget(host, c); err != nil {
+		return err
+	}
+	if err := s.Store.RequestDisk(host, sizeGB); err != nil {
+		return err
+	}
+	s.Kick()
+	return nil
+}
+
+// svcRandomName returns 32 characters in the token alphabet (first a..y).
+func svcRandomName() string {
+	const first, rest = "abcdefghijklmnopqrstuvwxy", "abcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	b[0] = first[int(b[0])%len(first)]
+	for i := 1; i < len(b); i++ {
+		b[i] = rest[int(b[i])%len(rest)]
+	}
+	return string(b)
+}
+
+// VMView is a VM record with what the API derives from it.
+type VMView struct {
+	store.VM
+	Lifetime  int       // effective lifetime in hours
+	Running   float64   // hours since checkout (until it left running), 2 dp
+	Remaining float64   // hours left of the lifetime while running, 2 dp
+	End       time.Time // checkout + effective lifetime (zero if never checked out)
+	Domain    string    // the pool's domain
+}
+
+// Get returns a VM with its effective lifetime, running and remaining hours.
+func (s *Service) Get(host string) (VMView, error) {
+	s.init()
+	vm, err := s.Store.Get(host)
+	if err != nil {
+		return VMView{}, err
+	}
+	v := VMView{VM: vm, Lifetime: s.Config.Lifetime(vm.Lifetime), Domain: s.Domain(vm.Pool)}
+	if !vm.CheckedOut.IsZero() {
+		until := s.Now()
+		if !vm.Completed.IsZero() {
+			until = vm.Completed
+		} else if !vm.Destroyed.IsZero() {
+			until = vm.Destroyed
+		}
+		v.Running = svcRound2(until.Sub(vm.CheckedOut).Hours())
+		v.End = vm.CheckedOut.Add(Hours(v.Lifetime))
+		if vm.State == store.StateRunning {
+			v.Remaining = svcRound2(v.End.Sub(s.Now()).Hours())
+		}
+	}
+	return v, nil
+}
+
+// Domain returns a pool's DNS domain ("" when none is configured).
+func (s *Service) Domain(pool string) string {
+	if p, ok := s.Config.Pool(pool); ok && p.Domain != "" {
+		return p.Domain
+	}
+	return s.Config.Domain
+}
+
+func svcRound2(f float64) float64 {
+	r := math.Round(f*100) / 100
+	if r == 0 {
+		return 0 // no -0
+	}
+	return r
+}
+
+// RunningByUser lists the running VMs checked out by user.
+func (s *Service) RunningByUser(user string) ([]store.VM, error) {
+	var hosts []store.VM
+	for _, p := range s.Config.Pools {
+		vms, err := s.Store.List(p.Name, store.StateRunning)
+		if err != nil {
+			return nil, err
+		}
+		for _, vm := range vms {
+			if vm.User == user {
+				hosts = append(hosts, vm)
+			}
+		}
+	}
+	return hosts, nil
+}
