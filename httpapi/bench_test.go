@@ -1,0 +1,139 @@
+package httpapi
+
+import (
+	"encoding/json"
+
+	"fmt"
+	"github.com/vmpooler/vmpooler/store"
+	"io"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// benchClients is the number of concurrent keep-alive clients.
+const benchClients = 32
+
+func benchClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{MaxIdleConns: benchClients, MaxIdleConnsPerHost: benchClients, MaxConnsPerHost: benchClients}}
+}
+
+// fillReady adds n ready VMs to a pool from several goroutines, so the
+// store shares commits.
+func (e *env) fillReady(poolName string, n int) {
+	e.tb.Helper()
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	errs := make(chan error, benchClients)
+	for range benchClients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(n) {
+					return
+				}
+				h := fmt.Sprintf("%s-%09d", poolName, i)
+				if err := e.st.AddPending(storeVM(h, poolName)); err != nil {
+					errs <- err
+					return
+				}
+				if err := e.st.MarkReady(h, ""); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		e.tb.Fatal(err)
+	}
+}
+
+func BenchmarkFill(b *testing.B) {
+	e := mustEnv(b, envOptions{realClock: true})
+	start := time.Now()
+	e.fillReady("debian-7-i386", b.N)
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "vms/s")
+}
+
+// BenchmarkCheckoutReturn runs checkout + DELETE cycles from 32 clients.
+// BENCH_DB_DIR puts the database elsewhere (e.g. /dev/shm, to take fsync
+// out of the picture).
+func BenchmarkCheckoutReturn(b *testing.B) {
+	e := mustEnv(b, envOptions{realClock: true, dir: os.Getenv("BENCH_DB_DIR")})
+	e.fillReady("debian-7-i386", b.N+benchClients)
+	client := benchClient()
+	b.SetParallelism((benchClients + 1) / 2)
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			var out struct {
+				VM struct {
+					Hostname string `json:"hostname"`
+				} `json:"debian-7-i386"`
+			}
+			if err := benchDo(client, "POST", e.srv.URL+"/api/v1/vm/debian-7-i386", &out); err != nil {
+				b.Error(err)
+				return
+			}
+			if err := benchDo(client, "DELETE", e.srv.URL+"/api/v1/vm/"+out.VM.Hostname, nil); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "checkouts/s")
+}
+
+// BenchmarkStatus runs GET /status from 32 clients.
+func BenchmarkStatus(b *testing.B) {
+	e := mustEnv(b, envOptions{realClock: true})
+	e.fillReady("debian-7-i386", 50)
+	e.fillReady("debian-7-x86_64", 20)
+	client := benchClient()
+	b.SetParallelism((benchClients + 1) / 2)
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := benchDo(client, "GET", e.srv.URL+"/api/v1/status", nil); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
+}
+
+func benchDo(c *http.Client, method, url string, out any) error {
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		return err
+	}
+	res, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		data, _ := io.ReadAll(res.Body)
+		return fmt.Errorf("%s %s: %d %s", method, url, res.StatusCode, data)
+	}
+	if out != nil {
+		return jsonDecode(res.Body, out)
+	}
+	_, err = io.Copy(io.Discard, res.Body)
+	return err
+}
+
+func jsonDecode(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }
+
+func storeVM(host, poolName string) store.VM { return store.VM{Hostname: host, Pool: poolName} }

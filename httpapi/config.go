@@ -1,0 +1,251 @@
+package httpapi
+
+import (
+	"net/http"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/vmpooler/vmpooler/pool"
+	"github.com/vmpooler/vmpooler/store"
+)
+
+// redactedValue replaces a secret's value in /config answers.
+const redactedValue = "********"
+
+// secretKey reports whether a configuration key names a secret.
+func secretKey(key string) bool {
+	k := strings.ToLower(key)
+	return strings.Contains(k, "password") || strings.Contains(k, "secret") || strings.Contains(k, "token") ||
+		strings.Contains(k, "credential") || strings.HasSuffix(k, "_key")
+}
+
+// configValue writes a configuration value as JSON with its TOML key names
+// (embedded structs flattened, `toml:"-"` fields, nil pointers and empty
+// strings, slices and maps left out) and every secret masked. ok is false
+// for a value to leave out.
+func configValue(v reflect.Value) (out any, ok bool) {
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if v.IsNil() {
+			return nil, false
+		}
+		return configValue(v.Elem())
+	case reflect.Struct:
+		o := obj{}
+		configStruct(v, &o)
+		return o, true
+	case reflect.Map:
+		if v.Len() == 0 || v.Type().Key().Kind() != reflect.String {
+			return nil, false
+		}
+		keys := v.MapKeys()
+		slices.SortFunc(keys, func(a, b reflect.Value) int { return strings.Compare(a.String(), b.String()) })
+		o := obj{}
+		for _, k := range keys {
+			if e, ok := configValue(v.MapIndex(k)); ok {
+				o = append(o, configMember(k.String(), e))
+			}
+		}
+		return o, true
+	case reflect.Slice, reflect.Array:
+		if v.Len() == 0 {
+			return nil, false
+		}
+		list := make([]any, 0, v.Len())
+		for i := range v.Len() {
+			if e, ok := configValue(v.Index(i)); ok {
+				list = append(list, e)
+			}
+		}
+		return list, true
+	case reflect.String:
+		return v.String(), v.Len() > 0
+	case reflect.Bool:
+		return v.Bool(), true
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return int(v.Int()), true
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return int(v.Uint()), true
+	case reflect.Float32, reflect.Float64:
+		return v.Float(), true
+	}
+	return nil, false // funcs, channels: nothing to show
+}
+
+func configStruct(v reflect.Value, o *obj) {
+	t := v.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+		if name == "-" {
+			continue
+		}
+		fv := v.Field(i)
+		if f.Anonymous && name == "" && fv.Kind() == reflect.Struct {
+			configStruct(fv, o)
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		if e, ok := configValue(fv); ok {
+			*o = append(*o, configMember(name, e))
+		}
+	}
+}
+
+// configMember masks the value of a secret key, whole (an object or list
+// under such a key is a secret too).
+func configMember(key string, v any) kv {
+	if secretKey(key) {
+		v = redactedValue
+	}
+	return kv{key, v}
+}
+
+// handleConfig answers GET /config: the pools as in force (runtime
+// overrides applied) with upstream's "template_ready", and the whole
+// configuration with its secrets masked.
+func (s *server) handleConfig(w http.ResponseWriter, r *http.Request, c call) error {
+	pools, err := s.svc.Effective()
+	if err != nil {
+		return err
+	} else if len(pools) == 0 {
+		return store.Errorf(store.ENOTFOUND, "no pools configured")
+	}
+	list := make([]obj, len(pools))
+	for i, p := range pools {
+		o, _ := configValue(reflect.ValueOf(p))
+		list[i] = append(o.(obj), kv{"template_ready", true})
+	}
+	out := obj{{"ok", true}, {"pool_configuration", list}}
+	if cfg, ok := configValue(reflect.ValueOf(s.cfg.Redacted)); ok {
+		out = append(out, kv{"config", cfg})
+	}
+	writeJSON(w, http.StatusOK, append(out, kv{"status", obj{{"ok", true}}}))
+	return nil
+}
+
+// handleFullConfig answers GET /full_config (upstream 2.3+): the whole
+// configuration, secrets masked (upstream showed them).
+func (s *server) handleFullConfig(w http.ResponseWriter, r *http.Request, c call) error {
+	cfg, ok := configValue(reflect.ValueOf(s.cfg.Redacted))
+	if !ok {
+		cfg = obj{}
+	}
+	writeJSON(w, http.StatusOK, obj{{"ok", true}, {"full_config", cfg}, {"status", obj{{"ok", true}}}})
+	return nil
+}
+
+// experimental gates a configuration write: 405 unless
+// experimental_features is on (as upstream), then a token when auth is on.
+func (s *server) experimental(h handler) handler {
+	return s.messages(func(w http.ResponseWriter, r *http.Request, c call) error {
+		if !s.svc.Config.ExperimentalFeatures {
+			return store.Errorf(eMethod, "%s %s needs experimental_features = true", r.Method, r.URL.Path)
+		}
+		return h(w, r, c)
+	})
+}
+
+// setter is a pool.Service method that applies overrides from a body.
+type setter func(body map[string]any, c pool.Caller) (bool, error)
+
+// override answers a POST /config/* write: 201 if anything changed, else
+// 200; bad names and values are 400 with them listed under key.
+func (s *server) override(w http.ResponseWriter, r *http.Request, set setter, key string) error {
+	caller, err := s.writer(r)
+	if err != nil {
+		return err
+	}
+	var body map[string]any
+	if err := readJSON(w, r, &body); err != nil {
+		return err
+	}
+	changed, err := set(body, caller)
+	if err != nil {
+		return withNames(err, key)
+	}
+	status := http.StatusOK
+	if changed {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, obj{{"ok", true}})
+	return nil
+}
+
+// resetter is a pool.Service method that undoes an override.
+type resetter func(pool string, c pool.Caller) (pool.Reset, error)
+
+// reset answers a DELETE /config/*/<pool>: the value before the reset and
+// the configured one, 201 if they differ, else 200.
+func (s *server) reset(w http.ResponseWriter, r *http.Request, c call, undo resetter, name string, asInt bool) error {
+	caller, err := s.writer(r)
+	if err != nil {
+		return err
+	}
+	res, err := undo(c.ps.ByName("pool"), caller)
+	if err != nil {
+		return err
+	}
+	val := func(v string) any {
+		if asInt {
+			n, _ := strconv.Atoi(v)
+			return n
+		}
+		return v
+	}
+	status := http.StatusOK
+	if res.Changed() {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, obj{{"ok", true}, {name + "_before_reset", val(res.Before)}, {name + "_before_overrides", val(res.Configured)}})
+	return nil
+}
+
+func (s *server) handlePoolSize(w http.ResponseWriter, r *http.Request, c call) error {
+	return s.override(w, r, s.svc.SetPoolSizes, "not_configured")
+}
+
+func (s *server) handlePoolTemplate(w http.ResponseWriter, r *http.Request, c call) error {
+	return s.override(w, r, s.svc.SetPoolTemplates, "bad_templates")
+}
+
+func (s *server) handleCloneTarget(w http.ResponseWriter, r *http.Request, c call) error {
+	return s.override(w, r, s.svc.SetCloneTargets, "bad_templates")
+}
+
+func (s *server) handlePoolSizeReset(w http.ResponseWriter, r *http.Request, c call) error {
+	return s.reset(w, r, c, s.svc.ResetPoolSize, "pool_size", true)
+}
+
+func (s *server) handlePoolTemplateReset(w http.ResponseWriter, r *http.Request, c call) error {
+	return s.reset(w, r, c, s.svc.ResetPoolTemplate, "template", false)
+}
+
+func (s *server) handleCloneTargetReset(w http.ResponseWriter, r *http.Request, c call) error {
+	return s.reset(w, r, c, s.svc.ResetCloneTarget, "clone_target", false)
+}
+
+// handlePoolReset answers POST /poolreset {"<pool>": ...}: the pools' ready
+// and pending VMs are drained so the manager clones fresh ones; 201.
+func (s *server) handlePoolReset(w http.ResponseWriter, r *http.Request, c call) error {
+	caller, err := s.writer(r)
+	if err != nil {
+		return err
+	}
+	var body map[string]any
+	if err := readJSON(w, r, &body); err != nil {
+		return err
+	}
+	if _, err := s.svc.ResetPools(body, caller); err != nil {
+		return withNames(err, "bad_pools")
+	}
+	writeJSON(w, http.StatusCreated, obj{{"ok", true}})
+	return nil
+}

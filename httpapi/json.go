@@ -1,0 +1,279 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/vmpooler/vmpooler/pool"
+	"github.com/vmpooler/vmpooler/store"
+)
+
+// MaxBodyBytes is the largest request body read; a larger one gets 413.
+const MaxBodyBytes = 1 << 20
+
+// Error codes of this package, beside store's.
+const (
+	eTooLarge = "too_large"          // 413
+	eMethod   = "method_not_allowed" // 405
+)
+
+// statusOf maps every error code to its HTTP status: the one table.
+var statusOf = map[string]int{
+	store.EINVALID:      http.StatusBadRequest,
+	store.EUNAUTHORIZED: http.StatusUnauthorized,
+	store.EFORBIDDEN:    http.StatusForbidden,
+	store.ENOTFOUND:     http.StatusNotFound,
+	eMethod:             http.StatusMethodNotAllowed,
+	store.ECONFLICT:     http.StatusConflict,
+	eTooLarge:           http.StatusRequestEntityTooLarge,
+	store.EINTERNAL:     http.StatusInternalServerError,
+	store.EEMPTY:        http.StatusServiceUnavailable,
+}
+
+// writeError writes err as {"ok":false,"error":...} with its code's status.
+// Internal errors are logged and shown only as "internal error"; a 401
+// carries the Basic challenge.
+func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	code := store.ErrorCode(err)
+	status, ok := statusOf[code]
+	if !ok {
+		status = http.StatusInternalServerError
+	}
+	if status == http.StatusInternalServerError {
+		s.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Basic realm="Authentication required"`)
+	}
+	body := obj{{"ok", false}, {"error", store.ErrorMessage(err)}}
+	var fe *pool.FailureError
+	if errors.As(err, &fe) {
+		body = append(body, kv{"failure", fe.Failures})
+	}
+	var de *detailError
+	if errors.As(err, &de) {
+		body = append(body, de.extra...)
+	}
+	writeJSON(w, status, body)
+}
+
+// detailError adds members to an error's answer (upstream's "message",
+// "bad_templates", ...), after "ok" and "error".
+type detailError struct {
+	error
+	extra obj
+}
+
+func (e *detailError) Unwrap() error { return e.error }
+
+// withDetail returns err with members added to its answer.
+func withDetail(err error, extra ...kv) error {
+	var de *detailError
+	if errors.As(err, &de) {
+		de.extra = append(de.extra, extra...)
+		return err
+	}
+	return &detailError{error: err, extra: extra}
+}
+
+// withNames lists the names of a *pool.NamesError under key, as upstream
+// does ("bad_templates", "not_configured", "bad_pools").
+func withNames(err error, key string) error {
+	var ne *pool.NamesError
+	if errors.As(err, &ne) {
+		return withDetail(err, kv{key, ne.Names})
+	}
+	return err
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// writeJSON writes v as pretty-printed JSON (2-space indent, as upstream).
+// It is the only place that sets Content-Type.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	b, err := appendJSON((*bp)[:0], v, 0)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b = append(b[:0], "{\n  \"ok\": false,\n  \"error\": \"internal error\"\n}"...)
+	}
+	b = append(b, '\n')
+	*bp = b
+	h := w.Header()
+	h["Content-Type"] = []string{"application/json"}
+	h["X-Content-Type-Options"] = []string{"nosniff"}
+	w.WriteHeader(status)
+	w.Write(b)
+}
+
+const indent = "                                                                "
+
+// newline starts a line indented for depth (2 spaces a level).
+func newline(b []byte, depth int) []byte {
+	b = append(b, '\n')
+	for n := 2 * depth; n > 0; n -= min(n, len(indent)) {
+		b = append(b, indent[:min(n, len(indent))]...)
+	}
+	return b
+}
+
+// appendJSON appends v pretty-printed at depth. obj, arrays, strings,
+// numbers and booleans are written directly (the hot paths: /status,
+// checkout); anything else goes through encoding/json and json.Indent.
+func appendJSON(b []byte, v any, depth int) ([]byte, error) {
+	var err error
+	switch v := v.(type) {
+	case obj:
+		if len(v) == 0 {
+			return append(b, "{}"...), nil
+		}
+		b = append(b, '{')
+		for i, m := range v {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(newline(b, depth+1), m.k)
+			b = append(b, ": "...)
+			if b, err = appendJSON(b, m.v, depth+1); err != nil {
+				return b, err
+			}
+		}
+		return append(newline(b, depth), '}'), nil
+	case []string:
+		if len(v) == 0 {
+			return append(b, "[]"...), nil
+		}
+		b = append(b, '[')
+		for i, s := range v {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(newline(b, depth+1), s)
+		}
+		return append(newline(b, depth), ']'), nil
+	case []obj:
+		if len(v) == 0 {
+			return append(b, "[]"...), nil
+		}
+		b = append(b, '[')
+		for i, o := range v {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			if b, err = appendJSON(newline(b, depth+1), o, depth+1); err != nil {
+				return b, err
+			}
+		}
+		return append(newline(b, depth), ']'), nil
+	case string:
+		return appendString(b, v), nil
+	case int:
+		return strconv.AppendInt(b, int64(v), 10), nil
+	case bool:
+		return strconv.AppendBool(b, v), nil
+	case float64:
+		if a := math.Abs(v); a == 0 || (a >= 1e-6 && a < 1e21) {
+			return strconv.AppendFloat(b, v, 'f', -1, 64), nil
+		}
+	case nil:
+		return append(b, "null"...), nil
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		return b, err
+	}
+	var out bytes.Buffer
+	if err := json.Indent(&out, data, indent[:min(2*depth, len(indent))], "  "); err != nil {
+		return b, err
+	}
+	return append(b, out.Bytes()...), nil
+}
+
+// appendString appends s as a JSON string; plain ASCII is copied as it is.
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// readJSON decodes the body into v whatever the Content-Type. An empty body
+// leaves v as it is. Invalid JSON or trailing data is EINVALID; a body over
+// MaxBodyBytes is eTooLarge. Numbers decode as json.Number.
+func readJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return store.Errorf(eTooLarge, "Request body too large (at most %d bytes)", MaxBodyBytes)
+	} else if err != nil {
+		return store.Errorf(store.EINVALID, "cannot read request body")
+	}
+	return decodeJSON(data, v)
+}
+
+// decodeJSON is readJSON's decoding half, separate for fuzzing.
+func decodeJSON(data []byte, v any) error {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field == "" {
+			return store.Errorf(store.EINVALID, "Request body must be a JSON object")
+		}
+		return store.Errorf(store.EINVALID, "Invalid JSON: %s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return store.Errorf(store.EINVALID, "Invalid JSON: data after the JSON value")
+	}
+	return nil
+}
+
+// kv is one member of an obj.
+type kv struct {
+	k string
+	v any
+}
+
+// obj is a JSON object that keeps its keys in order (ok first, names as
+// requested), where a map would sort them.
+type obj []kv
+
+// MarshalJSON writes the members in order.
+func (o obj) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, m := range o {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		k, err := json.Marshal(m.k)
+		if err != nil {
+			return nil, err
+		}
+		b.Write(k)
+		b.WriteByte(':')
+		v, err := json.Marshal(m.v)
+		if err != nil {
+			return nil, err
+		}
+		b.Write(v)
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}

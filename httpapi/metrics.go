@@ -1,0 +1,277 @@
+package httpapi
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/vmpooler/vmpooler/pool"
+	"github.com/vmpooler/vmpooler/store"
+)
+
+// Metrics holds what GET /metrics serves, in Prometheus text format, from
+// its own registry. It implements pool.Observer, so main passes the same
+// value to the API (Config.Metrics) and to the manager (Manager.Observer).
+//
+// Series:
+//
+//	vmpooler_ready{pool}, vmpooler_running{pool}, vmpooler_pending{pool},
+//	vmpooler_completed{pool}               gauges, VMs per state (read at scrape time)
+//	vmpooler_pool_size{pool}               gauge, the pool size in force (overrides included)
+//	vmpooler_checkouts_total{result}       counter, checkout requests: success, empty, invalid
+//	vmpooler_clones_total{pool,result}     counter, clone tasks: success, failure
+//	vmpooler_clone_duration_seconds{pool}  histogram, successful clone tasks
+//	vmpooler_boot_duration_seconds{pool}   histogram, clone start to first ready check passed
+//	vmpooler_provider_errors_total{op}     counter, failed vSphere calls by operation
+//	vmpooler_http_requests_total{method,route,code}      counter
+//	vmpooler_http_request_duration_seconds{method,route} histogram
+//
+// plus the Go runtime and process collectors (go_*, process_*).
+type Metrics struct {
+	reg          *prometheus.Registry
+	checkouts    *prometheus.CounterVec
+	clones       *prometheus.CounterVec
+	cloneSeconds *prometheus.HistogramVec
+	bootSeconds  *prometheus.HistogramVec
+	providerErrs *prometheus.CounterVec
+	httpRequests *prometheus.CounterVec
+	httpSeconds  *prometheus.HistogramVec
+
+	bindOnce sync.Once
+}
+
+var _ pool.Observer = (*Metrics)(nil)
+
+// NewMetrics returns Metrics with every series registered.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		checkouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vmpooler_checkouts_total", Help: "Checkout requests by result (success, empty, invalid).",
+		}, []string{"result"}),
+		clones: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vmpooler_clones_total", Help: "Clone tasks by pool and result (success, failure).",
+		}, []string{"pool", "result"}),
+		cloneSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "vmpooler_clone_duration_seconds", Help: "Duration of successful clone tasks.",
+			Buckets: []float64{1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600},
+		}, []string{"pool"}),
+		bootSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "vmpooler_boot_duration_seconds", Help: "Time from clone start to the first ready check passed.",
+			Buckets: []float64{1, 5, 10, 30, 60, 120, 300, 600, 900, 1800},
+		}, []string{"pool"}),
+		providerErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vmpooler_provider_errors_total", Help: "Failed vSphere calls by operation.",
+		}, []string{"op"}),
+		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vmpooler_http_requests_total", Help: "HTTP requests by method, route pattern and status code.",
+		}, []string{"method", "route", "code"}),
+		httpSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "vmpooler_http_request_duration_seconds", Help: "HTTP request durations by method and route pattern.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"method", "route"}),
+	}
+	m.reg.MustRegister(m.checkouts, m.clones, m.cloneSeconds, m.bootSeconds, m.providerErrs,
+		m.httpRequests, m.httpSeconds,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, r := range []string{"success", "empty", "invalid"} {
+		m.checkouts.WithLabelValues(r) // present at 0 from the start
+	}
+	return m
+}
+
+// CloneFinished counts a clone task and, on success, observes its duration.
+func (m *Metrics) CloneFinished(poolName string, d time.Duration, err error) {
+	if err != nil {
+		m.clones.WithLabelValues(poolName, "failure").Inc()
+		return
+	}
+	m.clones.WithLabelValues(poolName, "success").Inc()
+	m.cloneSeconds.WithLabelValues(poolName).Observe(d.Seconds())
+}
+
+// VMReady observes a VM's boot time.
+func (m *Metrics) VMReady(poolName string, boot time.Duration) {
+	m.bootSeconds.WithLabelValues(poolName).Observe(boot.Seconds())
+}
+
+// ProviderError counts a failed provider call.
+func (m *Metrics) ProviderError(op string, err error) {
+	m.providerErrs.WithLabelValues(op).Inc()
+}
+
+// Registry returns the registry, for tests and for serving it elsewhere.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// bind registers the per-pool gauges of svc (once: the first API built
+// with these Metrics owns them).
+func (m *Metrics) bind(svc *pool.Service) {
+	m.bindOnce.Do(func() { m.reg.MustRegister(&poolCollector{svc: svc}) })
+}
+
+// countCheckout records a checkout result: success, empty (503) or invalid
+// (unknown pool, bad count or body). Authentication failures are not counted.
+func (m *Metrics) countCheckout(err error) {
+	switch store.ErrorCode(err) {
+	case "":
+		m.checkouts.WithLabelValues("success").Inc()
+	case store.EEMPTY:
+		m.checkouts.WithLabelValues("empty").Inc()
+	case store.ENOTFOUND, store.EINVALID, eTooLarge:
+		m.checkouts.WithLabelValues("invalid").Inc()
+	}
+}
+
+// poolCollector reads the per-pool gauges at scrape time.
+type poolCollector struct {
+	svc *pool.Service
+}
+
+var (
+	descReady     = prometheus.NewDesc("vmpooler_ready", "Ready VMs per pool.", []string{"pool"}, nil)
+	descRunning   = prometheus.NewDesc("vmpooler_running", "Running (checked out) VMs per pool.", []string{"pool"}, nil)
+	descPending   = prometheus.NewDesc("vmpooler_pending", "Pending (cloning or booting) VMs per pool.", []string{"pool"}, nil)
+	descCompleted = prometheus.NewDesc("vmpooler_completed", "Completed VMs waiting to be destroyed per pool.", []string{"pool"}, nil)
+	descSize      = prometheus.NewDesc("vmpooler_pool_size", "Pool size in force (runtime overrides included).", []string{"pool"}, nil)
+)
+
+// Describe sends the gauges' descriptions.
+func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descReady, descRunning, descPending, descCompleted, descSize} {
+		ch <- d
+	}
+}
+
+// Collect reads the store's in-memory counts and the pool sizes in force.
+func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.svc == nil || c.svc.Store == nil {
+		return
+	}
+	counts := c.svc.Store.Counts()
+	for _, p := range c.svc.Config.Pools {
+		n := counts[p.Name]
+		for _, g := range []struct {
+			d *prometheus.Desc
+			v int
+		}{{descReady, n.Ready}, {descRunning, n.Running}, {descPending, n.Pending}, {descCompleted, n.Completed}} {
+			ch <- prometheus.MustNewConstMetric(g.d, prometheus.GaugeValue, float64(g.v), p.Name)
+		}
+	}
+	pools, err := c.svc.Effective()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(descSize, err)
+		return
+	}
+	for _, p := range pools {
+		ch <- prometheus.MustNewConstMetric(descSize, prometheus.GaugeValue, float64(p.Size), p.Name)
+	}
+}
+
+// handleMetrics serves the registry in the Prometheus text format.
+func (s *server) handleMetrics(pattern string) httprouter.Handle {
+	h := promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})
+	return func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+		setRoute(w, pattern)
+		h.ServeHTTP(w, r)
+	}
+}
+
+// countCheckout wraps a checkout handler to count its result.
+func (s *server) countCheckout(h handler) handler {
+	return func(w http.ResponseWriter, r *http.Request, c call) error {
+		err := h(w, r, c)
+		s.metrics.countCheckout(err)
+		return err
+	}
+}
+
+// recorder remembers the status written and the route that answered.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	route  string
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// setRoute names the route answering w, for the HTTP metrics.
+func setRoute(w http.ResponseWriter, pattern string) {
+	var rec *recorder
+	for w != nil {
+		if r, ok := w.(*recorder); ok {
+			rec = r
+			break
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return
+		}
+		w = u.Unwrap()
+	}
+	if rec != nil {
+		rec.route = pattern
+	}
+}
+
+// knownMethods bounds the method label.
+var knownMethods = map[string]bool{"GET": true, "POST": true, "PUT": true, "DELETE": true, "HEAD": true, "PATCH": true, "OPTIONS": true}
+
+// instrument counts and times every request by method, route pattern (not
+// the raw path: "unmatched" for unknown routes) and status code.
+func (s *server) instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &recorder{ResponseWriter: w}
+		defer func() {
+			v := recover()
+			status := rec.status
+			if status == 0 {
+				status = http.StatusOK
+			}
+			if v != nil && errors.Is(asError(v), http.ErrAbortHandler) {
+				status = 499 // client gone
+			}
+			method := r.Method
+			if !knownMethods[method] {
+				method = "other"
+			}
+			route := rec.route
+			if route == "" {
+				route = "unmatched"
+			}
+			s.metrics.httpRequests.WithLabelValues(method, route, strconv.Itoa(status)).Inc()
+			s.metrics.httpSeconds.WithLabelValues(method, route).Observe(time.Since(start).Seconds())
+			if v != nil {
+				panic(v)
+			}
+		}()
+		next.ServeHTTP(rec, r)
+	})
+}
+
+func asError(v any) error {
+	err, _ := v.(error)
+	return err
+}

@@ -1,0 +1,185 @@
+package httpapi
+
+import (
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/vmpooler/vmpooler/pool"
+	"github.com/vmpooler/vmpooler/store"
+)
+
+// messages wraps a handler whose errors also carry upstream's "message"
+// key (ondemand and configuration routes answer errors with it).
+func (s *server) messages(h handler) handler {
+	return func(w http.ResponseWriter, r *http.Request, c call) error {
+		err := h(w, r, c)
+		if err != nil {
+			err = withDetail(err, kv{"message", store.ErrorMessage(err)})
+		}
+		return err
+	}
+}
+
+// writer resolves the caller of a write that needs a token when auth is on
+// (401 without one), before the body is read.
+func (s *server) writer(r *http.Request) (pool.Caller, error) {
+	c, err := s.caller(r, true)
+	if err != nil {
+		return c, err
+	} else if c.Auth && c.User == "" {
+		return c, store.Errorf(store.EUNAUTHORIZED, "a token is required")
+	}
+	return c, nil
+}
+
+// handleOndemandBody answers POST /ondemandvm {"<pool>":"<n>",...,"request_id":"<id>"}.
+func (s *server) handleOndemandBody(w http.ResponseWriter, r *http.Request, c call) error {
+	caller, err := s.writer(r)
+	if err != nil {
+		return err
+	}
+	var body map[string]any
+	if err := readJSON(w, r, &body); err != nil {
+		return err
+	}
+	id := ""
+	if v, ok := body["request_id"]; ok {
+		if id, ok = v.(string); !ok || id == "" {
+			return store.Errorf(store.EINVALID, "request_id must be a non-empty string")
+		}
+		delete(body, "request_id")
+	}
+	wants, err := parseCheckoutBody(body)
+	if err != nil {
+		return err
+	}
+	return s.ondemand(w, c, wants, id, caller)
+}
+
+// handleOndemandPath answers POST /ondemandvm/<pool>[+<pool>...].
+func (s *server) handleOndemandPath(w http.ResponseWriter, r *http.Request, c call) error {
+	caller, err := s.writer(r)
+	if err != nil {
+		return err
+	}
+	wants, err := parsePoolList(c.ps.ByName("name"))
+	if err != nil {
+		return err
+	}
+	return s.ondemand(w, c, wants, "", caller)
+}
+
+// ondemand records the request and answers 201 {"ok":true,"request_id":id}
+// (v1 adds "domain").
+func (s *server) ondemand(w http.ResponseWriter, c call, wants []pool.Want, id string, caller pool.Caller) error {
+	id, err := s.svc.RequestOndemand(wants, id, caller)
+	if err != nil {
+		return withNames(err, "bad_templates")
+	}
+	out := obj{{"ok", true}, {"request_id", id}}
+	if d := s.svc.Config.Domain; !c.v.fqdn() && d != "" {
+		out = append(out, kv{"domain", d})
+	}
+	writeJSON(w, http.StatusCreated, out)
+	return nil
+}
+
+// handleOndemandGet answers GET /ondemandvm/<id>: 202 with ready/pending
+// counts (strings, as upstream) per requested name while pending; 200 with
+// the hostnames when filled; 200 with ready false and a message when it
+// failed or was deleted.
+func (s *server) handleOndemandGet(w http.ResponseWriter, r *http.Request, c call) error {
+	v, err := s.svc.Ondemand(c.ps.ByName("name"))
+	if err != nil {
+		return err
+	}
+	out := obj{{"ok", true}, {"request_id", v.ID}, {"ready", v.State == store.RequestReady}}
+	switch v.State {
+	case store.RequestPending:
+		for _, n := range v.Names {
+			out = append(out, kv{n.Name, obj{{"ready", strconv.Itoa(len(n.Hosts))}, {"pending", strconv.Itoa(n.Wanted - len(n.Hosts))}}})
+		}
+		writeJSON(w, http.StatusAccepted, out)
+		return nil
+	case store.RequestReady:
+		domain := ""
+		for _, n := range v.Names {
+			names := make([]string, len(n.Hosts))
+			for i, h := range n.Hosts {
+				names[i] = s.hostname(c.v, h.Name, h.Pool)
+				if domain == "" {
+					domain = s.svc.Domain(h.Pool)
+				}
+			}
+			out = append(out, kv{n.Name, obj{{"hostname", names}}})
+		}
+		if !c.v.fqdn() && domain != "" {
+			out = append(out, kv{"domain", domain})
+		}
+	case store.RequestDeleted:
+		out = append(out, kv{"message", "The request has been deleted"})
+	default:
+		ttl := s.svc.Config.OndemandRequestTTL
+		out = append(out, kv{"message", "The request failed to provision instances within the configured ondemand_request_ttl '" + strconv.Itoa(ttl) + "'"})
+		if v.Error != "" {
+			out = append(out, kv{"reason", v.Error})
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// handleOndemandDelete answers DELETE /ondemandvm/<id>.
+func (s *server) handleOndemandDelete(w http.ResponseWriter, r *http.Request, c call) error {
+	caller, err := s.writer(r)
+	if err != nil {
+		return err
+	}
+	already, err := s.svc.DeleteOndemand(c.ps.ByName("name"), caller)
+	if err != nil {
+		return err
+	}
+	out := obj{{"ok", true}}
+	if already {
+		out = append(out, kv{"message", "the request has already been deleted"})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// handlePoolStat answers GET /poolstat?pool=a,b: the pools named or
+// aliased in the list, {"pools":{"<pool>":{"max","alias","ready"}}}.
+func (s *server) handlePoolStat(w http.ResponseWriter, r *http.Request, c call) error {
+	var names []string
+	if q := r.URL.Query().Get("pool"); q != "" {
+		names = strings.Split(q, ",")
+	}
+	pools, err := s.svc.PoolStat(slices.DeleteFunc(names, func(n string) bool { return n == "" }))
+	if err != nil {
+		return err
+	}
+	out := make(obj, 0, len(pools))
+	for _, p := range pools {
+		po := obj{{"max", p.Max}}
+		if len(p.Alias) > 0 {
+			po = append(po, kv{"alias", []string(p.Alias)})
+		}
+		out = append(out, kv{p.Name, append(po, kv{"ready", p.Ready})})
+	}
+	writeJSON(w, http.StatusOK, obj{{"ok", true}, {"pools", out}})
+	return nil
+}
+
+// handleTotalRunning answers GET /totalrunning.
+func (s *server) handleTotalRunning(w http.ResponseWriter, r *http.Request, c call) error {
+	writeJSON(w, http.StatusOK, obj{{"ok", true}, {"running", s.svc.TotalRunning()}})
+	return nil
+}
+
+// handleHealthcheck answers GET /healthcheck: the process serves requests.
+func (s *server) handleHealthcheck(w http.ResponseWriter, r *http.Request, c call) error {
+	writeJSON(w, http.StatusOK, obj{{"ok", true}})
+	return nil
+}

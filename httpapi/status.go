@@ -1,0 +1,265 @@
+package httpapi
+
+import (
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/vmpooler/vmpooler/pool"
+	"github.com/vmpooler/vmpooler/store"
+)
+
+const okMessage = "Battle station fully armed and operational."
+
+// durations is a {"average","min","max","total"} object.
+type durations struct {
+	Average float64 `json:"average"`
+	Min     float64 `json:"min"`
+	Max     float64 `json:"max"`
+	Total   float64 `json:"total"`
+}
+
+func toDurations(d store.Durations) durations {
+	if d.Count == 0 {
+		return durations{}
+	}
+	return durations{Average: round(d.Sum/float64(d.Count), 1), Min: round(d.Min, 2),
+		Max: round(d.Max, 2), Total: round(d.Sum, 2)}
+}
+
+func round(f float64, places int) float64 {
+	p := math.Pow10(places)
+	return math.Round(f*p) / p
+}
+
+type total struct {
+	Total int `json:"total"`
+}
+
+type statusStatus struct {
+	OK      bool
+	Message string
+	Empty   []string
+	Uptime  float64
+}
+
+// statusTaskObj is a /status boot or clone section, written without reflection.
+func statusTaskObj(d store.Durations) obj {
+	t := toDurations(d)
+	return obj{{"duration", obj{{"average", t.Average}, {"min", t.Min}, {"max", t.Max}, {"total", t.Total}}},
+		{"count", obj{{"total", d.Count}}}}
+}
+
+// handleStatus answers GET /status[?view=a,b] from in-memory counts and a
+// cached rollup of today (no transaction per request).
+func (s *server) handleStatus(w http.ResponseWriter, r *http.Request, c call) error {
+	st, err := s.svc.Status()
+	if err != nil {
+		return err
+	}
+	show := func(string) bool { return true }
+	if q := r.URL.Query(); q.Has("view") && r.URL.RawQuery != "view" {
+		views := strings.Split(q.Get("view"), ",")
+		show = func(name string) bool { return slices.Contains(views, name) }
+	}
+	out := obj{{"ok", true}}
+	if show("boot") {
+		out = append(out, kv{"boot", statusTaskObj(st.Boot)})
+	}
+	if show("capacity") {
+		out = append(out, kv{"capacity", obj{{"current", st.Current}, {"total", st.Total}, {"percent", st.Percent}}})
+	}
+	if show("clone") {
+		out = append(out, kv{"clone", statusTaskObj(st.Clone)})
+	}
+	status := statusStatus{OK: true, Message: okMessage, Uptime: round(s.now().Sub(s.started).Seconds(), 1)}
+	if s.cfg.SiteName != "" {
+		status.Message = s.cfg.SiteName + ": " + okMessage
+	}
+	if show("pools") {
+		pools := make(obj, 0, len(st.Pools))
+		for _, p := range st.Pools {
+			po := obj{{"ready", p.Ready}, {"running", p.Running}, {"pending", p.Pending}, {"max", p.Max}, {"lastBoot", formatRuby(p.LastBoot)}}
+			if len(p.Alias) > 0 {
+				po = append(po, kv{"alias", []string(p.Alias)})
+			}
+			pools = append(pools, kv{p.Name, po})
+		}
+		out = append(out, kv{"pools", pools})
+		if len(st.Empty) > 0 {
+			status.OK, status.Empty = false, st.Empty
+			status.Message = "Found " + strconv.Itoa(len(st.Empty)) + " empty pools."
+		}
+	}
+	if show("queue") {
+		q := st.Queue
+		out = append(out, kv{"queue", obj{{"pending", q.Pending}, {"cloning", q.Cloning}, {"booting", q.Booting},
+			{"ready", q.Ready}, {"running", q.Running}, {"completed", q.Completed}, {"total", q.Total}}})
+	}
+	so := obj{{"ok", status.OK}, {"message", status.Message}}
+	if len(status.Empty) > 0 {
+		so = append(so, kv{"empty", status.Empty})
+	}
+	out = append(out, kv{"status", append(so, kv{"uptime", status.Uptime})})
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// summaryTask is a boot or clone section: durations and counts, overall
+// (with average/min/max over days for count) or per day (total only).
+type summaryTask struct {
+	Duration summaryDurations `json:"duration"`
+	Count    obj              `json:"count"`
+}
+
+type summaryDurations struct {
+	durations
+	Pool map[string]durations `json:"pool,omitempty"`
+}
+
+// handleSummary answers GET /summary[/<section>[/<key>]]?from=&to=.
+func (s *server) handleSummary(w http.ResponseWriter, r *http.Request, c call) error {
+	section, key := c.ps.ByName("section"), c.ps.ByName("key")
+	if section != "" && section != "boot" && section != "clone" && section != "tag" {
+		return store.Errorf(store.ENOTFOUND, "unknown summary section %q (want boot, clone or tag)", section)
+	}
+	if key != "" && section != "tag" && key != "duration" && key != "count" {
+		return store.Errorf(store.ENOTFOUND, "unknown %s key %q (want duration or count)", section, key)
+	}
+	q := r.URL.Query()
+	days, err := s.svc.Summary(q.Get("from"), q.Get("to"))
+	if err != nil {
+		return err
+	}
+	part := func(name string, v any) (kv, bool) {
+		if section != "" && section != name {
+			return kv{}, false
+		}
+		if key != "" {
+			switch v := v.(type) {
+			case summaryTask:
+				if key == "duration" {
+					return kv{name, obj{{"duration", v.Duration}}}, true
+				}
+				return kv{name, obj{{"count", v.Count}}}, true
+			case obj:
+				for _, m := range v {
+					if m.k == key {
+						return kv{name, obj{m}}, true
+					}
+				}
+				return kv{name, obj{}}, true
+			}
+		}
+		return kv{name, v}, true
+	}
+	out := obj{{"ok", true}}
+	var all store.DayRollup
+	all.Clone, all.Boot, all.Tags = map[string]store.Durations{}, map[string]store.Durations{}, map[string]map[string]int{}
+	daily := make([]obj, 0, len(days))
+	for _, d := range days {
+		day := obj{{"date", d.Date}}
+		for _, p := range []struct {
+			name string
+			v    any
+		}{{"boot", dayTask(d.Boot)}, {"clone", dayTask(d.Clone)}, {"tag", tagCounts(d.Tags)}} {
+			if m, ok := part(p.name, p.v); ok {
+				day = append(day, m)
+			}
+		}
+		daily = append(daily, day)
+		mergeDay(&all, d)
+	}
+	for _, p := range []struct {
+		name string
+		v    any
+	}{{"boot", rangeTask(all.Boot, days, func(d store.DayRollup) map[string]store.Durations { return d.Boot })},
+		{"clone", rangeTask(all.Clone, days, func(d store.DayRollup) map[string]store.Durations { return d.Clone })},
+		{"tag", tagCounts(all.Tags)}} {
+		if m, ok := part(p.name, p.v); ok {
+			out = append(out, m)
+		}
+	}
+	out = append(out, kv{"daily", daily})
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func poolDurations(m map[string]store.Durations) map[string]durations {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]durations, len(m))
+	for p, d := range m {
+		out[p] = toDurations(d)
+	}
+	return out
+}
+
+func dayTask(m map[string]store.Durations) summaryTask {
+	all := pool.MergeDurations(m)
+	return summaryTask{summaryDurations{toDurations(all), poolDurations(m)}, obj{{"total", all.Count}}}
+}
+
+// rangeTask is the overall section: durations over the range, and the
+// count's total with its average, min and max per day.
+func rangeTask(m map[string]store.Durations, days []store.DayRollup, get func(store.DayRollup) map[string]store.Durations) summaryTask {
+	all := pool.MergeDurations(m)
+	lo, hi := 0, 0
+	for i, d := range days {
+		n := pool.MergeDurations(get(d)).Count
+		if i == 0 || n < lo {
+			lo = n
+		}
+		hi = max(hi, n)
+	}
+	avg := 0.0
+	if len(days) > 0 {
+		avg = round(float64(all.Count)/float64(len(days)), 1)
+	}
+	return summaryTask{summaryDurations{toDurations(all), poolDurations(m)},
+		obj{{"average", avg}, {"min", lo}, {"max", hi}, {"total", all.Count}}}
+}
+
+func mergeDay(all *store.DayRollup, d store.DayRollup) {
+	for p, v := range d.Boot {
+		all.Boot[p] = pool.MergeDurations(map[string]store.Durations{"a": all.Boot[p], "b": v})
+	}
+	for p, v := range d.Clone {
+		all.Clone[p] = pool.MergeDurations(map[string]store.Durations{"a": all.Clone[p], "b": v})
+	}
+	for tag, vals := range d.Tags {
+		if all.Tags[tag] == nil {
+			all.Tags[tag] = map[string]int{}
+		}
+		for v, n := range vals {
+			all.Tags[tag][v] += n
+		}
+	}
+}
+
+// tagCounts writes {"<tag>":{"<value>":n,...,"total":n}} with sorted keys.
+func tagCounts(tags map[string]map[string]int) obj {
+	names := make([]string, 0, len(tags))
+	for t := range tags {
+		names = append(names, t)
+	}
+	slices.Sort(names)
+	out := make(obj, 0, len(names))
+	for _, t := range names {
+		vals := make([]string, 0, len(tags[t]))
+		for v := range tags[t] {
+			vals = append(vals, v)
+		}
+		slices.Sort(vals)
+		counts, sum := make(obj, 0, len(vals)+1), 0
+		for _, v := range vals {
+			counts = append(counts, kv{v, tags[t][v]})
+			sum += tags[t][v]
+		}
+		out = append(out, kv{t, append(counts, kv{"total", sum})})
+	}
+	return out
+}

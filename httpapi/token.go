@@ -1,0 +1,151 @@
+package httpapi
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/vmpooler/vmpooler/pool"
+	"github.com/vmpooler/vmpooler/store"
+)
+
+// rubyTime is the token record time format of the seed (Ruby's Time#to_s).
+const rubyTime = "2006-01-02 15:04:05 -0700"
+
+func formatRuby(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.Local().Format(rubyTime)
+}
+
+var errNoAuth = store.Errorf(store.ENOTFOUND, "authentication is not configured")
+
+// tokens wraps a token route: 404 when authentication is off.
+func (s *server) tokens(h handler) handler {
+	return func(w http.ResponseWriter, r *http.Request, c call) error {
+		if !s.auth.Enabled() {
+			return errNoAuth
+		}
+		return h(w, r, c)
+	}
+}
+
+// basicHandler is a handler that runs for a user who passed HTTP Basic.
+type basicHandler func(w http.ResponseWriter, r *http.Request, c call, user string) error
+
+// basic wraps a token route that needs HTTP Basic credentials (401 otherwise).
+func (s *server) basic(h basicHandler) handler {
+	return s.tokens(func(w http.ResponseWriter, r *http.Request, c call) error {
+		user, password, ok := r.BasicAuth()
+		if !ok {
+			return store.Errorf(store.EUNAUTHORIZED, "HTTP Basic credentials are required")
+		}
+		if err := s.auth.Login(user, password); err != nil {
+			return err
+		}
+		return h(w, r, c, user)
+	})
+}
+
+// caller resolves the X-AUTH-TOKEN header. With strict, a token that is
+// given but invalid is EUNAUTHORIZED; otherwise it counts as no token (the
+// service then asks for one where the rules need it).
+func (s *server) caller(r *http.Request, strict bool) (pool.Caller, error) {
+	if !s.auth.Enabled() {
+		return pool.Caller{}, nil
+	}
+	c := pool.Caller{Auth: true}
+	tok := r.Header.Get("X-AUTH-TOKEN")
+	if tok == "" {
+		return c, nil
+	}
+	t, err := s.auth.Validate(tok)
+	if store.ErrorCode(err) == store.EUNAUTHORIZED && !strict {
+		return c, nil
+	} else if err != nil {
+		return c, err
+	}
+	c.User = t.User
+	return c, nil
+}
+
+// handleTokenList answers GET /token: the caller's tokens, 404 if none (as upstream).
+func (s *server) handleTokenList(w http.ResponseWriter, r *http.Request, c call, user string) error {
+	toks, err := s.auth.Tokens(user)
+	if err != nil {
+		return err
+	} else if len(toks) == 0 {
+		return store.Errorf(store.ENOTFOUND, "user %s has no tokens", user)
+	}
+	out := obj{{"ok", true}}
+	for _, t := range toks {
+		last := "never"
+		if !t.LastUsed.IsZero() {
+			last = formatRuby(t.LastUsed)
+		}
+		out = append(out, kv{t.Token, obj{{"created", formatRuby(t.Created)}, {"last", last}}})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// handleTokenCreate answers POST /token.
+func (s *server) handleTokenCreate(w http.ResponseWriter, r *http.Request, c call, user string) error {
+	t, err := s.auth.CreateToken(user)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, obj{{"ok", true}, {"token", t.Token}})
+	return nil
+}
+
+// handleTokenGet answers GET /token/<token>, open as in the seed: the owner,
+// times (created, and timestamp as the seed writes it) and running VMs.
+// Looking a token up is not a use of it, so LastUsed is left alone.
+func (s *server) handleTokenGet(w http.ResponseWriter, r *http.Request, c call) error {
+	name := c.ps.ByName("token")
+	t, err := s.st.GetToken(name)
+	if store.ErrorCode(err) == store.ENOTFOUND {
+		return store.Errorf(store.ENOTFOUND, "unknown token")
+	} else if err != nil {
+		return err
+	}
+	info := obj{{"user", t.User}, {"created", formatRuby(t.Created)}, {"timestamp", formatRuby(t.Created)}}
+	if !t.LastUsed.IsZero() {
+		info = append(info, kv{"last", formatRuby(t.LastUsed)})
+	}
+	hosts, err := s.svc.RunningByUser(t.User)
+	if err != nil {
+		return err
+	}
+	if len(hosts) > 0 {
+		names := make([]string, len(hosts))
+		for i, h := range hosts {
+			names[i] = s.hostname(c.v, h.Hostname, h.Pool)
+		}
+		info = append(info, kv{"vms", obj{{"running", names}}})
+	}
+	writeJSON(w, http.StatusOK, obj{{"ok", true}, {name, info}})
+	return nil
+}
+
+// handleTokenDelete answers DELETE /token/<token>. An unknown token is 401
+// as upstream; another user's token is 403.
+func (s *server) handleTokenDelete(w http.ResponseWriter, r *http.Request, c call, user string) error {
+	name := c.ps.ByName("token")
+	t, err := s.st.GetToken(name)
+	if store.ErrorCode(err) == store.ENOTFOUND {
+		return store.Errorf(store.EUNAUTHORIZED, "unknown token")
+	} else if err != nil {
+		return err
+	} else if t.User != user {
+		return store.Errorf(store.EFORBIDDEN, "the token belongs to another user")
+	}
+	if err := s.auth.DeleteToken(name); store.ErrorCode(err) == store.ENOTFOUND {
+		return store.Errorf(store.EUNAUTHORIZED, "unknown token")
+	} else if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, obj{{"ok", true}})
+	return nil
+}

@@ -1,0 +1,416 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vmpooler/vmpooler/pool"
+	"github.com/vmpooler/vmpooler/store"
+)
+
+// parseHost returns the short hostname of a short or fully qualified name:
+// the part before the first dot, as upstream's hostname_shorten. EINVALID
+// unless every label is 1..63 of [A-Za-z0-9_-] and the name is ≤ 253 bytes.
+func parseHost(name string) (string, error) {
+	bad := store.Errorf(store.EINVALID, "Invalid hostname format")
+	if name == "" || len(name) > 253 {
+		return "", bad
+	}
+	for label := range strings.SplitSeq(name, ".") {
+		if label == "" || len(label) > 63 {
+			return "", bad
+		}
+		for i := 0; i < len(label); i++ {
+			if c := label[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return "", bad
+			}
+		}
+	}
+	short, _, _ := strings.Cut(name, ".")
+	return short, nil
+}
+
+// hostname writes a VM's name for version v: short for v1, fully
+// qualified with its pool's domain (when there is one) for v2 and later.
+func (s *server) hostname(v version, host, poolName string) string {
+	if d := s.svc.Domain(poolName); v.fqdn() && d != "" {
+		return host + "." + d
+	}
+	return host
+}
+
+// parsePoolList reads "a+b+a" (repetition = count) into wants in order of
+// first appearance. EINVALID for an empty name or more than
+// pool.MaxCheckoutCount of one name.
+func parsePoolList(list string) ([]pool.Want, error) {
+	var wants []pool.Want
+	for name := range strings.SplitSeq(list, "+") {
+		if name == "" {
+			return nil, store.Errorf(store.EINVALID, "Pool name is required (empty name in %q)", list)
+		}
+		i := slices.IndexFunc(wants, func(w pool.Want) bool { return w.Name == name })
+		if i < 0 {
+			wants = append(wants, pool.Want{Name: name, Count: 1})
+			continue
+		}
+		if wants[i].Count++; wants[i].Count > pool.MaxCheckoutCount {
+			return nil, store.Errorf(store.EINVALID, "VM count must be at most %d", pool.MaxCheckoutCount)
+		}
+	}
+	return wants, nil
+}
+
+// parseCheckoutBody reads a POST /vm body {"<pool or alias>": "<count>"|<count>}
+// into wants sorted by name.
+func parseCheckoutBody(body map[string]any) ([]pool.Want, error) {
+	wants := make([]pool.Want, 0, len(body))
+	for name, v := range body {
+		n, err := pool.ParseCount(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		wants = append(wants, pool.Want{Name: name, Count: n})
+	}
+	slices.SortFunc(wants, func(a, b pool.Want) int { return strings.Compare(a.Name, b.Name) })
+	return wants, nil
+}
+
+// handleVMList answers GET /vm: the pool names in config order (an array, as the seed).
+func (s *server) handleVMList(w http.ResponseWriter, r *http.Request, c call) error {
+	writeJSON(w, http.StatusOK, s.svc.Pools())
+	return nil
+}
+
+// handleCheckoutBody answers POST /vm with a JSON body.
+func (s *server) handleCheckoutBody(w http.ResponseWriter, r *http.Request, c call) error {
+	var body map[string]any
+	if err := readJSON(w, r, &body); err != nil {
+		return err
+	}
+	wants, err := parseCheckoutBody(body)
+	if err != nil {
+		return err
+	}
+	return s.checkout(w, r, c, wants)
+}
+
+// handleCheckoutPath answers POST /vm/<pool>[+<pool>...]; the body is ignored.
+func (s *server) handleCheckoutPath(w http.ResponseWriter, r *http.Request, c call) error {
+	wants, err := parsePoolList(c.ps.ByName("name"))
+	if err != nil {
+		return err
+	}
+	return s.checkout(w, r, c, wants)
+}
+
+// checkout hands out VMs and answers {"ok":true,"<name>":{"hostname":...}},
+// with one string per name for one VM and an array for several, plus the
+// v1 "domain" key. Unknown names are 404 before the token is looked at.
+func (s *server) checkout(w http.ResponseWriter, r *http.Request, c call, wants []pool.Want) error {
+	if len(wants) == 0 {
+		return store.Errorf(store.ENOTFOUND, "no pool requested")
+	}
+	for _, want := range wants {
+		if _, ok := s.svc.Resolve(want.Name); !ok {
+			return store.Errorf(store.ENOTFOUND, "unknown pool or alias %q", want.Name)
+		}
+	}
+	caller, err := s.caller(r, true)
+	if err != nil {
+		return err
+	}
+	got, err := s.svc.Checkout(wants, caller)
+	if err != nil {
+		return err
+	}
+	out, domain := obj{{"ok", true}}, ""
+	for _, want := range wants {
+		vms := got[want.Name]
+		names := make([]string, len(vms))
+		for i, vm := range vms {
+			names[i] = s.hostname(c.v, vm.Hostname, vm.Pool)
+			if domain == "" {
+				domain = s.svc.Domain(vm.Pool)
+			}
+		}
+		var h any = names
+		if len(names) == 1 {
+			h = names[0]
+		}
+		out = append(out, kv{want.Name, obj{{"hostname", h}}})
+	}
+	if !c.v.fqdn() && domain != "" {
+		out = append(out, kv{"domain", domain})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// vmDetail is the GET /vm/<host> answer for one VM, in upstream's key order.
+type vmDetail struct {
+	Template  string            `json:"template"`
+	Lifetime  int               `json:"lifetime"`
+	Running   float64           `json:"running"`
+	Remaining *float64          `json:"remaining,omitempty"`
+	StartTime string            `json:"start_time,omitempty"`
+	EndTime   string            `json:"end_time,omitempty"`
+	State     store.State       `json:"state"`
+	Tags      map[string]string `json:"tags,omitempty"`
+	Snapshots []string          `json:"snapshots,omitempty"`
+	Disk      []string          `json:"disk,omitempty"`
+	IP        string            `json:"ip"`
+	Domain    string            `json:"domain,omitempty"` // v1
+	FQDN      string            `json:"fqdn,omitempty"`   // v2 and later
+}
+
+// handleVMGet answers GET /vm/<host>, keyed by the name as requested.
+func (s *server) handleVMGet(w http.ResponseWriter, r *http.Request, c call) error {
+	name := c.ps.ByName("name")
+	host, err := parseHost(name)
+	if err != nil {
+		return err
+	}
+	v, err := s.svc.Get(host)
+	if err != nil {
+		return err
+	}
+	d := vmDetail{Template: v.Pool, Lifetime: v.Lifetime, Running: v.Running, State: v.State,
+		Tags: v.Tags, IP: v.IP}
+	if !v.CheckedOut.IsZero() {
+		d.StartTime = v.CheckedOut.Local().Format(time.RFC3339)
+		d.EndTime = v.End.Local().Format(time.RFC3339)
+		if v.State == store.StateRunning {
+			d.Remaining = &v.Remaining
+		}
+	}
+	for _, sn := range v.Snapshots {
+		if sn.State == store.JobDone {
+			d.Snapshots = append(d.Snapshots, sn.Name)
+		}
+	}
+	for _, dk := range v.Disks {
+		if dk.State == store.JobDone {
+			d.Disk = append(d.Disk, fmt.Sprintf("+%dgb", dk.SizeGB))
+		}
+	}
+	if c.v.fqdn() {
+		d.FQDN = s.hostname(c.v, v.Hostname, v.Pool)
+	} else {
+		d.Domain = v.Domain
+	}
+	writeJSON(w, http.StatusOK, obj{{"ok", true}, {name, d}})
+	return nil
+}
+
+// handleVMModify answers PUT /vm/<host> {"lifetime":n,"tags":{...},"disk":n}:
+// 200, or 202 when a disk was queued.
+func (s *server) handleVMModify(w http.ResponseWriter, r *http.Request, c call) error {
+	host, err := parseHost(c.ps.ByName("name"))
+	if err != nil {
+		return err
+	}
+	var body map[string]json.RawMessage
+	if err := readJSON(w, r, &body); err != nil {
+		return err
+	}
+	caller, err := s.caller(r, false)
+	if err != nil {
+		return err
+	}
+	m := parseModification(body)
+	if err := s.svc.Modify(host, m, caller); err != nil {
+		return err
+	}
+	if m.Disk != nil { // queued: answered as POST /vm/<host>/disk/<n>
+		writeJSON(w, http.StatusAccepted, obj{{"ok", true}, {c.ps.ByName("name"), obj{{"disk", fmt.Sprintf("+%dgb", *m.Disk)}}}})
+		return nil
+	}
+	writeJSON(w, http.StatusOK, obj{{"ok", true}})
+	return nil
+}
+
+// parseModification turns a PUT body into a pool.Modification, collecting
+// problems in Failures with upstream's wording.
+func parseModification(body map[string]json.RawMessage) pool.Modification {
+	var m pool.Modification
+	keys := make([]string, 0, len(body))
+	for k := range body {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		raw := body[k]
+		switch k {
+		case "lifetime":
+			if string(raw) == "null" {
+				continue
+			}
+			arg := jsonText(raw)
+			n, err := strconv.Atoi(strings.TrimSpace(arg))
+			if err != nil {
+				n = 0 // reported as not positive, as upstream's to_i
+			}
+			m.Lifetime, m.LifetimeArg = &n, arg
+		case "tags":
+			m.Tags = parseTags(raw, &m.Failures)
+		case "disk": // vmfloaty's "modify --disk N": an add-disk request
+			if string(raw) == "null" {
+				continue
+			}
+			arg := jsonText(raw)
+			n, err := strconv.Atoi(strings.TrimSpace(arg))
+			if err != nil {
+				n = 0 // reported as out of range
+			}
+			m.Disk, m.DiskArg = &n, arg
+		default:
+			m.Failures = append(m.Failures, fmt.Sprintf("Unknown argument %s.", jsonText(raw)))
+		}
+	}
+	return m
+}
+
+// jsonText is a JSON value as text: a string's contents, else the raw JSON.
+func jsonText(raw json.RawMessage) string {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	return string(raw)
+}
+
+const (
+	maxTagKey   = 50
+	maxTagValue = 255
+)
+
+// parseTags reads a tags object; numbers and booleans become strings, nulls
+// are skipped (upstream dropped booleans silently: issue #135).
+func parseTags(raw json.RawMessage, failures *[]string) map[string]string {
+	var in map[string]any
+	if err := decodeJSON(raw, &in); err != nil || (in == nil && string(raw) != "null") {
+		*failures = append(*failures, fmt.Sprintf("You provided tags (%s) as something other than a hash.", raw))
+		return nil
+	}
+	tags := make(map[string]string, len(in))
+	for k, v := range in {
+		if !validTagKey(k) {
+			*failures = append(*failures, fmt.Sprintf("Invalid tag key format (%q): 1 to %d of A-Z a-z 0-9 _ . -", k, maxTagKey))
+			continue
+		}
+		var val string
+		switch v := v.(type) {
+		case nil:
+			continue
+		case string:
+			val = v
+		case json.Number:
+			val = v.String()
+		case bool:
+			val = strconv.FormatBool(v)
+		default:
+			*failures = append(*failures, fmt.Sprintf("Tag %q must have a string value.", k))
+			continue
+		}
+		if len(val) > maxTagValue || strings.ContainsFunc(val, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+			*failures = append(*failures, fmt.Sprintf("Tag %q has a value that is too long or contains control characters.", k))
+			continue
+		}
+		tags[k] = val
+	}
+	slices.Sort(*failures)
+	return tags
+}
+
+func validTagKey(k string) bool {
+	if k == "" || len(k) > maxTagKey {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if c := k[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// handleVMDelete answers DELETE /vm/<host>: a running VM is scheduled for
+// destruction; any other is 404.
+func (s *server) handleVMDelete(w http.ResponseWriter, r *http.Request, c call) error {
+	host, err := parseHost(c.ps.ByName("name"))
+	if err != nil {
+		return err
+	}
+	caller, err := s.caller(r, false)
+	if err != nil {
+		return err
+	}
+	if err := s.svc.Return(host, caller); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, obj{{"ok", true}})
+	return nil
+}
+
+// handleSnapshot answers POST /vm/<host>/snapshot with 202 and the snapshot's name.
+func (s *server) handleSnapshot(w http.ResponseWriter, r *http.Request, c call) error {
+	name := c.ps.ByName("name")
+	host, err := parseHost(name)
+	if err != nil {
+		return err
+	}
+	caller, err := s.caller(r, true)
+	if err != nil {
+		return err
+	}
+	snap, err := s.svc.Snapshot(host, caller)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusAccepted, obj{{"ok", true}, {name, obj{{"snapshot", snap}}}})
+	return nil
+}
+
+// handleRevert answers POST /vm/<host>/snapshot/<snapshot> with 202.
+func (s *server) handleRevert(w http.ResponseWriter, r *http.Request, c call) error {
+	host, err := parseHost(c.ps.ByName("name"))
+	if err != nil {
+		return err
+	}
+	caller, err := s.caller(r, true)
+	if err != nil {
+		return err
+	}
+	if err := s.svc.Revert(host, c.ps.ByName("snapshot"), caller); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusAccepted, obj{{"ok", true}})
+	return nil
+}
+
+// handleDisk answers POST /vm/<host>/disk/<size> with 202.
+func (s *server) handleDisk(w http.ResponseWriter, r *http.Request, c call) error {
+	name := c.ps.ByName("name")
+	host, err := parseHost(name)
+	if err != nil {
+		return err
+	}
+	size, err := strconv.Atoi(c.ps.ByName("size"))
+	if err != nil {
+		return store.Errorf(store.EINVALID, "Disk size must be a valid integer")
+	}
+	caller, err := s.caller(r, true)
+	if err != nil {
+		return err
+	}
+	if err := s.svc.AddDisk(host, size, caller); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusAccepted, obj{{"ok", true}, {name, obj{{"disk", fmt.Sprintf("+%dgb", size)}}}})
+	return nil
+}
