@@ -37,6 +37,7 @@ type Manager struct {
 	BackoffMin    time.Duration // first delay after a failed List (default 1s)
 	BackoffMax    time.Duration // cap of the doubling delay (default 60s)
 	PurgeInterval time.Duration // how often store.Purge runs (default 1h)
+	PendingCheck  time.Duration // pass interval while VMs are pending (default 1s)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -99,6 +100,7 @@ func NewManager(cfg *Config, st *store.Store, p Provider, logger *slog.Logger) *
 		BackoffMin:    time.Second,
 		BackoffMax:    time.Minute,
 		PurgeInterval: time.Hour,
+		PendingCheck:  time.Second,
 		ctx:           ctx,
 		cancel:        cancel,
 		kick:          make(chan struct{}, 1),
@@ -151,19 +153,35 @@ func (m *Manager) Wait() { m.work.Wait() }
 func (m *Manager) run() {
 	defer m.loop.Done()
 	delay := time.Duration(positive(m.Config.CheckLoopDelay, 5)) * time.Second
-	ticker := time.NewTicker(delay)
-	defer ticker.Stop()
+	timer := time.NewTimer(delay)
+	defer timer.Stop()
 	for {
 		if err := m.Reconcile(m.ctx); err != nil && m.ctx.Err() == nil {
 			m.Logger.Error("reconcile pass", "err", err)
 		}
+		timer.Reset(m.nextPass(delay))
 		select {
 		case <-m.ctx.Done():
 			return
-		case <-ticker.C:
+		case <-timer.C:
 		case <-m.kick:
 		}
 	}
+}
+
+// nextPass is the wait before the next pass: check_loop_delay, or
+// PendingCheck while VMs are pending, so that a VM that has booted is
+// handed out within about a second instead of a whole loop delay.
+func (m *Manager) nextPass(delay time.Duration) time.Duration {
+	if m.PendingCheck <= 0 || m.PendingCheck >= delay {
+		return delay
+	}
+	for _, c := range m.Store.Counts() {
+		if c.Pending > 0 {
+			return m.PendingCheck
+		}
+	}
+	return delay
 }
 
 // Reconcile runs one pass over every pool. It returns store errors;

@@ -232,6 +232,26 @@ func TestManagerPendingBecomesReadyLater(t *testing.T) {
 	}
 }
 
+// While a VM is pending the loop comes back after PendingCheck, not after
+// the whole check_loop_delay, so a booted VM is handed out promptly.
+func TestManagerNextPassShortWhilePending(t *testing.T) {
+	e := mustManager(t, nil, mgrTestPool("p1", 1))
+	e.fp.SetInstantBoot(false)
+	const delay = 5 * time.Second
+	if got := e.m.nextPass(delay); got != delay {
+		t.Errorf("empty store: next pass in %v, want %v", got, delay)
+	}
+	e.pass(t) // clones one VM: pending until it boots
+	if got := e.m.nextPass(delay); got != e.m.PendingCheck {
+		t.Errorf("pending vm: next pass in %v, want %v", got, e.m.PendingCheck)
+	}
+	e.fp.Boot(e.states(t, "p1")[store.StatePending][0])
+	e.pass(t)
+	if got := e.m.nextPass(delay); got != delay {
+		t.Errorf("pool ready: next pass in %v, want %v", got, delay)
+	}
+}
+
 func TestManagerReadyTTL(t *testing.T) {
 	e := mustManager(t, nil, mgrTestPool("p1", 1))
 	host := e.fillReady(t, "p1", 1)[0]

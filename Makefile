@@ -1,0 +1,12 @@
+.PHONY: build test lint check bench
+build:
+	go build -o vmpooler .
+test:
+	go test -race ./...
+lint:
+	test -z "$$(gofmt -l $$(git ls-files '*.go'))"
+	go vet ./...
+check:
+	bash .ci/run
+bench:
+	go test -run x -bench . -benchmem ./store/ ./pool/ ./httpapi/ ./vsphere/

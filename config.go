@@ -1,0 +1,184 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/vmpooler/vmpooler/auth"
+	"github.com/vmpooler/vmpooler/pool"
+	"github.com/vmpooler/vmpooler/vsphere"
+)
+
+// Config is the whole TOML file. Each package owns the struct of its own
+// section; main only decodes and validates.
+type Config struct {
+	Global    GlobalConfig      `toml:"config"`
+	Pools     []pool.PoolConfig `toml:"pools"`
+	Providers Providers         `toml:"providers"`
+	Auth      *auth.Config      `toml:"auth"`
+	TagFilter map[string]string `toml:"tagfilter"`
+}
+
+// GlobalConfig is the [config] section: the manager's and API's settings
+// plus the keys only main uses.
+type GlobalConfig struct {
+	pool.Config
+	Listen   string `toml:"listen"`    // default 127.0.0.1:4567
+	Database string `toml:"database"`  // default vmpooler.db
+	SiteName string `toml:"site_name"` // default vmpooler
+	LogLevel string `toml:"log_level"` // debug, info (default), warn, error
+}
+
+// Providers is the [providers] section.
+type Providers struct {
+	Vsphere vsphere.Config `toml:"vsphere"`
+}
+
+// Environment variables that override the file, so it need not hold secrets.
+var envOverrides = []struct {
+	name string
+	set  func(c *Config, v string)
+}{
+	{"VMPOOLER_VSPHERE_SERVER", func(c *Config, v string) { c.Providers.Vsphere.Server = v }},
+	{"VMPOOLER_VSPHERE_USERNAME", func(c *Config, v string) { c.Providers.Vsphere.Username = v }},
+	{"VMPOOLER_VSPHERE_PASSWORD", func(c *Config, v string) { c.Providers.Vsphere.Password = v }},
+	{"VMPOOLER_LISTEN", func(c *Config, v string) { c.Global.Listen = v }},
+	{"VMPOOLER_DATABASE", func(c *Config, v string) { c.Global.Database = v }},
+}
+
+// LoadConfig reads, defaults and validates the TOML file at path.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return ParseConfig(path, string(data), os.Getenv)
+}
+
+// ParseConfig decodes TOML text (name is used in messages), applies the
+// environment through getenv, fills defaults and validates.
+func ParseConfig(name, text string, getenv func(string) string) (*Config, error) {
+	var c Config
+	md, err := toml.Decode(text, &c)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", name, err)
+	}
+	if undecoded := md.Undecoded(); len(undecoded) > 0 {
+		keys := make([]string, len(undecoded))
+		for i, k := range undecoded {
+			keys[i] = k.String()
+		}
+		return nil, fmt.Errorf("config %s: unknown keys: %s", name, strings.Join(keys, ", "))
+	}
+	for _, e := range envOverrides {
+		if v := getenv(e.name); v != "" {
+			e.set(&c, v)
+		}
+	}
+	c.defaults()
+	if err := c.validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", name, err)
+	}
+	return &c, nil
+}
+
+func (c *Config) defaults() {
+	if c.Global.Listen == "" {
+		c.Global.Listen = "127.0.0.1:4567"
+	}
+	if c.Global.Database == "" {
+		c.Global.Database = "vmpooler.db"
+	}
+	if c.Global.SiteName == "" {
+		c.Global.SiteName = "vmpooler"
+	}
+	c.Global.Config.Pools = c.Pools
+	c.Global.Config.Defaults()
+	c.Pools = c.Global.Config.Pools
+}
+
+// validate reports every problem it finds, each naming its key.
+func (c *Config) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	g := &c.Global.Config
+	for _, f := range []struct {
+		key string
+		v   int
+	}{
+		{"vm_lifetime", g.VMLifetime}, {"vm_lifetime_auth", g.VMLifetimeAuth},
+		{"max_lifetime_upper_limit", g.MaxLifetimeUpperLimit}, {"ready_ttl", g.ReadyTTL},
+		{"timeout", g.Timeout}, {"vm_checktime", g.VMCheckTime}, {"task_limit", g.TaskLimit},
+		{"ondemand_clone_limit", g.OndemandCloneLimit}, {"ondemand_request_ttl", g.OndemandRequestTTL},
+		{"max_ondemand_instances_per_request", g.MaxOndemandPerRequest},
+		{"check_loop_delay", g.CheckLoopDelay}, {"data_ttl", g.DataTTL},
+	} {
+		if f.v < 0 {
+			bad("[config] %s must not be negative (got %d)", f.key, f.v)
+		}
+	}
+	if len(c.Pools) == 0 {
+		bad("[[pools]]: no pool configured")
+	}
+	names := map[string]bool{}
+	for i, p := range c.Pools {
+		where := fmt.Sprintf("[[pools]] #%d", i+1)
+		if p.Name != "" {
+			where = fmt.Sprintf("[[pools]] %q", p.Name)
+		}
+		switch {
+		case p.Name == "":
+			bad("%s: name is required", where)
+		case names[p.Name]:
+			bad("%s: name: duplicate pool name", where)
+		case strings.ContainsAny(p.Name, "+/ "):
+			bad("%s: name must not contain '+', '/' or spaces", where)
+		}
+		names[p.Name] = true
+		if p.Template == "" {
+			bad("%s: template is required", where)
+		} else if strings.HasPrefix(p.Template, "/") || strings.HasSuffix(p.Template, "/") {
+			bad("%s: template must not start or end with '/'", where)
+		}
+		if p.Size < 0 {
+			bad("%s: size must not be negative (got %d)", where, p.Size)
+		}
+		if p.Timeout < 0 || p.ReadyTTL < 0 {
+			bad("%s: timeout and ready_ttl must not be negative", where)
+		}
+	}
+	for _, p := range c.Pools {
+		for _, a := range p.Alias {
+			if names[a] {
+				bad("[[pools]] %q: alias %q is the name of a pool", p.Name, a)
+			}
+		}
+	}
+	tags := make([]string, 0, len(c.TagFilter))
+	for k := range c.TagFilter {
+		tags = append(tags, k)
+	}
+	sort.Strings(tags)
+	for _, k := range tags {
+		if _, err := regexp.Compile(c.TagFilter[k]); err != nil {
+			bad("[tagfilter] %s: %v", k, err)
+		}
+	}
+	if c.Auth != nil && c.Auth.Provider == "" {
+		bad("[auth] provider is required (htpasswd or dummy)")
+	}
+	return errors.Join(errs...)
+}
+
+// redacted returns the configuration with every secret replaced, for GET /config.
+func (c *Config) redacted() Config {
+	r := *c
+	r.Providers.Vsphere = r.Providers.Vsphere.Redacted()
+	return r
+}

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+func noEnv(string) string { return "" }
+
+// The shipped example must parse, so it cannot drift from the code.
+func TestExampleConfigParses(t *testing.T) {
+	data, err := os.ReadFile("vmpooler.toml.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ParseConfig("vmpooler.toml.example", string(data), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.Global.Listen, "127.0.0.1:4567"; got != want {
+		t.Errorf("listen = %q, want %q", got, want)
+	}
+	if !c.Providers.Vsphere.Simulator {
+		t.Error("the example must run on the embedded simulator")
+	}
+	if len(c.Pools) < 2 {
+		t.Fatalf("pools = %d, want at least 2", len(c.Pools))
+	}
+	if got := c.Pools[1].Alias; len(got) != 1 || got[0] != "centos-7" {
+		t.Errorf("string alias = %q, want [centos-7]", got)
+	}
+	if got := c.Pools[1].ReadyTTL; got != 120 {
+		t.Errorf("pool ready_ttl = %d, want 120", got)
+	}
+	if got := c.Pools[0].ReadyTTL; got != 60 {
+		t.Errorf("pool ready_ttl default = %d, want 60 from [config]", got)
+	}
+}
+
+const minimal = `
+[[pools]]
+name = "a"
+template = "t/a"
+size = 1
+`
+
+func TestConfigDefaults(t *testing.T) {
+	c, err := ParseConfig("x", minimal, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := c.Global
+	for _, tc := range []struct {
+		name      string
+		got, want any
+	}{
+		{"listen", g.Listen, "127.0.0.1:4567"},
+		{"database", g.Database, "vmpooler.db"},
+		{"vm_lifetime", g.VMLifetime, 24},
+		{"ready_ttl", g.ReadyTTL, 60},
+		{"timeout", g.Timeout, 15},
+		{"vm_checktime", g.VMCheckTime, 1},
+		{"task_limit", g.TaskLimit, 10},
+		{"pool timeout", c.Pools[0].Timeout, 15},
+		{"pool provider", c.Pools[0].Provider, "vsphere"},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s = %v, want %v", tc.name, tc.got, tc.want)
+		}
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, text string
+		want       []string // every substring must appear in the error
+	}{
+		{"unknown keys", "[config]\nlisten2 = \"x\"\nfoo = 1\n" + minimal, []string{"config.listen2", "config.foo"}},
+		{"unknown pool key", "[[pools]]\nname = \"a\"\ntemplate = \"t\"\nsise = 3\n", []string{"pools.sise"}},
+		{"negative size", "[[pools]]\nname = \"a\"\ntemplate = \"t\"\nsize = -1\n", []string{`"a"`, "size"}},
+		{"negative lifetime", "[config]\nvm_lifetime = -2\n" + minimal, []string{"vm_lifetime"}},
+		{"duplicate pool", minimal + minimal, []string{"duplicate pool name"}},
+		{"alias is a pool", minimal + "[[pools]]\nname = \"b\"\ntemplate = \"t/b\"\nalias = [\"a\"]\n", []string{`alias "a"`}},
+		{"no template", "[[pools]]\nname = \"a\"\n", []string{"template is required"}},
+		{"no pools", "[config]\nlisten = \"127.0.0.1:1\"\n", []string{"no pool"}},
+		{"bad alias type", "[[pools]]\nname = \"a\"\ntemplate = \"t\"\nalias = 3\n", []string{"alias"}},
+		{"bad tagfilter", minimal + "[tagfilter]\nurl = '('\n", []string{"[tagfilter] url"}},
+		{"auth without provider", minimal + "[auth]\nfile = \"x\"\n", []string{"[auth] provider"}},
+		{"bad toml", "[config\n", []string{"config x"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseConfig("x", tc.text, noEnv)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestConfigEnvOverridesSecrets(t *testing.T) {
+	env := map[string]string{"VMPOOLER_VSPHERE_PASSWORD": "s3cret", "VMPOOLER_LISTEN": "127.0.0.1:0"}
+	c, err := ParseConfig("x", minimal+"[providers.vsphere]\nserver = \"vc\"\npassword = \"file\"\n", func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Providers.Vsphere.Password; got != "s3cret" {
+		t.Errorf("password = %q, want the environment's", got)
+	}
+	if got := c.Global.Listen; got != "127.0.0.1:0" {
+		t.Errorf("listen = %q", got)
+	}
+	if r := c.redacted(); r.Providers.Vsphere.Password == "s3cret" {
+		t.Error("redacted config still holds the password")
+	}
+}
