@@ -393,6 +393,47 @@ func (s *server) handleRevert(w http.ResponseWriter, r *http.Request, c call) er
 	return nil
 }
 
+// handleSnapshotGet answers GET /vm/<host>/snapshot[/<snapshot>] with the
+// snapshots' states (pending, done, failed and why), so a client can follow
+// an asynchronous snapshot. It is read-only: the API document's revert
+// example ("curl X POST ...") sends a GET by mistake, and gets {"ok":true}
+// for an existing snapshot instead of reverting.
+func (s *server) handleSnapshotGet(w http.ResponseWriter, r *http.Request, c call) error {
+	name := c.ps.ByName("name")
+	host, err := parseHost(name)
+	if err != nil {
+		return err
+	}
+	v, err := s.svc.Get(host)
+	if err != nil {
+		return err
+	}
+	want := c.ps.ByName("snapshot")
+	snaps := make([]obj, 0, len(v.Snapshots))
+	for _, sn := range v.Snapshots {
+		if want != "" && sn.Name != want {
+			continue
+		}
+		o := obj{{"snapshot", sn.Name}, {"state", sn.State}, {"requested", sn.Requested.UTC().Format(time.RFC3339)}}
+		if !sn.Done.IsZero() {
+			o = append(o, kv{"done", sn.Done.UTC().Format(time.RFC3339)})
+		}
+		if sn.Error != "" {
+			o = append(o, kv{"error", sn.Error})
+		}
+		snaps = append(snaps, o)
+	}
+	if want == "" {
+		writeJSON(w, http.StatusOK, obj{{"ok", true}, {name, obj{{"snapshots", snaps}}}})
+		return nil
+	}
+	if len(snaps) == 0 {
+		return store.Errorf(store.ENOTFOUND, "vm %s has no snapshot %s", host, want)
+	}
+	writeJSON(w, http.StatusOK, obj{{"ok", true}, {name, snaps[0]}})
+	return nil
+}
+
 // handleDisk answers POST /vm/<host>/disk/<size> with 202.
 func (s *server) handleDisk(w http.ResponseWriter, r *http.Request, c call) error {
 	name := c.ps.ByName("name")
