@@ -27,7 +27,7 @@ func (s *Store) Checkout(req CheckoutRequest) ([]VM, error) {
 		d   counts
 	)
 	fn := func(tx *bolt.Tx) error {
-		out, d = nil, counts{} // reset: Batch may run fn again
+		out, d = nil, counts{} // reset: commit may run fn again
 		var err error
 		out, err = checkout(tx, d, req, now)
 		return err

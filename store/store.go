@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -31,15 +30,6 @@ var (
 	keyVersion = []byte("version")
 )
 
-// maxBatchSize is how many concurrent checkouts make a batch commit at
-// once instead of waiting out BatchDelay. A commit costs about two fsyncs
-// whether it carries 1 checkout or 32, so once this many wait, waiting
-// longer only adds latency; beyond it, full batches queue on the writer lock
-// and commit back to back. bbolt's default (1000) makes every batch wait
-// the whole delay: measured here with 32 clients, ~12,000 checkouts/s
-// against ~21,000-26,000 with 32.
-const maxBatchSize = 32
-
 // migrations upgrade the file one schema version at a time: migrations[i]
 // takes version i to version i+1. Append only; never edit a released one.
 var migrations = []func(tx *bolt.Tx) error{
@@ -60,14 +50,16 @@ func migrateCreateBuckets(tx *bolt.Tx) error {
 // Store is the bbolt-backed state of the pooler. Set fields after New and
 // before Open.
 type Store struct {
-	Path       string
-	Now        func() time.Time // clock, read once per transaction
-	Timeout    time.Duration    // how long Open waits for the file lock (default 1s)
-	BatchDelay time.Duration    // bbolt MaxBatchDelay for checkouts (default 1ms)
-	Retention  time.Duration    // how long destroyed records are kept (default 168h)
+	Path      string
+	Now       func() time.Time // clock, read once per transaction
+	Timeout   time.Duration    // how long Open waits for the file lock (default 1s)
+	Retention time.Duration    // how long destroyed records are kept (default 168h)
 
-	db       *bolt.DB
-	inflight atomic.Int64 // checkouts under way, to choose Update or Batch
+	db *bolt.DB
+
+	qmu   sync.RWMutex  // guards queue against Close
+	queue chan *call    // writes for the committer (see commit); nil when closed
+	qdone chan struct{} // closed when the committer has stopped
 
 	mu     sync.RWMutex
 	counts counts // pool → index sizes, changed only after a commit
@@ -75,7 +67,7 @@ type Store struct {
 
 // New returns a Store for the file at path with defaults set.
 func New(path string) *Store {
-	return &Store{Path: path, Now: time.Now, Timeout: time.Second, BatchDelay: time.Millisecond, Retention: 168 * time.Hour}
+	return &Store{Path: path, Now: time.Now, Timeout: time.Second, Retention: 168 * time.Hour}
 }
 
 // inUseError names the file another process holds; it wraps ErrInUse.
@@ -109,7 +101,6 @@ func (s *Store) Open() error {
 	} else if err != nil {
 		return fmt.Errorf("open database %s: %w", s.Path, err)
 	}
-	db.MaxBatchDelay, db.MaxBatchSize = s.BatchDelay, maxBatchSize
 	var c counts
 	err = db.Update(func(tx *bolt.Tx) error {
 		if err := migrate(tx); err != nil {
@@ -123,6 +114,8 @@ func (s *Store) Open() error {
 		return fmt.Errorf("open database %s: %w", s.Path, err)
 	}
 	s.db, s.counts = db, c
+	s.queue, s.qdone = make(chan *call, maxGroup), make(chan struct{})
+	go s.committer(s.queue, s.qdone)
 	return nil
 }
 
@@ -165,6 +158,11 @@ func (s *Store) Close() error {
 	if s.db == nil {
 		return nil
 	}
+	s.qmu.Lock()
+	close(s.queue) // the committer commits what is queued, then stops
+	s.queue = nil
+	s.qmu.Unlock()
+	<-s.qdone
 	err := s.db.Close()
 	s.db = nil
 	return err
@@ -181,7 +179,7 @@ func (s *Store) update(fn func(tx *bolt.Tx, now time.Time, d counts) error) erro
 	now := s.Now()
 	var d counts
 	err := s.commit(func(tx *bolt.Tx) error {
-		d = counts{} // reset: Batch may run fn again
+		d = counts{} // reset: commit may run fn again
 		return fn(tx, now, d)
 	})
 	if err != nil {
@@ -189,19 +187,6 @@ func (s *Store) update(fn func(tx *bolt.Tx, now time.Time, d counts) error) erro
 	}
 	s.apply(d)
 	return nil
-}
-
-// commit runs fn in a write transaction. A write with nothing else in
-// flight commits at once; concurrent writes (checkouts, returns, token
-// touches) share one fsynced commit through bbolt's Batch. Batch may run fn
-// more than once and re-runs a failing fn alone, so fn must start from
-// scratch each time and the error returned is the caller's own.
-func (s *Store) commit(fn func(tx *bolt.Tx) error) error {
-	defer s.inflight.Add(-1)
-	if s.inflight.Add(1) == 1 {
-		return s.db.Update(fn) // nobody to share a commit with: do not wait
-	}
-	return s.db.Batch(fn)
 }
 
 // view runs fn as one read transaction.
