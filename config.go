@@ -38,7 +38,14 @@ type GlobalConfig struct {
 // Providers is the [providers] section.
 type Providers struct {
 	Vsphere vsphere.Config `toml:"vsphere"`
+	// Fake, when the section [providers.fake] is present, replaces vSphere
+	// with an in-memory provider whose clones are instant (for load tests
+	// of the API and the store; its VMs are lost when the process stops).
+	Fake *FakeProviderConfig `toml:"fake"`
 }
+
+// FakeProviderConfig is the [providers.fake] section (no keys yet).
+type FakeProviderConfig struct{}
 
 // Environment variables that override the file, so it need not hold secrets.
 var envOverrides = []struct {

@@ -100,11 +100,11 @@ func runServe(ctx context.Context, args []string, stderr io.Writer, ready chan<-
 	}
 	defer st.Close()
 
-	prov := vsphere.New(cfg.Providers.Vsphere, cfg.Pools, logger)
-	if err := prov.Open(ctx); err != nil {
-		return fmt.Errorf("vsphere: %w", err)
+	prov, closeProv, err := openProvider(ctx, cfg, logger)
+	if err != nil {
+		return err
 	}
-	defer prov.Close()
+	defer closeProv()
 
 	au, err := auth.New(cfg.Auth, st, logger)
 	if err != nil {
@@ -153,6 +153,20 @@ func runServe(ctx context.Context, args []string, stderr io.Writer, ready chan<-
 		return err
 	}
 	return nil
+}
+
+// openProvider connects the configured provider: vSphere (or its embedded
+// simulator), or the in-memory fake of [providers.fake].
+func openProvider(ctx context.Context, cfg *Config, logger *slog.Logger) (pool.Provider, func() error, error) {
+	if cfg.Providers.Fake != nil {
+		logger.Warn("using the in-memory fake provider: VMs are not real and are lost at exit")
+		return pool.NewFakeProvider(), func() error { return nil }, nil
+	}
+	prov := vsphere.New(cfg.Providers.Vsphere, cfg.Pools, logger)
+	if err := prov.Open(ctx); err != nil {
+		return nil, nil, fmt.Errorf("vsphere: %w", err)
+	}
+	return prov, prov.Close, nil
 }
 
 // runSimulator serves a standalone vCenter simulator holding the templates
@@ -213,11 +227,11 @@ func runInventory(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	prov := vsphere.New(cfg.Providers.Vsphere, cfg.Pools, newLogger(stderr, cfg.Global.LogLevel))
-	if err := prov.Open(ctx); err != nil {
+	prov, closeProv, err := openProvider(ctx, cfg, newLogger(stderr, cfg.Global.LogLevel))
+	if err != nil {
 		return err
 	}
-	defer prov.Close()
+	defer closeProv()
 	for _, p := range cfg.Pools {
 		vms, err := prov.List(ctx, p.Datacenter, p.Folder)
 		if errors.Is(err, pool.ErrNotFound) {

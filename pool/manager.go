@@ -38,6 +38,7 @@ type Manager struct {
 	BackoffMax    time.Duration // cap of the doubling delay (default 60s)
 	PurgeInterval time.Duration // how often store.Purge runs (default 1h)
 	PendingCheck  time.Duration // pass interval while VMs are pending (default 1s)
+	MinPassGap    time.Duration // least time between the starts of kicked passes (default 500ms)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -101,6 +102,7 @@ func NewManager(cfg *Config, st *store.Store, p Provider, logger *slog.Logger) *
 		BackoffMax:    time.Minute,
 		PurgeInterval: time.Hour,
 		PendingCheck:  time.Second,
+		MinPassGap:    500 * time.Millisecond,
 		ctx:           ctx,
 		cancel:        cancel,
 		kick:          make(chan struct{}, 1),
@@ -156,6 +158,7 @@ func (m *Manager) run() {
 	timer := time.NewTimer(delay)
 	defer timer.Stop()
 	for {
+		start := time.Now()
 		if err := m.Reconcile(m.ctx); err != nil && m.ctx.Err() == nil {
 			m.Logger.Error("reconcile pass", "err", err)
 		}
@@ -165,6 +168,17 @@ func (m *Manager) run() {
 			return
 		case <-timer.C:
 		case <-m.kick:
+			// Under a stream of checkouts every request kicks: run at most
+			// one pass per MinPassGap, so that the loop (and vCenter's
+			// property collector) is not driven flat out by the API.
+			if gap := m.MinPassGap - time.Since(start); gap > 0 {
+				timer.Reset(gap)
+				select {
+				case <-m.ctx.Done():
+					return
+				case <-timer.C:
+				}
+			}
 		}
 	}
 }
