@@ -31,7 +31,7 @@ type GlobalConfig struct {
 	pool.Config
 	Listen   string `toml:"listen"`    // default 127.0.0.1:4567
 	Database string `toml:"database"`  // default vmpooler.db
-	SiteName string `toml:"site_name"` // default vmpooler
+	SiteName string `toml:"site_name"` // prefixes the /status message; none by default, as upstream
 	LogLevel string `toml:"log_level"` // debug, info (default), warn, error
 }
 
@@ -101,9 +101,6 @@ func (c *Config) defaults() {
 	}
 	if c.Global.Database == "" {
 		c.Global.Database = "vmpooler.db"
-	}
-	if c.Global.SiteName == "" {
-		c.Global.SiteName = "vmpooler"
 	}
 	c.Global.Config.Pools = c.Pools
 	c.Global.Config.Defaults()
