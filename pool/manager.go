@@ -162,19 +162,18 @@ func (m *Manager) run() {
 		if err := m.Reconcile(m.ctx); err != nil && m.ctx.Err() == nil {
 			m.Logger.Error("reconcile pass", "err", err)
 		}
-		took := time.Since(start)
 		timer.Reset(m.nextPass(delay))
 		select {
 		case <-m.ctx.Done():
 			return
 		case <-timer.C:
 		case <-m.kick:
-			// Under a stream of checkouts every request kicks: run at most
-			// one pass per MinPassGap, and spend at most a fifth of the time
-			// in passes (a pass over 20,000 VMs takes ~100 ms), so that the
-			// loop (and vCenter's property collector) is not driven flat out
-			// by the API.
-			if gap := max(m.MinPassGap, 5*took) - time.Since(start); gap > 0 {
+			// Under a stream of checkouts every request kicks (and so does
+			// every finished clone): start at most one pass per MinPassGap,
+			// so that the loop (and vCenter's property collector) is not
+			// driven flat out by the API. (A pass's duration is no measure
+			// of its cost: it includes waiting for task_limit.)
+			if gap := m.MinPassGap - time.Since(start); gap > 0 {
 				timer.Reset(gap)
 				select {
 				case <-m.ctx.Done():
