@@ -20,8 +20,8 @@ run curl -s -u jdoe:secret --url $H/api/v1/token/$TOKEN
 echo "# VM operations"
 run curl -s --url $H/api/v1/vm
 run curl -s -d '{"debian-7-i386":"2","debian-7-x86_64":"1"}' --url $H/api/v1/vm
-run curl -s -d '' --url $H/api/v1/vm/debian-7-i386
-run curl -s -d '' --url $H/api/v1/vm/debian-7-i386+debian-7-i386+debian-7-x86_64
+run curl -s -d --url $H/api/v1/vm/debian-7-i386   # as the document writes it: the body is "--url"
+run curl -s -d --url $H/api/v1/vm/debian-7-i386+debian-7-i386+debian-7-x86_64
 VM=$(curl -s -X POST -H "X-AUTH-TOKEN: $TOKEN" --url $H/api/v1/vm/debian-7-i386 | host_of debian-7-i386)
 run curl -s -X PUT -H "X-AUTH-TOKEN: $TOKEN" -d '{"lifetime":"2"}' --url $H/api/v1/vm/$VM
 run curl -s -X PUT -d '{"tags":{"department":"engineering","user":"jdoe"}}' --url $H/api/v1/vm/$VM
@@ -34,6 +34,7 @@ echo "$OUT"; echo; echo
 SNAP=$(echo "$OUT" | python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]]["snapshot"])' "$VM")
 for _ in $(seq 1 50); do curl -s --url $H/api/v1/vm/$VM | grep -q "$SNAP" && break; sleep 0.1; done
 run curl -s --url $H/api/v1/vm/$VM
+run curl -s X POST -H "X-AUTH-TOKEN: $TOKEN" --url $H/api/v1/vm/$VM/snapshot/$SNAP   # the document's typo: a GET, harmless
 run curl -s -X POST -H "X-AUTH-TOKEN: $TOKEN" --url $H/api/v1/vm/$VM/snapshot/$SNAP
 run curl -s -X DELETE -H "X-AUTH-TOKEN: $TOKEN" --url $H/api/v1/vm/$VM
 
