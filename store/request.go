@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -215,6 +216,32 @@ func completeRequestVMs(tx *bolt.Tx, d counts, r *Request, now time.Time) error 
 			if err := move(tx, d, &vm, StateCompleted, now); err != nil {
 				return err
 			}
+		}
+	}
+	return nil
+}
+
+// purgeRequests deletes the requests that are no longer pending and were
+// created before cutoff. Pending ones stay: the manager still owes them VMs.
+func purgeRequests(tx *bolt.Tx, cutoff time.Time) error {
+	b := tx.Bucket(bucketRequests)
+	var old [][]byte // collected first: never delete while a cursor walks
+	err := b.ForEach(func(k, v []byte) error {
+		var r Request
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("decode request %s: %w", k, err)
+		}
+		if r.State != RequestPending && r.Created.Before(cutoff) {
+			old = append(old, slices.Clone(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range old {
+		if err := b.Delete(k); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -3,6 +3,7 @@ package store
 import (
 	"slices"
 	"testing"
+	"time"
 )
 
 // pendingFor adds a pending VM of pool that belongs to request id.
@@ -113,5 +114,38 @@ func TestRequest(t *testing.T) {
 	})
 	if pend, _ := s.PendingRequests(); len(pend) != 0 {
 		t.Errorf("pending at end: %+v", pend)
+	}
+}
+
+// Purge removes finished requests older than Retention and keeps pending ones.
+func TestPurgeRequests(t *testing.T) {
+	clk := newTestClock()
+	s := MustOpenStoreAt(t, t.TempDir()+"/x.db", clk)
+	s.Retention = time.Hour
+	for _, id := range []string{"done", "failed", "pending"} {
+		if err := s.CreateRequest(Request{ID: id, Requested: []PoolCount{{"a", 1}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.FinishRequest("done", RequestReady, "")
+	s.FinishRequest("failed", RequestFailed, "no capacity")
+	if _, err := s.Purge(); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"done", "failed", "pending"} {
+		if _, err := s.GetRequest(id); err != nil {
+			t.Errorf("%s purged too early: %v", id, err)
+		}
+	}
+	clk.Add(2 * time.Hour)
+	if _, err := s.Purge(); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"done", "failed"} {
+		_, err := s.GetRequest(id)
+		mustCode(t, err, ENOTFOUND)
+	}
+	if _, err := s.GetRequest("pending"); err != nil {
+		t.Errorf("pending request purged: %v", err)
 	}
 }

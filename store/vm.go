@@ -153,6 +153,8 @@ func (s *Store) Destroy(host, reason string) error {
 }
 
 // Purge deletes destroyed records older than Retention and returns how many.
+// Finished ondemand requests (ready, failed, deleted) created before then
+// go too, so neither bucket grows for ever.
 func (s *Store) Purge() (int, error) {
 	var n int
 	err := s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
@@ -172,7 +174,7 @@ func (s *Store) Purge() (int, error) {
 			}
 		}
 		n = len(keys)
-		return nil
+		return purgeRequests(tx, now.Add(-s.Retention))
 	})
 	if err != nil {
 		return 0, err
