@@ -175,8 +175,8 @@ func (r *poolRun) classifyPending(vm store.VM) {
 	case vm.RequestID != "" && !r.liveReqs[vm.RequestID]:
 		r.fail(vm, fmt.Sprintf("ondemand request %s is no longer pending", vm.RequestID))
 		return
-	case vm.RequestID == "" && vm.Template != "" && vm.Template != r.pass.template:
-		r.fail(vm, "template changed to "+r.pass.template)
+	case vm.RequestID == "" && r.stale(vm) != "":
+		r.fail(vm, r.stale(vm))
 		return
 	case r.flying[vm.Hostname]:
 		if r.now.Sub(vm.Started) > timeout {
@@ -198,6 +198,19 @@ func (r *poolRun) classifyPending(vm store.VM) {
 	r.checks = append(r.checks, readyCheck{vm: vm, info: info})
 }
 
+// stale says why a pooled VM no longer matches its pool ("" if it does):
+// a template or clone_target override drains the VMs built the old way,
+// as upstream does.
+func (r *poolRun) stale(vm store.VM) string {
+	switch {
+	case vm.Template != "" && vm.Template != r.pass.template:
+		return "template changed to " + r.pass.template
+	case vm.CloneTarget != r.pass.cloneTarget:
+		return fmt.Sprintf("clone_target changed to %q", r.pass.cloneTarget)
+	}
+	return ""
+}
+
 // keepPending counts a VM that stays pending.
 func (r *poolRun) keepPending(vm store.VM) {
 	if vm.RequestID == "" {
@@ -217,8 +230,8 @@ func (r *poolRun) classifyReady(vm store.VM) {
 		r.fail(vm, "ready_ttl of "+fmtMinutes(ttl)+" expired")
 		return
 	}
-	if vm.Template != "" && vm.Template != r.pass.template {
-		r.fail(vm, "template changed to "+r.pass.template)
+	if why := r.stale(vm); why != "" {
+		r.fail(vm, why)
 		return
 	}
 	every := Minutes(positive(r.m.Config.VMCheckTime, 1))

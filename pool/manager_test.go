@@ -522,6 +522,45 @@ func TestManagerTemplateOverride(t *testing.T) {
 	}
 }
 
+// A clone_target override drains the VMs cloned onto the old target, and
+// removing it drains those cloned onto the override, as upstream does.
+func TestManagerCloneTargetOverride(t *testing.T) {
+	e := mustManager(t, nil, mgrTestPool("p1", 2))
+	old := e.fillReady(t, "p1", 2)
+	if err := e.st.PutOverride("p1", store.Override{CloneTarget: "cluster2"}); err != nil {
+		t.Fatal(err)
+	}
+	e.pass(t)
+	for _, h := range old {
+		if vm := e.get(t, h); vm.State != store.StateDestroyed || vm.Reason != `clone_target changed to "cluster2"` {
+			t.Errorf("%s = %s %q", h, vm.State, vm.Reason)
+		}
+	}
+	e.pass(t)
+	moved := e.states(t, "p1")[store.StateReady]
+	if len(moved) != 2 {
+		t.Fatalf("ready = %v, want 2", moved)
+	}
+	for _, h := range moved {
+		if vm := e.get(t, h); vm.CloneTarget != "cluster2" {
+			t.Errorf("%s cloned onto %q, want cluster2", h, vm.CloneTarget)
+		}
+	}
+	e.pass(t)
+	if got := e.states(t, "p1")[store.StateReady]; len(got) != 2 || got[0] != moved[0] || got[1] != moved[1] {
+		t.Errorf("steady pass changed the pool: %v, want %v", got, moved)
+	}
+	if err := e.st.PutOverride("p1", store.Override{}); err != nil { // DELETE /config/clonetarget
+		t.Fatal(err)
+	}
+	e.pass(t)
+	for _, h := range moved {
+		if vm := e.get(t, h); vm.State != store.StateDestroyed {
+			t.Errorf("%s = %s after the override was removed, want destroyed", h, vm.State)
+		}
+	}
+}
+
 func TestManagerRestart(t *testing.T) {
 	clk := &mgrClock{t: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}
 	st := mustOpenMgrStore(t, filepath.Join(t.TempDir(), "vmpooler.db"), clk)

@@ -46,7 +46,7 @@ func (m *Manager) fill(passes []*poolPass) {
 // nil) and clones it in a goroutine that releases a slot of sem when done.
 func (m *Manager) startClone(p *poolPass, req *store.Request, sem chan struct{}) error {
 	pc := p.cfg
-	vm := store.VM{Pool: pc.Name, Template: p.template}
+	vm := store.VM{Pool: pc.Name, Template: p.template, CloneTarget: p.cloneTarget}
 	if req != nil {
 		vm.RequestID, vm.User, vm.Lifetime = req.ID, req.User, req.Lifetime
 		if vm.Lifetime == 0 && vm.User != "" {

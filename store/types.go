@@ -26,24 +26,25 @@ var LiveStates = []State{StatePending, StateReady, StateRunning, StateCompleted}
 
 // VM is the record of one virtual machine, keyed by Hostname.
 type VM struct {
-	Hostname   string            `json:"hostname"`
-	Pool       string            `json:"pool"`
-	Template   string            `json:"template"`
-	State      State             `json:"state"`
-	Started    time.Time         `json:"started"`              // clone started (AddPending)
-	Cloned     time.Time         `json:"cloned,omitzero"`      // clone task finished (MarkCloned)
-	Ready      time.Time         `json:"ready,omitzero"`       // ready check passed
-	CheckedOut time.Time         `json:"checked_out,omitzero"` // ready → running
-	Completed  time.Time         `json:"completed,omitzero"`   // entered completed
-	Destroyed  time.Time         `json:"destroyed,omitzero"`   // entered destroyed
-	Lifetime   int               `json:"lifetime,omitempty"`   // hours from checkout; 0 = the configured default
-	User       string            `json:"user,omitempty"`       // token user that checked it out, "" if anonymous
-	Tags       map[string]string `json:"tags,omitempty"`
-	Snapshots  []Snapshot        `json:"snapshots,omitempty"`
-	Disks      []Disk            `json:"disks,omitempty"`
-	IP         string            `json:"ip,omitempty"`
-	RequestID  string            `json:"request_id,omitempty"` // ondemand request that owns it
-	Reason     string            `json:"reason,omitempty"`     // why it left ready/running/pending
+	Hostname    string            `json:"hostname"`
+	Pool        string            `json:"pool"`
+	Template    string            `json:"template"`
+	CloneTarget string            `json:"clone_target,omitempty"` // cluster or resource pool it was cloned onto
+	State       State             `json:"state"`
+	Started     time.Time         `json:"started"`              // clone started (AddPending)
+	Cloned      time.Time         `json:"cloned,omitzero"`      // clone task finished (MarkCloned)
+	Ready       time.Time         `json:"ready,omitzero"`       // ready check passed
+	CheckedOut  time.Time         `json:"checked_out,omitzero"` // ready → running
+	Completed   time.Time         `json:"completed,omitzero"`   // entered completed
+	Destroyed   time.Time         `json:"destroyed,omitzero"`   // entered destroyed
+	Lifetime    int               `json:"lifetime,omitempty"`   // hours from checkout; 0 = the configured default
+	User        string            `json:"user,omitempty"`       // token user that checked it out, "" if anonymous
+	Tags        map[string]string `json:"tags,omitempty"`
+	Snapshots   []Snapshot        `json:"snapshots,omitempty"`
+	Disks       []Disk            `json:"disks,omitempty"`
+	IP          string            `json:"ip,omitempty"`
+	RequestID   string            `json:"request_id,omitempty"` // ondemand request that owns it
+	Reason      string            `json:"reason,omitempty"`     // why it left ready/running/pending
 }
 
 // Job outcome states, used by Snapshot.State and Disk.State.
