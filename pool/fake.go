@@ -150,6 +150,15 @@ func (f *FakeProvider) SetReady(name string, ready bool) {
 	}
 }
 
+// SetGuestHostname sets the hostname a VM's guest reports.
+func (f *FakeProvider) SetGuestHostname(name, guest string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if vm, ok := f.vms[name]; ok {
+		vm.Info.GuestHostname = guest
+	}
+}
+
 // VM returns a copy of a VM.
 func (f *FakeProvider) VM(name string) (FakeVM, bool) {
 	f.mu.Lock()

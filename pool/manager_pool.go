@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -385,10 +386,26 @@ func (r *poolRun) applyReady(c readyCheck) {
 		r.fail(c.vm, "failed ready check: "+c.err.Error())
 	case !c.ok:
 		r.fail(c.vm, "failed ready check: "+c.why)
+	case r.hostnameMismatch(c):
+		// Another machine answers for this VM's name (a guest that kept its
+		// template's name, or a clash): handing it out would be wrong.
+		r.fail(c.vm, fmt.Sprintf("hostname mismatch: the guest reports %q", c.info.GuestHostname))
 	default:
 		r.checked[c.vm.Hostname] = r.now
 		r.ready = append(r.ready, c.vm)
 	}
+}
+
+// hostnameMismatch reports whether a ready VM's guest, a minute after it
+// became ready (time for the guest to set its name), reports a hostname
+// other than the VM's; a fully qualified name counts by its first label.
+func (r *poolRun) hostnameMismatch(c readyCheck) bool {
+	guest := c.info.GuestHostname
+	if guest == "" || !r.m.Config.HostnameMismatchCheck(r.pass.cfg) || r.now.Sub(c.vm.Ready) < time.Minute {
+		return false
+	}
+	short, _, _ := strings.Cut(guest, ".")
+	return !strings.EqualFold(short, c.vm.Hostname)
 }
 
 // removeExcess recycles pooled VMs beyond the pool's size: pending ones

@@ -295,6 +295,36 @@ func TestManagerReadyRecheck(t *testing.T) {
 	}
 }
 
+// A ready VM whose guest reports another hostname is failed at its next
+// check; a guest's FQDN is fine; the check can be turned off per pool.
+func TestManagerHostnameMismatch(t *testing.T) {
+	off := false
+	quiet := mgrTestPool("p2", 1)
+	quiet.CheckHostnameMismatch = &off
+	e := mustManager(t, nil, mgrTestPool("p1", 3), quiet)
+	e.pass(t)
+	e.pass(t)
+	ready := e.states(t, "p1")[store.StateReady]
+	other := e.states(t, "p2")[store.StateReady]
+	if len(ready) != 3 || len(other) != 1 {
+		t.Fatalf("ready = %v %v", ready, other)
+	}
+	e.fp.SetGuestHostname(ready[0], "template-build-host")
+	e.fp.SetGuestHostname(ready[1], ready[1]+".example.com")
+	e.fp.SetGuestHostname(other[0], "template-build-host")
+
+	e.clk.Advance(90 * time.Second) // past vm_checktime: the next pass rechecks
+	e.pass(t)
+	if vm := e.get(t, ready[0]); vm.State != store.StateDestroyed || vm.Reason != `hostname mismatch: the guest reports "template-build-host"` {
+		t.Errorf("mismatched vm = %s %q", vm.State, vm.Reason)
+	}
+	for _, h := range []string{ready[1], ready[2], other[0]} {
+		if got := e.get(t, h).State; got != store.StateReady {
+			t.Errorf("%s = %s, want ready", h, got)
+		}
+	}
+}
+
 func TestManagerLifetime(t *testing.T) {
 	e := mustManager(t, nil, mgrTestPool("p1", 2))
 	e.fillReady(t, "p1", 2)

@@ -14,41 +14,45 @@ import (
 // Config is the global [config] section plus the pools, with upstream's
 // names and units (hours for lifetimes, minutes for TTLs and timeouts).
 type Config struct {
-	Domain                string       `toml:"domain"`
-	Prefix                string       `toml:"prefix"`
-	VMLifetime            int          `toml:"vm_lifetime"`                        // hours, default 24
-	VMLifetimeAuth        int          `toml:"vm_lifetime_auth"`                   // hours, 0 = vm_lifetime
-	MaxLifetimeUpperLimit int          `toml:"max_lifetime_upper_limit"`           // hours, 0 = none
-	ReadyTTL              int          `toml:"ready_ttl"`                          // minutes, default 60
-	Timeout               int          `toml:"timeout"`                            // minutes, default 15
-	VMCheckTime           int          `toml:"vm_checktime"`                       // minutes, default 1
-	TaskLimit             int          `toml:"task_limit"`                         // concurrent clones, default 10
-	OndemandCloneLimit    int          `toml:"ondemand_clone_limit"`               // default 10
-	OndemandRequestTTL    int          `toml:"ondemand_request_ttl"`               // minutes, default 5
-	MaxOndemandPerRequest int          `toml:"max_ondemand_instances_per_request"` // default 10
-	AllowedTags           []string     `toml:"allowed_tags"`
-	ExperimentalFeatures  bool         `toml:"experimental_features"`
-	CheckLoopDelay        int          `toml:"check_loop_delay"` // seconds between reconcile passes, default 5
-	DataTTL               int          `toml:"data_ttl"`         // hours a destroyed record is kept, default 168
+	Domain                string   `toml:"domain"`
+	Prefix                string   `toml:"prefix"`
+	VMLifetime            int      `toml:"vm_lifetime"`                        // hours, default 24
+	VMLifetimeAuth        int      `toml:"vm_lifetime_auth"`                   // hours, 0 = vm_lifetime
+	MaxLifetimeUpperLimit int      `toml:"max_lifetime_upper_limit"`           // hours, 0 = none
+	ReadyTTL              int      `toml:"ready_ttl"`                          // minutes, default 60
+	Timeout               int      `toml:"timeout"`                            // minutes, default 15
+	VMCheckTime           int      `toml:"vm_checktime"`                       // minutes, default 1
+	TaskLimit             int      `toml:"task_limit"`                         // concurrent clones, default 10
+	OndemandCloneLimit    int      `toml:"ondemand_clone_limit"`               // default 10
+	OndemandRequestTTL    int      `toml:"ondemand_request_ttl"`               // minutes, default 5
+	MaxOndemandPerRequest int      `toml:"max_ondemand_instances_per_request"` // default 10
+	AllowedTags           []string `toml:"allowed_tags"`
+	ExperimentalFeatures  bool     `toml:"experimental_features"`
+	CheckLoopDelay        int      `toml:"check_loop_delay"` // seconds between reconcile passes, default 5
+	DataTTL               int      `toml:"data_ttl"`         // hours a destroyed record is kept, default 168
+	// CheckHostnameMismatch fails a ready VM whose guest reports another
+	// hostname (upstream check_ready_vm_hostname_for_mismatch; default true).
+	CheckHostnameMismatch *bool        `toml:"check_ready_vm_hostname_for_mismatch"`
 	Pools                 []PoolConfig `toml:"-"`
 }
 
 // PoolConfig is one [[pools]] entry.
 type PoolConfig struct {
-	Name        string  `toml:"name"`
-	Alias       Aliases `toml:"alias"`
-	Template    string  `toml:"template"`
-	Folder      string  `toml:"folder"`
-	Datastore   string  `toml:"datastore"`
-	Datacenter  string  `toml:"datacenter"`
-	CloneTarget string  `toml:"clone_target"`
-	Provider    string  `toml:"provider"` // default "vsphere"
-	Size        int     `toml:"size"`
-	Timeout     int     `toml:"timeout"`   // minutes, 0 = global
-	ReadyTTL    int     `toml:"ready_ttl"` // minutes, 0 = global
-	Domain      string  `toml:"domain"`    // "" = global
-	LinkedClone *bool   `toml:"create_linked_clone"`
-	ReadyCheck  string  `toml:"ready_check"` // "ssh" (tcp:22, default on real vCenter), "tcp:<port>", "tools", "none"
+	Name                  string  `toml:"name"`
+	Alias                 Aliases `toml:"alias"`
+	Template              string  `toml:"template"`
+	Folder                string  `toml:"folder"`
+	Datastore             string  `toml:"datastore"`
+	Datacenter            string  `toml:"datacenter"`
+	CloneTarget           string  `toml:"clone_target"`
+	Provider              string  `toml:"provider"` // default "vsphere"
+	Size                  int     `toml:"size"`
+	Timeout               int     `toml:"timeout"`   // minutes, 0 = global
+	ReadyTTL              int     `toml:"ready_ttl"` // minutes, 0 = global
+	Domain                string  `toml:"domain"`    // "" = global
+	LinkedClone           *bool   `toml:"create_linked_clone"`
+	ReadyCheck            string  `toml:"ready_check"`                 // "ssh" (tcp:22, default on real vCenter), "tcp:<port>", "tools", "none"
+	CheckHostnameMismatch *bool   `toml:"check_hostname_for_mismatch"` // per-pool override of the global check
 }
 
 // Aliases is a pool's alias list; TOML may give a string or a list.
@@ -184,6 +188,18 @@ func (c *Config) Lifetime(stored int) int {
 		return stored
 	}
 	return c.VMLifetime
+}
+
+// HostnameMismatchCheck reports whether pool p's ready VMs are failed
+// when their guest reports another hostname (pool key, else global, else true).
+func (c *Config) HostnameMismatchCheck(p PoolConfig) bool {
+	switch {
+	case p.CheckHostnameMismatch != nil:
+		return *p.CheckHostnameMismatch
+	case c.CheckHostnameMismatch != nil:
+		return *c.CheckHostnameMismatch
+	}
+	return true
 }
 
 // Hours converts whole hours to a Duration.
