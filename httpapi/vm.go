@@ -339,14 +339,22 @@ func validTagKey(k string) bool {
 	return true
 }
 
+// vmTarget reads a /vm/<name>/... route: the name as requested (answers
+// are keyed by it), the host it names, and the caller (strict: an invalid
+// token is a 401 rather than anonymous).
+func (s *server) vmTarget(r *http.Request, c call, strict bool) (name, host string, caller pool.Caller, err error) {
+	name = c.ps.ByName("name")
+	if host, err = parseHost(name); err != nil {
+		return name, "", caller, err
+	}
+	caller, err = s.caller(r, strict)
+	return name, host, caller, err
+}
+
 // handleVMDelete answers DELETE /vm/<host>: a running VM is scheduled for
 // destruction; any other is 404.
 func (s *server) handleVMDelete(w http.ResponseWriter, r *http.Request, c call) error {
-	host, err := parseHost(c.ps.ByName("name"))
-	if err != nil {
-		return err
-	}
-	caller, err := s.caller(r, false)
+	_, host, caller, err := s.vmTarget(r, c, false)
 	if err != nil {
 		return err
 	}
@@ -359,12 +367,7 @@ func (s *server) handleVMDelete(w http.ResponseWriter, r *http.Request, c call) 
 
 // handleSnapshot answers POST /vm/<host>/snapshot with 202 and the snapshot's name.
 func (s *server) handleSnapshot(w http.ResponseWriter, r *http.Request, c call) error {
-	name := c.ps.ByName("name")
-	host, err := parseHost(name)
-	if err != nil {
-		return err
-	}
-	caller, err := s.caller(r, true)
+	name, host, caller, err := s.vmTarget(r, c, true)
 	if err != nil {
 		return err
 	}
@@ -378,11 +381,7 @@ func (s *server) handleSnapshot(w http.ResponseWriter, r *http.Request, c call) 
 
 // handleRevert answers POST /vm/<host>/snapshot/<snapshot> with 202.
 func (s *server) handleRevert(w http.ResponseWriter, r *http.Request, c call) error {
-	host, err := parseHost(c.ps.ByName("name"))
-	if err != nil {
-		return err
-	}
-	caller, err := s.caller(r, true)
+	_, host, caller, err := s.vmTarget(r, c, true)
 	if err != nil {
 		return err
 	}
