@@ -45,7 +45,7 @@ func checkRecords(tx *bolt.Tx) []error {
 	var errs []error
 	tx.Bucket(bucketVMs).ForEach(func(k, v []byte) error {
 		var vm VM
-		if err := json.Unmarshal(v, &vm); err != nil {
+		if err := decodeVM(v, &vm); err != nil {
 			errs = append(errs, fmt.Errorf("vm %s: %v", k, err))
 		} else if vm.Hostname != string(k) {
 			errs = append(errs, fmt.Errorf("vm %s: record names %s", k, vm.Hostname))

@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -92,7 +91,7 @@ func getVM(tx *bolt.Tx, host string) (VM, error) {
 	if v == nil {
 		return vm, Errorf(ENOTFOUND, "vm %s not found", host)
 	}
-	if err := json.Unmarshal(v, &vm); err != nil {
+	if err := decodeVM(v, &vm); err != nil {
 		return vm, fmt.Errorf("decode vm %s: %w", host, err)
 	}
 	return vm, nil
@@ -100,11 +99,7 @@ func getVM(tx *bolt.Tx, host string) (VM, error) {
 
 // putVM writes the record of vm.
 func putVM(tx *bolt.Tx, vm *VM) error {
-	v, err := json.Marshal(vm)
-	if err != nil {
-		return fmt.Errorf("encode vm %s: %w", vm.Hostname, err)
-	}
-	return tx.Bucket(bucketVMs).Put([]byte(vm.Hostname), v)
+	return tx.Bucket(bucketVMs).Put([]byte(vm.Hostname), encodeVM(vm))
 }
 
 // live reports whether st has a per-pool index.

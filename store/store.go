@@ -16,7 +16,7 @@ import (
 // so that a cursor walks it oldest first.
 var (
 	bucketMeta        = []byte("meta")             // "version" → schema version (8 bytes)
-	bucketVMs         = []byte("vms")              // hostname → VM (JSON)
+	bucketVMs         = []byte("vms")              // hostname → VM (vmcodec.go)
 	bucketPools       = []byte("pools")            // pool 0 state 0 timeKey(entered, host) → ""
 	bucketDestroyed   = []byte("destroyed")        // timeKey(destroyed, host) → "" (for Purge)
 	bucketTokens      = []byte("tokens")           // sha256(token) → Token (JSON)
