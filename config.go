@@ -150,6 +150,9 @@ func (c *Config) validate() error {
 		} else if strings.HasPrefix(p.Template, "/") || strings.HasSuffix(p.Template, "/") {
 			bad("%s: template must not start or end with '/'", where)
 		}
+		if err := pool.CheckFolder(p); err != nil {
+			bad("%s: %v", where, err)
+		}
 		if p.Size < 0 {
 			bad("%s: size must not be negative (got %d)", where, p.Size)
 		}

@@ -42,6 +42,7 @@ const minimal = `
 [[pools]]
 name = "a"
 template = "t/a"
+folder = "pools/a"
 size = 1
 `
 
@@ -82,6 +83,10 @@ func TestConfigErrors(t *testing.T) {
 		{"negative lifetime", "[config]\nvm_lifetime = -2\n" + minimal, []string{"vm_lifetime"}},
 		{"duplicate pool", minimal + minimal, []string{"duplicate pool name"}},
 		{"alias is a pool", minimal + "[[pools]]\nname = \"b\"\ntemplate = \"t/b\"\nalias = [\"a\"]\n", []string{`alias "a"`}},
+		{"no folder", "[[pools]]\nname = \"a\"\ntemplate = \"t/a\"\n", []string{`"a"`, "folder is required"}},
+		{"root folder", "[[pools]]\nname = \"a\"\ntemplate = \"t/a\"\nfolder = \"/\"\n", []string{`"a"`, "folder is required", "root VM folder"}},
+		{"folder holds template", "[[pools]]\nname = \"a\"\ntemplate = \"pools/a/tpl\"\nfolder = \"pools/a/\"\n", []string{`"a"`, `folder "pools/a/" holds the pool's template`}},
+		{"folder not clean", "[[pools]]\nname = \"a\"\ntemplate = \"t/a\"\nfolder = \"x/../y\"\n", []string{`"a"`, "not a clean inventory path"}},
 		{"no template", "[[pools]]\nname = \"a\"\n", []string{"template is required"}},
 		{"no pools", "[config]\nlisten = \"127.0.0.1:1\"\n", []string{"no pool"}},
 		{"bad alias type", "[[pools]]\nname = \"a\"\ntemplate = \"t\"\nalias = 3\n", []string{"alias"}},

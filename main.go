@@ -7,7 +7,8 @@
 //	vmpooler [-config vmpooler.toml]          run the pooler
 //	vmpooler simulator -listen ADDR -config F  serve a standalone vCenter simulator
 //	vmpooler check -config F [-list-vms]       check the database file
-//	vmpooler inventory -config F               list the VMs in every pool folder
+//	vmpooler inventory -config F [-owners]     list the VMs in every pool folder
+//	vmpooler adopt -config F -instance ID      take over the VMs of a lost database's pooler
 package main
 
 import (
@@ -55,8 +56,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runCheck(args, stdout)
 	case "inventory":
 		return runInventory(ctx, args, stdout, stderr)
+	case "adopt":
+		return runAdopt(args, stdout, stderr)
 	default:
-		return fmt.Errorf("unknown command %q (want serve, simulator, check or inventory)", cmd)
+		return fmt.Errorf("unknown command %q (want serve, simulator, check, inventory or adopt)", cmd)
 	}
 }
 
@@ -99,6 +102,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer, ready chan<-
 		return err
 	}
 	defer st.Close()
+	logger.Info("database open", "path", cfg.Global.Database, "instance", st.Instance(), "adopted", st.Adopted())
 
 	prov, closeProv, err := openProvider(ctx, cfg, logger)
 	if err != nil {
@@ -118,6 +122,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer, ready chan<-
 	svc.TagFilter = cfg.TagFilter
 	svc.Kick = mgr.Kick
 	svc.Cloning = mgr.Cloning
+	svc.Health = mgr.Health
 	handler := httpapi.New(httpapi.Config{
 		SiteName: cfg.Global.SiteName,
 		Redacted: cfg.redacted(),
@@ -223,7 +228,10 @@ func runCheck(args []string, stdout io.Writer) error {
 
 // runInventory prints the name of every VM in every pool's folder.
 func runInventory(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg, err := loadFlags("vmpooler inventory", args, stderr, nil)
+	var owners bool
+	cfg, err := loadFlags("vmpooler inventory", args, stderr, func(fs *flag.FlagSet) {
+		fs.BoolVar(&owners, "owners", false, "print each VM's ownership marker too: name, instance id, pool (\"-\" when unmarked)")
+	})
 	if err != nil {
 		return err
 	}
@@ -240,7 +248,15 @@ func runInventory(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return fmt.Errorf("pool %s: %w", p.Name, err)
 		}
 		for _, vm := range vms {
-			fmt.Fprintln(stdout, vm.Name)
+			if !owners {
+				fmt.Fprintln(stdout, vm.Name)
+				continue
+			}
+			inst, pl := vm.Owner.Instance, vm.Owner.Pool
+			if inst == "" {
+				inst, pl = "-", "-"
+			}
+			fmt.Fprintf(stdout, "%s\t%s\t%s\n", vm.Name, inst, pl)
 		}
 	}
 	return nil

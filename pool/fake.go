@@ -27,6 +27,7 @@ type FakeProvider struct {
 	readyFunc func(VMInfo) (bool, string)
 	calls     map[string]int
 	destroyed []string
+	refused   []string // destroys refused with ErrForeign
 	cloning   int
 }
 
@@ -195,6 +196,13 @@ func (f *FakeProvider) Destroyed() []string {
 	return slices.Clone(f.destroyed)
 }
 
+// Refused returns the names whose destroy was refused as foreign, in order.
+func (f *FakeProvider) Refused() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.refused)
+}
+
 // Calls returns how many times a method ("Clone", "List", ...) was called.
 func (f *FakeProvider) Calls(method string) int {
 	f.mu.Lock()
@@ -253,7 +261,8 @@ func (f *FakeProvider) Clone(ctx context.Context, spec CloneSpec) error {
 		return fmt.Errorf("clone %s: %w", spec.Name, ErrExists)
 	}
 	vm := &FakeVM{
-		Info:       VMInfo{Name: spec.Name, PoweredOn: true, GuestHostname: spec.Name},
+		Info: VMInfo{Name: spec.Name, PoweredOn: true, GuestHostname: spec.Name,
+			Owner: Owner{Instance: spec.Instance, Pool: spec.Pool}},
 		Pool:       spec.Pool,
 		Folder:     spec.Folder,
 		Datacenter: spec.Datacenter,
@@ -326,12 +335,17 @@ func (f *FakeProvider) lookup(method string, loc Location) (*FakeVM, error) {
 	return vm, nil
 }
 
-// Destroy implements Provider.
+// Destroy implements Provider: like vsphere's, it refuses (ErrForeign) a
+// VM that loc.Mine does not accept.
 func (f *FakeProvider) Destroy(ctx context.Context, loc Location) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if _, err := f.lookup("Destroy", loc); err != nil {
+	vm, err := f.lookup("Destroy", loc)
+	if err != nil {
 		return err
+	} else if !loc.Mine(vm.Info.Owner) {
+		f.refused = append(f.refused, loc.Name)
+		return fmt.Errorf("destroy %s: marker %+v: %w", loc.Name, vm.Info.Owner, ErrForeign)
 	}
 	delete(f.vms, loc.Name)
 	f.destroyed = append(f.destroyed, loc.Name)
@@ -393,5 +407,7 @@ func (f *FakeProvider) Annotate(ctx context.Context, loc Location, values map[st
 		vm.Notes = make(map[string]string)
 	}
 	maps.Copy(vm.Notes, values)
+	// List returns the attributes, as vSphere's custom values are.
+	vm.Info.Attributes = maps.Clone(vm.Notes)
 	return nil
 }

@@ -101,9 +101,11 @@ func (p *Provider) cloneSpec(ctx context.Context, c *vim25.Client, spec pool.Clo
 		cs.Location.Datastore = &dsRef
 	}
 	if p.linked(spec) {
-		if err := linkedClone(ctx, tmpl, cs); err != nil {
+		linked, err := linkedClone(ctx, tmpl, cs)
+		if err != nil {
 			return nil, nil, nil, err
 		}
+		p.noteLinked(spec, linked)
 	}
 	return cs, folder, tmpl, nil
 }
@@ -119,8 +121,9 @@ func (p *Provider) linked(spec pool.CloneSpec) bool {
 	return spec.LinkedClone
 }
 
-// cloneConfig sets upstream's annotation and guestinfo.hostname. (vcsim
-// ignores the annotation on clone; vCenter keeps it.)
+// cloneConfig sets upstream's annotation, guestinfo.hostname and the
+// ownership marker (owner.go). (vcsim ignores the annotation on clone;
+// vCenter keeps it.)
 func (p *Provider) cloneConfig(spec pool.CloneSpec) *types.VirtualMachineConfigSpec {
 	note, _ := json.MarshalIndent(map[string]string{
 		"name":               spec.Name,
@@ -130,35 +133,66 @@ func (p *Provider) cloneConfig(spec pool.CloneSpec) *types.VirtualMachineConfigS
 	}, "", "  ")
 	return &types.VirtualMachineConfigSpec{
 		Annotation: string(note),
-		ExtraConfig: []types.BaseOptionValue{
+		ExtraConfig: append([]types.BaseOptionValue{
 			&types.OptionValue{Key: "guestinfo.hostname", Value: spec.Name},
-		},
+		}, markerOptions(spec.Instance, spec.Pool)...),
 	}
 }
 
 // linkedClone makes cs a linked clone when the template allows it: from
 // its current snapshot, or onto its delta disks (upstream's
-// moveChildMostDiskBacking). Otherwise the clone is a full one.
-func linkedClone(ctx context.Context, tmpl *object.VirtualMachine, cs *types.VirtualMachineCloneSpec) error {
+// moveChildMostDiskBacking). Otherwise the clone is a full one, and it
+// reports false.
+func linkedClone(ctx context.Context, tmpl *object.VirtualMachine, cs *types.VirtualMachineCloneSpec) (bool, error) {
 	var mvm mo.VirtualMachine
 	if err := tmpl.Properties(ctx, tmpl.Reference(), []string{"snapshot", "config.hardware.device"}, &mvm); err != nil {
-		return err
+		return false, err
 	}
 	if mvm.Snapshot != nil && mvm.Snapshot.CurrentSnapshot != nil {
 		cs.Snapshot = mvm.Snapshot.CurrentSnapshot
 		cs.Location.DiskMoveType = string(types.VirtualMachineRelocateDiskMoveOptionsCreateNewChildDiskBacking)
-		return nil
+		return true, nil
 	}
 	if mvm.Config == nil {
-		return nil
+		return false, nil
 	}
 	for _, d := range object.VirtualDeviceList(mvm.Config.Hardware.Device).SelectByType((*types.VirtualDisk)(nil)) {
 		if b, ok := d.GetVirtualDevice().Backing.(*types.VirtualDiskFlatVer2BackingInfo); ok && b.Parent != nil {
 			cs.Location.DiskMoveType = string(types.VirtualMachineRelocateDiskMoveOptionsMoveChildMostDiskBacking)
-			return nil
+			return true, nil
 		}
 	}
-	return nil
+	return false, nil
+}
+
+// noteLinked records whether a pool that asks for linked clones gets them.
+// When its template has no snapshot (nor delta disks) the clones are full
+// copies: said once in the log, and kept as a note for /status until a
+// clone is linked again.
+func (p *Provider) noteLinked(spec pool.CloneSpec, linked bool) {
+	p.notesMu.Lock()
+	defer p.notesMu.Unlock()
+	if linked {
+		delete(p.notes, spec.Pool)
+		return
+	}
+	note := fmt.Sprintf("linked clones requested, but template %s has no snapshot: making full clones (take a snapshot of the template to get linked clones)", spec.Template)
+	if p.notes[spec.Pool] != note {
+		p.logger.Warn("making full clones: the template has no snapshot", "pool", spec.Pool, "template", spec.Template,
+			"fix", "take a snapshot of the template (govc snapshot.create -vm <template> base), or set create_linked_clone = false")
+		p.notes[spec.Pool] = note
+	}
+}
+
+// Notes implements pool.NoteProvider: pool → remarks for /status.
+func (p *Provider) Notes() map[string][]string {
+	p.notesMu.Lock()
+	defer p.notesMu.Unlock()
+	out := make(map[string][]string, len(p.notes))
+	for pl, n := range p.notes {
+		out[pl] = []string{n}
+	}
+	return out
 }
 
 // resourcePool resolves a clone target: a cluster or compute resource

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,7 +21,7 @@ import (
 var listProps = []string{
 	"name", "config.template", "runtime.powerState", "guest.ipAddress",
 	"guest.hostName", "guest.toolsRunningStatus", "customValue",
-}
+} // and ownerPaths
 
 // List returns every VM directly in <datacenter>/vm/<folder> (templates
 // excepted) with one property-collector retrieve that walks the folder's
@@ -57,17 +58,21 @@ func (p *Provider) List(ctx context.Context, datacenter, folder string) ([]pool.
 // retrieveVMs reads listProps of the folder's VM children in one call
 // (paged by the collector if vCenter pages).
 func (p *Provider) retrieveVMs(ctx context.Context, c *vim25.Client, folder types.ManagedObjectReference) ([]pool.VMInfo, error) {
-	req := types.RetrieveProperties{SpecSet: []types.PropertyFilterSpec{{
-		ObjectSet: []types.ObjectSpec{{
-			Obj:  folder,
-			Skip: types.NewBool(true),
-			SelectSet: []types.BaseSelectionSpec{&types.TraversalSpec{
-				Type: "Folder", Path: "childEntity", Skip: types.NewBool(false),
+	var res *types.RetrievePropertiesResponse
+	err := p.retrieveOwned(func(ownerPaths []string) (err error) {
+		req := types.RetrieveProperties{SpecSet: []types.PropertyFilterSpec{{
+			ObjectSet: []types.ObjectSpec{{
+				Obj:  folder,
+				Skip: types.NewBool(true),
+				SelectSet: []types.BaseSelectionSpec{&types.TraversalSpec{
+					Type: "Folder", Path: "childEntity", Skip: types.NewBool(false),
+				}},
 			}},
-		}},
-		PropSet: []types.PropertySpec{{Type: "VirtualMachine", PathSet: listProps}},
-	}}}
-	res, err := property.DefaultCollector(c).RetrieveProperties(ctx, req)
+			PropSet: []types.PropertySpec{{Type: "VirtualMachine", PathSet: append(slices.Clip(listProps), ownerPaths...)}},
+		}}}
+		res, err = property.DefaultCollector(c).RetrieveProperties(ctx, req)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -118,6 +123,8 @@ func (p *Provider) decodeVM(oc types.ObjectContent) (vm pool.VMInfo, template, m
 		case "customValue":
 			arr, _ := dp.Val.(types.ArrayOfCustomFieldValue)
 			vm.Attributes, missing = p.attributes(arr.CustomFieldValue)
+		default:
+			decodeMarker(&vm.Owner, dp.Name, dp.Val)
 		}
 	}
 	return vm, template, missing

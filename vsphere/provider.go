@@ -61,6 +61,11 @@ type Provider struct {
 
 	fieldsMu sync.Mutex
 	fields   map[int32]string // custom field key → name
+
+	wholeExtraConfig atomic.Bool // see ownerPaths
+
+	notesMu sync.Mutex
+	notes   map[string]string // pool → why its clones are not as asked (noteLinked)
 }
 
 // New returns a Provider for cfg and pools; nothing connects until Open.
@@ -75,10 +80,14 @@ func New(cfg Config, pools []pool.PoolConfig, logger *slog.Logger) *Provider {
 		pools:     pools,
 		logger:    logger.With("component", "vsphere"),
 		fields:    make(map[int32]string),
+		notes:     make(map[string]string),
 	}
 }
 
-var _ pool.Provider = (*Provider)(nil)
+var (
+	_ pool.Provider     = (*Provider)(nil)
+	_ pool.NoteProvider = (*Provider)(nil)
+)
 
 // Open validates the configuration, starts the simulator when configured,
 // connects and logs in. Errors wrap pool.ErrAuth for bad credentials and
