@@ -46,7 +46,7 @@ func TestOwnershipMarker(t *testing.T) {
 		t.Errorf("Destroy with another instance's marker: %v, want ErrForeign", err)
 	}
 	unknown := locFor(pc, "unmarked")
-	unknown.Owners = []string{spec.Instance}
+	unknown.Owners, unknown.Known = []string{spec.Instance}, false
 	if err := p.Destroy(ctx, unknown); !errors.Is(err, pool.ErrForeign) {
 		t.Errorf("Destroy of an unmarked VM the store does not know: %v, want ErrForeign", err)
 	}
@@ -63,8 +63,7 @@ func TestOwnershipMarker(t *testing.T) {
 	if err := p.Destroy(ctx, mine); err != nil {
 		t.Errorf("Destroy of an owned VM: %v", err)
 	}
-	known := locFor(pc, "unmarked")
-	known.Known = true // a record from before markers existed
+	known := locFor(pc, "unmarked") // Known: a record from before markers existed
 	if err := p.Destroy(ctx, known); err != nil {
 		t.Errorf("Destroy of a known unmarked VM: %v", err)
 	}
