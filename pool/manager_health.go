@@ -73,7 +73,10 @@ func (m *Manager) noteForeign(pc PoolConfig, vms []VMInfo) {
 	prev := ph.foreign
 	ph.foreign = make(map[string]string, len(vms))
 	for _, vm := range vms {
-		p := vmPath(pc, vm.Name)
+		p := vm.Path
+		if p == "" {
+			p = vmPath(pc, vm.Name)
+		}
 		ph.foreign[vm.Name] = p
 		if _, seen := prev[vm.Name]; seen {
 			continue

@@ -105,6 +105,7 @@ type VMInfo struct {
 	GuestHostname string
 	Attributes    map[string]string // custom values / annotation fields
 	Owner         Owner             // the ownership marker; zero when the VM has none
+	Path          string            // inventory path, for messages ("" if the provider has none)
 }
 
 // Owner is the ownership marker every clone carries in vCenter (the

@@ -52,6 +52,9 @@ func (p *Provider) List(ctx context.Context, datacenter, folder string) ([]pool.
 	if err != nil {
 		return nil, wrapErr("list "+full, err)
 	}
+	for i := range out {
+		out[i].Path = full + "/" + out[i].Name
+	}
 	return out, nil
 }
 
