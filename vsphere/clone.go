@@ -52,7 +52,7 @@ func (p *Provider) Clone(ctx context.Context, spec pool.CloneSpec) error {
 	if err != nil {
 		return wrapErr(op, err)
 	}
-	if err := task.Wait(ctx); err != nil {
+	if _, err := waitTask(ctx, c, task.Reference()); err != nil {
 		return wrapErr(op, err)
 	}
 	return nil

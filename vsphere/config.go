@@ -24,6 +24,10 @@ type Config struct {
 	// every operation except a clone (which the caller's context bounds).
 	// Default 60.
 	Timeout int `toml:"vsphere_timeout"`
+	// LoginHoldoff is the time in seconds after vCenter refused the login
+	// (wrong password) before the pooler tries again, so that it cannot
+	// lock the service account. Default 300.
+	LoginHoldoff int `toml:"login_holdoff"`
 	// CreateFolders creates a pool's missing folder (and its parents) on
 	// the first clone into it.
 	CreateFolders bool `toml:"create_folders"`
@@ -92,6 +96,9 @@ func (c Config) Validate() error {
 	if c.Timeout < 0 {
 		return fmt.Errorf("vsphere: vsphere_timeout must not be negative")
 	}
+	if c.LoginHoldoff < 0 {
+		return fmt.Errorf("[providers.vsphere] login_holdoff must not be negative")
+	}
 	if c.BootDelay < 0 {
 		return fmt.Errorf("vsphere: boot_delay must not be negative")
 	}
@@ -122,6 +129,13 @@ func (c Config) callTimeout() time.Duration {
 		return 60 * time.Second
 	}
 	return time.Duration(c.Timeout) * time.Second
+}
+
+func (c Config) loginHoldoff() time.Duration {
+	if c.LoginHoldoff <= 0 {
+		return 5 * time.Minute
+	}
+	return time.Duration(c.LoginHoldoff) * time.Second
 }
 
 func (c Config) bootDelay() time.Duration {

@@ -105,7 +105,7 @@ func (p *Provider) Destroy(ctx context.Context, loc pool.Location) error {
 	if state != types.VirtualMachinePowerStatePoweredOff {
 		task, err := vm.PowerOff(ctx)
 		if err == nil {
-			err = task.Wait(ctx)
+			_, err = waitTask(ctx, c, task.Reference())
 		}
 		if err != nil && !fault.IsAlreadyPoweredOffError(err) {
 			return wrapErr(op+": power off", err)
@@ -113,7 +113,7 @@ func (p *Provider) Destroy(ctx context.Context, loc pool.Location) error {
 	}
 	task, err := vm.Destroy(ctx)
 	if err == nil {
-		err = task.Wait(ctx)
+		_, err = waitTask(ctx, c, task.Reference())
 	}
 	return wrapErr(op, err)
 }
