@@ -15,8 +15,16 @@ type Config struct {
 	// the simulator's credentials (default "user"/"pass").
 	Username string `toml:"username"`
 	Password string `toml:"password"`
-	// Insecure skips verification of vCenter's TLS certificate.
+	// Insecure skips verification of vCenter's TLS certificate (logged as
+	// a warning at start). Prefer CAFile or Thumbprint.
 	Insecure bool `toml:"insecure"`
+	// CAFile is a PEM bundle of the CA(s) that sign vCenter's certificate
+	// (for a VMCA-signed lab vCenter: its root certificate), trusted besides
+	// the system's roots.
+	CAFile string `toml:"ca_file"`
+	// Thumbprint pins vCenter's certificate by its SHA-256 (or SHA-1)
+	// fingerprint, "AB:CD:..." as govc and the vSphere client show it.
+	Thumbprint string `toml:"thumbprint"`
 	// Datacenter is the default datacenter (name or inventory path) for
 	// pools that do not name one. Empty means the only datacenter there is.
 	Datacenter string `toml:"datacenter"`

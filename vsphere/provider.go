@@ -156,8 +156,13 @@ func (p *Provider) connect(ctx context.Context, u *url.URL, insecure bool) error
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.callTimeout())
 	defer cancel()
 	sc := soap.NewClient(u, insecure)
+	if err := p.trust(sc, u); err != nil {
+		return err
+	}
 	vc, err := vim25.NewClient(ctx, sc)
-	if err != nil {
+	if err != nil && soap.IsCertificateUntrusted(err) {
+		return untrustedError(ctx, u, err)
+	} else if err != nil {
 		return wrapErr("connect to "+redactURL(u), err)
 	}
 	ka := keepalive.NewHandlerSOAP(vim25.Retry(sc, vim25.RetryTemporaryNetworkError, 3), p.KeepAlive, nil)
