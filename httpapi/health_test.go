@@ -20,6 +20,9 @@ func TestStatusPoolHealth(t *testing.T) {
 			"debian-7-i386": {Foreign: []string{"DC0/vm/vmpooler/debian-7-i386/handmade"}},
 			"centos-6-x86_64": {ReadyFailure: "failed ready check: tcp 10.0.0.9:22: connection refused after 15m",
 				ReadyFailedPasses: 2, Refill: next, Notes: []string{"linked clones requested, but ..."}},
+			"debian-7-x86_64": {}, // healthy
+			"centos-7.2-x86_64": {CloneFailure: "vsphere: clone x: out of capacity: vCenter is out of capacity: vCenter unreachable or busy: InsufficientStorageSpace",
+				CloneFailures: 3, CloneRetry: next},
 		}
 	}
 	r := e.do(req{method: "GET", path: "/api/v1/status"})
@@ -37,7 +40,11 @@ func TestStatusPoolHealth(t *testing.T) {
 	if n, ok := cen["notes"].([]any); !ok || len(n) != 1 {
 		t.Errorf("centos-6-x86_64 notes = %v", cen["notes"])
 	}
-	for _, key := range []string{"foreign", "ready_failure", "notes"} {
+	cf, ok := pools["centos-7.2-x86_64"].(map[string]any)["clone_failure"].(map[string]any)
+	if !ok || !strings.Contains(cf["reason"].(string), "InsufficientStorageSpace") || cf["failures"] != float64(3) {
+		t.Errorf("centos-7.2-x86_64 clone_failure = %v", cf)
+	}
+	for _, key := range []string{"foreign", "ready_failure", "clone_failure", "notes"} {
 		if _, ok := pools["debian-7-x86_64"].(map[string]any)[key]; ok {
 			t.Errorf("a healthy pool's entry has %q", key)
 		}

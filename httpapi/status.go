@@ -272,7 +272,9 @@ const maxForeignListed = 20
 // only when there is something to say (so upstream's shape is unchanged):
 // "foreign" (VMs in the pool folder this pooler did not create and leaves
 // alone), "ready_failure" (why new VMs keep failing their ready check, and
-// when the next clone may start) and "notes" (the provider's remarks).
+// when the next clone may start), "clone_failure" (why clones keep
+// failing: capacity, a privilege, a missing template) and "notes" (the
+// provider's remarks).
 func healthFields(h pool.PoolHealth) obj {
 	var out obj
 	if n := len(h.Foreign); n > 0 {
@@ -281,6 +283,10 @@ func healthFields(h pool.PoolHealth) obj {
 	if h.ReadyFailure != "" {
 		out = append(out, kv{"ready_failure", obj{{"reason", h.ReadyFailure},
 			{"failed_passes", h.ReadyFailedPasses}, {"next_clone", h.Refill.UTC().Format(time.RFC3339)}}})
+	}
+	if h.CloneFailure != "" {
+		out = append(out, kv{"clone_failure", obj{{"reason", h.CloneFailure},
+			{"failures", h.CloneFailures}, {"next_clone", h.CloneRetry.UTC().Format(time.RFC3339)}}})
 	}
 	if len(h.Notes) > 0 {
 		out = append(out, kv{"notes", h.Notes})

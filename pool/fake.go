@@ -22,6 +22,7 @@ type FakeProvider struct {
 	down      error
 	listHook  func(folder string) error
 	jobErr    error
+	noteErr   error
 	noBoot    bool
 	gate      chan struct{} // non-nil: clones wait for it to close
 	readyFunc func(VMInfo) (bool, string)
@@ -80,6 +81,13 @@ func (f *FakeProvider) SetJobError(err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.jobErr = err
+}
+
+// SetAnnotateError makes Annotate return err (nil: succeed).
+func (f *FakeProvider) SetAnnotateError(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.noteErr = err
 }
 
 // SetInstantBoot chooses whether new clones get an IP at once (default
@@ -402,6 +410,8 @@ func (f *FakeProvider) Annotate(ctx context.Context, loc Location, values map[st
 	vm, err := f.lookup("Annotate", loc)
 	if err != nil {
 		return err
+	} else if f.noteErr != nil {
+		return f.noteErr
 	}
 	if vm.Notes == nil {
 		vm.Notes = make(map[string]string)

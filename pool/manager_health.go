@@ -21,6 +21,13 @@ type PoolHealth struct {
 	ReadyFailure      string
 	ReadyFailedPasses int
 	Refill            time.Time
+	// CloneFailure is the last clone error while clones keep failing (a
+	// missing template, a missing privilege, vCenter out of capacity);
+	// CloneFailures counts them in a row, and CloneRetry is when refills
+	// resume.
+	CloneFailure  string
+	CloneFailures int
+	CloneRetry    time.Time
 	// Notes are the provider's remarks on the pool (NoteProvider).
 	Notes []string
 }
@@ -53,6 +60,9 @@ func (m *Manager) Health() map[string]PoolHealth {
 		}
 		if b := m.readyBO[pc.Name]; b != nil {
 			h.ReadyFailure, h.ReadyFailedPasses, h.Refill = b.lastErr, b.failures, b.next
+		}
+		if b := m.cloneBO[pc.Name]; b != nil {
+			h.CloneFailure, h.CloneFailures, h.CloneRetry = b.lastErr, b.failures, b.next
 		}
 		h.Notes = notes[pc.Name]
 		out[pc.Name] = h

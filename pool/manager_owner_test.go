@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -237,5 +238,48 @@ func TestManagerLegacyUnmarkedRecord(t *testing.T) {
 	e.pass(t)
 	if _, ok := e.fp.VM("legacy123456789"); ok {
 		t.Error("returned legacy vm not destroyed")
+	}
+}
+
+// An annotation vCenter refuses (a missing privilege) is tried once per
+// VM, not on every pass; a transient failure is tried again.
+func TestManagerAnnotateRefusedOncePerVM(t *testing.T) {
+	e := mustManager(t, nil, mgrTestPool("p1", 1))
+	e.fillReady(t, "p1", 1)
+	e.checkout(t, "p1")
+	e.fp.SetAnnotateError(fmt.Errorf("lacks privilege Global.SetCustomField: %w", ErrPermission))
+	for range 5 {
+		e.pass(t)
+	}
+	if n := e.fp.Calls("Annotate"); n != 1 {
+		t.Errorf("refused annotation tried %d times over 5 passes, want 1", n)
+	}
+	e.checkout(t, "p1")
+	e.fp.SetAnnotateError(fmt.Errorf("vCenter busy: %w", ErrTransient))
+	for range 3 {
+		e.pass(t)
+	}
+	if n := e.fp.Calls("Annotate"); n != 4 {
+		t.Errorf("annotations = %d, want 1 + 3 (a transient failure is retried every pass)", n)
+	}
+}
+
+// Clones failing for lack of capacity back off, and the pool's health says
+// why until one succeeds.
+func TestManagerCloneFailureInHealth(t *testing.T) {
+	e := mustManager(t, nil, mgrTestPool("p1", 1))
+	e.fp.SetCloneError(func(CloneSpec) error {
+		return fmt.Errorf("clone: InsufficientStorageSpace: %w: %w", ErrCapacity, ErrTransient)
+	})
+	e.pass(t)
+	h := e.m.Health()["p1"]
+	if !strings.Contains(h.CloneFailure, "InsufficientStorageSpace") || h.CloneFailures != 1 || !h.CloneRetry.After(e.clk.Now()) {
+		t.Fatalf("health after a capacity failure = %+v", h)
+	}
+	e.fp.SetCloneError(nil)
+	e.clk.Advance(time.Minute)
+	e.pass(t)
+	if h := e.m.Health()["p1"]; h.CloneFailure != "" {
+		t.Errorf("health after a successful clone = %+v, want clear", h)
 	}
 }

@@ -354,8 +354,12 @@ func (r *poolRun) runChecks() {
 			"vmpooler_checkout": vm.CheckedOut.UTC().Format(time.RFC3339)}
 		if err := m.Provider.Annotate(ctx, m.location(r.pass.cfg, vm.Hostname, true), values); err != nil {
 			m.observer().ProviderError("annotate", err)
-			m.Logger.Warn("annotating vm", "pool", vm.Pool, "hostname", vm.Hostname, "err", err)
-			return
+			if errors.Is(err, ErrTransient) {
+				m.Logger.Warn("annotating vm; trying again next pass", "pool", vm.Pool, "hostname", vm.Hostname, "err", err)
+				return
+			}
+			// Refused (a missing privilege, say): tried once per VM, not every pass.
+			m.Logger.Warn("annotating vm failed; not trying again for this vm", "pool", vm.Pool, "hostname", vm.Hostname, "err", err)
 		}
 		annotated[i] = true
 	})

@@ -173,6 +173,12 @@ var (
 	ErrAuth       = errors.New("authentication failed")
 	ErrTransient  = errors.New("vCenter unreachable or busy")
 	ErrForeign    = errors.New("not created by this pooler")
+	// ErrCapacity: vCenter lacks memory, CPU, storage or HA failover
+	// capacity; such errors also wrap ErrTransient (retried with backoff).
+	ErrCapacity = errors.New("vCenter is out of capacity")
+	// ErrPermission: the vCenter user lacks a privilege (the message names
+	// it); retrying does not help until an administrator grants it.
+	ErrPermission = errors.New("permission denied")
 )
 
 // Defaults fills zero values with upstream's defaults.

@@ -64,7 +64,7 @@ func (p *Provider) cloneSpec(ctx context.Context, c *vim25.Client, spec pool.Clo
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	ref, err := findPath(ctx, c, "template", dc+"/vm/"+trimSlash(spec.Template))
+	ref, err := p.findPath(ctx, c, "template", dc+"/vm/"+trimSlash(spec.Template))
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -240,7 +240,7 @@ func (p *Provider) folder(ctx context.Context, c *vim25.Client, dc, rel string, 
 	if rel = trimSlash(rel); rel != "" {
 		full += "/" + rel
 	}
-	ref, err := findPath(ctx, c, "folder", full)
+	ref, err := p.findPath(ctx, c, "folder", full)
 	if err == nil {
 		f, ok := ref.(*object.Folder)
 		if !ok {

@@ -41,7 +41,7 @@ func (p *Provider) List(ctx context.Context, datacenter, folder string) ([]pool.
 	if f := trimSlash(folder); f != "" {
 		full += "/" + f
 	}
-	ref, err := findPath(ctx, c, "folder", full)
+	ref, err := p.findPath(ctx, c, "folder", full)
 	if err != nil {
 		return nil, err
 	}

@@ -31,7 +31,7 @@ func (p *Provider) vm(ctx context.Context, c *vim25.Client, loc pool.Location) (
 		full += f + "/"
 	}
 	full += loc.Name
-	ref, err := findPath(ctx, c, "VM", full)
+	ref, err := p.findPath(ctx, c, "VM", full)
 	if err != nil {
 		return nil, err
 	}
@@ -261,11 +261,31 @@ func (p *Provider) Annotate(ctx context.Context, loc pool.Location, values map[s
 		if err != nil {
 			return wrapErr(op+": field "+k, err)
 		}
-		if err := m.Set(ctx, vm.Reference(), key, values[k]); err != nil {
+		err = m.Set(ctx, vm.Reference(), key, values[k])
+		if fault.Is(err, &types.InvalidArgument{}) {
+			// The key is stale (vCenter was restarted or the field was
+			// removed and made again): look the field up afresh, once.
+			p.forgetField(k)
+			if key, err = p.fieldKey(ctx, m, k); err == nil {
+				err = m.Set(ctx, vm.Reference(), key, values[k])
+			}
+		}
+		if err != nil {
 			return wrapErr(op+": set "+k, err)
 		}
 	}
 	return nil
+}
+
+// forgetField drops the cached key of the custom field name.
+func (p *Provider) forgetField(name string) {
+	p.fieldsMu.Lock()
+	defer p.fieldsMu.Unlock()
+	for k, n := range p.fields {
+		if n == name {
+			delete(p.fields, k)
+		}
+	}
 }
 
 // fieldKey returns the key of the custom field name, defining it if needed.

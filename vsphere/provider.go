@@ -266,6 +266,17 @@ func (p *Provider) datacenter(dc string) (string, error) {
 	return p.dcName, nil
 }
 
+// findPath returns the object at an inventory path, or ErrNotFound whose
+// message reminds that vCenter hides what the user may not read.
+func (p *Provider) findPath(ctx context.Context, c *vim25.Client, what, path string) (object.Reference, error) {
+	ref, err := findPath(ctx, c, what, path)
+	if errors.Is(err, pool.ErrNotFound) && p.cfg.Username != "" && !p.simulated() {
+		return nil, fmt.Errorf("%s %q: not found, or not visible to %s (vCenter hides what a user may not read): %w",
+			what, path, p.cfg.Username, pool.ErrNotFound)
+	}
+	return ref, err
+}
+
 // findPath returns the object at an inventory path, or ErrNotFound.
 func findPath(ctx context.Context, c *vim25.Client, what, path string) (object.Reference, error) {
 	ref, err := object.NewSearchIndex(c).FindByInventoryPath(ctx, path)
