@@ -82,7 +82,7 @@ func (p *Provider) cloneSpec(ctx context.Context, c *vim25.Client, spec pool.Clo
 		return nil, nil, nil, err
 	}
 	f.SetDatacenter(dcObj)
-	rp, err := resourcePool(ctx, f, spec.CloneTarget)
+	rp, err := resourcePool(ctx, f, dcObj, spec.CloneTarget)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -93,7 +93,7 @@ func (p *Provider) cloneSpec(ctx context.Context, c *vim25.Client, spec pool.Clo
 		Config:   p.cloneConfig(spec),
 	}
 	if spec.Datastore != "" {
-		ds, err := f.Datastore(ctx, spec.Datastore)
+		ds, err := datastore(ctx, f, spec.Datastore)
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -193,39 +193,6 @@ func (p *Provider) Notes() map[string][]string {
 		out[pl] = []string{n}
 	}
 	return out
-}
-
-// resourcePool resolves a clone target: a cluster or compute resource
-// (its root resource pool) or a resource pool path; empty means the
-// datacenter's first cluster, else its first compute resource.
-func resourcePool(ctx context.Context, f *find.Finder, target string) (*object.ResourcePool, error) {
-	if target == "" {
-		if cl, err := f.ClusterComputeResourceList(ctx, "*"); err == nil && len(cl) > 0 {
-			return cl[0].ResourcePool(ctx)
-		}
-		cr, err := f.ComputeResourceList(ctx, "*")
-		if err != nil {
-			return nil, fmt.Errorf("no compute resource to clone onto: %w", err)
-		}
-		return cr[0].ResourcePool(ctx)
-	}
-	cr, err := f.ComputeResource(ctx, target)
-	if err == nil {
-		return cr.ResourcePool(ctx)
-	}
-	if !isFinderNotFound(err) {
-		return nil, err
-	}
-	for _, p := range []string{target, "*/Resources/" + target, "*/Resources/*/" + target} {
-		rp, err := f.ResourcePool(ctx, p)
-		if err == nil {
-			return rp, nil
-		}
-		if !isFinderNotFound(err) {
-			return nil, err
-		}
-	}
-	return nil, notFound("clone target", target)
 }
 
 func isFinderNotFound(err error) bool {

@@ -51,6 +51,8 @@ type Provider struct {
 	pools  []pool.PoolConfig
 	logger *slog.Logger
 
+	dcPaths map[string]string // configured datacenter → inventory path (set by Open)
+
 	mu     sync.Mutex // guards the fields below
 	client *vim25.Client
 	rt     *reloginRT
@@ -106,6 +108,10 @@ func (p *Provider) Open(ctx context.Context) error {
 		return err
 	}
 	if err := p.resolveDefaultDatacenter(ctx); err != nil {
+		_ = p.Close()
+		return err
+	}
+	if err := p.checkPlacement(ctx); err != nil {
 		_ = p.Close()
 		return err
 	}
@@ -184,8 +190,11 @@ func (p *Provider) connect(ctx context.Context, u *url.URL, insecure bool) error
 func (p *Provider) resolveDefaultDatacenter(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.callTimeout())
 	defer cancel()
+	if err := p.resolveDatacenters(ctx); err != nil {
+		return err
+	}
 	if p.cfg.Datacenter != "" {
-		p.dcName = p.cfg.Datacenter
+		p.dcName = p.dcPaths[trimSlash(p.cfg.Datacenter)]
 		return nil
 	}
 	dc, err := find.NewFinder(p.vc()).DefaultDatacenter(ctx)
@@ -258,6 +267,9 @@ func (p *Provider) begin(ctx context.Context) (*vim25.Client, context.Context, c
 // datacenter returns the inventory path of dc, or the default one.
 func (p *Provider) datacenter(dc string) (string, error) {
 	if dc = trimSlash(dc); dc != "" {
+		if path, ok := p.dcPaths[dc]; ok {
+			return path, nil
+		}
 		return dc, nil
 	}
 	if p.dcName == "" {
