@@ -106,6 +106,9 @@ type VMInfo struct {
 	Attributes    map[string]string // custom values / annotation fields
 	Owner         Owner             // the ownership marker; zero when the VM has none
 	Path          string            // inventory path, for messages ("" if the provider has none)
+	// Unknown: the VM's host is disconnected or not responding, so its
+	// guest data would be stale (IP, Tools and hostname are left empty).
+	Unknown bool
 }
 
 // Owner is the ownership marker every clone carries in vCenter (the

@@ -51,6 +51,9 @@ type Config struct {
 	// on, to report VMware Tools running, an IP and its hostname. Default
 	// 1; fractions are allowed (0.2). Only used with Simulator.
 	BootDelay float64 `toml:"boot_delay"`
+	// IPFamily is the address family ready checks prefer when a guest
+	// reports both: "ipv4" (default) or "ipv6".
+	IPFamily string `toml:"ip_family"`
 	// ReadyCheck is the ready check of pools that do not set one: "tools"
 	// (tools running and an IP), "ssh" (that, plus a TCP connect to port
 	// 22), "tcp:<port>" or "none" (powered on). Default "tools" on the
@@ -109,6 +112,9 @@ func (c Config) Validate() error {
 	}
 	if c.BootDelay < 0 {
 		return fmt.Errorf("vsphere: boot_delay must not be negative")
+	}
+	if c.IPFamily != "" && c.IPFamily != "ipv4" && c.IPFamily != "ipv6" {
+		return fmt.Errorf("[providers.vsphere] ip_family %q: want ipv4 or ipv6", c.IPFamily)
 	}
 	if c.ReadyCheck != "" {
 		if _, err := parseCheck(c.ReadyCheck); err != nil {
