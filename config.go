@@ -23,6 +23,9 @@ type Config struct {
 	Providers Providers         `toml:"providers"`
 	Auth      *auth.Config      `toml:"auth"`
 	TagFilter map[string]string `toml:"tagfilter"`
+	// Warnings name the keys of upstream's configuration that the file
+	// carries and this pooler ignores (main logs them at start).
+	Warnings []string `toml:"-"`
 }
 
 // GlobalConfig is the [config] section: the manager's and API's settings
@@ -33,6 +36,10 @@ type GlobalConfig struct {
 	Database string `toml:"database"`  // default vmpooler.db
 	SiteName string `toml:"site_name"` // prefixes the /status message; none by default, as upstream
 	LogLevel string `toml:"log_level"` // debug, info (default), warn, error
+	// Upstream keeps these vSphere keys under :config:; they apply to
+	// [providers.vsphere] when that section does not set them.
+	CreateFolders      *bool `toml:"create_folders"`
+	CreateLinkedClones *bool `toml:"create_linked_clones"`
 }
 
 // Providers is the [providers] section.
@@ -76,12 +83,16 @@ func ParseConfig(name, text string, getenv func(string) string) (*Config, error)
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", name, err)
 	}
-	if undecoded := md.Undecoded(); len(undecoded) > 0 {
-		keys := make([]string, len(undecoded))
-		for i, k := range undecoded {
-			keys[i] = k.String()
+	var unknown []string
+	for _, k := range md.Undecoded() {
+		if why := ignoredUpstreamKey(k.String()); why != "" {
+			c.Warnings = append(c.Warnings, fmt.Sprintf("%s: upstream's key, ignored here (%s)", k, why))
+		} else {
+			unknown = append(unknown, k.String())
 		}
-		return nil, fmt.Errorf("config %s: unknown keys: %s", name, strings.Join(keys, ", "))
+	}
+	if len(unknown) > 0 {
+		return nil, fmt.Errorf("config %s: unknown keys: %s", name, strings.Join(unknown, ", "))
 	}
 	for _, e := range envOverrides {
 		if v := getenv(e.name); v != "" {
@@ -102,6 +113,7 @@ func (c *Config) defaults() {
 	if c.Global.Database == "" {
 		c.Global.Database = "vmpooler.db"
 	}
+	c.applyUpstreamVsphereKeys()
 	c.Global.Config.Pools = c.Pools
 	c.Global.Config.Defaults()
 	c.Pools = c.Global.Config.Pools

@@ -95,6 +95,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer, ready chan<-
 		return err
 	}
 	logger := newLogger(stderr, cfg.Global.LogLevel)
+	for _, w := range cfg.Warnings {
+		logger.Warn("config: " + w)
+	}
 
 	st := store.New(cfg.Global.Database)
 	st.Retention = pool.Hours(cfg.Global.DataTTL)

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -36,8 +37,11 @@ type Config struct {
 	DataTTL               int      `toml:"data_ttl"`         // hours a destroyed record is kept, default 168
 	// CheckHostnameMismatch fails a ready VM whose guest reports another
 	// hostname (upstream check_ready_vm_hostname_for_mismatch; default true).
-	CheckHostnameMismatch *bool        `toml:"check_ready_vm_hostname_for_mismatch"`
-	Pools                 []PoolConfig `toml:"-"`
+	CheckHostnameMismatch *bool `toml:"check_ready_vm_hostname_for_mismatch"`
+	// CloneTarget is upstream's global clone_target: the default of pools
+	// that name none.
+	CloneTarget string       `toml:"clone_target"`
+	Pools       []PoolConfig `toml:"-"`
 }
 
 // PoolConfig is one [[pools]] entry.
@@ -57,6 +61,38 @@ type PoolConfig struct {
 	LinkedClone           *bool   `toml:"create_linked_clone"`
 	ReadyCheck            string  `toml:"ready_check"`                 // "ssh" (tcp:22, default on real vCenter), "tcp:<port>", "tools", "none"
 	CheckHostnameMismatch *bool   `toml:"check_hostname_for_mismatch"` // per-pool override of the global check
+	// Network is the port group the clones' first NIC connects to
+	// (upstream's pool network); "" keeps the template's.
+	Network string `toml:"network"`
+	// SnapshotMainMemIOBlockPages and SnapshotMainMemIOWait set the clones'
+	// mainMem.ioBlockPages and mainMem.iowait (upstream's keys; faster
+	// memory snapshots on big guests). 0 leaves them unset.
+	SnapshotMainMemIOBlockPages IntString `toml:"snapshot_mainMem_ioBlockPages"`
+	SnapshotMainMemIOWait       IntString `toml:"snapshot_mainMem_iowait"`
+}
+
+// IntString is a whole number that TOML may give as a number or, as
+// upstream's YAML often does, a string of digits.
+type IntString int
+
+// UnmarshalTOML accepts an integer or a string of digits.
+func (n *IntString) UnmarshalTOML(v any) error {
+	switch v := v.(type) {
+	case int64:
+		*n = IntString(v)
+	case string:
+		i, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			return fmt.Errorf("want a whole number, got %q", v)
+		}
+		*n = IntString(i)
+	default:
+		return fmt.Errorf("want a whole number, got %v", v)
+	}
+	if *n < 0 {
+		return fmt.Errorf("must not be negative (got %d)", *n)
+	}
+	return nil
 }
 
 // Aliases is a pool's alias list; TOML may give a string or a list.
@@ -208,6 +244,9 @@ func (c *Config) Defaults() {
 		}
 		def(&p.Timeout, c.Timeout)
 		def(&p.ReadyTTL, c.ReadyTTL)
+		if p.CloneTarget == "" {
+			p.CloneTarget = c.CloneTarget
+		}
 		if p.Domain == "" {
 			p.Domain = c.Domain
 		}

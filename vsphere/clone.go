@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
@@ -107,18 +108,59 @@ func (p *Provider) cloneSpec(ctx context.Context, c *vim25.Client, spec pool.Clo
 		}
 		p.noteLinked(spec, linked)
 	}
+	if pc, ok := p.poolConfig(spec.Pool); ok && pc.Network != "" {
+		change, err := nicOnNetwork(ctx, f, tmpl, pc.Network)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		cs.Config.DeviceChange = append(cs.Config.DeviceChange, change)
+	}
 	return cs, folder, tmpl, nil
+}
+
+// poolConfig returns the configured pool name.
+func (p *Provider) poolConfig(name string) (pool.PoolConfig, bool) {
+	for _, pc := range p.pools {
+		if pc.Name == name {
+			return pc, true
+		}
+	}
+	return pool.PoolConfig{}, false
 }
 
 // linked applies create_linked_clones to pools that do not set
 // create_linked_clone themselves (the manager passes those as true).
 func (p *Provider) linked(spec pool.CloneSpec) bool {
-	for _, pc := range p.pools {
-		if pc.Name == spec.Pool && pc.LinkedClone == nil {
-			return p.cfg.LinkedClones()
-		}
+	if pc, ok := p.poolConfig(spec.Pool); ok && pc.LinkedClone == nil {
+		return p.cfg.LinkedClones()
 	}
 	return spec.LinkedClone
+}
+
+// nicOnNetwork edits the template's first network card, in the clone, to
+// connect to the network (a port group, standard or distributed) named
+// name, as upstream's pool network does.
+func nicOnNetwork(ctx context.Context, f *find.Finder, tmpl *object.VirtualMachine, name string) (types.BaseVirtualDeviceConfigSpec, error) {
+	network, err := f.Network(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("network %q: %w", name, err)
+	}
+	backing, err := network.EthernetCardBackingInfo(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("network %q: %w", name, err)
+	}
+	devices, err := tmpl.Device(ctx)
+	if err != nil {
+		return nil, err
+	}
+	nics := devices.SelectByType((*types.VirtualEthernetCard)(nil))
+	if len(nics) == 0 {
+		return nil, fmt.Errorf("network %q: the template has no network card to connect", name)
+	}
+	card := nics[0].(types.BaseVirtualEthernetCard).GetVirtualEthernetCard()
+	card.Backing = backing
+	card.Connectable = &types.VirtualDeviceConnectInfo{Connected: true, StartConnected: true, AllowGuestControl: true}
+	return &types.VirtualDeviceConfigSpec{Operation: types.VirtualDeviceConfigSpecOperationEdit, Device: nics[0]}, nil
 }
 
 // cloneConfig sets upstream's annotation, guestinfo.hostname and the
@@ -131,12 +173,18 @@ func (p *Provider) cloneConfig(spec pool.CloneSpec) *types.VirtualMachineConfigS
 		"base_template":      spec.Template,
 		"creation_timestamp": time.Now().UTC().Format(time.RFC3339),
 	}, "", "  ")
-	return &types.VirtualMachineConfigSpec{
-		Annotation: string(note),
-		ExtraConfig: append([]types.BaseOptionValue{
-			&types.OptionValue{Key: "guestinfo.hostname", Value: spec.Name},
-		}, markerOptions(spec.Instance, spec.Pool)...),
+	extra := append([]types.BaseOptionValue{
+		&types.OptionValue{Key: "guestinfo.hostname", Value: spec.Name},
+	}, markerOptions(spec.Instance, spec.Pool)...)
+	if pc, ok := p.poolConfig(spec.Pool); ok {
+		if n := pc.SnapshotMainMemIOBlockPages; n > 0 {
+			extra = append(extra, &types.OptionValue{Key: "mainMem.ioBlockPages", Value: strconv.Itoa(int(n))})
+		}
+		if n := pc.SnapshotMainMemIOWait; n > 0 {
+			extra = append(extra, &types.OptionValue{Key: "mainMem.iowait", Value: strconv.Itoa(int(n))})
+		}
 	}
+	return &types.VirtualMachineConfigSpec{Annotation: string(note), ExtraConfig: extra}
 }
 
 // linkedClone makes cs a linked clone when the template allows it: from
