@@ -37,7 +37,7 @@ func (p *Provider) Clone(ctx context.Context, spec pool.CloneSpec) error {
 	}
 	c := p.vc()
 	if c == nil {
-		return errClosed
+		return p.notConnected()
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc

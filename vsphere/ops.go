@@ -52,7 +52,7 @@ func (p *Provider) vm(ctx context.Context, c *vim25.Client, loc pool.Location) (
 func (p *Provider) Destroy(ctx context.Context, loc pool.Location) error {
 	c := p.vc()
 	if c == nil {
-		return errClosed
+		return p.notConnected()
 	}
 	op := "destroy " + loc.Name
 	if p.simulated() {

@@ -53,11 +53,14 @@ type Provider struct {
 
 	dcPaths map[string]string // configured datacenter → inventory path (set by Open)
 
-	mu     sync.Mutex // guards the fields below
-	client *vim25.Client
-	rt     *reloginRT
-	sim    *simServer
-	dcName string // default datacenter inventory path
+	mu          sync.Mutex // guards the fields below
+	stopConnect func()     // ends Start's loop and waits for it
+	connErr     error      // why Start is not connected yet (nil once connected)
+	connSince   time.Time  // when the connection state last changed
+	client      *vim25.Client
+	rt          *reloginRT
+	sim         *simServer
+	dcName      string // default datacenter inventory path
 
 	simDestroy sync.Mutex // see Destroy
 
@@ -102,17 +105,26 @@ func (p *Provider) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	insecure := p.cfg.Insecure || p.cfg.Simulator
-	if err := p.connect(ctx, u, insecure); err != nil {
+	if err := p.attach(ctx, u); err != nil {
 		p.closeSim()
 		return err
 	}
-	if err := p.resolveDefaultDatacenter(ctx); err != nil {
-		_ = p.Close()
+	return nil
+}
+
+// attach connects, logs in, resolves the datacenters and checks the
+// pools' placement; on failure it leaves nothing connected.
+func (p *Provider) attach(ctx context.Context, u *url.URL) error {
+	insecure := p.cfg.Insecure || p.cfg.Simulator
+	if err := p.connect(ctx, u, insecure); err != nil {
 		return err
 	}
-	if err := p.checkPlacement(ctx); err != nil {
-		_ = p.Close()
+	err := p.resolveDefaultDatacenter(ctx)
+	if err == nil {
+		err = p.checkPlacement(ctx)
+	}
+	if err != nil {
+		_ = p.logout()
 		return err
 	}
 	p.logger.Info("connected to vCenter", "url", redactURL(u), "datacenter", p.dcName,
@@ -210,8 +222,23 @@ func (p *Provider) resolveDefaultDatacenter(ctx context.Context) error {
 	return nil
 }
 
-// Close logs out and stops the simulator if it runs.
+// Close stops a background connect (Start), logs out and stops the
+// simulator if it runs.
 func (p *Provider) Close() error {
+	p.mu.Lock()
+	stop := p.stopConnect
+	p.stopConnect = nil
+	p.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	err := p.logout()
+	p.closeSim()
+	return err
+}
+
+// logout ends the session, if there is one.
+func (p *Provider) logout() error {
 	p.mu.Lock()
 	rt := p.rt
 	p.client, p.rt = nil, nil
@@ -228,7 +255,6 @@ func (p *Provider) Close() error {
 			err = wrapErr("log out", err)
 		}
 	}
-	p.closeSim()
 	return err
 }
 
@@ -252,13 +278,22 @@ func (p *Provider) vc() *vim25.Client {
 // simulated reports simulator mode.
 func (p *Provider) simulated() bool { return p.cfg.Simulator }
 
-var errClosed = errors.New("vsphere: provider is not open")
+// notConnected is the error of calls made while there is no session: not
+// yet (Start is still trying, and says why) or no more (closed).
+func (p *Provider) notConnected() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.connErr != nil {
+		return fmt.Errorf("vsphere: not connected to vCenter (%v): %w", p.connErr, pool.ErrTransient)
+	}
+	return fmt.Errorf("vsphere: not connected to vCenter: %w", pool.ErrTransient)
+}
 
 // begin returns the client and ctx bounded by vsphere_timeout.
 func (p *Provider) begin(ctx context.Context) (*vim25.Client, context.Context, context.CancelFunc, error) {
 	c := p.vc()
 	if c == nil {
-		return nil, ctx, func() {}, errClosed
+		return nil, ctx, func() {}, p.notConnected()
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.callTimeout())
 	return c, ctx, cancel, nil
