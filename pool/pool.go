@@ -53,6 +53,15 @@ type PoolConfig struct {
 	LinkedClone           *bool   `toml:"create_linked_clone"`
 	ReadyCheck            string  `toml:"ready_check"`                 // "ssh" (tcp:22, default on real vCenter), "tcp:<port>", "tools", "none"
 	CheckHostnameMismatch *bool   `toml:"check_hostname_for_mismatch"` // per-pool override of the global check
+	// SnapshotMemory snapshots the VM's memory too (default true, as
+	// upstream), so that a revert finds the VM running; false for guests
+	// whose memory image is too big (a revert then powers the VM on again).
+	SnapshotMemory *bool `toml:"snapshot_memory"`
+}
+
+// SnapshotWithMemory reports snapshot_memory (default true).
+func (p PoolConfig) SnapshotWithMemory() bool {
+	return p.SnapshotMemory == nil || *p.SnapshotMemory
 }
 
 // Aliases is a pool's alias list; TOML may give a string or a list.
@@ -123,11 +132,22 @@ type Provider interface {
 	Ready(ctx context.Context, vm VMInfo, check string) (bool, string, error)
 	// Destroy powers the VM off if needed and deletes it. ErrNotFound if gone.
 	Destroy(ctx context.Context, loc Location) error
-	// Snapshot creates a named snapshot; Revert reverts to one.
-	Snapshot(ctx context.Context, loc Location, name string) error
+	//
+	// Snapshot, Revert and AddDisk wait for their task until ctx ends, and
+	// are safe to call again after a call cut short: they find out what
+	// the earlier call did before doing anything.
+	//
+	// Snapshot creates a snapshot named name (unique per job), of the
+	// memory too when memory is set, quiescing the guest. A snapshot of
+	// that name that already exists is success: an earlier attempt made it.
+	Snapshot(ctx context.Context, loc Location, name string, memory bool) error
+	// Revert reverts to the named snapshot (ErrNotFound if none) and
+	// leaves a VM that was powered on powered on.
 	Revert(ctx context.Context, loc Location, name string) error
-	// AddDisk adds a thin-provisioned disk of sizeGB.
-	AddDisk(ctx context.Context, loc Location, sizeGB int) error
+	// AddDisk adds a thin-provisioned disk of sizeGB identified by id (the
+	// job's stable identity): a disk with that id already on the VM is
+	// success, so a repeated call never adds a second disk.
+	AddDisk(ctx context.Context, loc Location, sizeGB int, id string) error
 	// Annotate records key/values (pool, checkout user, ...) on the VM.
 	Annotate(ctx context.Context, loc Location, values map[string]string) error
 }
