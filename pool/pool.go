@@ -30,6 +30,10 @@ type Config struct {
 	ExperimentalFeatures  bool     `toml:"experimental_features"`
 	CheckLoopDelay        int      `toml:"check_loop_delay"` // seconds between reconcile passes, default 5
 	DataTTL               int      `toml:"data_ttl"`         // hours a destroyed record is kept, default 168
+	// JobTimeout bounds one attempt at a snapshot, revert or disk add,
+	// task wait included (minutes, default 30). vsphere_timeout bounds
+	// each round trip within it.
+	JobTimeout int `toml:"job_timeout"`
 	// CheckHostnameMismatch fails a ready VM whose guest reports another
 	// hostname (upstream check_ready_vm_hostname_for_mismatch; default true).
 	CheckHostnameMismatch *bool        `toml:"check_ready_vm_hostname_for_mismatch"`
@@ -178,6 +182,7 @@ func (c *Config) Defaults() {
 	def(&c.MaxOndemandPerRequest, 10)
 	def(&c.CheckLoopDelay, 5)
 	def(&c.DataTTL, 168)
+	def(&c.JobTimeout, 30)
 	for i := range c.Pools {
 		p := &c.Pools[i]
 		if p.Provider == "" {
