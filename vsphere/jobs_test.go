@@ -189,7 +189,9 @@ func TestSlowTasksOutlastCallTimeout(t *testing.T) {
 // A job attempt cut short by its deadline leaves its task running in
 // vCenter; the next attempt waits for that task and sees its outcome: one
 // snapshot of the name, one disk of the id, and a VM running after a revert
-// to a snapshot without memory.
+// to a snapshot without memory. (Attempts are cut after 1 s, tasks take
+// 2.5 s: the first attempt's call has time to reach the simulator even on
+// a busy box, so its task exists when the second attempt looks.)
 func TestJobCutShortFindsOut(t *testing.T) {
 	pc := testPools()[0]
 	p := MustOpenSim(t, testPools())
@@ -198,9 +200,9 @@ func TestJobCutShortFindsOut(t *testing.T) {
 	loc := locFor(pc, "cut")
 	h := installHooks(t, p)
 	before := len(vmDisks(t, p, loc))
-	setTaskDelay(t, map[string]int{"CreateSnapshotEx": 1000, "ReconfigVm": 1000, "RevertToSnapshot": 1000})
+	setTaskDelay(t, map[string]int{"CreateSnapshotEx": 2500, "ReconfigVm": 2500, "RevertToSnapshot": 2500})
 	short := func() context.Context {
-		ctx, cancel := context.WithTimeout(ctxT(t), 300*time.Millisecond)
+		ctx, cancel := context.WithTimeout(ctxT(t), time.Second)
 		t.Cleanup(cancel)
 		return ctx
 	}
