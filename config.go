@@ -133,7 +133,7 @@ func (c *Config) validate() error {
 		{"timeout", g.Timeout}, {"vm_checktime", g.VMCheckTime}, {"task_limit", g.TaskLimit},
 		{"ondemand_clone_limit", g.OndemandCloneLimit}, {"ondemand_request_ttl", g.OndemandRequestTTL},
 		{"max_ondemand_instances_per_request", g.MaxOndemandPerRequest},
-		{"check_loop_delay", g.CheckLoopDelay}, {"data_ttl", g.DataTTL},
+		{"check_loop_delay", g.CheckLoopDelay}, {"data_ttl", g.DataTTL}, {"job_timeout", g.JobTimeout},
 	} {
 		if f.v < 0 {
 			bad("[config] %s must not be negative (got %d)", f.key, f.v)

@@ -36,6 +36,10 @@ func TestExampleConfigParses(t *testing.T) {
 	if got := c.Pools[0].ReadyTTL; got != 60 {
 		t.Errorf("pool ready_ttl default = %d, want 60 from [config]", got)
 	}
+	if c.Global.JobTimeout != 30 || c.Pools[0].SnapshotMemory == nil || !c.Pools[0].SnapshotWithMemory() {
+		t.Errorf("job_timeout = %d, snapshot_memory = %v; want both documented (30, true)",
+			c.Global.JobTimeout, c.Pools[0].SnapshotMemory)
+	}
 }
 
 const minimal = `
@@ -63,7 +67,9 @@ func TestConfigDefaults(t *testing.T) {
 		{"timeout", g.Timeout, 15},
 		{"vm_checktime", g.VMCheckTime, 1},
 		{"task_limit", g.TaskLimit, 10},
+		{"job_timeout", g.JobTimeout, 30},
 		{"pool timeout", c.Pools[0].Timeout, 15},
+		{"pool snapshot_memory", c.Pools[0].SnapshotWithMemory(), true},
 		{"pool provider", c.Pools[0].Provider, "vsphere"},
 	} {
 		if tc.got != tc.want {
@@ -81,6 +87,7 @@ func TestConfigErrors(t *testing.T) {
 		{"unknown pool key", "[[pools]]\nname = \"a\"\ntemplate = \"t\"\nsise = 3\n", []string{"pools.sise"}},
 		{"negative size", "[[pools]]\nname = \"a\"\ntemplate = \"t\"\nsize = -1\n", []string{`"a"`, "size"}},
 		{"negative lifetime", "[config]\nvm_lifetime = -2\n" + minimal, []string{"vm_lifetime"}},
+		{"negative job_timeout", "[config]\njob_timeout = -1\n" + minimal, []string{"job_timeout"}},
 		{"duplicate pool", minimal + minimal, []string{"duplicate pool name"}},
 		{"alias is a pool", minimal + "[[pools]]\nname = \"b\"\ntemplate = \"t/b\"\nalias = [\"a\"]\n", []string{`alias "a"`}},
 		{"no folder", "[[pools]]\nname = \"a\"\ntemplate = \"t/a\"\n", []string{`"a"`, "folder is required"}},

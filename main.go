@@ -121,6 +121,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer, ready chan<-
 	metrics := httpapi.NewMetrics()
 	mgr := pool.NewManager(&cfg.Global.Config, st, prov, logger)
 	mgr.Observer = metrics
+	mgr.JobTimeout = pool.Minutes(cfg.Global.JobTimeout)
 	svc := pool.NewService(&cfg.Global.Config, st, logger)
 	svc.TagFilter = cfg.TagFilter
 	svc.Kick = mgr.Kick

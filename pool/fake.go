@@ -23,6 +23,7 @@ type FakeProvider struct {
 	listHook  func(folder string) error
 	jobErr    error
 	noteErr   error
+	jobDone   bool // jobErr comes after the work is done
 	noBoot    bool
 	gate      chan struct{} // non-nil: clones wait for it to close
 	readyFunc func(VMInfo) (bool, string)
@@ -41,7 +42,9 @@ type FakeVM struct {
 	Template   string
 	Ready      *bool // nil: ready when it has an IP
 	Snapshots  []string
+	Memory     []bool // per snapshot: taken with memory
 	Disks      []int
+	DiskIDs    []string // per disk: the id AddDisk was given
 	Notes      map[string]string
 }
 
@@ -76,7 +79,9 @@ func (f *FakeProvider) SetListHook(fn func(folder string) error) {
 	f.listHook = fn
 }
 
-// SetJobError makes Snapshot, Revert and AddDisk return err.
+// SetJobError makes Snapshot, Revert and AddDisk return err. With
+// SetJobDoneAnyway they first do the work, as a job whose wait was cut
+// short after vSphere had started its task.
 func (f *FakeProvider) SetJobError(err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -88,6 +93,14 @@ func (f *FakeProvider) SetAnnotateError(err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.noteErr = err
+}
+
+// SetJobDoneAnyway makes the job error of SetJobError come after the
+// snapshot or disk was made (on true) or instead of it (false, default).
+func (f *FakeProvider) SetJobDoneAnyway(on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.jobDone = on
 }
 
 // SetInstantBoot chooses whether new clones get an IP at once (default
@@ -178,7 +191,9 @@ func (f *FakeProvider) VM(name string) (FakeVM, bool) {
 	}
 	c := *vm
 	c.Snapshots = slices.Clone(vm.Snapshots)
+	c.Memory = slices.Clone(vm.Memory)
 	c.Disks = slices.Clone(vm.Disks)
+	c.DiskIDs = slices.Clone(vm.DiskIDs)
 	c.Notes = maps.Clone(vm.Notes)
 	return c, true
 }
@@ -360,18 +375,22 @@ func (f *FakeProvider) Destroy(ctx context.Context, loc Location) error {
 	return nil
 }
 
-// Snapshot implements Provider.
-func (f *FakeProvider) Snapshot(ctx context.Context, loc Location, name string) error {
+// Snapshot implements Provider: like vSphere's, a snapshot of that name
+// that exists already is success.
+func (f *FakeProvider) Snapshot(ctx context.Context, loc Location, name string, memory bool) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	vm, err := f.lookup("Snapshot", loc)
 	if err != nil {
 		return err
-	} else if f.jobErr != nil {
+	} else if slices.Contains(vm.Snapshots, name) {
+		return nil
+	} else if f.jobErr != nil && !f.jobDone {
 		return f.jobErr
 	}
 	vm.Snapshots = append(vm.Snapshots, name)
-	return nil
+	vm.Memory = append(vm.Memory, memory)
+	return f.jobErr
 }
 
 // Revert implements Provider.
@@ -389,18 +408,22 @@ func (f *FakeProvider) Revert(ctx context.Context, loc Location, name string) er
 	return nil
 }
 
-// AddDisk implements Provider.
-func (f *FakeProvider) AddDisk(ctx context.Context, loc Location, sizeGB int) error {
+// AddDisk implements Provider: like vSphere's, a disk with that id that
+// exists already is success.
+func (f *FakeProvider) AddDisk(ctx context.Context, loc Location, sizeGB int, id string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	vm, err := f.lookup("AddDisk", loc)
 	if err != nil {
 		return err
-	} else if f.jobErr != nil {
+	} else if slices.Contains(vm.DiskIDs, id) {
+		return nil
+	} else if f.jobErr != nil && !f.jobDone {
 		return f.jobErr
 	}
 	vm.Disks = append(vm.Disks, sizeGB)
-	return nil
+	vm.DiskIDs = append(vm.DiskIDs, id)
+	return f.jobErr
 }
 
 // Annotate implements Provider.

@@ -281,14 +281,17 @@ func (m *Manager) startJobs(now time.Time) error {
 		m.jobs[j.ID] = j.Hostname
 		m.mu.Unlock()
 		m.work.Add(1)
-		go m.runJob(j, m.location(pc, j.Hostname, true))
+		go m.runJob(j, pc)
 	}
 	return errors.Join(errs...)
 }
 
-// runJob carries out one job through the provider and records its outcome.
-// A job failing with ErrTransient stays queued for JobRetryFor.
-func (m *Manager) runJob(j store.Job, loc Location) {
+// runJob carries out one job of pool pc through the provider and records
+// its outcome. A job failing with ErrTransient (its wait cut short by
+// JobTimeout, for one) stays queued for JobRetryFor; the provider finds out
+// on the next attempt what the earlier one did, by the snapshot's name or
+// the disk's id, so a retry never snapshots or adds a disk twice.
+func (m *Manager) runJob(j store.Job, pc PoolConfig) {
 	defer m.work.Done()
 	defer func() {
 		m.mu.Lock()
@@ -296,18 +299,19 @@ func (m *Manager) runJob(j store.Job, loc Location) {
 		m.mu.Unlock()
 		<-m.jobSem
 	}()
+	loc := m.location(pc, j.Hostname, true)
 	ctx, cancel := context.WithTimeout(m.ctx, m.JobTimeout)
 	defer cancel()
 	var err error
 	op := string(j.Kind)
 	switch j.Kind {
 	case store.JobSnapshot:
-		err = m.Provider.Snapshot(ctx, loc, j.Snapshot)
+		err = m.Provider.Snapshot(ctx, loc, j.Snapshot, pc.SnapshotWithMemory())
 	case store.JobRevert:
 		err = m.Provider.Revert(ctx, loc, j.Snapshot)
 	case store.JobDisk:
 		op = "add_disk"
-		err = m.Provider.AddDisk(ctx, loc, j.SizeGB)
+		err = m.Provider.AddDisk(ctx, loc, j.SizeGB, diskID(j))
 	default:
 		err = fmt.Errorf("unknown job kind %q", j.Kind)
 	}
@@ -321,6 +325,13 @@ func (m *Manager) runJob(j store.Job, loc Location) {
 	if ferr := m.finishJob(j, err); ferr != nil {
 		m.Logger.Error("recording job outcome", "hostname", loc.Name, "err", ferr)
 	}
+}
+
+// diskID is the identity of the disk a disk job adds, the same on every
+// attempt: the job's id, which the store never reuses, and its request
+// time, which tells apart jobs of a database made afresh.
+func diskID(j store.Job) string {
+	return fmt.Sprintf("%d-%d", j.ID, j.Requested.Unix())
 }
 
 // finishJob records a job's outcome and logs it.

@@ -129,6 +129,67 @@ func TestManagerJobs(t *testing.T) {
 	}
 }
 
+// A pool's snapshot_memory reaches the provider (default: with memory).
+func TestManagerJobsSnapshotMemory(t *testing.T) {
+	noMem := mgrTestPool("big", 1)
+	noMem.SnapshotMemory = new(bool)
+	e := mustManager(t, nil, mgrTestPool("p1", 1), noMem)
+	e.pass(t)
+	e.pass(t)
+	for _, c := range []struct {
+		pool string
+		want bool
+	}{{"p1", true}, {"big", false}} {
+		h := e.checkout(t, c.pool).Hostname
+		if err := e.st.RequestSnapshot(h, "s1"); err != nil {
+			t.Fatal(err)
+		}
+		e.pass(t)
+		if fv, _ := e.fp.VM(h); len(fv.Memory) != 1 || fv.Memory[0] != c.want {
+			t.Errorf("pool %s: snapshot memory %v, want [%v]", c.pool, fv.Memory, c.want)
+		}
+	}
+}
+
+// A job whose attempt failed transiently after the provider had done the
+// work (a wait cut short) is attempted again with the same snapshot name
+// and disk id, so it ends done with one snapshot and one disk.
+func TestManagerJobRetrySameIdentity(t *testing.T) {
+	e := mustManager(t, nil, mgrTestPool("p1", 1))
+	e.fillReady(t, "p1", 1)
+	h := e.checkout(t, "p1").Hostname
+	e.fp.SetJobError(fmt.Errorf("wait cut short: %w", ErrTransient))
+	e.fp.SetJobDoneAnyway(true)
+	if err := e.st.RequestSnapshot(h, "s1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.RequestDisk(h, 8); err != nil {
+		t.Fatal(err)
+	}
+	// One job per VM at a time: the snapshot (made, reported transient),
+	// the snapshot again (found by name), the disk, the disk again.
+	for i, queued := range []int{2, 1, 1, 0} {
+		e.pass(t)
+		if jobs, _ := e.st.Jobs(); len(jobs) != queued {
+			t.Fatalf("after pass %d: jobs = %+v, want %d queued", i+1, jobs, queued)
+		}
+	}
+	got := e.get(t, h)
+	if len(got.Snapshots) != 1 || got.Snapshots[0].State != store.JobDone {
+		t.Errorf("snapshots = %+v, want s1 done", got.Snapshots)
+	}
+	if len(got.Disks) != 1 || got.Disks[0].State != store.JobDone {
+		t.Errorf("disks = %+v, want one done", got.Disks)
+	}
+	fv, _ := e.fp.VM(h)
+	if len(fv.Snapshots) != 1 || len(fv.Disks) != 1 {
+		t.Errorf("provider vm: snapshots %v, disks %v (ids %v), want one of each", fv.Snapshots, fv.Disks, fv.DiskIDs)
+	}
+	if e.fp.Calls("AddDisk") != 2 || e.fp.Calls("Snapshot") != 2 {
+		t.Errorf("calls: AddDisk %d, Snapshot %d, want 2 each", e.fp.Calls("AddDisk"), e.fp.Calls("Snapshot"))
+	}
+}
+
 func TestManagerOndemandNoExtraClones(t *testing.T) {
 	e := mustManager(t, nil, mgrTestPool("p1", 0), mgrTestPool("p2", 0))
 	req := store.Request{ID: "r1", Requested: []store.PoolCount{{Pool: "p1", Count: 2}, {Pool: "p2", Count: 1}}}

@@ -35,6 +35,10 @@ type Config struct {
 	ExperimentalFeatures  bool     `toml:"experimental_features"`
 	CheckLoopDelay        int      `toml:"check_loop_delay"` // seconds between reconcile passes, default 5
 	DataTTL               int      `toml:"data_ttl"`         // hours a destroyed record is kept, default 168
+	// JobTimeout bounds one attempt at a snapshot, revert or disk add,
+	// task wait included (minutes, default 30). vsphere_timeout bounds
+	// each round trip within it.
+	JobTimeout int `toml:"job_timeout"`
 	// CheckHostnameMismatch fails a ready VM whose guest reports another
 	// hostname (upstream check_ready_vm_hostname_for_mismatch; default true).
 	CheckHostnameMismatch *bool `toml:"check_ready_vm_hostname_for_mismatch"`
@@ -61,6 +65,10 @@ type PoolConfig struct {
 	LinkedClone           *bool   `toml:"create_linked_clone"`
 	ReadyCheck            string  `toml:"ready_check"`                 // "ssh" (tcp:22, default on real vCenter), "tcp:<port>", "tools", "none"
 	CheckHostnameMismatch *bool   `toml:"check_hostname_for_mismatch"` // per-pool override of the global check
+	// SnapshotMemory snapshots the VM's memory too (default true, as
+	// upstream), so that a revert finds the VM running; false for guests
+	// whose memory image is too big (a revert then powers the VM on again).
+	SnapshotMemory *bool `toml:"snapshot_memory"`
 	// Network is the port group the clones' first NIC connects to
 	// (upstream's pool network); "" keeps the template's.
 	Network string `toml:"network"`
@@ -69,6 +77,11 @@ type PoolConfig struct {
 	// memory snapshots on big guests). nil leaves them unset.
 	SnapshotMainMemIOBlockPages *IntString `toml:"snapshot_mainMem_ioBlockPages"`
 	SnapshotMainMemIOWait       *IntString `toml:"snapshot_mainMem_iowait"`
+}
+
+// SnapshotWithMemory reports snapshot_memory (default true).
+func (p PoolConfig) SnapshotWithMemory() bool {
+	return p.SnapshotMemory == nil || *p.SnapshotMemory
 }
 
 // IntString is a whole number that TOML may give as a number or, as
@@ -195,11 +208,22 @@ type Provider interface {
 	// in the same read that loc.Mine(its marker) and that it is not a
 	// template (ErrForeign otherwise: nothing is done). ErrNotFound if gone.
 	Destroy(ctx context.Context, loc Location) error
-	// Snapshot creates a named snapshot; Revert reverts to one.
-	Snapshot(ctx context.Context, loc Location, name string) error
+	//
+	// Snapshot, Revert and AddDisk wait for their task until ctx ends, and
+	// are safe to call again after a call cut short: they find out what
+	// the earlier call did before doing anything.
+	//
+	// Snapshot creates a snapshot named name (unique per job), of the
+	// memory too when memory is set, quiescing the guest. A snapshot of
+	// that name that already exists is success: an earlier attempt made it.
+	Snapshot(ctx context.Context, loc Location, name string, memory bool) error
+	// Revert reverts to the named snapshot (ErrNotFound if none) and
+	// leaves a VM that was powered on powered on.
 	Revert(ctx context.Context, loc Location, name string) error
-	// AddDisk adds a thin-provisioned disk of sizeGB.
-	AddDisk(ctx context.Context, loc Location, sizeGB int) error
+	// AddDisk adds a thin-provisioned disk of sizeGB identified by id (the
+	// job's stable identity): a disk with that id already on the VM is
+	// success, so a repeated call never adds a second disk.
+	AddDisk(ctx context.Context, loc Location, sizeGB int, id string) error
 	// Annotate records key/values (pool, checkout user, ...) on the VM.
 	Annotate(ctx context.Context, loc Location, values map[string]string) error
 }
@@ -237,6 +261,7 @@ func (c *Config) Defaults() {
 	def(&c.MaxOndemandPerRequest, 10)
 	def(&c.CheckLoopDelay, 5)
 	def(&c.DataTTL, 168)
+	def(&c.JobTimeout, 30)
 	for i := range c.Pools {
 		p := &c.Pools[i]
 		if p.Provider == "" {

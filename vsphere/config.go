@@ -28,9 +28,10 @@ type Config struct {
 	// Datacenter is the default datacenter (name or inventory path) for
 	// pools that do not name one. Empty means the only datacenter there is.
 	Datacenter string `toml:"datacenter"`
-	// Timeout is the deadline in seconds of every vSphere call, and of
-	// every operation except a clone (which the caller's context bounds).
-	// Default 60.
+	// Timeout is the deadline in seconds of each round trip to vCenter
+	// (default 60). It does not bound the wait for a task: clones,
+	// snapshots, reverts and disk adds are bounded by the caller's context
+	// (the pool timeout, the job timeout).
 	Timeout int `toml:"vsphere_timeout"`
 	// LoginHoldoff is the time in seconds after vCenter refused the login
 	// (wrong password) before the pooler tries again, so that it cannot

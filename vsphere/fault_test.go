@@ -200,9 +200,9 @@ func TestFaultVMDeletedBehindOurBack(t *testing.T) {
 	}
 	for name, err := range map[string]error{
 		"Destroy":  p.Destroy(ctx, loc),
-		"Snapshot": p.Snapshot(ctx, loc, "s"),
+		"Snapshot": p.Snapshot(ctx, loc, "s", true),
 		"Revert":   p.Revert(ctx, loc, "s"),
-		"AddDisk":  p.AddDisk(ctx, loc, 1),
+		"AddDisk":  p.AddDisk(ctx, loc, 1, "j1"),
 		"Annotate": p.Annotate(ctx, loc, map[string]string{"a": "b"}),
 	} {
 		if !errors.Is(err, pool.ErrNotFound) {

@@ -4,13 +4,16 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/soap"
+	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/vmpooler/vmpooler/pool"
 )
@@ -151,4 +154,85 @@ func names(prefix string, n int) []string {
 		out[i] = fmt.Sprintf("%s%03d", prefix, i)
 	}
 	return out
+}
+
+// setTaskDelay delays the named simulator tasks (by task name:
+// "CreateSnapshotEx", "ReconfigVm", "RevertToSnapshot") by ms milliseconds
+// for the rest of the test. simulator.TaskDelay is a package global: tests
+// that use it must not run in parallel with others. LockHandoff 0 lets
+// property reads of the VM through while its task waits.
+func setTaskDelay(t *testing.T, ms map[string]int) {
+	t.Helper()
+	old := simulator.TaskDelay
+	delays := map[string]int{"LockHandoff": 0}
+	maps.Copy(delays, ms)
+	simulator.TaskDelay = simulator.DelayConfig{MethodDelay: delays}
+	t.Cleanup(func() { simulator.TaskDelay = old })
+}
+
+// snapshotNames lists a snapshot tree depth first.
+func snapshotNames(list []types.VirtualMachineSnapshotTree) []string {
+	var out []string
+	for _, t := range list {
+		out = append(out, t.Name)
+		out = append(out, snapshotNames(t.ChildSnapshotList)...)
+	}
+	return out
+}
+
+// vmDisks returns the VM's disks.
+func vmDisks(t *testing.T, p *Provider, loc pool.Location) []*types.VirtualDisk {
+	t.Helper()
+	ctx := ctxT(t)
+	vm, err := p.vm(ctx, p.vc(), loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	devs, err := vm.Device(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*types.VirtualDisk
+	for _, d := range devs.SelectByType((*types.VirtualDisk)(nil)) {
+		out = append(out, d.(*types.VirtualDisk))
+	}
+	return out
+}
+
+func diskFileName(d *types.VirtualDisk) string {
+	if b, ok := d.Backing.(*types.VirtualDiskFlatVer2BackingInfo); ok {
+		return b.FileName
+	}
+	return ""
+}
+
+func powerState(t *testing.T, p *Provider, loc pool.Location) types.VirtualMachinePowerState {
+	t.Helper()
+	ctx := ctxT(t)
+	vm, err := p.vm(ctx, p.vc(), loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state, err := vm.PowerState(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return state
+}
+
+func vmSnapshots(t *testing.T, p *Provider, loc pool.Location) []string {
+	t.Helper()
+	ctx := ctxT(t)
+	vm, err := p.vm(ctx, p.vc(), loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mvm mo.VirtualMachine
+	if err := vm.Properties(ctx, vm.Reference(), []string{"snapshot"}, &mvm); err != nil {
+		t.Fatal(err)
+	}
+	if mvm.Snapshot == nil {
+		return nil
+	}
+	return snapshotNames(mvm.Snapshot.RootSnapshotList)
 }

@@ -2,7 +2,6 @@ package vsphere
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 
@@ -10,8 +9,6 @@ import (
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/vim25"
-	"github.com/vmware/govmomi/vim25/methods"
-	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/vmpooler/vmpooler/pool"
@@ -116,121 +113,6 @@ func (p *Provider) Destroy(ctx context.Context, loc pool.Location) error {
 		_, err = waitTask(ctx, c, task.Reference())
 	}
 	return wrapErr(op, err)
-}
-
-// Snapshot creates the snapshot name (ErrExists if the VM has one of that
-// name), without memory, quiescing the guest as upstream does.
-func (p *Provider) Snapshot(ctx context.Context, loc pool.Location, name string) error {
-	c, ctx, cancel, err := p.begin(ctx)
-	defer cancel()
-	if err != nil {
-		return err
-	}
-	op := "snapshot " + loc.Name + " " + name
-	if name == "" {
-		return fmt.Errorf("vsphere: %s: empty snapshot name", op)
-	}
-	vm, err := p.vm(ctx, c, loc)
-	if err != nil {
-		return wrapErr(op, err)
-	}
-	if _, err := findSnapshot(ctx, vm, name); err == nil {
-		return fmt.Errorf("vsphere: %s: %w", op, pool.ErrExists)
-	} else if !errors.Is(err, pool.ErrNotFound) {
-		return wrapErr(op, err)
-	}
-	task, err := vm.CreateSnapshot(ctx, name, "vmpooler", false, true)
-	if err == nil {
-		err = task.Wait(ctx)
-	}
-	return wrapErr(op, err)
-}
-
-// Revert reverts the VM to the snapshot name (ErrNotFound if it has none
-// of that name) and leaves the power state to the snapshot.
-func (p *Provider) Revert(ctx context.Context, loc pool.Location, name string) error {
-	c, ctx, cancel, err := p.begin(ctx)
-	defer cancel()
-	if err != nil {
-		return err
-	}
-	op := "revert " + loc.Name + " to " + name
-	vm, err := p.vm(ctx, c, loc)
-	if err != nil {
-		return wrapErr(op, err)
-	}
-	ref, err := findSnapshot(ctx, vm, name)
-	if err != nil {
-		return wrapErr(op, err)
-	}
-	req := types.RevertToSnapshot_Task{This: ref}
-	res, err := methods.RevertToSnapshot_Task(ctx, c, &req)
-	if err == nil {
-		err = object.NewTask(c, res.Returnval).Wait(ctx)
-	}
-	return wrapErr(op, err)
-}
-
-// findSnapshot searches the snapshot tree depth first by name, by type
-// (govmomi's FindSnapshot reports "not found" only as text).
-func findSnapshot(ctx context.Context, vm *object.VirtualMachine, name string) (types.ManagedObjectReference, error) {
-	var mvm mo.VirtualMachine
-	if err := vm.Properties(ctx, vm.Reference(), []string{"snapshot"}, &mvm); err != nil {
-		return types.ManagedObjectReference{}, err
-	}
-	if mvm.Snapshot != nil {
-		if ref, ok := searchTree(mvm.Snapshot.RootSnapshotList, name); ok {
-			return ref, nil
-		}
-	}
-	return types.ManagedObjectReference{}, notFound("snapshot", name)
-}
-
-func searchTree(list []types.VirtualMachineSnapshotTree, name string) (types.ManagedObjectReference, bool) {
-	for _, t := range list {
-		if t.Name == name {
-			return t.Snapshot, true
-		}
-		if ref, ok := searchTree(t.ChildSnapshotList, name); ok {
-			return ref, true
-		}
-	}
-	return types.ManagedObjectReference{}, false
-}
-
-// AddDisk adds a thin-provisioned disk of sizeGB on the VM's SCSI
-// controller (or its first disk controller), in the VM's directory.
-func (p *Provider) AddDisk(ctx context.Context, loc pool.Location, sizeGB int) error {
-	c, ctx, cancel, err := p.begin(ctx)
-	defer cancel()
-	if err != nil {
-		return err
-	}
-	op := fmt.Sprintf("add a %d GB disk to %s", sizeGB, loc.Name)
-	if sizeGB <= 0 {
-		return fmt.Errorf("vsphere: %s: size must be positive", op)
-	}
-	vm, err := p.vm(ctx, c, loc)
-	if err != nil {
-		return wrapErr(op, err)
-	}
-	var mvm mo.VirtualMachine
-	if err := vm.Properties(ctx, vm.Reference(), []string{"config.hardware.device", "datastore"}, &mvm); err != nil {
-		return wrapErr(op, err)
-	}
-	if mvm.Config == nil || len(mvm.Datastore) == 0 {
-		return fmt.Errorf("vsphere: %s: the VM has no configuration or datastore", op)
-	}
-	devices := object.VirtualDeviceList(mvm.Config.Hardware.Device)
-	ctrl, err := devices.FindDiskController("")
-	if err != nil {
-		if ctrl, err = devices.FindDiskController("ide"); err != nil {
-			return fmt.Errorf("vsphere: %s: no disk controller: %w", op, err)
-		}
-	}
-	disk := devices.CreateDisk(ctrl, mvm.Datastore[0], "")
-	disk.CapacityInKB = int64(sizeGB) << 20
-	return wrapErr(op, vm.AddDevice(ctx, disk))
 }
 
 // Annotate sets custom attributes (one field per key, created on first

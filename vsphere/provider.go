@@ -168,8 +168,8 @@ func (p *Provider) simDatacenter() string {
 	return ""
 }
 
-// connect builds the client: soap.Client → retry on network errors →
-// keepalive → re-login and per-call deadline, then logs in.
+// connect builds the client: soap.Client → retry of read-only calls on
+// network errors → keepalive → re-login and per-call deadline, then logs in.
 func (p *Provider) connect(ctx context.Context, u *url.URL, insecure bool) error {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.callTimeout())
 	defer cancel()
@@ -183,7 +183,7 @@ func (p *Provider) connect(ctx context.Context, u *url.URL, insecure bool) error
 	} else if err != nil {
 		return wrapErr("connect to "+redactURL(u), err)
 	}
-	ka := keepalive.NewHandlerSOAP(vim25.Retry(sc, vim25.RetryTemporaryNetworkError, 3), p.KeepAlive, nil)
+	ka := keepalive.NewHandlerSOAP(newReadOnlyRetry(sc), p.KeepAlive, nil)
 	// The login client talks to ka directly: logins restart the keepalive
 	// and never recurse into the re-login wrapper.
 	lc := &vim25.Client{Client: sc, RoundTripper: ka, ServiceContent: vc.ServiceContent}

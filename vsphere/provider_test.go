@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"path"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -222,14 +224,15 @@ func TestSnapshotRevert(t *testing.T) {
 	ctx := ctxT(t)
 	mustClone(t, p, pc, "snap")
 	loc := locFor(pc, "snap")
-	if err := p.Snapshot(ctx, loc, "s1"); err != nil {
+	if err := p.Snapshot(ctx, loc, "s1", true); err != nil {
 		t.Fatalf("Snapshot: %v", err)
 	}
-	if err := p.Snapshot(ctx, loc, "s2"); err != nil {
+	if err := p.Snapshot(ctx, loc, "s2", false); err != nil {
 		t.Fatalf("Snapshot s2: %v", err)
 	}
-	if err := p.Snapshot(ctx, loc, "s1"); !errors.Is(err, pool.ErrExists) {
-		t.Errorf("Snapshot s1 again: %v, want ErrExists", err)
+	// Names are made per job: one that exists is an earlier attempt's.
+	if err := p.Snapshot(ctx, loc, "s1", true); err != nil {
+		t.Errorf("Snapshot s1 again: %v, want success", err)
 	}
 	if err := p.Revert(ctx, loc, "s1"); err != nil {
 		t.Errorf("Revert s1: %v", err)
@@ -248,6 +251,9 @@ func TestSnapshotRevert(t *testing.T) {
 	if want, _ := searchTree(mvm.Snapshot.RootSnapshotList, "s1"); *mvm.Snapshot.CurrentSnapshot != want {
 		t.Errorf("current snapshot %v, want s1 %v", mvm.Snapshot.CurrentSnapshot, want)
 	}
+	if got := snapshotNames(mvm.Snapshot.RootSnapshotList); !slices.Equal(got, []string{"s1", "s2"}) {
+		t.Errorf("snapshots %v, want [s1 s2]", got)
+	}
 }
 
 func TestAddDisk(t *testing.T) {
@@ -256,31 +262,42 @@ func TestAddDisk(t *testing.T) {
 	ctx := ctxT(t)
 	mustClone(t, p, pc, "disk")
 	loc := locFor(pc, "disk")
-	disks := func() []int64 {
-		vm, err := p.vm(ctx, p.vc(), loc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		devs, err := vm.Device(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []int64
-		for _, d := range devs.SelectByType((*types.VirtualDisk)(nil)) {
-			out = append(out, d.(*types.VirtualDisk).CapacityInKB)
-		}
-		return out
-	}
-	before := disks()
-	if err := p.AddDisk(ctx, loc, 20); err != nil {
+	before := vmDisks(t, p, loc)
+	if err := p.AddDisk(ctx, loc, 20, "7-1700000000"); err != nil {
 		t.Fatalf("AddDisk: %v", err)
 	}
-	after := disks()
-	if len(after) != len(before)+1 || after[len(after)-1] != 20<<20 {
-		t.Errorf("disks %v → %v, want one more of 20 GB", before, after)
+	after := vmDisks(t, p, loc)
+	if len(after) != len(before)+1 {
+		t.Fatalf("disks %d → %d, want one more", len(before), len(after))
 	}
-	if err := p.AddDisk(ctx, loc, 0); err == nil {
+	added := after[len(after)-1]
+	if added.CapacityInKB != 20<<20 || !strings.HasSuffix(diskFileName(added), "/disk-vmpooler-7-1700000000.vmdk") {
+		t.Errorf("added disk %d KB in %q, want 20 GB in <dir>/disk-vmpooler-7-1700000000.vmdk",
+			added.CapacityInKB, diskFileName(added))
+	}
+	if dir := path.Dir(diskFileName(after[0])); path.Dir(diskFileName(added)) != dir {
+		t.Errorf("added disk %q not beside the first one (%s)", diskFileName(added), dir)
+	}
+	// The same id again (a job attempted again) adds nothing; another adds.
+	if err := p.AddDisk(ctx, loc, 20, "7-1700000000"); err != nil {
+		t.Errorf("AddDisk again: %v, want success", err)
+	}
+	if got := len(vmDisks(t, p, loc)); got != len(before)+1 {
+		t.Errorf("after the same id again: %d disks, want %d", got, len(before)+1)
+	}
+	if err := p.AddDisk(ctx, loc, 1, "8-1700000001"); err != nil {
+		t.Errorf("AddDisk another: %v", err)
+	}
+	if got := len(vmDisks(t, p, loc)); got != len(before)+2 {
+		t.Errorf("after another id: %d disks, want %d", got, len(before)+2)
+	}
+	if err := p.AddDisk(ctx, loc, 0, "9"); err == nil {
 		t.Error("AddDisk 0: want an error")
+	}
+	for _, id := range []string{"", "../x", "a b", "[ds]"} {
+		if err := p.AddDisk(ctx, loc, 1, id); err == nil {
+			t.Errorf("AddDisk id %q: want an error", id)
+		}
 	}
 }
 

@@ -64,9 +64,9 @@ func TestRealVCenter(t *testing.T) {
 	}()
 	waitReady(t, p, pc, []string{name}, "")
 	for what, err := range map[string]error{
-		"Snapshot": p.Snapshot(ctx, loc, "vmpooler-test"),
+		"Snapshot": p.Snapshot(ctx, loc, "vmpooler-test", true),
 		"Annotate": p.Annotate(ctx, loc, map[string]string{"vmpooler_test": name}),
-		"AddDisk":  p.AddDisk(ctx, loc, 1),
+		"AddDisk":  p.AddDisk(ctx, loc, 1, "vcenter-test"),
 	} {
 		if err != nil {
 			t.Errorf("%s: %v", what, err)
