@@ -213,8 +213,9 @@ func searchTree(list []types.VirtualMachineSnapshotTree, name string) (types.Man
 	return types.ManagedObjectReference{}, false
 }
 
-// AddDisk adds a thin-provisioned disk of sizeGB on the VM's SCSI
-// controller (or its first disk controller), in the VM's directory, in a
+// AddDisk adds a thin-provisioned disk of sizeGB on a controller that can
+// take it (diskController), in the VM's directory (on the pool's datastore
+// when the pool names one, since clones are placed there), in a
 // file named after id: "[ds] <dir>/<vm>-vmpooler-<id>.vmdk". A disk backed
 // by that file already on the VM is success, so that a job attempted again
 // after its wait was cut short never adds a second disk.
@@ -238,7 +239,7 @@ func (p *Provider) AddDisk(ctx context.Context, loc pool.Location, sizeGB int, i
 		return wrapErr(op, err)
 	}
 	var mvm mo.VirtualMachine
-	if err := vm.Properties(ctx, vm.Reference(), []string{"config.hardware.device", "config.files.vmPathName"}, &mvm); err != nil {
+	if err := vm.Properties(ctx, vm.Reference(), []string{"config.hardware.device", "config.files.vmPathName", "runtime.powerState"}, &mvm); err != nil {
 		return wrapErr(op, err)
 	}
 	if mvm.Config == nil {
@@ -252,17 +253,34 @@ func (p *Provider) AddDisk(ctx context.Context, loc pool.Location, sizeGB int, i
 	if hasDiskFile(devices, file) {
 		return nil
 	}
-	ctrl, err := devices.FindDiskController("")
+	ctrl, err := diskController(devices, mvm.Runtime.PowerState != types.VirtualMachinePowerStatePoweredOff)
 	if err != nil {
-		if ctrl, err = devices.FindDiskController("ide"); err != nil {
-			return fmt.Errorf("vsphere: %s: no disk controller: %w", op, err)
-		}
+		return fmt.Errorf("vsphere: %s: %w", op, err)
 	}
 	// The backing's datastore reference "is not used for configuration":
 	// the file name says where the disk goes.
 	disk := devices.CreateDisk(ctrl, types.ManagedObjectReference{}, file)
 	disk.CapacityInKB = int64(sizeGB) << 20
 	return wrapErr(op, vm.AddDevice(ctx, disk))
+}
+
+// diskController picks the controller a new disk goes on: one with a free
+// unit that can take a disk while the VM runs (SCSI, then SATA, then
+// NVMe); IDE only when the VM is powered off, since IDE cannot hot-add.
+func diskController(devices object.VirtualDeviceList, running bool) (types.BaseVirtualController, error) {
+	kinds := []string{"scsi", "sata", "nvme"}
+	if !running {
+		kinds = append(kinds, "ide")
+	}
+	for _, kind := range kinds {
+		if c, err := devices.FindDiskController(kind); err == nil {
+			return c, nil
+		}
+	}
+	if running {
+		return nil, errors.New("the VM has no SCSI, SATA or NVMe controller with a free unit, and IDE disks cannot be added to a running VM: give the template a SCSI or SATA controller")
+	}
+	return nil, errors.New("the VM has no disk controller with a free unit")
 }
 
 // validDiskID accepts the ids that make a plain file name.
