@@ -107,7 +107,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer, ready chan<-
 	defer st.Close()
 	logger.Info("database open", "path", cfg.Global.Database, "instance", st.Instance(), "adopted", st.Adopted())
 
-	prov, closeProv, err := openProvider(ctx, cfg, logger)
+	prov, closeProv, backend, err := startProvider(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
@@ -127,6 +127,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer, ready chan<-
 	svc.Kick = mgr.Kick
 	svc.Cloning = mgr.Cloning
 	svc.Health = mgr.Health
+	svc.Backend = backend
 	handler := httpapi.New(httpapi.Config{
 		SiteName: cfg.Global.SiteName,
 		Redacted: cfg.redacted(),
@@ -176,6 +177,26 @@ func openProvider(ctx context.Context, cfg *Config, logger *slog.Logger) (pool.P
 		return nil, nil, fmt.Errorf("vsphere: %w", err)
 	}
 	return prov, prov.Close, nil
+}
+
+// startProvider is openProvider for the server: vSphere connects in the
+// background (Start), so that the API serves at once while vCenter is
+// down; backend reports the connection for /status and /healthcheck (nil
+// for the fake provider).
+func startProvider(ctx context.Context, cfg *Config, logger *slog.Logger) (prov pool.Provider, closeFn func() error, backend func() (bool, string), err error) {
+	if cfg.Providers.Fake != nil {
+		prov, closeFn, err = openProvider(ctx, cfg, logger)
+		return prov, closeFn, nil, err
+	}
+	vp := vsphere.New(cfg.Providers.Vsphere, cfg.Pools, logger)
+	if err := vp.Start(ctx); err != nil {
+		return nil, nil, nil, fmt.Errorf("vsphere: %w", err)
+	}
+	backend = func() (bool, string) {
+		ok, reason, _ := vp.Connection()
+		return ok, reason
+	}
+	return vp, vp.Close, backend, nil
 }
 
 // runSimulator serves a standalone vCenter simulator holding the templates

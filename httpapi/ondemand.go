@@ -178,8 +178,17 @@ func (s *server) handleTotalRunning(w http.ResponseWriter, r *http.Request, c ca
 	return nil
 }
 
-// handleHealthcheck answers GET /healthcheck: the process serves requests.
+// handleHealthcheck answers GET /healthcheck: 200 {"ok":true} while the
+// process serves requests and reaches vCenter; 503 with the reason while
+// vCenter is unreachable (ready VMs are still handed out meanwhile, but
+// pools do not refill).
 func (s *server) handleHealthcheck(w http.ResponseWriter, r *http.Request, c call) error {
+	if s.svc.Backend != nil {
+		if ok, reason := s.svc.Backend(); !ok {
+			writeJSON(w, http.StatusServiceUnavailable, obj{{"ok", false}, {"error", "vCenter unreachable: " + reason}})
+			return nil
+		}
+	}
 	writeJSON(w, http.StatusOK, obj{{"ok", true}})
 	return nil
 }

@@ -99,6 +99,15 @@ func (s *server) handleStatus(w http.ResponseWriter, r *http.Request, c call) er
 		out = append(out, kv{"queue", obj{{"pending", q.Pending}, {"cloning", q.Cloning}, {"booting", q.Booting},
 			{"ready", q.Ready}, {"running", q.Running}, {"completed", q.Completed}, {"total", q.Total}}})
 	}
+	if b := st.Backend; b != nil {
+		vc := obj{{"connected", b.Connected}}
+		if !b.Connected {
+			vc = append(vc, kv{"error", b.Reason})
+			status.OK = false
+			status.Message = "vCenter unreachable: " + b.Reason
+		}
+		out = append(out, kv{"vcenter", vc})
+	}
 	so := obj{{"ok", status.OK}, {"message", status.Message}}
 	if len(status.Empty) > 0 {
 		so = append(so, kv{"empty", status.Empty})

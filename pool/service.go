@@ -34,6 +34,9 @@ type Service struct {
 	Cloning func() int
 	// Health, when set, reports each pool's PoolHealth (the manager's).
 	Health func() map[string]PoolHealth
+	// Backend, when set, reports whether the provider is connected to
+	// vCenter and, if not, why (for /status and /healthcheck).
+	Backend func() (connected bool, reason string)
 
 	initOnce sync.Once
 	filters  map[string]*regexp.Regexp

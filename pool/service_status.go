@@ -16,6 +16,14 @@ type Status struct {
 	Queue          Queue
 	Pools          []PoolStatus // config order
 	Empty          []string     // pools with no ready VM and a size > 0
+	// Backend is the vCenter connection, when the Service knows it.
+	Backend *BackendStatus
+}
+
+// BackendStatus says whether the provider reaches vCenter.
+type BackendStatus struct {
+	Connected bool
+	Reason    string // why not, by kind: "connection refused: ...", "login: ..."
 }
 
 // Queue counts VMs per state over every pool.
@@ -77,6 +85,10 @@ func (s *Service) Status() (Status, error) {
 	st.Queue.Booting = max(st.Queue.Pending-st.Queue.Cloning, 0)
 	q := st.Queue
 	st.Queue.Total = q.Pending + q.Ready + q.Running + q.Completed
+	if s.Backend != nil {
+		ok, reason := s.Backend()
+		st.Backend = &BackendStatus{Connected: ok, Reason: reason}
+	}
 	st.Clone = MergeDurations(day.Clone)
 	st.Boot = MergeDurations(day.Boot)
 	return st, nil
