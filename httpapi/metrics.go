@@ -155,7 +155,7 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	counts := c.svc.Store.Counts()
-	for _, p := range c.svc.Config.Pools {
+	for _, p := range c.svc.Current().Pools {
 		n := counts[p.Name]
 		for _, g := range []struct {
 			d *prometheus.Desc
