@@ -1,4 +1,4 @@
-.PHONY: build test lint check bench
+.PHONY: build test lint check bench deb
 build:
 	go build -o vmpooler .
 test:
@@ -10,3 +10,5 @@ check:
 	bash .ci/run
 bench:
 	go test -run x -bench . -benchmem ./store/ ./pool/ ./httpapi/ ./vsphere/
+deb:
+	bash deploy/build-deb.sh
