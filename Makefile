@@ -1,6 +1,6 @@
 .PHONY: build test lint check bench deb
 build:
-	go build -o vmpooler .
+	go build -buildvcs=auto -o vmpooler .
 test:
 	go test -race ./...
 lint:

@@ -169,7 +169,7 @@ func writeAtomically(path string, fill func(*os.File) error, check func(string) 
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
-		return err
+		return fmt.Errorf("cannot create a file in %s: %w", dir, err)
 	}
 	tmp := f.Name()
 	defer func() {

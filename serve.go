@@ -68,6 +68,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer, ready chan<-
 
 func (d *daemon) serve(ctx context.Context, cfg *Config, ready chan<- *daemon) error {
 	logger := d.logger
+	defer logger.Info("vmpooler stopped")
 	logger.Info("vmpooler starting", "version", versionString(), "config", d.path, "database", cfg.Global.Database, "pid", os.Getpid())
 	if err := d.openStore(cfg); err != nil {
 		return err

@@ -14,7 +14,7 @@ fi
 stage=build/deb
 rm -rf "$stage"
 mkdir -p "$stage" dist
-CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$stage/vmpooler" .
+CGO_ENABLED=0 go build -buildvcs=auto -trimpath -ldflags="-s -w" -o "$stage/vmpooler" .
 # The installed configuration is the example with its state in the service's
 # state directory (the only place the unit may write).
 sed -e 's|^database = "vmpooler.db"|database = "/var/lib/vmpooler/vmpooler.db"|' \
