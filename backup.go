@@ -264,28 +264,48 @@ func copyFile(src string, w io.Writer) error {
 // backupPrefix and backupSuffix name scheduled backups: vmpooler-<UTC time>.db.
 const backupPrefix, backupSuffix = "vmpooler-", ".db"
 
-// backupLoop takes a scheduled backup every backup_interval hours while
-// backup_dir is set (both read from the configuration in force, so a
-// reload changes them), until ctx ends.
+// backupLoop takes a scheduled backup whenever the newest one in
+// backup_dir is older than backup_interval hours (so restarts do not
+// postpone it), checking every minute, until ctx ends. Both keys are read
+// from the configuration in force, so a reload changes them.
 func (d *daemon) backupLoop(ctx context.Context) {
-	last := time.Now()
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	for {
+		g := d.cfg.Load().Global
+		if g.BackupDir != "" {
+			if due, err := backupDue(g.BackupDir, time.Duration(g.BackupInterval)*time.Hour, time.Now()); err != nil {
+				d.logger.Error("scheduled backup: reading backup_dir", "dir", g.BackupDir, "err", err)
+			} else if due {
+				if _, err := d.scheduledBackup(time.Now()); err != nil {
+					d.logger.Error("scheduled backup failed", "dir", g.BackupDir, "err", err)
+				}
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-t.C:
-			g := d.cfg.Load().Global
-			if g.BackupDir == "" || now.Sub(last) < time.Duration(g.BackupInterval)*time.Hour {
-				continue
-			}
-			last = now
-			if _, err := d.scheduledBackup(now); err != nil {
-				d.logger.Error("scheduled backup failed", "dir", g.BackupDir, "err", err)
-			}
+		case <-t.C:
 		}
 	}
+}
+
+// backupDue reports whether the newest scheduled backup in dir (none if
+// dir does not exist) is older than interval.
+func backupDue(dir string, interval time.Duration, now time.Time) (bool, error) {
+	names, err := scheduledBackups(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return true, nil
+	} else if err != nil {
+		return false, err
+	} else if len(names) == 0 {
+		return true, nil
+	}
+	fi, err := os.Stat(filepath.Join(dir, names[len(names)-1]))
+	if err != nil {
+		return false, err
+	}
+	return now.Sub(fi.ModTime()) >= interval, nil
 }
 
 // scheduledBackup writes one backup into backup_dir and deletes the oldest
@@ -310,12 +330,12 @@ func (d *daemon) scheduledBackup(now time.Time) (string, error) {
 	return path, pruneBackups(g.BackupDir, g.BackupKeep)
 }
 
-// pruneBackups deletes the oldest scheduled backups beyond keep (names sort
-// by time); other files in the directory are left alone.
-func pruneBackups(dir string, keep int) error {
+// scheduledBackups returns the names of the scheduled backups in dir,
+// oldest first (their names sort by time).
+func scheduledBackups(dir string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var names []string
 	for _, e := range entries {
@@ -324,6 +344,16 @@ func pruneBackups(dir string, keep int) error {
 		}
 	}
 	slices.Sort(names)
+	return names, nil
+}
+
+// pruneBackups deletes the oldest scheduled backups beyond keep; other
+// files in the directory are left alone.
+func pruneBackups(dir string, keep int) error {
+	names, err := scheduledBackups(dir)
+	if err != nil {
+		return err
+	}
 	var errs []error
 	for len(names) > keep {
 		errs = append(errs, os.Remove(filepath.Join(dir, names[0])))

@@ -143,16 +143,29 @@ func TestBackupOfflineAndRestoreRefusesBadFile(t *testing.T) {
 	}
 }
 
+// With backup_dir set and no recent backup there, one is taken at start;
+// scheduled backups keep the newest backup_keep and leave other files.
 func TestScheduledBackupKeeps(t *testing.T) {
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "vmpooler.toml")
 	text := strings.Replace(fakeConfig("vmpooler.db", fakePool("a", 1)), "[config]\n", "[config]\nbackup_dir = \"backups\"\nbackup_keep = 3\n", 1)
 	writeConfig(t, cfgPath, text)
-	r := startPooler(t, cfgPath)
-	os.MkdirAll(filepath.Join(dir, "backups"), 0o700)
-	other := filepath.Join(dir, "backups", "notes.txt")
+	bdir := filepath.Join(dir, "backups")
+	os.MkdirAll(bdir, 0o700)
+	other := filepath.Join(bdir, "notes.txt")
 	os.WriteFile(other, []byte("x"), 0o600)
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	r := startPooler(t, cfgPath)
+	waitFor(t, "a backup at start", func() (bool, any) {
+		got, _ := filepath.Glob(filepath.Join(bdir, "vmpooler-*.db"))
+		return len(got) == 1, got
+	})
+	if due, err := backupDue(bdir, 24*time.Hour, time.Now()); err != nil || due {
+		t.Errorf("backup due right after one was taken: %v %v", due, err)
+	}
+	if due, _ := backupDue(bdir, 24*time.Hour, time.Now().Add(25*time.Hour)); !due {
+		t.Error("backup not due a day later")
+	}
+	now := time.Now().Add(time.Hour)
 	var made []string
 	for i := range 5 {
 		p, err := r.d.scheduledBackup(now.Add(time.Duration(i) * time.Hour))
@@ -161,7 +174,7 @@ func TestScheduledBackupKeeps(t *testing.T) {
 		}
 		made = append(made, p)
 	}
-	got, _ := filepath.Glob(filepath.Join(dir, "backups", "vmpooler-*.db"))
+	got, _ := filepath.Glob(filepath.Join(bdir, "vmpooler-*.db"))
 	if len(got) != 3 || got[0] != made[2] || got[2] != made[4] {
 		t.Errorf("kept %v, want the newest 3 of %v", got, made)
 	}

@@ -47,6 +47,11 @@ type daemon struct {
 // receives the daemon once the API listens (tests use port 0 and call
 // reload directly, as SIGHUP does).
 func runServe(ctx context.Context, args []string, stderr io.Writer, ready chan<- *daemon) error {
+	// Catch SIGHUP from the start: a reload asked for while the pooler is
+	// still starting is done once it listens, instead of killing it.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	fs := newFlags("vmpooler", "vmpooler [serve] [-config vmpooler.toml]", stderr)
 	path := fs.String("config", "vmpooler.toml", "configuration file (TOML); relative paths in it are relative to its directory")
 	if err := fs.Parse(args); err != nil {
@@ -63,10 +68,10 @@ func runServe(ctx context.Context, args []string, stderr io.Writer, ready chan<-
 	d.level.Set(lvl)
 	d.logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: d.level}))
 	d.cfg.Store(cfg)
-	return d.serve(ctx, cfg, ready)
+	return d.serve(ctx, cfg, hup, ready)
 }
 
-func (d *daemon) serve(ctx context.Context, cfg *Config, ready chan<- *daemon) error {
+func (d *daemon) serve(ctx context.Context, cfg *Config, hup <-chan os.Signal, ready chan<- *daemon) error {
 	logger := d.logger
 	defer logger.Info("vmpooler stopped")
 	logger.Info("vmpooler starting", "version", versionString(), "config", d.path, "database", cfg.Global.Database, "pid", os.Getpid())
@@ -123,9 +128,6 @@ func (d *daemon) serve(ctx context.Context, cfg *Config, ready chan<- *daemon) e
 	d.addr = ln.Addr().String()
 	go d.backupLoop(baseCtx)
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	logger.Info("vmpooler listening", "addr", d.addr, "pools", len(cfg.Pools), "database", cfg.Global.Database, "config", d.path)
 	if ready != nil {
 		ready <- d

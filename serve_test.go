@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // logBuf is a goroutine-safe log sink.
@@ -299,4 +301,94 @@ func TestReload(t *testing.T) {
 			t.Errorf("/config pools = %+v", cfg.Pools)
 		}
 	})
+}
+
+func htpasswdFile(t *testing.T, path, user, password string) {
+	t.Helper()
+	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeConfig(t, path, user+":"+string(h)+"\n")
+}
+
+func do(t *testing.T, method, url, user, password, body string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	if user != "" {
+		req.SetBasicAuth(user, password)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+// A reload switches the htpasswd file (a file that does not load is
+// refused and the old users stay) and the tag rules.
+func TestReloadAuthFileAndTagRules(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "vmpooler.toml")
+	htpasswdFile(t, filepath.Join(dir, "h1"), "alice", "pw1")
+	htpasswdFile(t, filepath.Join(dir, "h2"), "bob", "pw2")
+	cfg := func(file, tags, filter string) string {
+		text := strings.Replace(fakeConfig("vmpooler.db", fakePool("a", 1)), "[config]\n", "[config]\nallowed_tags = "+tags+"\n", 1)
+		return text + "\n[auth]\nprovider = \"htpasswd\"\nfile = \"" + file + "\"\n" + filter
+	}
+	writeConfig(t, cfgPath, cfg("h1", `["team"]`, ""))
+	r := startPooler(t, cfgPath)
+	waitReady(t, r.base, map[string]int{"a": 1})
+	if code, _ := do(t, "POST", r.base+"/api/v1/token", "alice", "pw1", ""); code != 200 {
+		t.Fatalf("token for alice: %d", code)
+	}
+	_, host := checkout(t, r.base, "a")
+	if code, _ := do(t, "PUT", r.base+"/api/v1/vm/"+host, "", "", `{"tags":{"url":"http://x/"}}`); code != 400 {
+		t.Errorf("PUT of a tag not allowed: %d, want 400", code)
+	}
+
+	writeConfig(t, cfgPath, cfg("h2", `["team", "url"]`, "[tagfilter]\nurl = '^(.*)/'\n"))
+	if err := r.d.reload(); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := do(t, "POST", r.base+"/api/v1/token", "bob", "pw2", ""); code != 200 {
+		t.Errorf("token for bob from the new file: %d", code)
+	}
+	if code, _ := do(t, "POST", r.base+"/api/v1/token", "alice", "pw1", ""); code != 401 {
+		t.Errorf("token for alice of the old file: %d, want 401", code)
+	}
+	if code, out := do(t, "PUT", r.base+"/api/v1/vm/"+host, "", "", `{"tags":{"url":"http://x/"}}`); code != 200 {
+		t.Errorf("PUT of a newly allowed tag: %d %v", code, out)
+	}
+	_, vm := do(t, "GET", r.base+"/api/v1/vm/"+host, "", "", "")
+	if tags, _ := vm[host].(map[string]any)["tags"].(map[string]any); tags["url"] != "http://x" {
+		t.Errorf("tag after the new [tagfilter]: %v", vm[host])
+	}
+
+	writeConfig(t, cfgPath, cfg("missing", `["team"]`, ""))
+	if err := r.d.reload(); err == nil {
+		t.Error("reload to a missing htpasswd file: no error")
+	}
+	if code, _ := do(t, "POST", r.base+"/api/v1/token", "bob", "pw2", ""); code != 200 {
+		t.Errorf("token for bob after a refused reload: %d", code)
+	}
+	if code, _ := do(t, "PUT", r.base+"/api/v1/vm/"+host, "", "", `{"tags":{"url":"y"}}`); code != 200 {
+		t.Errorf("a refused reload changed allowed_tags: %d", code)
+	}
+}
+
+func TestInventorySaysItListsAFreshSimulator(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the simulator")
+	}
+	var stderr bytes.Buffer
+	if err := run(t.Context(), []string{"inventory", "-config", "vmpooler.toml.example"}, io.Discard, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stderr.String(), "listing a FRESH in-process simulator") {
+		t.Errorf("stderr: %s", stderr.String())
+	}
 }
