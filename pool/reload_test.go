@@ -87,3 +87,37 @@ func TestManagerSetConfig(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// Requests and passes run while the configuration is swapped: with -race
+// this shows SetConfig needs no other synchronisation from its callers.
+func TestSetConfigWhileServing(t *testing.T) {
+	e := mustManager(t, nil, mgrTestPool("a", 3), mgrTestPool("b", 3))
+	svc := NewService(e.m.Config, e.st, nil)
+	e.pass(t)
+	e.pass(t)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 200 {
+			vms, err := svc.Checkout([]Want{{Name: "a", Count: 1}}, Caller{})
+			if err == nil {
+				svc.Return(vms["a"][0].Hostname, Caller{})
+			}
+			svc.Pools()
+			svc.Status()
+			svc.Resolve("b")
+			svc.Effective()
+		}
+	}()
+	for i := range 20 {
+		next := &Config{Pools: []PoolConfig{mgrTestPool("a", 1+i%3)}}
+		if i%2 == 0 {
+			next.Pools = append(next.Pools, mgrTestPool("b", 2))
+		}
+		next.Defaults()
+		svc.SetConfig(next, map[string]string{"url": "^(.*)/"})
+		e.m.SetConfig(next)
+		e.pass(t)
+	}
+	<-done
+}
