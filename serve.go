@@ -74,7 +74,14 @@ func runServe(ctx context.Context, args []string, stderr io.Writer, ready chan<-
 func (d *daemon) serve(ctx context.Context, cfg *Config, hup <-chan os.Signal, ready chan<- *daemon) error {
 	logger := d.logger
 	defer logger.Info("vmpooler stopped")
-	logger.Info("vmpooler starting", "version", versionString(), "config", d.path, "database", cfg.Global.Database, "pid", os.Getpid())
+	attrs := []any{"version", versionString(), "config", d.path, "database", cfg.Global.Database}
+	if cfg.Auth != nil && cfg.Auth.File != "" {
+		attrs = append(attrs, "auth_file", cfg.Auth.File)
+	}
+	if cfg.Global.BackupDir != "" {
+		attrs = append(attrs, "backup_dir", cfg.Global.BackupDir)
+	}
+	logger.Info("vmpooler starting", append(attrs, "pid", os.Getpid())...)
 	if err := d.openStore(cfg); err != nil {
 		return err
 	}
