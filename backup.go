@@ -145,7 +145,9 @@ func copyDatabase(database string, w io.Writer) (string, int64, error) {
 		}
 		return "online, from the running pooler", n, err
 	}
-	if !errors.Is(err, syscall.ENOENT) && !errors.Is(err, syscall.ECONNREFUSED) {
+	if errors.Is(err, syscall.EACCES) {
+		return "", 0, fmt.Errorf("admin socket: %w (run as the pooler's user or root)", err)
+	} else if !errors.Is(err, syscall.ENOENT) && !errors.Is(err, syscall.ECONNREFUSED) {
 		return "", 0, fmt.Errorf("admin socket: %w", err)
 	}
 	// No pooler is running: read the file itself, never creating it.
