@@ -9,7 +9,7 @@ if [ -z "${VERSION:-}" ]; then
 	tag=$(git describe --tags --abbrev=0 2>/dev/null || true)
 	VERSION="${tag#v}"
 	[ -n "$VERSION" ] || VERSION=0.0.0
-	VERSION="$VERSION~git$(git log -1 --format=%cd --date=format:%Y%m%d%H%M%S).$(git rev-parse --short=12 HEAD)"
+	VERSION="$VERSION~git$(TZ=UTC git log -1 --format=%cd --date=format-local:%Y%m%d%H%M%S).$(git rev-parse --short=12 HEAD)"
 fi
 stage=build/deb
 rm -rf "$stage"
