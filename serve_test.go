@@ -264,6 +264,10 @@ func TestReload(t *testing.T) {
 		if code, _ := checkout(t, r.base, "gone"); code != 404 {
 			t.Errorf("checkout of a removed pool: %d, want 404", code)
 		}
+		waitFor(t, "removed pool's ready VMs destroyed, its running VM kept", func() (bool, any) {
+			c := r.d.st.Counts()["gone"]
+			return c.Ready == 0 && c.Pending == 0 && c.Completed == 0 && c.Running == 1, c
+		})
 		for _, want := range []string{
 			"[config] listen cannot change while running",
 			"[config] database cannot change while running",
