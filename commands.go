@@ -78,7 +78,10 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 
 // runInventory prints the name of every VM in every pool's folder.
 func runInventory(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg, err := loadFlags("vmpooler inventory", "vmpooler inventory -config F", args, stderr, nil)
+	var owners bool
+	cfg, err := loadFlags("vmpooler inventory", "vmpooler inventory -config F [-owners]", args, stderr, func(fs *flag.FlagSet) {
+		fs.BoolVar(&owners, "owners", false, "print each VM's ownership marker too: name, instance id, pool (\"-\" when unmarked)")
+	})
 	if err != nil {
 		return err
 	}
@@ -98,7 +101,15 @@ func runInventory(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return fmt.Errorf("pool %s: %w", p.Name, err)
 		}
 		for _, vm := range vms {
-			fmt.Fprintln(stdout, vm.Name)
+			if !owners {
+				fmt.Fprintln(stdout, vm.Name)
+				continue
+			}
+			inst, pl := vm.Owner.Instance, vm.Owner.Pool
+			if inst == "" {
+				inst, pl = "-", "-"
+			}
+			fmt.Fprintf(stdout, "%s\t%s\t%s\n", vm.Name, inst, pl)
 		}
 	}
 	return nil

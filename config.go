@@ -24,6 +24,9 @@ type Config struct {
 	Providers Providers         `toml:"providers"`
 	Auth      *auth.Config      `toml:"auth"`
 	TagFilter map[string]string `toml:"tagfilter"`
+	// Warnings name the keys of upstream's configuration that the file
+	// carries and this pooler ignores (main logs them at start).
+	Warnings []string `toml:"-"`
 
 	file string // the file it was loaded from, absolute ("" if parsed from text)
 }
@@ -41,6 +44,10 @@ type GlobalConfig struct {
 	BackupDir      string `toml:"backup_dir"`      // "" = no scheduled backups
 	BackupInterval int    `toml:"backup_interval"` // hours, default 24
 	BackupKeep     int    `toml:"backup_keep"`     // copies kept, default 7
+	// Upstream keeps these vSphere keys under :config:; they apply to
+	// [providers.vsphere] when that section does not set them.
+	CreateFolders      *bool `toml:"create_folders"`
+	CreateLinkedClones *bool `toml:"create_linked_clones"`
 }
 
 // Providers is the [providers] section.
@@ -68,7 +75,7 @@ var envOverrides = []struct {
 }
 
 // LoadConfig reads, defaults and validates the TOML file at path. Relative
-// paths in the file (database, [auth] file, backup_dir) are taken relative
+// paths in the file (database, [auth] file, backup_dir, ca_file) are taken relative
 // to the file's directory, paths from the environment relative to the
 // working directory; every path in the result is absolute, so the working
 // directory (systemd starts in /) never decides which database is used.
@@ -98,7 +105,7 @@ func LoadConfig(path string) (*Config, error) {
 
 // paths returns the file paths of the configuration.
 func (c *Config) paths() []*string {
-	ps := []*string{&c.Global.Database, &c.Global.BackupDir}
+	ps := []*string{&c.Global.Database, &c.Global.BackupDir, &c.Providers.Vsphere.CAFile}
 	if c.Auth != nil {
 		ps = append(ps, &c.Auth.File)
 	}
@@ -114,13 +121,17 @@ func ParseConfig(name, text string, getenv func(string) string) (*Config, error)
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", name, err)
 	}
-	var unknown error // reported with the validation errors, all at once
-	if undecoded := md.Undecoded(); len(undecoded) > 0 {
-		keys := make([]string, len(undecoded))
-		for i, k := range undecoded {
-			keys[i] = k.String()
+	var unknownKeys []string
+	for _, k := range md.Undecoded() {
+		if why := ignoredUpstreamKey(k.String()); why != "" {
+			c.Warnings = append(c.Warnings, fmt.Sprintf("%s: upstream's key, ignored here (%s)", k, why))
+		} else {
+			unknownKeys = append(unknownKeys, k.String())
 		}
-		unknown = fmt.Errorf("unknown keys: %s", strings.Join(keys, ", "))
+	}
+	var unknown error // reported with the validation errors, all at once
+	if len(unknownKeys) > 0 {
+		unknown = fmt.Errorf("unknown keys: %s", strings.Join(unknownKeys, ", "))
 	}
 	if c.Global.Database == "" {
 		c.Global.Database = "vmpooler.db"
@@ -152,6 +163,7 @@ func (c *Config) defaults() {
 	if c.Global.BackupKeep == 0 {
 		c.Global.BackupKeep = 7
 	}
+	c.applyUpstreamVsphereKeys()
 	c.Global.Config.Pools = c.Pools
 	c.Global.Config.Defaults()
 	c.Pools = c.Global.Config.Pools
@@ -203,6 +215,9 @@ func (c *Config) validate() error {
 			bad("%s: template is required", where)
 		} else if strings.HasPrefix(p.Template, "/") || strings.HasSuffix(p.Template, "/") {
 			bad("%s: template must not start or end with '/'", where)
+		}
+		if err := pool.CheckFolder(p); err != nil {
+			bad("%s: %v", where, err)
 		}
 		if p.Size < 0 {
 			bad("%s: size must not be negative (got %d)", where, p.Size)

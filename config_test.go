@@ -42,6 +42,7 @@ const minimal = `
 [[pools]]
 name = "a"
 template = "t/a"
+folder = "pools/a"
 size = 1
 `
 
@@ -82,6 +83,10 @@ func TestConfigErrors(t *testing.T) {
 		{"negative lifetime", "[config]\nvm_lifetime = -2\n" + minimal, []string{"vm_lifetime"}},
 		{"duplicate pool", minimal + minimal, []string{"duplicate pool name"}},
 		{"alias is a pool", minimal + "[[pools]]\nname = \"b\"\ntemplate = \"t/b\"\nalias = [\"a\"]\n", []string{`alias "a"`}},
+		{"no folder", "[[pools]]\nname = \"a\"\ntemplate = \"t/a\"\n", []string{`"a"`, "folder is required"}},
+		{"root folder", "[[pools]]\nname = \"a\"\ntemplate = \"t/a\"\nfolder = \"/\"\n", []string{`"a"`, "folder is required", "root VM folder"}},
+		{"folder holds template", "[[pools]]\nname = \"a\"\ntemplate = \"pools/a/tpl\"\nfolder = \"pools/a/\"\n", []string{`"a"`, `folder "pools/a/" holds the pool's template`}},
+		{"folder not clean", "[[pools]]\nname = \"a\"\ntemplate = \"t/a\"\nfolder = \"x/../y\"\n", []string{`"a"`, "not a clean inventory path"}},
 		{"no template", "[[pools]]\nname = \"a\"\n", []string{"template is required"}},
 		{"no pools", "[config]\nlisten = \"127.0.0.1:1\"\n", []string{"no pool"}},
 		{"bad alias type", "[[pools]]\nname = \"a\"\ntemplate = \"t\"\nalias = 3\n", []string{"alias"}},
@@ -117,5 +122,57 @@ func TestConfigEnvOverridesSecrets(t *testing.T) {
 	}
 	if r := c.redacted(); r.Providers.Vsphere.Password == "s3cret" {
 		t.Error("redacted config still holds the password")
+	}
+}
+
+// Upstream's keys with a meaning here are used; those without one start
+// with a warning naming them; a key nobody knows still refuses.
+func TestConfigUpstreamKeys(t *testing.T) {
+	text := `
+[config]
+create_folders = true
+create_linked_clones = false
+clone_target = "cluster1"
+manage_host_selection = true
+circuit_breaker_enabled = true
+[config.backend_weight]
+cluster1 = 2
+
+[[pools]]
+name = "a"
+template = "t/a"
+folder = "pools/a"
+network = "VM Network"
+snapshot_mainMem_ioBlockPages = "2048"
+snapshot_mainMem_iowait = 5
+dns_plugin = "example"
+
+[providers.vsphere]
+simulator = true
+connection_pool_size = 5
+`
+	c, err := ParseConfig("x", text, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := c.Providers.Vsphere
+	if !v.CreateFolders || v.CreateLinkedClones == nil || *v.CreateLinkedClones {
+		t.Errorf("create_folders/create_linked_clones under [config] not applied: %+v", v)
+	}
+	p := c.Pools[0]
+	if p.CloneTarget != "cluster1" || p.Network != "VM Network" || p.SnapshotMainMemIOBlockPages != 2048 || p.SnapshotMainMemIOWait != 5 {
+		t.Errorf("pool = %+v", p)
+	}
+	all := strings.Join(c.Warnings, "\n")
+	for _, k := range []string{"config.manage_host_selection", "config.circuit_breaker_enabled", "config.backend_weight", "pools.dns_plugin", "providers.vsphere.connection_pool_size"} {
+		if !strings.Contains(all, k+": upstream's key, ignored here") {
+			t.Errorf("no warning for %s in:\n%s", k, all)
+		}
+	}
+	if _, err := ParseConfig("x", text+"bogus_key = 1\n", noEnv); err == nil || !strings.Contains(err.Error(), "providers.vsphere.bogus_key") {
+		t.Errorf("an unknown key: %v, want refused", err)
+	}
+	if _, err := ParseConfig("x", strings.Replace(text, `"2048"`, `"lots"`, 1), noEnv); err == nil {
+		t.Error("snapshot_mainMem_ioBlockPages = \"lots\" accepted")
 	}
 }

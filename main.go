@@ -8,7 +8,8 @@
 //	vmpooler backup -config F -out FILE          copy the database, online or offline
 //	vmpooler restore -config F -in FILE          put a backup in place (pooler stopped)
 //	vmpooler check -config F [-list-vms]         check the database file
-//	vmpooler inventory -config F                 list the VMs in every pool folder
+//	vmpooler inventory -config F [-owners]       list the VMs in every pool folder
+//	vmpooler adopt -config F -instance ID        take over the VMs of a lost database's pooler
 //	vmpooler simulator -listen ADDR -config F    serve a standalone vCenter simulator
 //	vmpooler -version                            print the version
 package main
@@ -52,7 +53,9 @@ Usage:
   vmpooler restore -config F -in FILE          check a backup and put it in place of
                                               the database (stop the pooler first)
   vmpooler check -config F [-list-vms]         check the database file (never creates one)
-  vmpooler inventory -config F                 list the VMs in every pool folder
+  vmpooler inventory -config F [-owners]       list the VMs in every pool folder
+  vmpooler adopt -config F -instance ID        take over the VMs of a lost database's
+                                              pooler (see README)
   vmpooler simulator -listen ADDR -config F    serve a standalone vCenter simulator
   vmpooler -version                            print the version and commit
 
@@ -89,8 +92,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runCheck(args, stdout, stderr)
 	case "inventory":
 		return runInventory(ctx, args, stdout, stderr)
+	case "adopt":
+		return runAdopt(args, stdout, stderr)
 	default:
-		return fmt.Errorf("unknown command %q (want serve, backup, restore, check, inventory or simulator; see vmpooler -h)", cmd)
+		return fmt.Errorf("unknown command %q (want serve, backup, restore, check, inventory, adopt or simulator; see vmpooler -h)", cmd)
 	}
 }
 

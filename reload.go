@@ -28,6 +28,9 @@ func (d *daemon) reload() error {
 		d.refuse(err)
 		return err
 	}
+	for _, w := range next.Warnings {
+		d.logger.Warn("config: " + w)
+	}
 	for _, k := range keepRestartOnly(old, next) {
 		d.logger.Warn("reload: "+k.key+" cannot change while running; it takes effect at the next restart",
 			"running", k.running, "in_file", k.inFile)

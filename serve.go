@@ -82,10 +82,14 @@ func (d *daemon) serve(ctx context.Context, cfg *Config, hup <-chan os.Signal, r
 		attrs = append(attrs, "backup_dir", cfg.Global.BackupDir)
 	}
 	logger.Info("vmpooler starting", append(attrs, "pid", os.Getpid())...)
+	for _, w := range cfg.Warnings {
+		logger.Warn("config: " + w)
+	}
 	if err := d.openStore(cfg); err != nil {
 		return err
 	}
 	defer d.st.Close()
+	logger.Info("database open", "path", cfg.Global.Database, "instance", d.st.Instance(), "adopted", d.st.Adopted())
 
 	prov, closeProv, err := openProvider(ctx, cfg, logger)
 	if err != nil {
@@ -103,6 +107,7 @@ func (d *daemon) serve(ctx context.Context, cfg *Config, hup <-chan os.Signal, r
 	d.svc.TagFilter = cfg.TagFilter
 	d.svc.Kick = d.mgr.Kick
 	d.svc.Cloning = d.mgr.Cloning
+	d.svc.Health = d.mgr.Health
 	api := httpapi.New(httpapi.Config{
 		SiteName: cfg.Global.SiteName,
 		Redacted: func() any { return d.cfg.Load().redacted() },

@@ -25,6 +25,8 @@ import (
 //	vmpooler_ready{pool}, vmpooler_running{pool}, vmpooler_pending{pool},
 //	vmpooler_completed{pool}               gauges, VMs per state (read at scrape time)
 //	vmpooler_pool_size{pool}               gauge, the pool size in force (overrides included)
+//	vmpooler_foreign_vms{pool}             gauge, VMs in the pool folder this pooler did not create
+//	vmpooler_ready_failing_passes{pool}    gauge, passes in a row whose new VMs failed their ready check
 //	vmpooler_checkouts_total{result}       counter, checkout requests: success, empty, invalid
 //	vmpooler_clones_total{pool,result}     counter, clone tasks: success, failure
 //	vmpooler_clone_duration_seconds{pool}  histogram, successful clone tasks
@@ -140,11 +142,13 @@ var (
 	descPending   = prometheus.NewDesc("vmpooler_pending", "Pending (cloning or booting) VMs per pool.", []string{"pool"}, nil)
 	descCompleted = prometheus.NewDesc("vmpooler_completed", "Completed VMs waiting to be destroyed per pool.", []string{"pool"}, nil)
 	descSize      = prometheus.NewDesc("vmpooler_pool_size", "Pool size in force (runtime overrides included).", []string{"pool"}, nil)
+	descForeign   = prometheus.NewDesc("vmpooler_foreign_vms", "VMs in the pool folder that this pooler did not create (left alone).", []string{"pool"}, nil)
+	descReadyFail = prometheus.NewDesc("vmpooler_ready_failing_passes", "Passes in a row in which the pool's new VMs failed their ready check (0 when they pass).", []string{"pool"}, nil)
 )
 
 // Describe sends the gauges' descriptions.
 func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descReady, descRunning, descPending, descCompleted, descSize} {
+	for _, d := range []*prometheus.Desc{descReady, descRunning, descPending, descCompleted, descSize, descForeign, descReadyFail} {
 		ch <- d
 	}
 }
@@ -155,8 +159,15 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	counts := c.svc.Store.Counts()
+	var health map[string]pool.PoolHealth
+	if c.svc.Health != nil {
+		health = c.svc.Health()
+	}
 	for _, p := range c.svc.Current().Pools {
 		n := counts[p.Name]
+		h := health[p.Name]
+		ch <- prometheus.MustNewConstMetric(descForeign, prometheus.GaugeValue, float64(len(h.Foreign)), p.Name)
+		ch <- prometheus.MustNewConstMetric(descReadyFail, prometheus.GaugeValue, float64(h.ReadyFailedPasses), p.Name)
 		for _, g := range []struct {
 			d *prometheus.Desc
 			v int

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/vmpooler/vmpooler/pool"
 	"github.com/vmpooler/vmpooler/store"
@@ -85,7 +86,7 @@ func (s *server) handleStatus(w http.ResponseWriter, r *http.Request, c call) er
 			if len(p.Alias) > 0 {
 				po = append(po, kv{"alias", []string(p.Alias)})
 			}
-			pools = append(pools, kv{p.Name, po})
+			pools = append(pools, kv{p.Name, append(po, healthFields(p.Health)...)})
 		}
 		out = append(out, kv{"pools", pools})
 		if len(st.Empty) > 0 {
@@ -260,6 +261,35 @@ func tagCounts(tags map[string]map[string]int) obj {
 			sum += tags[t][v]
 		}
 		out = append(out, kv{t, append(counts, kv{"total", sum})})
+	}
+	return out
+}
+
+// maxForeignListed bounds the foreign VM paths one pool's /status entry lists.
+const maxForeignListed = 20
+
+// healthFields are the optional fields of a pool's /status entry, present
+// only when there is something to say (so upstream's shape is unchanged):
+// "foreign" (VMs in the pool folder this pooler did not create and leaves
+// alone), "ready_failure" (why new VMs keep failing their ready check, and
+// when the next clone may start), "clone_failure" (why clones keep
+// failing: capacity, a privilege, a missing template) and "notes" (the
+// provider's remarks).
+func healthFields(h pool.PoolHealth) obj {
+	var out obj
+	if n := len(h.Foreign); n > 0 {
+		out = append(out, kv{"foreign", obj{{"count", n}, {"vms", h.Foreign[:min(n, maxForeignListed)]}}})
+	}
+	if h.ReadyFailure != "" {
+		out = append(out, kv{"ready_failure", obj{{"reason", h.ReadyFailure},
+			{"failed_passes", h.ReadyFailedPasses}, {"next_clone", h.Refill.UTC().Format(time.RFC3339)}}})
+	}
+	if h.CloneFailure != "" {
+		out = append(out, kv{"clone_failure", obj{{"reason", h.CloneFailure},
+			{"failures", h.CloneFailures}, {"next_clone", h.CloneRetry.UTC().Format(time.RFC3339)}}})
+	}
+	if len(h.Notes) > 0 {
+		out = append(out, kv{"notes", h.Notes})
 	}
 	return out
 }

@@ -22,11 +22,13 @@ type FakeProvider struct {
 	down      error
 	listHook  func(folder string) error
 	jobErr    error
+	noteErr   error
 	noBoot    bool
 	gate      chan struct{} // non-nil: clones wait for it to close
 	readyFunc func(VMInfo) (bool, string)
 	calls     map[string]int
 	destroyed []string
+	refused   []string // destroys refused with ErrForeign
 	cloning   int
 }
 
@@ -79,6 +81,13 @@ func (f *FakeProvider) SetJobError(err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.jobErr = err
+}
+
+// SetAnnotateError makes Annotate return err (nil: succeed).
+func (f *FakeProvider) SetAnnotateError(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.noteErr = err
 }
 
 // SetInstantBoot chooses whether new clones get an IP at once (default
@@ -195,6 +204,13 @@ func (f *FakeProvider) Destroyed() []string {
 	return slices.Clone(f.destroyed)
 }
 
+// Refused returns the names whose destroy was refused as foreign, in order.
+func (f *FakeProvider) Refused() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.refused)
+}
+
 // Calls returns how many times a method ("Clone", "List", ...) was called.
 func (f *FakeProvider) Calls(method string) int {
 	f.mu.Lock()
@@ -253,7 +269,8 @@ func (f *FakeProvider) Clone(ctx context.Context, spec CloneSpec) error {
 		return fmt.Errorf("clone %s: %w", spec.Name, ErrExists)
 	}
 	vm := &FakeVM{
-		Info:       VMInfo{Name: spec.Name, PoweredOn: true, GuestHostname: spec.Name},
+		Info: VMInfo{Name: spec.Name, PoweredOn: true, GuestHostname: spec.Name,
+			Owner: Owner{Instance: spec.Instance, Pool: spec.Pool}},
 		Pool:       spec.Pool,
 		Folder:     spec.Folder,
 		Datacenter: spec.Datacenter,
@@ -326,12 +343,17 @@ func (f *FakeProvider) lookup(method string, loc Location) (*FakeVM, error) {
 	return vm, nil
 }
 
-// Destroy implements Provider.
+// Destroy implements Provider: like vsphere's, it refuses (ErrForeign) a
+// VM that loc.Mine does not accept.
 func (f *FakeProvider) Destroy(ctx context.Context, loc Location) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if _, err := f.lookup("Destroy", loc); err != nil {
+	vm, err := f.lookup("Destroy", loc)
+	if err != nil {
 		return err
+	} else if !loc.Mine(vm.Info.Owner) {
+		f.refused = append(f.refused, loc.Name)
+		return fmt.Errorf("destroy %s: marker %+v: %w", loc.Name, vm.Info.Owner, ErrForeign)
 	}
 	delete(f.vms, loc.Name)
 	f.destroyed = append(f.destroyed, loc.Name)
@@ -388,10 +410,14 @@ func (f *FakeProvider) Annotate(ctx context.Context, loc Location, values map[st
 	vm, err := f.lookup("Annotate", loc)
 	if err != nil {
 		return err
+	} else if f.noteErr != nil {
+		return f.noteErr
 	}
 	if vm.Notes == nil {
 		vm.Notes = make(map[string]string)
 	}
 	maps.Copy(vm.Notes, values)
+	// List returns the attributes, as vSphere's custom values are.
+	vm.Info.Attributes = maps.Clone(vm.Notes)
 	return nil
 }

@@ -29,16 +29,23 @@ type Manager struct {
 	NewName  func(prefix string) string // hostname generator, default NewHostname
 	Observer Observer                   // told of clones, boots and provider errors (metrics)
 
-	CallTimeout   time.Duration // deadline of each List, Destroy, Annotate (default 2m)
-	CheckTimeout  time.Duration // deadline of each ready check (default 30s)
-	JobTimeout    time.Duration // deadline of a snapshot, revert or add-disk (default 30m)
-	JobRetryFor   time.Duration // how long a job failing with ErrTransient stays queued (default 1h)
-	Parallel      int           // ready checks and destroys run at once in a pass (default 16)
-	BackoffMin    time.Duration // first delay after a failed List (default 1s)
-	BackoffMax    time.Duration // cap of the doubling delay (default 60s)
-	PurgeInterval time.Duration // how often store.Purge runs (default 1h)
-	PendingCheck  time.Duration // pass interval while VMs are pending (default 1s)
-	MinPassGap    time.Duration // least time between the starts of kicked passes (default 500ms)
+	CallTimeout     time.Duration // deadline of each List, Destroy, Annotate (default 2m)
+	CheckTimeout    time.Duration // deadline of each ready check (default 30s)
+	JobTimeout      time.Duration // deadline of a snapshot, revert or add-disk (default 30m)
+	JobRetryFor     time.Duration // how long a job failing with ErrTransient stays queued (default 1h)
+	Parallel        int           // ready checks and destroys run at once in a pass (default 16)
+	BackoffMin      time.Duration // first delay after a failed List (default 1s)
+	BackoffMax      time.Duration // cap of the doubling delay (default 60s)
+	PurgeInterval   time.Duration // how often store.Purge runs (default 1h)
+	PendingCheck    time.Duration // pass interval while VMs are pending (default 1s)
+	MinPassGap      time.Duration // least time between the starts of kicked passes (default 500ms)
+	ReadyBackoffMin time.Duration // refill pause after a pass whose new VMs failed their ready check (default 1m)
+	ReadyBackoffMax time.Duration // cap of that doubling pause (default 1h)
+
+	// instance is this pooler's id (the store's), written into every
+	// clone's marker; adopted are other instances whose VMs it took over.
+	instance string
+	adopted  map[string]bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -52,6 +59,7 @@ type Manager struct {
 	inflight map[string]*cloneTask   // hostname → clone in progress
 	cloneBO  map[string]*poolBackoff // pool → backoff after failed clones
 	jobs     map[uint64]string       // job id → hostname, while running
+	health   map[string]*poolHealth  // pool → foreign VMs, ready failures (for /status)
 
 	// Pass-owned (passMu).
 	cloneSem  chan struct{} // task_limit
@@ -61,8 +69,9 @@ type Manager struct {
 	annotated map[string]map[string]bool      // pool → running hosts annotated
 	backoff   map[string]*poolBackoff
 	lastPurge time.Time
-	warned    map[string]bool // unconfigured pools already logged
-	retired   map[string]bool // pools SetConfig removed, kept at size 0 until drained
+	warned    map[string]bool         // unconfigured pools already logged
+	readyBO   map[string]*poolBackoff // pool → pause after failed ready checks
+	retired   map[string]bool         // pools SetConfig removed, kept at size 0 until drained
 }
 
 // cloneTask is a clone running in a goroutine.
@@ -86,34 +95,44 @@ func NewManager(cfg *Config, st *store.Store, p Provider, logger *slog.Logger) *
 		logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	adopted := make(map[string]bool)
+	for _, id := range st.Adopted() {
+		adopted[id] = true
+	}
 	return &Manager{
-		Config:        cfg,
-		Store:         st,
-		Provider:      p,
-		Logger:        logger,
-		Now:           time.Now,
-		NewName:       NewHostname,
-		Observer:      NopObserver{},
-		CallTimeout:   2 * time.Minute,
-		CheckTimeout:  30 * time.Second,
-		JobTimeout:    30 * time.Minute,
-		JobRetryFor:   time.Hour,
-		Parallel:      16,
-		BackoffMin:    time.Second,
-		BackoffMax:    time.Minute,
-		PurgeInterval: time.Hour,
-		PendingCheck:  time.Second,
-		MinPassGap:    500 * time.Millisecond,
-		ctx:           ctx,
-		cancel:        cancel,
-		kick:          make(chan struct{}, 1),
-		inflight:      make(map[string]*cloneTask),
-		cloneBO:       make(map[string]*poolBackoff),
-		jobs:          make(map[uint64]string),
-		checked:       make(map[string]map[string]time.Time),
-		annotated:     make(map[string]map[string]bool),
-		backoff:       make(map[string]*poolBackoff),
-		warned:        make(map[string]bool),
+		instance:        st.Instance(),
+		adopted:         adopted,
+		health:          make(map[string]*poolHealth),
+		readyBO:         make(map[string]*poolBackoff),
+		ReadyBackoffMin: time.Minute,
+		ReadyBackoffMax: time.Hour,
+		Config:          cfg,
+		Store:           st,
+		Provider:        p,
+		Logger:          logger,
+		Now:             time.Now,
+		NewName:         NewHostname,
+		Observer:        NopObserver{},
+		CallTimeout:     2 * time.Minute,
+		CheckTimeout:    30 * time.Second,
+		JobTimeout:      30 * time.Minute,
+		JobRetryFor:     time.Hour,
+		Parallel:        16,
+		BackoffMin:      time.Second,
+		BackoffMax:      time.Minute,
+		PurgeInterval:   time.Hour,
+		PendingCheck:    time.Second,
+		MinPassGap:      500 * time.Millisecond,
+		ctx:             ctx,
+		cancel:          cancel,
+		kick:            make(chan struct{}, 1),
+		inflight:        make(map[string]*cloneTask),
+		cloneBO:         make(map[string]*poolBackoff),
+		jobs:            make(map[uint64]string),
+		checked:         make(map[string]map[string]time.Time),
+		annotated:       make(map[string]map[string]bool),
+		backoff:         make(map[string]*poolBackoff),
+		warned:          make(map[string]bool),
 	}
 }
 
@@ -439,9 +458,16 @@ func (m *Manager) poolReadyTTL(pc PoolConfig) time.Duration {
 	return Minutes(positive(pc.ReadyTTL, positive(m.Config.ReadyTTL, 60)))
 }
 
-// location names a VM of a pool for the provider.
-func location(pc PoolConfig, host string) Location {
-	return Location{Pool: pc.Name, Name: host, Folder: pc.Folder, Datacenter: pc.Datacenter}
+// location names a VM of a pool for the provider; known says the store
+// has a record of it (see Location.Mine).
+func (m *Manager) location(pc PoolConfig, host string, known bool) Location {
+	owners := make([]string, 0, 1+len(m.adopted))
+	owners = append(owners, m.instance)
+	for id := range m.adopted {
+		owners = append(owners, id)
+	}
+	return Location{Pool: pc.Name, Name: host, Folder: pc.Folder, Datacenter: pc.Datacenter,
+		Owners: owners, Known: known}
 }
 
 // fmtMinutes writes a duration in the config's unit: "15m".

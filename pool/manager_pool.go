@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -41,11 +40,15 @@ type poolRun struct {
 
 	checks   []readyCheck
 	destroys []store.VM // completed VMs present in the inventory
-	orphans  []string
+	orphans  []string   // this pooler's VMs (by marker) that no live record claims
+	foreign  []VMInfo   // VMs this pooler did not make: never touched
 	annotate []store.VM
 	ready    []store.VM // pooled ready VMs still ready
 	pending  []store.VM // pooled pending VMs still pending
 	errs     []error
+
+	readyOK   int    // VMs that proved ready this pass (see proved)
+	readyFail string // why a VM failed its ready check this pass, if one did
 }
 
 // readyCheck is one VM to run the provider's ready check on.
@@ -142,7 +145,9 @@ func (m *Manager) reconcilePool(ctx context.Context, pc PoolConfig, f *poolFetch
 	r.runChecks()
 	r.removeExcess()
 	r.runDestroys()
-	p.deficit = p.size - len(r.ready) - len(r.pending)
+	m.noteForeign(pc, r.foreign)
+	m.readyOutcome(pc.Name, r.readyOK, r.readyFail, now)
+	p.deficit = m.readyLimit(pc.Name, p.size-len(r.ready)-len(r.pending), len(r.pending), now)
 	next := make(map[string]time.Time, len(r.ready))
 	for _, vm := range r.ready {
 		if t, ok := r.checked[vm.Hostname]; ok {
@@ -271,15 +276,17 @@ func (r *poolRun) classifyCompleted(vm store.VM) {
 	r.destroys = append(r.destroys, vm)
 }
 
-// findOrphans picks VMs in the pool's folder that no live record claims.
+// findOrphans sorts the VMs in the pool's folder that no live record
+// claims: those whose marker names this pooler (or an adopted instance)
+// are orphans, to destroy; an adopted instance's VM that was checked out
+// there is taken over as running; every other VM is foreign and left alone.
 func (r *poolRun) findOrphans(vms []store.VM) {
 	known := make(map[string]bool, len(vms))
 	for _, vm := range vms {
 		known[vm.Hostname] = true
 	}
-	templates := map[string]bool{path.Base(r.pass.cfg.Template): true, path.Base(r.pass.template): true}
-	for name := range r.inv {
-		if known[name] || r.flying[name] || templates[name] {
+	for name, info := range r.inv {
+		if known[name] || r.flying[name] {
 			continue
 		}
 		// A live record of another pool sharing the folder is not an orphan.
@@ -290,9 +297,39 @@ func (r *poolRun) findOrphans(vms []store.VM) {
 			r.errs = append(r.errs, err)
 			continue
 		}
-		r.orphans = append(r.orphans, name)
+		switch {
+		case info.Owner.Instance == r.m.instance && r.m.instance != "":
+			r.orphans = append(r.orphans, name)
+		case r.m.adopted[info.Owner.Instance] && err != nil:
+			if !r.adoptRunning(info) {
+				r.orphans = append(r.orphans, name)
+			}
+		default:
+			r.foreign = append(r.foreign, info)
+		}
 	}
 	slices.Sort(r.orphans)
+	slices.SortFunc(r.foreign, func(a, b VMInfo) int { return strings.Compare(a.Name, b.Name) })
+}
+
+// adoptRunning takes over a VM of an adopted instance that was checked out
+// there (its vmpooler_checkout attribute says when, vmpooler_user by whom):
+// it becomes running here and lives out its lifetime. It reports false for
+// a VM that was not checked out (ready or pending there: an orphan here).
+func (r *poolRun) adoptRunning(info VMInfo) bool {
+	at, err := time.Parse(time.RFC3339, info.Attributes["vmpooler_checkout"])
+	if err != nil {
+		return false
+	}
+	vm := store.VM{Hostname: info.Name, Pool: r.pass.cfg.Name, Template: r.pass.template,
+		CloneTarget: r.pass.cloneTarget, CheckedOut: at, User: info.Attributes["vmpooler_user"], IP: info.IP}
+	if err := r.m.Store.AddRunning(vm); err != nil {
+		r.errs = append(r.errs, fmt.Errorf("adopting %s: %w", info.Name, err))
+		return true // neither destroy it nor call it foreign; try again next pass
+	}
+	r.m.Logger.Info("vm adopted", "pool", vm.Pool, "hostname", vm.Hostname, "to", store.StateRunning,
+		"instance", info.Owner.Instance, "user", vm.User, "checked_out", at)
+	return true
 }
 
 // runChecks runs the ready checks (and first annotations of running VMs)
@@ -315,10 +352,14 @@ func (r *poolRun) runChecks() {
 		defer cancel()
 		values := map[string]string{"vmpooler_pool": vm.Pool, "vmpooler_user": vm.User,
 			"vmpooler_checkout": vm.CheckedOut.UTC().Format(time.RFC3339)}
-		if err := m.Provider.Annotate(ctx, location(r.pass.cfg, vm.Hostname), values); err != nil {
+		if err := m.Provider.Annotate(ctx, m.location(r.pass.cfg, vm.Hostname, true), values); err != nil {
 			m.observer().ProviderError("annotate", err)
-			m.Logger.Warn("annotating vm", "pool", vm.Pool, "hostname", vm.Hostname, "err", err)
-			return
+			if errors.Is(err, ErrTransient) {
+				m.Logger.Warn("annotating vm; trying again next pass", "pool", vm.Pool, "hostname", vm.Hostname, "err", err)
+				return
+			}
+			// Refused (a missing privilege, say): tried once per VM, not every pass.
+			m.Logger.Warn("annotating vm failed; not trying again for this vm", "pool", vm.Pool, "hostname", vm.Hostname, "err", err)
 		}
 		annotated[i] = true
 	})
@@ -339,6 +380,9 @@ func (r *poolRun) runChecks() {
 func (r *poolRun) applyPending(c readyCheck) {
 	vm := c.vm
 	if c.err == nil && c.ok {
+		if r.proved(c) {
+			r.readyOK++
+		}
 		if err := r.m.Store.MarkReady(vm.Hostname, c.info.IP); err != nil {
 			r.errs = append(r.errs, fmt.Errorf("marking %s ready: %w", vm.Hostname, err))
 			return
@@ -371,6 +415,7 @@ func (r *poolRun) applyPending(c readyCheck) {
 		why = c.err.Error()
 	}
 	if timeout := r.m.poolTimeout(r.pass.cfg); r.now.Sub(vm.Started) > timeout {
+		r.readyFailed("failed ready check: " + why + " after " + fmtMinutes(timeout))
 		r.fail(vm, "failed ready check: "+why+" after "+fmtMinutes(timeout))
 		return
 	}
@@ -378,22 +423,52 @@ func (r *poolRun) applyPending(c readyCheck) {
 }
 
 func (r *poolRun) applyReady(c readyCheck) {
+	why := ""
 	switch {
 	case c.err != nil && errors.Is(c.err, ErrTransient):
 		// vCenter hiccup: keep the VM, check again next pass.
 		r.ready = append(r.ready, c.vm)
+		return
 	case c.err != nil:
-		r.fail(c.vm, "failed ready check: "+c.err.Error())
+		why = "failed ready check: " + c.err.Error()
 	case !c.ok:
-		r.fail(c.vm, "failed ready check: "+c.why)
+		why = "failed ready check: " + c.why
 	case r.hostnameMismatch(c):
 		// Another machine answers for this VM's name (a guest that kept its
 		// template's name, or a clash): handing it out would be wrong.
-		r.fail(c.vm, fmt.Sprintf("hostname mismatch: the guest reports %q", c.info.GuestHostname))
+		why = fmt.Sprintf("hostname mismatch: the guest reports %q", c.info.GuestHostname)
 	default:
+		if r.proved(c) {
+			r.readyOK++
+		}
 		r.checked[c.vm.Hostname] = r.now
 		r.ready = append(r.ready, c.vm)
+		return
 	}
+	r.readyFailed(why)
+	r.fail(c.vm, why)
+}
+
+// readyFailed notes the pass's first ready-check failure (readyOutcome).
+func (r *poolRun) readyFailed(why string) {
+	if r.readyFail == "" {
+		r.readyFail = why
+	}
+}
+
+// proved reports whether a VM that passed its ready check counts as the
+// pool's new VMs working, which ends a ready backoff: its guest already
+// reports the right hostname (or the pool does not check it), or it has
+// stayed ready past the minute the hostname check allows.
+func (r *poolRun) proved(c readyCheck) bool {
+	if c.vm.State == store.StateReady && r.now.Sub(c.vm.Ready) >= time.Minute {
+		return true
+	}
+	if !r.m.Config.HostnameMismatchCheck(r.pass.cfg) {
+		return true
+	}
+	short, _, _ := strings.Cut(c.info.GuestHostname, ".")
+	return short != "" && strings.EqualFold(short, c.vm.Hostname)
 }
 
 // hostnameMismatch reports whether a ready VM's guest, a minute after it
@@ -476,7 +551,9 @@ func (m *Manager) destroyRecord(pool, host string, from store.State, reason stri
 }
 
 // runDestroys deletes completed VMs and orphans from vSphere in parallel;
-// a VM already gone (ErrNotFound) counts as destroyed.
+// a VM already gone (ErrNotFound) counts as destroyed. A VM the provider
+// refuses as not this pooler's (ErrForeign: its marker names another
+// instance) is left in vSphere and its record is closed.
 func (r *poolRun) runDestroys() {
 	m := r.m
 	n := len(r.destroys)
@@ -486,17 +563,23 @@ func (r *poolRun) runDestroys() {
 		if i < n {
 			name, reason = r.destroys[i].Hostname, r.destroys[i].Reason
 		} else {
-			name, reason = r.orphans[i-n], "orphan: in the pool folder, unknown to the store"
+			name, reason = r.orphans[i-n], "orphan: this pooler's VM in the pool folder, unknown to the store"
 		}
 		ctx, cancel := context.WithTimeout(r.ctx, m.CallTimeout)
-		err := m.Provider.Destroy(ctx, location(r.pass.cfg, name))
+		err := m.Provider.Destroy(ctx, m.location(r.pass.cfg, name, i < n))
 		cancel()
-		if err != nil && !errors.Is(err, ErrNotFound) {
+		switch {
+		case errors.Is(err, ErrForeign):
+			m.Logger.Warn("not destroying a vm this pooler did not create", "pool", r.pass.cfg.Name, "hostname", name, "err", err)
+			if i >= n {
+				return
+			}
+			reason = "left in vSphere: not created by this pooler (" + reason + ")"
+		case err != nil && !errors.Is(err, ErrNotFound):
 			m.observer().ProviderError("destroy", err)
 			m.Logger.Warn("destroying vm", "pool", r.pass.cfg.Name, "hostname", name, "err", err)
 			return
-		}
-		if i >= n {
+		case i >= n:
 			m.Logger.Info("orphan destroyed", "pool", r.pass.cfg.Name, "hostname", name, "reason", reason)
 			return
 		}

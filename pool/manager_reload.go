@@ -49,8 +49,16 @@ func (m *Manager) SetConfig(cfg *Config) {
 		m.cloneSem = make(chan struct{}, positive(next.TaskLimit, 10))
 		m.odSem = make(chan struct{}, positive(next.OndemandCloneLimit, 10))
 	}
-	m.Config = &next
+	m.setConfig(&next)
 	m.Kick()
+}
+
+// setConfig replaces the configuration; Health reads it under m.mu. The
+// caller holds passMu.
+func (m *Manager) setConfig(c *Config) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.Config = c
 }
 
 // pruneRetired forgets retired pools that hold no live VM any more.
@@ -67,6 +75,11 @@ func (m *Manager) pruneRetired() {
 			delete(m.checked, p.Name)
 			delete(m.annotated, p.Name)
 			delete(m.backoff, p.Name)
+			m.mu.Lock()
+			delete(m.readyBO, p.Name)
+			delete(m.cloneBO, p.Name)
+			delete(m.health, p.Name)
+			m.mu.Unlock()
 			m.Logger.Info("removed pool drained; forgotten", "pool", p.Name)
 			continue
 		}
@@ -75,7 +88,7 @@ func (m *Manager) pruneRetired() {
 	if len(kept) != len(m.Config.Pools) {
 		next := *m.Config
 		next.Pools = kept
-		m.Config = &next
+		m.setConfig(&next)
 	}
 }
 

@@ -213,8 +213,15 @@ func TestManagerPendingTimeout(t *testing.T) {
 	if _, ok := e.fp.VM(host); ok {
 		t.Error("timed-out vm still in vSphere")
 	}
+	// A pass whose new VM failed its ready check pauses the refill for
+	// ReadyBackoffMin, then clones one probe.
+	if got := e.count(t, "p1", store.StatePending); got != 0 {
+		t.Errorf("refill right after a ready failure: pending = %d, want 0 (backing off)", got)
+	}
+	e.clk.Advance(time.Minute)
+	e.pass(t)
 	if got := e.count(t, "p1", store.StatePending); got != 1 {
-		t.Errorf("refill: pending = %d, want 1", got)
+		t.Errorf("refill after the pause: pending = %d, want 1", got)
 	}
 }
 
@@ -381,9 +388,10 @@ func TestManagerReturnDestroys(t *testing.T) {
 func TestManagerOrphansAndVanished(t *testing.T) {
 	e := mustManager(t, nil, mgrTestPool("p1", 2))
 	ready := e.fillReady(t, "p1", 2)
-	e.fp.Add("DC0", "vmpooler/p1", VMInfo{Name: "stray", PoweredOn: true})
-	e.fp.Add("DC0", "vmpooler/p1", VMInfo{Name: "p1"}) // the template's name
-	e.fp.Add("DC0", "elsewhere", VMInfo{Name: "other"})
+	mine := Owner{Instance: e.st.Instance(), Pool: "p1"}
+	e.fp.Add("DC0", "vmpooler/p1", VMInfo{Name: "stray", PoweredOn: true, Owner: mine})
+	e.fp.Add("DC0", "vmpooler/p1", VMInfo{Name: "p1"}) // the template's name, unmarked: foreign
+	e.fp.Add("DC0", "elsewhere", VMInfo{Name: "other", Owner: mine})
 	e.fp.Vanish(ready[0])
 	e.pass(t)
 	if _, ok := e.fp.VM("stray"); ok {

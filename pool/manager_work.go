@@ -60,6 +60,7 @@ func (m *Manager) startClone(p *poolPass, req *store.Request, sem chan struct{})
 	spec := CloneSpec{
 		Pool:        pc.Name,
 		Name:        vm.Hostname,
+		Instance:    m.instance,
 		Template:    p.template,
 		Folder:      pc.Folder,
 		Datastore:   pc.Datastore,
@@ -132,9 +133,12 @@ func (m *Manager) runClone(ctx context.Context, spec CloneSpec, sem chan struct{
 	}
 	if !errors.Is(err, ErrExists) { // ErrExists: that VM is someone else's
 		dctx, cancel := context.WithTimeout(m.ctx, m.CallTimeout)
-		derr := m.Provider.Destroy(dctx, Location{Pool: spec.Pool, Name: spec.Name, Folder: spec.Folder, Datacenter: spec.Datacenter})
+		loc := m.location(PoolConfig{Name: spec.Pool, Folder: spec.Folder, Datacenter: spec.Datacenter}, spec.Name, true)
+		derr := m.Provider.Destroy(dctx, loc)
 		cancel()
-		if derr != nil && !errors.Is(derr, ErrNotFound) {
+		if errors.Is(derr, ErrForeign) {
+			log.Warn("not destroying a vm this pooler did not create", "err", derr)
+		} else if derr != nil && !errors.Is(derr, ErrNotFound) {
 			m.observer().ProviderError("destroy", derr)
 			log.Warn("destroying failed clone; left completed for the next pass", "err", derr)
 			return
@@ -277,7 +281,7 @@ func (m *Manager) startJobs(now time.Time) error {
 		m.jobs[j.ID] = j.Hostname
 		m.mu.Unlock()
 		m.work.Add(1)
-		go m.runJob(j, location(pc, j.Hostname))
+		go m.runJob(j, m.location(pc, j.Hostname, true))
 	}
 	return errors.Join(errs...)
 }

@@ -8,6 +8,11 @@ package pool
 import (
 	"context"
 	"errors"
+	"fmt"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -32,8 +37,11 @@ type Config struct {
 	DataTTL               int      `toml:"data_ttl"`         // hours a destroyed record is kept, default 168
 	// CheckHostnameMismatch fails a ready VM whose guest reports another
 	// hostname (upstream check_ready_vm_hostname_for_mismatch; default true).
-	CheckHostnameMismatch *bool        `toml:"check_ready_vm_hostname_for_mismatch"`
-	Pools                 []PoolConfig `toml:"-"`
+	CheckHostnameMismatch *bool `toml:"check_ready_vm_hostname_for_mismatch"`
+	// CloneTarget is upstream's global clone_target: the default of pools
+	// that name none.
+	CloneTarget string       `toml:"clone_target"`
+	Pools       []PoolConfig `toml:"-"`
 }
 
 // PoolConfig is one [[pools]] entry.
@@ -53,6 +61,38 @@ type PoolConfig struct {
 	LinkedClone           *bool   `toml:"create_linked_clone"`
 	ReadyCheck            string  `toml:"ready_check"`                 // "ssh" (tcp:22, default on real vCenter), "tcp:<port>", "tools", "none"
 	CheckHostnameMismatch *bool   `toml:"check_hostname_for_mismatch"` // per-pool override of the global check
+	// Network is the port group the clones' first NIC connects to
+	// (upstream's pool network); "" keeps the template's.
+	Network string `toml:"network"`
+	// SnapshotMainMemIOBlockPages and SnapshotMainMemIOWait set the clones'
+	// mainMem.ioBlockPages and mainMem.iowait (upstream's keys; faster
+	// memory snapshots on big guests). 0 leaves them unset.
+	SnapshotMainMemIOBlockPages IntString `toml:"snapshot_mainMem_ioBlockPages"`
+	SnapshotMainMemIOWait       IntString `toml:"snapshot_mainMem_iowait"`
+}
+
+// IntString is a whole number that TOML may give as a number or, as
+// upstream's YAML often does, a string of digits.
+type IntString int
+
+// UnmarshalTOML accepts an integer or a string of digits.
+func (n *IntString) UnmarshalTOML(v any) error {
+	switch v := v.(type) {
+	case int64:
+		*n = IntString(v)
+	case string:
+		i, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			return fmt.Errorf("want a whole number, got %q", v)
+		}
+		*n = IntString(i)
+	default:
+		return fmt.Errorf("want a whole number, got %v", v)
+	}
+	if *n < 0 {
+		return fmt.Errorf("must not be negative (got %d)", *n)
+	}
+	return nil
 }
 
 // Aliases is a pool's alias list; TOML may give a string or a list.
@@ -83,6 +123,7 @@ func (a *Aliases) UnmarshalTOML(v any) error {
 type CloneSpec struct {
 	Pool        string
 	Name        string // the new VM's name and hostname
+	Instance    string // this pooler's instance id, for the clone's ownership marker
 	Template    string // path relative to <datacenter>/vm/
 	Folder      string // path relative to <datacenter>/vm/
 	Datastore   string
@@ -99,6 +140,20 @@ type VMInfo struct {
 	IP            string
 	GuestHostname string
 	Attributes    map[string]string // custom values / annotation fields
+	Owner         Owner             // the ownership marker; zero when the VM has none
+	Path          string            // inventory path, for messages ("" if the provider has none)
+	// Unknown: the VM's host is disconnected or not responding, so its
+	// guest data would be stale (IP, Tools and hostname are left empty).
+	Unknown bool
+}
+
+// Owner is the ownership marker every clone carries in vCenter (the
+// vsphere provider keeps it in the VM's extraConfig): the pooler instance
+// that made it and its pool. The pooler destroys only VMs whose marker
+// names its own instance (or an adopted one), or VMs its store knows.
+type Owner struct {
+	Instance string
+	Pool     string
 }
 
 // Location names a VM for operations on it.
@@ -107,6 +162,21 @@ type Location struct {
 	Name       string
 	Folder     string
 	Datacenter string
+	// Owners are the instance ids whose marker makes the VM this pooler's
+	// to destroy; Known says the store has a record of it, which makes a VM
+	// without a marker (cloned before markers existed) this pooler's too.
+	Owners []string
+	Known  bool
+}
+
+// Mine reports whether a VM with marker o at l may be powered off or
+// destroyed: its marker names one of l.Owners, or it has no marker and
+// l.Known. A VM marked by another instance is never this pooler's.
+func (l Location) Mine(o Owner) bool {
+	if o.Instance == "" {
+		return l.Known
+	}
+	return slices.Contains(l.Owners, o.Instance)
 }
 
 // Provider is the hypervisor. Every method honours ctx's deadline and
@@ -121,7 +191,9 @@ type Provider interface {
 	List(ctx context.Context, datacenter, folder string) ([]VMInfo, error)
 	// Ready reports whether a listed VM passes the pool's ready check.
 	Ready(ctx context.Context, vm VMInfo, check string) (bool, string, error)
-	// Destroy powers the VM off if needed and deletes it. ErrNotFound if gone.
+	// Destroy powers the VM off if needed and deletes it, after checking
+	// in the same read that loc.Mine(its marker) and that it is not a
+	// template (ErrForeign otherwise: nothing is done). ErrNotFound if gone.
 	Destroy(ctx context.Context, loc Location) error
 	// Snapshot creates a named snapshot; Revert reverts to one.
 	Snapshot(ctx context.Context, loc Location, name string) error
@@ -139,6 +211,13 @@ var (
 	ErrPowerState = errors.New("invalid power state")
 	ErrAuth       = errors.New("authentication failed")
 	ErrTransient  = errors.New("vCenter unreachable or busy")
+	ErrForeign    = errors.New("not created by this pooler")
+	// ErrCapacity: vCenter lacks memory, CPU, storage or HA failover
+	// capacity; such errors also wrap ErrTransient (retried with backoff).
+	ErrCapacity = errors.New("vCenter is out of capacity")
+	// ErrPermission: the vCenter user lacks a privilege (the message names
+	// it); retrying does not help until an administrator grants it.
+	ErrPermission = errors.New("permission denied")
 )
 
 // Defaults fills zero values with upstream's defaults.
@@ -165,10 +244,31 @@ func (c *Config) Defaults() {
 		}
 		def(&p.Timeout, c.Timeout)
 		def(&p.ReadyTTL, c.ReadyTTL)
+		if p.CloneTarget == "" {
+			p.CloneTarget = c.CloneTarget
+		}
 		if p.Domain == "" {
 			p.Domain = c.Domain
 		}
 	}
+}
+
+// CheckFolder reports why pool p's folder cannot be a pool folder, naming
+// the key: every VM in a pool folder that this pooler did not make is left
+// alone, but a folder shared with other VMs still invites mistakes, so the
+// folder must be given, must not be the datacenter's root VM folder, and
+// must not hold the pool's template.
+func CheckFolder(p PoolConfig) error {
+	folder := strings.Trim(p.Folder, "/")
+	switch {
+	case folder == "" || folder == ".":
+		return errors.New("folder is required: the folder (below the datacenter's VM folder) that holds only this pool's VMs; the root VM folder cannot be a pool folder")
+	case strings.Contains(folder, "//") || strings.Contains("/"+folder+"/", "/../"):
+		return fmt.Errorf("folder %q is not a clean inventory path", p.Folder)
+	case p.Template != "" && path.Dir(strings.Trim(p.Template, "/")) == folder:
+		return fmt.Errorf("folder %q holds the pool's template %q: put the template in another folder", p.Folder, p.Template)
+	}
+	return nil
 }
 
 // Pool returns the named pool's config.

@@ -93,6 +93,7 @@ func ptr[T any](v T) *T { return &v }
 func TestSetConfigWhileServing(t *testing.T) {
 	e := mustManager(t, nil, mgrTestPool("a", 3), mgrTestPool("b", 3))
 	svc := NewService(e.m.Config, e.st, nil)
+	svc.Health = e.m.Health
 	e.pass(t)
 	e.pass(t)
 	done := make(chan struct{})
@@ -107,6 +108,7 @@ func TestSetConfigWhileServing(t *testing.T) {
 			svc.Status()
 			svc.Resolve("b")
 			svc.Effective()
+			e.m.Health()
 		}
 	}()
 	for i := range 20 {

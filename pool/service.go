@@ -32,6 +32,8 @@ type Service struct {
 	TagFilter map[string]string
 	// Cloning, when set, reports how many clones are in flight (for /status).
 	Cloning func() int
+	// Health, when set, reports each pool's PoolHealth (the manager's).
+	Health func() map[string]PoolHealth
 
 	initOnce sync.Once
 	cur      atomic.Pointer[svcState] // the configuration in force (SetConfig swaps it)

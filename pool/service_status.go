@@ -29,6 +29,7 @@ type PoolStatus struct {
 	Ready, Running, Pending, Max int
 	LastBoot                     time.Time
 	Alias                        []string
+	Health                       PoolHealth // foreign VMs, ready failures, notes
 }
 
 // statusTTL is how long Status reuses today's rollup and the overrides,
@@ -44,6 +45,10 @@ func (s *Service) Status() (Status, error) {
 		return Status{}, err
 	}
 	counts := s.Store.Counts()
+	var health map[string]PoolHealth
+	if s.Health != nil {
+		health = s.Health()
+	}
 	var st Status
 	for _, p := range s.Current().Pools {
 		c := counts[p.Name]
@@ -52,7 +57,7 @@ func (s *Service) Status() (Status, error) {
 			size = *o.Size
 		}
 		st.Pools = append(st.Pools, PoolStatus{Name: p.Name, Ready: c.Ready, Running: c.Running,
-			Pending: c.Pending, Max: size, LastBoot: c.LastReady, Alias: p.Alias})
+			Pending: c.Pending, Max: size, LastBoot: c.LastReady, Alias: p.Alias, Health: health[p.Name]})
 		st.Current += c.Ready
 		st.Total += size
 		st.Queue.Pending += c.Pending

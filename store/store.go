@@ -15,7 +15,7 @@ import (
 // Bucket names. Every index is keyed by timeKey (after a prefix in pools)
 // so that a cursor walks it oldest first.
 var (
-	bucketMeta        = []byte("meta")             // "version" → schema version (8 bytes)
+	bucketMeta        = []byte("meta")             // "version" → schema version (8 bytes), "instance", "adopted" (instance.go)
 	bucketVMs         = []byte("vms")              // hostname → VM (vmcodec.go)
 	bucketPools       = []byte("pools")            // pool 0 state 0 timeKey(entered, host) → ""
 	bucketDestroyed   = []byte("destroyed")        // timeKey(destroyed, host) → "" (for Purge)
@@ -63,6 +63,9 @@ type Store struct {
 
 	mu     sync.RWMutex
 	counts counts // pool → index sizes, changed only after a commit
+
+	instance string   // this database's pooler instance id (instance.go)
+	adopted  []string // instance ids taken over, as of Open
 }
 
 // New returns a Store for the file at path with defaults set.
@@ -102,8 +105,16 @@ func (s *Store) Open() error {
 		return fmt.Errorf("open database %s: %w", s.Path, err)
 	}
 	var c counts
+	var instance string
+	var adopted []string
 	err = db.Update(func(tx *bolt.Tx) error {
 		if err := migrate(tx); err != nil {
+			return err
+		}
+		if instance, err = ensureInstance(tx); err != nil {
+			return err
+		}
+		if adopted, err = loadAdopted(tx); err != nil {
 			return err
 		}
 		c, err = loadCounts(tx)
@@ -113,7 +124,7 @@ func (s *Store) Open() error {
 		db.Close()
 		return fmt.Errorf("open database %s: %w", s.Path, err)
 	}
-	s.db, s.counts = db, c
+	s.db, s.counts, s.instance, s.adopted = db, c, instance, adopted
 	s.queue, s.qdone = make(chan *call, maxGroup), make(chan struct{})
 	go s.committer(s.queue, s.qdone)
 	return nil

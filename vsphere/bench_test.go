@@ -67,7 +67,7 @@ func fillFolder(ctx context.Context, p *Provider, folderPath string, n int) erro
 		return err
 	}
 	f.SetDatacenter(dc)
-	rp, err := resourcePool(ctx, f, "")
+	rp, err := resourcePool(ctx, f, dc, "")
 	if err != nil {
 		return err
 	}

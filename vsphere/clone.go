@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
@@ -52,7 +53,7 @@ func (p *Provider) Clone(ctx context.Context, spec pool.CloneSpec) error {
 	if err != nil {
 		return wrapErr(op, err)
 	}
-	if err := task.Wait(ctx); err != nil {
+	if _, err := waitTask(ctx, c, task.Reference()); err != nil {
 		return wrapErr(op, err)
 	}
 	return nil
@@ -64,7 +65,7 @@ func (p *Provider) cloneSpec(ctx context.Context, c *vim25.Client, spec pool.Clo
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	ref, err := findPath(ctx, c, "template", dc+"/vm/"+trimSlash(spec.Template))
+	ref, err := p.findPath(ctx, c, "template", dc+"/vm/"+trimSlash(spec.Template))
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -82,7 +83,7 @@ func (p *Provider) cloneSpec(ctx context.Context, c *vim25.Client, spec pool.Clo
 		return nil, nil, nil, err
 	}
 	f.SetDatacenter(dcObj)
-	rp, err := resourcePool(ctx, f, spec.CloneTarget)
+	rp, err := resourcePool(ctx, f, dcObj, spec.CloneTarget)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -93,7 +94,7 @@ func (p *Provider) cloneSpec(ctx context.Context, c *vim25.Client, spec pool.Clo
 		Config:   p.cloneConfig(spec),
 	}
 	if spec.Datastore != "" {
-		ds, err := f.Datastore(ctx, spec.Datastore)
+		ds, err := datastore(ctx, f, spec.Datastore)
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -101,26 +102,70 @@ func (p *Provider) cloneSpec(ctx context.Context, c *vim25.Client, spec pool.Clo
 		cs.Location.Datastore = &dsRef
 	}
 	if p.linked(spec) {
-		if err := linkedClone(ctx, tmpl, cs); err != nil {
+		linked, err := linkedClone(ctx, tmpl, cs)
+		if err != nil {
 			return nil, nil, nil, err
 		}
+		p.noteLinked(spec, linked)
+	}
+	if pc, ok := p.poolConfig(spec.Pool); ok && pc.Network != "" {
+		change, err := nicOnNetwork(ctx, f, tmpl, pc.Network)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		cs.Config.DeviceChange = append(cs.Config.DeviceChange, change)
 	}
 	return cs, folder, tmpl, nil
+}
+
+// poolConfig returns the configured pool name.
+func (p *Provider) poolConfig(name string) (pool.PoolConfig, bool) {
+	for _, pc := range p.pools {
+		if pc.Name == name {
+			return pc, true
+		}
+	}
+	return pool.PoolConfig{}, false
 }
 
 // linked applies create_linked_clones to pools that do not set
 // create_linked_clone themselves (the manager passes those as true).
 func (p *Provider) linked(spec pool.CloneSpec) bool {
-	for _, pc := range p.pools {
-		if pc.Name == spec.Pool && pc.LinkedClone == nil {
-			return p.cfg.LinkedClones()
-		}
+	if pc, ok := p.poolConfig(spec.Pool); ok && pc.LinkedClone == nil {
+		return p.cfg.LinkedClones()
 	}
 	return spec.LinkedClone
 }
 
-// cloneConfig sets upstream's annotation and guestinfo.hostname. (vcsim
-// ignores the annotation on clone; vCenter keeps it.)
+// nicOnNetwork edits the template's first network card, in the clone, to
+// connect to the network (a port group, standard or distributed) named
+// name, as upstream's pool network does.
+func nicOnNetwork(ctx context.Context, f *find.Finder, tmpl *object.VirtualMachine, name string) (types.BaseVirtualDeviceConfigSpec, error) {
+	network, err := f.Network(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("network %q: %w", name, err)
+	}
+	backing, err := network.EthernetCardBackingInfo(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("network %q: %w", name, err)
+	}
+	devices, err := tmpl.Device(ctx)
+	if err != nil {
+		return nil, err
+	}
+	nics := devices.SelectByType((*types.VirtualEthernetCard)(nil))
+	if len(nics) == 0 {
+		return nil, fmt.Errorf("network %q: the template has no network card to connect", name)
+	}
+	card := nics[0].(types.BaseVirtualEthernetCard).GetVirtualEthernetCard()
+	card.Backing = backing
+	card.Connectable = &types.VirtualDeviceConnectInfo{Connected: true, StartConnected: true, AllowGuestControl: true}
+	return &types.VirtualDeviceConfigSpec{Operation: types.VirtualDeviceConfigSpecOperationEdit, Device: nics[0]}, nil
+}
+
+// cloneConfig sets upstream's annotation, guestinfo.hostname and the
+// ownership marker (owner.go). (vcsim ignores the annotation on clone;
+// vCenter keeps it.)
 func (p *Provider) cloneConfig(spec pool.CloneSpec) *types.VirtualMachineConfigSpec {
 	note, _ := json.MarshalIndent(map[string]string{
 		"name":               spec.Name,
@@ -128,70 +173,74 @@ func (p *Provider) cloneConfig(spec pool.CloneSpec) *types.VirtualMachineConfigS
 		"base_template":      spec.Template,
 		"creation_timestamp": time.Now().UTC().Format(time.RFC3339),
 	}, "", "  ")
-	return &types.VirtualMachineConfigSpec{
-		Annotation: string(note),
-		ExtraConfig: []types.BaseOptionValue{
-			&types.OptionValue{Key: "guestinfo.hostname", Value: spec.Name},
-		},
+	extra := append([]types.BaseOptionValue{
+		&types.OptionValue{Key: "guestinfo.hostname", Value: spec.Name},
+	}, markerOptions(spec.Instance, spec.Pool)...)
+	if pc, ok := p.poolConfig(spec.Pool); ok {
+		if n := pc.SnapshotMainMemIOBlockPages; n > 0 {
+			extra = append(extra, &types.OptionValue{Key: "mainMem.ioBlockPages", Value: strconv.Itoa(int(n))})
+		}
+		if n := pc.SnapshotMainMemIOWait; n > 0 {
+			extra = append(extra, &types.OptionValue{Key: "mainMem.iowait", Value: strconv.Itoa(int(n))})
+		}
 	}
+	return &types.VirtualMachineConfigSpec{Annotation: string(note), ExtraConfig: extra}
 }
 
 // linkedClone makes cs a linked clone when the template allows it: from
 // its current snapshot, or onto its delta disks (upstream's
-// moveChildMostDiskBacking). Otherwise the clone is a full one.
-func linkedClone(ctx context.Context, tmpl *object.VirtualMachine, cs *types.VirtualMachineCloneSpec) error {
+// moveChildMostDiskBacking). Otherwise the clone is a full one, and it
+// reports false.
+func linkedClone(ctx context.Context, tmpl *object.VirtualMachine, cs *types.VirtualMachineCloneSpec) (bool, error) {
 	var mvm mo.VirtualMachine
 	if err := tmpl.Properties(ctx, tmpl.Reference(), []string{"snapshot", "config.hardware.device"}, &mvm); err != nil {
-		return err
+		return false, err
 	}
 	if mvm.Snapshot != nil && mvm.Snapshot.CurrentSnapshot != nil {
 		cs.Snapshot = mvm.Snapshot.CurrentSnapshot
 		cs.Location.DiskMoveType = string(types.VirtualMachineRelocateDiskMoveOptionsCreateNewChildDiskBacking)
-		return nil
+		return true, nil
 	}
 	if mvm.Config == nil {
-		return nil
+		return false, nil
 	}
 	for _, d := range object.VirtualDeviceList(mvm.Config.Hardware.Device).SelectByType((*types.VirtualDisk)(nil)) {
 		if b, ok := d.GetVirtualDevice().Backing.(*types.VirtualDiskFlatVer2BackingInfo); ok && b.Parent != nil {
 			cs.Location.DiskMoveType = string(types.VirtualMachineRelocateDiskMoveOptionsMoveChildMostDiskBacking)
-			return nil
+			return true, nil
 		}
 	}
-	return nil
+	return false, nil
 }
 
-// resourcePool resolves a clone target: a cluster or compute resource
-// (its root resource pool) or a resource pool path; empty means the
-// datacenter's first cluster, else its first compute resource.
-func resourcePool(ctx context.Context, f *find.Finder, target string) (*object.ResourcePool, error) {
-	if target == "" {
-		if cl, err := f.ClusterComputeResourceList(ctx, "*"); err == nil && len(cl) > 0 {
-			return cl[0].ResourcePool(ctx)
-		}
-		cr, err := f.ComputeResourceList(ctx, "*")
-		if err != nil {
-			return nil, fmt.Errorf("no compute resource to clone onto: %w", err)
-		}
-		return cr[0].ResourcePool(ctx)
+// noteLinked records whether a pool that asks for linked clones gets them.
+// When its template has no snapshot (nor delta disks) the clones are full
+// copies: said once in the log, and kept as a note for /status until a
+// clone is linked again.
+func (p *Provider) noteLinked(spec pool.CloneSpec, linked bool) {
+	p.notesMu.Lock()
+	defer p.notesMu.Unlock()
+	if linked {
+		delete(p.notes, spec.Pool)
+		return
 	}
-	cr, err := f.ComputeResource(ctx, target)
-	if err == nil {
-		return cr.ResourcePool(ctx)
+	note := fmt.Sprintf("linked clones requested, but template %s has no snapshot: making full clones (take a snapshot of the template to get linked clones)", spec.Template)
+	if p.notes[spec.Pool] != note {
+		p.logger.Warn("making full clones: the template has no snapshot", "pool", spec.Pool, "template", spec.Template,
+			"fix", "take a snapshot of the template (govc snapshot.create -vm <template> base), or set create_linked_clone = false")
+		p.notes[spec.Pool] = note
 	}
-	if !isFinderNotFound(err) {
-		return nil, err
+}
+
+// Notes implements pool.NoteProvider: pool → remarks for /status.
+func (p *Provider) Notes() map[string][]string {
+	p.notesMu.Lock()
+	defer p.notesMu.Unlock()
+	out := make(map[string][]string, len(p.notes))
+	for pl, n := range p.notes {
+		out[pl] = []string{n}
 	}
-	for _, p := range []string{target, "*/Resources/" + target, "*/Resources/*/" + target} {
-		rp, err := f.ResourcePool(ctx, p)
-		if err == nil {
-			return rp, nil
-		}
-		if !isFinderNotFound(err) {
-			return nil, err
-		}
-	}
-	return nil, notFound("clone target", target)
+	return out
 }
 
 func isFinderNotFound(err error) bool {
@@ -206,7 +255,7 @@ func (p *Provider) folder(ctx context.Context, c *vim25.Client, dc, rel string, 
 	if rel = trimSlash(rel); rel != "" {
 		full += "/" + rel
 	}
-	ref, err := findPath(ctx, c, "folder", full)
+	ref, err := p.findPath(ctx, c, "folder", full)
 	if err == nil {
 		f, ok := ref.(*object.Folder)
 		if !ok {

@@ -15,8 +15,16 @@ type Config struct {
 	// the simulator's credentials (default "user"/"pass").
 	Username string `toml:"username"`
 	Password string `toml:"password"`
-	// Insecure skips verification of vCenter's TLS certificate.
+	// Insecure skips verification of vCenter's TLS certificate (logged as
+	// a warning at start). Prefer CAFile or Thumbprint.
 	Insecure bool `toml:"insecure"`
+	// CAFile is a PEM bundle of the CA(s) that sign vCenter's certificate
+	// (for a VMCA-signed lab vCenter: its root certificate), trusted besides
+	// the system's roots.
+	CAFile string `toml:"ca_file"`
+	// Thumbprint pins vCenter's certificate by its SHA-256 (or SHA-1)
+	// fingerprint, "AB:CD:..." as govc and the vSphere client show it.
+	Thumbprint string `toml:"thumbprint"`
 	// Datacenter is the default datacenter (name or inventory path) for
 	// pools that do not name one. Empty means the only datacenter there is.
 	Datacenter string `toml:"datacenter"`
@@ -24,6 +32,10 @@ type Config struct {
 	// every operation except a clone (which the caller's context bounds).
 	// Default 60.
 	Timeout int `toml:"vsphere_timeout"`
+	// LoginHoldoff is the time in seconds after vCenter refused the login
+	// (wrong password) before the pooler tries again, so that it cannot
+	// lock the service account. Default 300.
+	LoginHoldoff int `toml:"login_holdoff"`
 	// CreateFolders creates a pool's missing folder (and its parents) on
 	// the first clone into it.
 	CreateFolders bool `toml:"create_folders"`
@@ -39,6 +51,9 @@ type Config struct {
 	// on, to report VMware Tools running, an IP and its hostname. Default
 	// 1; fractions are allowed (0.2). Only used with Simulator.
 	BootDelay float64 `toml:"boot_delay"`
+	// IPFamily is the address family ready checks prefer when a guest
+	// reports both: "ipv4" (default) or "ipv6".
+	IPFamily string `toml:"ip_family"`
 	// ReadyCheck is the ready check of pools that do not set one: "tools"
 	// (tools running and an IP), "ssh" (that, plus a TCP connect to port
 	// 22), "tcp:<port>" or "none" (powered on). Default "tools" on the
@@ -92,8 +107,14 @@ func (c Config) Validate() error {
 	if c.Timeout < 0 {
 		return fmt.Errorf("vsphere: vsphere_timeout must not be negative")
 	}
+	if c.LoginHoldoff < 0 {
+		return fmt.Errorf("[providers.vsphere] login_holdoff must not be negative")
+	}
 	if c.BootDelay < 0 {
 		return fmt.Errorf("vsphere: boot_delay must not be negative")
+	}
+	if c.IPFamily != "" && c.IPFamily != "ipv4" && c.IPFamily != "ipv6" {
+		return fmt.Errorf("[providers.vsphere] ip_family %q: want ipv4 or ipv6", c.IPFamily)
 	}
 	if c.ReadyCheck != "" {
 		if _, err := parseCheck(c.ReadyCheck); err != nil {
@@ -122,6 +143,13 @@ func (c Config) callTimeout() time.Duration {
 		return 60 * time.Second
 	}
 	return time.Duration(c.Timeout) * time.Second
+}
+
+func (c Config) loginHoldoff() time.Duration {
+	if c.LoginHoldoff <= 0 {
+		return 5 * time.Minute
+	}
+	return time.Duration(c.LoginHoldoff) * time.Second
 }
 
 func (c Config) bootDelay() time.Duration {

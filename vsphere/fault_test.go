@@ -3,6 +3,8 @@ package vsphere
 import (
 	"context"
 	"errors"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -247,5 +249,79 @@ func TestClassifyPlainErrors(t *testing.T) {
 	}
 	if err := wrapErr("op", notFound("VM", "x")); !errors.Is(err, pool.ErrNotFound) {
 		t.Errorf("wrapErr lost the class: %v", err)
+	}
+}
+
+// E1: vCenter answers with subclasses of the capacity faults; each is the
+// capacity class (and so retried with backoff), never an unclassified or
+// an authentication error. NoPermission names the missing privilege.
+func TestFaultClassesBySubclass(t *testing.T) {
+	pc := testPools()[0]
+	p := MustOpenSim(t, testPools())
+	var mu sync.Mutex
+	var next types.BaseMethodFault // the fault the clone task ends with (mu)
+	hookTemplate(t, p, pc, func(*simulator.Task) (types.AnyType, types.BaseMethodFault) {
+		mu.Lock()
+		defer mu.Unlock()
+		return nil, next
+	})
+	set := func(f types.BaseMethodFault) { mu.Lock(); next = f; mu.Unlock() }
+	for _, f := range []types.BaseMethodFault{
+		&types.InsufficientResourcesFault{},
+		&types.InsufficientStorageSpace{},
+		&types.InsufficientMemoryResourcesFault{},
+		&types.InsufficientHostMemoryCapacityFault{},
+		&types.InsufficientFailoverResourcesFault{},
+		&types.NoDiskSpace{},
+	} {
+		set(f)
+		err := p.Clone(ctxT(t), specFor(pc, "nope"))
+		if !errors.Is(err, pool.ErrCapacity) || !errors.Is(err, pool.ErrTransient) {
+			t.Errorf("clone task failing with %T: %v, want ErrCapacity and ErrTransient", f, err)
+		}
+	}
+	np := &types.NoPermission{PrivilegeId: "VirtualMachine.Provisioning.Clone",
+		Object: &types.ManagedObjectReference{Type: "VirtualMachine", Value: "vm-42"}}
+	set(np)
+	err := p.Clone(ctxT(t), specFor(pc, "nope"))
+	if !errors.Is(err, pool.ErrPermission) || errors.Is(err, pool.ErrAuth) ||
+		!strings.Contains(err.Error(), "VirtualMachine.Provisioning.Clone on VirtualMachine:vm-42") {
+		t.Errorf("NoPermission: %v, want ErrPermission naming the privilege and object, not ErrAuth", err)
+	}
+}
+
+// vCenter hides objects a user may not read, so "not found" says so.
+func TestFaultNotFoundMayBeInvisible(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	u := serveForTest(t, ctx, testPools())
+	p := New(Config{Server: u, Username: "user", Password: "pass", Insecure: true}, testPools(), testLogger(t))
+	if err := p.Open(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	_, err := p.List(ctxT(t), "dc1", "no/such/folder")
+	if !errors.Is(err, pool.ErrNotFound) || !strings.Contains(err.Error(), "not found, or not visible to user") {
+		t.Errorf("List of a missing folder: %v, want ErrNotFound saying it may be invisible to user", err)
+	}
+}
+
+// After a vCenter restart the custom field keys the provider cached may be
+// stale; an annotation with a stale key looks the field up again instead
+// of failing on every pass.
+func TestAnnotateStaleFieldKey(t *testing.T) {
+	pc := testPools()[0]
+	p := MustOpenSim(t, testPools())
+	ctx := ctxT(t)
+	mustClone(t, p, pc, "noted")
+	p.fieldsMu.Lock()
+	p.fields[9999] = "vmpooler_user" // what a restarted vCenter no longer knows
+	p.fieldsMu.Unlock()
+	if err := p.Annotate(ctx, locFor(pc, "noted"), map[string]string{"vmpooler_user": "jdoe"}); err != nil {
+		t.Fatalf("Annotate with a stale key: %v", err)
+	}
+	vms, err := p.List(ctx, pc.Datacenter, pc.Folder)
+	if err != nil || len(vms) != 1 || vms[0].Attributes["vmpooler_user"] != "jdoe" {
+		t.Fatalf("List: %+v, %v; want the attribute", vms, err)
 	}
 }

@@ -58,8 +58,10 @@ func specFor(pc pool.PoolConfig, name string) pool.CloneSpec {
 		Datastore: pc.Datastore, Datacenter: pc.Datacenter, CloneTarget: pc.CloneTarget, LinkedClone: true}
 }
 
+// locFor locates a VM the test made as one the store knows (Destroy's
+// ownership check lets it through with or without a marker).
 func locFor(pc pool.PoolConfig, name string) pool.Location {
-	return pool.Location{Pool: pc.Name, Name: name, Folder: pc.Folder, Datacenter: pc.Datacenter}
+	return pool.Location{Pool: pc.Name, Name: name, Folder: pc.Folder, Datacenter: pc.Datacenter, Known: true}
 }
 
 func ctxT(tb testing.TB) context.Context {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,7 +21,8 @@ import (
 var listProps = []string{
 	"name", "config.template", "runtime.powerState", "guest.ipAddress",
 	"guest.hostName", "guest.toolsRunningStatus", "customValue",
-}
+	"guest.net", "runtime.connectionState",
+} // and ownerPaths
 
 // List returns every VM directly in <datacenter>/vm/<folder> (templates
 // excepted) with one property-collector retrieve that walks the folder's
@@ -40,7 +42,7 @@ func (p *Provider) List(ctx context.Context, datacenter, folder string) ([]pool.
 	if f := trimSlash(folder); f != "" {
 		full += "/" + f
 	}
-	ref, err := findPath(ctx, c, "folder", full)
+	ref, err := p.findPath(ctx, c, "folder", full)
 	if err != nil {
 		return nil, err
 	}
@@ -51,23 +53,30 @@ func (p *Provider) List(ctx context.Context, datacenter, folder string) ([]pool.
 	if err != nil {
 		return nil, wrapErr("list "+full, err)
 	}
+	for i := range out {
+		out[i].Path = full + "/" + out[i].Name
+	}
 	return out, nil
 }
 
 // retrieveVMs reads listProps of the folder's VM children in one call
 // (paged by the collector if vCenter pages).
 func (p *Provider) retrieveVMs(ctx context.Context, c *vim25.Client, folder types.ManagedObjectReference) ([]pool.VMInfo, error) {
-	req := types.RetrieveProperties{SpecSet: []types.PropertyFilterSpec{{
-		ObjectSet: []types.ObjectSpec{{
-			Obj:  folder,
-			Skip: types.NewBool(true),
-			SelectSet: []types.BaseSelectionSpec{&types.TraversalSpec{
-				Type: "Folder", Path: "childEntity", Skip: types.NewBool(false),
+	var res *types.RetrievePropertiesResponse
+	err := p.retrieveOwned(func(ownerPaths []string) (err error) {
+		req := types.RetrieveProperties{SpecSet: []types.PropertyFilterSpec{{
+			ObjectSet: []types.ObjectSpec{{
+				Obj:  folder,
+				Skip: types.NewBool(true),
+				SelectSet: []types.BaseSelectionSpec{&types.TraversalSpec{
+					Type: "Folder", Path: "childEntity", Skip: types.NewBool(false),
+				}},
 			}},
-		}},
-		PropSet: []types.PropertySpec{{Type: "VirtualMachine", PathSet: listProps}},
-	}}}
-	res, err := property.DefaultCollector(c).RetrieveProperties(ctx, req)
+			PropSet: []types.PropertySpec{{Type: "VirtualMachine", PathSet: append(slices.Clip(listProps), ownerPaths...)}},
+		}}}
+		res, err = property.DefaultCollector(c).RetrieveProperties(ctx, req)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -99,6 +108,8 @@ func (p *Provider) retrieveVMs(ctx context.Context, c *vim25.Client, folder type
 // decodeVM turns one ObjectContent into a VMInfo; missing reports custom
 // field keys whose names are unknown.
 func (p *Provider) decodeVM(oc types.ObjectContent) (vm pool.VMInfo, template, missing bool) {
+	var nics []types.GuestNicInfo
+	connected := true
 	for _, dp := range oc.PropSet {
 		switch dp.Name {
 		case "name":
@@ -118,9 +129,64 @@ func (p *Provider) decodeVM(oc types.ObjectContent) (vm pool.VMInfo, template, m
 		case "customValue":
 			arr, _ := dp.Val.(types.ArrayOfCustomFieldValue)
 			vm.Attributes, missing = p.attributes(arr.CustomFieldValue)
+		case "guest.net":
+			arr, _ := dp.Val.(types.ArrayOfGuestNicInfo)
+			nics = arr.GuestNicInfo
+		case "runtime.connectionState":
+			cs, _ := dp.Val.(types.VirtualMachineConnectionState)
+			connected = cs == "" || cs == types.VirtualMachineConnectionStateConnected
+		default:
+			decodeMarker(&vm.Owner, dp.Name, dp.Val)
 		}
 	}
+	if !connected {
+		// Guest data of a VM on a disconnected host is what it was when
+		// the host was lost: not a basis for a ready check.
+		vm.Unknown, vm.IP, vm.ToolsRunning, vm.GuestHostname = true, "", false, ""
+		return vm, template, missing
+	}
+	vm.IP = guestIP(vm.IP, nics, p.cfg.IPFamily == "ipv6")
 	return vm, template, missing
+}
+
+// guestIP picks the address ready checks use: from the guest's virtual
+// NICs (guest.net entries with a device; a docker0 or virbr0 bridge inside
+// the guest has none, and its address can be the pooler host's own
+// network), the first usable address of the preferred family, else of the
+// other; without NIC data, guest.ipAddress when usable.
+func guestIP(primary string, nics []types.GuestNicInfo, preferV6 bool) string {
+	var v4, v6 string
+	for _, nic := range nics {
+		if nic.DeviceConfigId <= 0 {
+			continue
+		}
+		for _, a := range nic.IpAddress {
+			ip := net.ParseIP(a)
+			if !usableIP(a) || ip.IsLoopback() {
+				continue
+			}
+			if ip.To4() != nil {
+				if v4 == "" {
+					v4 = a
+				}
+			} else if v6 == "" {
+				v6 = a
+			}
+		}
+	}
+	first, second := v4, v6
+	if preferV6 {
+		first, second = v6, v4
+	}
+	switch {
+	case first != "":
+		return first
+	case second != "":
+		return second
+	case len(nics) == 0 && usableIP(primary):
+		return primary
+	}
+	return ""
 }
 
 func (p *Provider) attributes(values []types.BaseCustomFieldValue) (map[string]string, bool) {
@@ -192,7 +258,8 @@ const readyDialTimeout = 5 * time.Second
 // provider's ready_check): "none" = powered on; "tools" = also VMware
 // Tools running and a usable IP; "ssh" / "tcp:<port>" = also a TCP
 // connect to the IP within the deadline. The reason says what is missing;
-// err is only for an invalid check.
+// err is for an invalid check, and ErrTransient for a VM whose host is
+// disconnected (Unknown): the manager keeps such a VM as it is.
 func (p *Provider) Ready(ctx context.Context, vm pool.VMInfo, check string) (bool, string, error) {
 	if check == "" {
 		check = p.cfg.ReadyCheck
@@ -200,6 +267,9 @@ func (p *Provider) Ready(ctx context.Context, vm pool.VMInfo, check string) (boo
 	rc, err := parseCheck(check)
 	if err != nil {
 		return false, "", err
+	}
+	if vm.Unknown {
+		return false, "", fmt.Errorf("vsphere: %s: its host is disconnected or not responding: state unknown: %w", vm.Name, pool.ErrTransient)
 	}
 	if !vm.PoweredOn {
 		return false, "powered off", nil

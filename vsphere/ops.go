@@ -8,6 +8,7 @@ import (
 
 	"github.com/vmware/govmomi/fault"
 	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/methods"
 	"github.com/vmware/govmomi/vim25/mo"
@@ -30,7 +31,7 @@ func (p *Provider) vm(ctx context.Context, c *vim25.Client, loc pool.Location) (
 		full += f + "/"
 	}
 	full += loc.Name
-	ref, err := findPath(ctx, c, "VM", full)
+	ref, err := p.findPath(ctx, c, "VM", full)
 	if err != nil {
 		return nil, err
 	}
@@ -42,13 +43,16 @@ func (p *Provider) vm(ctx context.Context, c *vim25.Client, loc pool.Location) (
 	return vm, nil
 }
 
-// Destroy powers the VM off when it is on, then deletes it. ErrNotFound
-// when it is already gone.
+// Destroy powers the VM off when it is on, then deletes it, if it is the
+// pooler's: one read of its power state, template flag and ownership
+// marker comes first, and a template or a VM that loc.Mine refuses gives
+// ErrForeign with nothing done. ErrNotFound when it is already gone. Each
+// round trip has vsphere_timeout; the power-off and destroy tasks are
+// waited for within ctx.
 func (p *Provider) Destroy(ctx context.Context, loc pool.Location) error {
-	c, ctx, cancel, err := p.begin(ctx)
-	defer cancel()
-	if err != nil {
-		return err
+	c := p.vc()
+	if c == nil {
+		return errClosed
 	}
 	op := "destroy " + loc.Name
 	if p.simulated() {
@@ -62,14 +66,46 @@ func (p *Provider) Destroy(ctx context.Context, loc pool.Location) error {
 	if err != nil {
 		return wrapErr(op, err)
 	}
-	state, err := vm.PowerState(ctx)
+	var content []types.ObjectContent
+	err = p.retrieveOwned(func(ownerPaths []string) error {
+		return property.DefaultCollector(c).Retrieve(ctx, []types.ManagedObjectReference{vm.Reference()},
+			append([]string{"runtime.powerState", "config.template"}, ownerPaths...), &content)
+	})
+	if err == nil && len(content) != 1 {
+		err = notFound("VM", vm.InventoryPath)
+	}
 	if err != nil {
 		return wrapErr(op, err)
+	}
+	var (
+		owner    pool.Owner
+		state    types.VirtualMachinePowerState
+		template bool
+	)
+	for _, dp := range content[0].PropSet {
+		switch dp.Name {
+		case "runtime.powerState":
+			state, _ = dp.Val.(types.VirtualMachinePowerState)
+		case "config.template":
+			template, _ = dp.Val.(bool)
+		default:
+			decodeMarker(&owner, dp.Name, dp.Val)
+		}
+	}
+	switch {
+	case template:
+		return fmt.Errorf("vsphere: %s: %s is a template: %w", op, vm.InventoryPath, pool.ErrForeign)
+	case !loc.Mine(owner):
+		who := "it has no vmpooler marker and the store has no record of it"
+		if owner.Instance != "" {
+			who = "its marker names vmpooler instance " + owner.Instance
+		}
+		return fmt.Errorf("vsphere: %s: %s: %s: %w", op, vm.InventoryPath, who, pool.ErrForeign)
 	}
 	if state != types.VirtualMachinePowerStatePoweredOff {
 		task, err := vm.PowerOff(ctx)
 		if err == nil {
-			err = task.Wait(ctx)
+			_, err = waitTask(ctx, c, task.Reference())
 		}
 		if err != nil && !fault.IsAlreadyPoweredOffError(err) {
 			return wrapErr(op+": power off", err)
@@ -77,7 +113,7 @@ func (p *Provider) Destroy(ctx context.Context, loc pool.Location) error {
 	}
 	task, err := vm.Destroy(ctx)
 	if err == nil {
-		err = task.Wait(ctx)
+		_, err = waitTask(ctx, c, task.Reference())
 	}
 	return wrapErr(op, err)
 }
@@ -225,11 +261,31 @@ func (p *Provider) Annotate(ctx context.Context, loc pool.Location, values map[s
 		if err != nil {
 			return wrapErr(op+": field "+k, err)
 		}
-		if err := m.Set(ctx, vm.Reference(), key, values[k]); err != nil {
+		err = m.Set(ctx, vm.Reference(), key, values[k])
+		if fault.Is(err, &types.InvalidArgument{}) {
+			// The key is stale (vCenter was restarted or the field was
+			// removed and made again): look the field up afresh, once.
+			p.forgetField(k)
+			if key, err = p.fieldKey(ctx, m, k); err == nil {
+				err = m.Set(ctx, vm.Reference(), key, values[k])
+			}
+		}
+		if err != nil {
 			return wrapErr(op+": set "+k, err)
 		}
 	}
 	return nil
+}
+
+// forgetField drops the cached key of the custom field name.
+func (p *Provider) forgetField(name string) {
+	p.fieldsMu.Lock()
+	defer p.fieldsMu.Unlock()
+	for k, n := range p.fields {
+		if n == name {
+			delete(p.fields, k)
+		}
+	}
 }
 
 // fieldKey returns the key of the custom field name, defining it if needed.

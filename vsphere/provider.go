@@ -51,6 +51,8 @@ type Provider struct {
 	pools  []pool.PoolConfig
 	logger *slog.Logger
 
+	dcPaths map[string]string // configured datacenter → inventory path (set by Open)
+
 	mu     sync.Mutex // guards the fields below
 	client *vim25.Client
 	rt     *reloginRT
@@ -61,6 +63,11 @@ type Provider struct {
 
 	fieldsMu sync.Mutex
 	fields   map[int32]string // custom field key → name
+
+	wholeExtraConfig atomic.Bool // see ownerPaths
+
+	notesMu sync.Mutex
+	notes   map[string]string // pool → why its clones are not as asked (noteLinked)
 }
 
 // New returns a Provider for cfg and pools; nothing connects until Open.
@@ -75,10 +82,14 @@ func New(cfg Config, pools []pool.PoolConfig, logger *slog.Logger) *Provider {
 		pools:     pools,
 		logger:    logger.With("component", "vsphere"),
 		fields:    make(map[int32]string),
+		notes:     make(map[string]string),
 	}
 }
 
-var _ pool.Provider = (*Provider)(nil)
+var (
+	_ pool.Provider     = (*Provider)(nil)
+	_ pool.NoteProvider = (*Provider)(nil)
+)
 
 // Open validates the configuration, starts the simulator when configured,
 // connects and logs in. Errors wrap pool.ErrAuth for bad credentials and
@@ -97,6 +108,10 @@ func (p *Provider) Open(ctx context.Context) error {
 		return err
 	}
 	if err := p.resolveDefaultDatacenter(ctx); err != nil {
+		_ = p.Close()
+		return err
+	}
+	if err := p.checkPlacement(ctx); err != nil {
 		_ = p.Close()
 		return err
 	}
@@ -147,8 +162,13 @@ func (p *Provider) connect(ctx context.Context, u *url.URL, insecure bool) error
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.callTimeout())
 	defer cancel()
 	sc := soap.NewClient(u, insecure)
+	if err := p.trust(sc, u); err != nil {
+		return err
+	}
 	vc, err := vim25.NewClient(ctx, sc)
-	if err != nil {
+	if err != nil && soap.IsCertificateUntrusted(err) {
+		return untrustedError(ctx, u, err)
+	} else if err != nil {
 		return wrapErr("connect to "+redactURL(u), err)
 	}
 	ka := keepalive.NewHandlerSOAP(vim25.Retry(sc, vim25.RetryTemporaryNetworkError, 3), p.KeepAlive, nil)
@@ -156,9 +176,9 @@ func (p *Provider) connect(ctx context.Context, u *url.URL, insecure bool) error
 	// and never recurse into the re-login wrapper.
 	lc := &vim25.Client{Client: sc, RoundTripper: ka, ServiceContent: vc.ServiceContent}
 	rt := &reloginRT{inner: ka, sm: session.NewManager(lc), user: u.User,
-		timeout: p.cfg.callTimeout(), logger: p.logger}
+		timeout: p.cfg.callTimeout(), holdoff: p.cfg.loginHoldoff(), logger: p.logger}
 	vc.RoundTripper = rt
-	if err := rt.sm.Login(ctx, u.User); err != nil {
+	if err := rt.login(ctx); err != nil {
 		return wrapErr("log in to "+redactURL(u), err)
 	}
 	p.mu.Lock()
@@ -170,8 +190,11 @@ func (p *Provider) connect(ctx context.Context, u *url.URL, insecure bool) error
 func (p *Provider) resolveDefaultDatacenter(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.callTimeout())
 	defer cancel()
+	if err := p.resolveDatacenters(ctx); err != nil {
+		return err
+	}
 	if p.cfg.Datacenter != "" {
-		p.dcName = p.cfg.Datacenter
+		p.dcName = p.dcPaths[trimSlash(p.cfg.Datacenter)]
 		return nil
 	}
 	dc, err := find.NewFinder(p.vc()).DefaultDatacenter(ctx)
@@ -244,12 +267,26 @@ func (p *Provider) begin(ctx context.Context) (*vim25.Client, context.Context, c
 // datacenter returns the inventory path of dc, or the default one.
 func (p *Provider) datacenter(dc string) (string, error) {
 	if dc = trimSlash(dc); dc != "" {
+		if path, ok := p.dcPaths[dc]; ok {
+			return path, nil
+		}
 		return dc, nil
 	}
 	if p.dcName == "" {
 		return "", fmt.Errorf("vsphere: no datacenter configured and several exist: %w", pool.ErrNotFound)
 	}
 	return p.dcName, nil
+}
+
+// findPath returns the object at an inventory path, or ErrNotFound whose
+// message reminds that vCenter hides what the user may not read.
+func (p *Provider) findPath(ctx context.Context, c *vim25.Client, what, path string) (object.Reference, error) {
+	ref, err := findPath(ctx, c, what, path)
+	if errors.Is(err, pool.ErrNotFound) && p.cfg.Username != "" && !p.simulated() {
+		return nil, fmt.Errorf("%s %q: not found, or not visible to %s (vCenter hides what a user may not read): %w",
+			what, path, p.cfg.Username, pool.ErrNotFound)
+	}
+	return ref, err
 }
 
 // findPath returns the object at an inventory path, or ErrNotFound.
@@ -267,16 +304,27 @@ func findPath(ctx context.Context, c *vim25.Client, what, path string) (object.R
 // reloginRT puts vsphere_timeout on every call but the property
 // collector's long polls, and logs in again once when a call fails with
 // NotAuthenticated (an expired or terminated session), then retries it.
+//
+// A login refused for its credentials (InvalidLogin) holds every further
+// login back for holdoff, across all goroutines: vCenter SSO locks an
+// account after 5 failures in 3 minutes by default (and an AD identity
+// source applies AD's lockout), so 16 waiting calls must not make 16
+// attempts (E5). Calls in the hold-off fail at once with ErrAuth.
 type reloginRT struct {
 	inner   soap.RoundTripper
 	sm      *session.Manager
 	user    *url.Userinfo
 	timeout time.Duration
+	holdoff time.Duration
+	now     func() time.Time
 	logger  *slog.Logger
 
-	mu     sync.Mutex
-	gen    atomic.Uint64 // bumped on every re-login
-	logins atomic.Int64  // re-logins done, for tests
+	mu       sync.Mutex
+	heldTill time.Time     // no login before this (mu)
+	heldErr  error         // the refused login's error (mu)
+	gen      atomic.Uint64 // bumped on every re-login
+	logins   atomic.Int64  // re-logins done, for tests
+	attempts atomic.Int64  // login attempts, for tests
 }
 
 // RoundTrip implements soap.RoundTripper.
@@ -300,7 +348,8 @@ func (r *reloginRT) RoundTrip(ctx context.Context, req, res soap.HasFault) error
 	return r.inner.RoundTrip(ctx, req, res)
 }
 
-// relogin logs in unless another goroutine already did since gen.
+// relogin logs in unless another goroutine already did since gen, or a
+// refused login holds logins back.
 func (r *reloginRT) relogin(ctx context.Context, gen uint64) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -308,12 +357,44 @@ func (r *reloginRT) relogin(ctx context.Context, gen uint64) error {
 		return nil
 	}
 	r.logger.Warn("vCenter session expired; logging in again")
-	if err := r.sm.Login(ctx, r.user); err != nil {
+	if err := r.loginLocked(ctx); err != nil {
 		return err
 	}
 	r.gen.Add(1)
 	r.logins.Add(1)
 	return nil
+}
+
+// login logs in (Open's first login goes through here too).
+func (r *reloginRT) login(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.loginLocked(ctx)
+}
+
+// loginLocked tries one login unless held back. r.mu must be held.
+func (r *reloginRT) loginLocked(ctx context.Context) error {
+	now := r.clock()
+	if now.Before(r.heldTill) {
+		return fmt.Errorf("not logging in to vCenter again before %s: the last login was refused (%v): %w",
+			r.heldTill.UTC().Format(time.RFC3339), r.heldErr, pool.ErrAuth)
+	}
+	r.attempts.Add(1)
+	err := r.sm.Login(ctx, r.user)
+	if err != nil && fault.Is(err, &types.InvalidLogin{}) {
+		r.heldTill, r.heldErr = now.Add(r.holdoff), err
+		r.logger.Error("vCenter refused the login; not trying again before the hold-off ends: repeated failures may lock the service account",
+			"user", r.user.Username(), "next_try", r.heldTill.UTC().Format(time.RFC3339), "holdoff", r.holdoff,
+			"fix", "correct the password (VMPOOLER_VSPHERE_PASSWORD or [providers.vsphere] password) and restart")
+	}
+	return err
+}
+
+func (r *reloginRT) clock() time.Time {
+	if r.now != nil {
+		return r.now()
+	}
+	return time.Now()
 }
 
 func redactURL(u *url.URL) string {

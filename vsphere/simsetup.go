@@ -34,6 +34,7 @@ type simSetup struct {
 	logger *slog.Logger
 
 	f      *find.Finder
+	dcObj  *object.Datacenter
 	dcPath string
 }
 
@@ -102,6 +103,7 @@ func (s *simSetup) datacenter(ctx context.Context) error {
 		}
 	}
 	s.f.SetDatacenter(dc)
+	s.dcObj = dc
 	return nil
 }
 
@@ -139,10 +141,10 @@ func (s *simSetup) datastore(ctx context.Context, name string) error {
 // cloneTarget creates a missing target as a resource pool of the first
 // cluster.
 func (s *simSetup) cloneTarget(ctx context.Context, target string) error {
-	if _, err := resourcePool(ctx, s.f, target); err == nil {
+	if _, err := resourcePool(ctx, s.f, s.dcObj, target); err == nil {
 		return nil
 	}
-	root, err := resourcePool(ctx, s.f, "")
+	root, err := resourcePool(ctx, s.f, s.dcObj, "")
 	if err != nil {
 		return err
 	}
@@ -167,7 +169,7 @@ func (s *simSetup) template(ctx context.Context, rel, datastore string) error {
 	if err != nil {
 		return err
 	}
-	rp, err := resourcePool(ctx, s.f, "")
+	rp, err := resourcePool(ctx, s.f, s.dcObj, "")
 	if err != nil {
 		return err
 	}

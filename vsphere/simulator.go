@@ -25,11 +25,13 @@ type simServer struct {
 }
 
 // startSimulator builds the VPX model (one datacenter named dc, one
-// cluster of 3 hosts, a standalone host, a datastore), creates the pools'
+// cluster of 3 hosts and no standalone host, so that pools need no
+// clone_target; a datastore), creates the pools'
 // templates, folders, datastores and clone targets in it through an
 // in-memory client, then serves it on listen with the given credentials.
 func startSimulator(ctx context.Context, listen, user, pass, dc string, pools []pool.PoolConfig, bootDelay time.Duration, logger *slog.Logger) (*simServer, error) {
 	m := simulator.VPX()
+	m.Host = 0          // one place to clone to (the cluster), so configs need no clone_target
 	m.Machine = 1       // one source VM per resource pool, cloned into templates
 	m.Autostart = false // templates must be powered off
 	if err := m.Create(); err != nil {
