@@ -160,7 +160,7 @@ connection_pool_size = 5
 		t.Errorf("create_folders/create_linked_clones under [config] not applied: %+v", v)
 	}
 	p := c.Pools[0]
-	if p.CloneTarget != "cluster1" || p.Network != "VM Network" || p.SnapshotMainMemIOBlockPages != 2048 || p.SnapshotMainMemIOWait != 5 {
+	if p.CloneTarget != "cluster1" || p.Network != "VM Network" || p.SnapshotMainMemIOBlockPages == nil || *p.SnapshotMainMemIOBlockPages != 2048 || p.SnapshotMainMemIOWait == nil || *p.SnapshotMainMemIOWait != 5 {
 		t.Errorf("pool = %+v", p)
 	}
 	all := strings.Join(c.Warnings, "\n")

@@ -66,9 +66,9 @@ type PoolConfig struct {
 	Network string `toml:"network"`
 	// SnapshotMainMemIOBlockPages and SnapshotMainMemIOWait set the clones'
 	// mainMem.ioBlockPages and mainMem.iowait (upstream's keys; faster
-	// memory snapshots on big guests). 0 leaves them unset.
-	SnapshotMainMemIOBlockPages IntString `toml:"snapshot_mainMem_ioBlockPages"`
-	SnapshotMainMemIOWait       IntString `toml:"snapshot_mainMem_iowait"`
+	// memory snapshots on big guests). nil leaves them unset.
+	SnapshotMainMemIOBlockPages *IntString `toml:"snapshot_mainMem_ioBlockPages"`
+	SnapshotMainMemIOWait       *IntString `toml:"snapshot_mainMem_iowait"`
 }
 
 // IntString is a whole number that TOML may give as a number or, as

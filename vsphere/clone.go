@@ -177,11 +177,11 @@ func (p *Provider) cloneConfig(spec pool.CloneSpec) *types.VirtualMachineConfigS
 		&types.OptionValue{Key: "guestinfo.hostname", Value: spec.Name},
 	}, markerOptions(spec.Instance, spec.Pool)...)
 	if pc, ok := p.poolConfig(spec.Pool); ok {
-		if n := pc.SnapshotMainMemIOBlockPages; n > 0 {
-			extra = append(extra, &types.OptionValue{Key: "mainMem.ioBlockPages", Value: strconv.Itoa(int(n))})
+		if n := pc.SnapshotMainMemIOBlockPages; n != nil {
+			extra = append(extra, &types.OptionValue{Key: "mainMem.ioBlockPages", Value: strconv.Itoa(int(*n))})
 		}
-		if n := pc.SnapshotMainMemIOWait; n > 0 {
-			extra = append(extra, &types.OptionValue{Key: "mainMem.iowait", Value: strconv.Itoa(int(n))})
+		if n := pc.SnapshotMainMemIOWait; n != nil {
+			extra = append(extra, &types.OptionValue{Key: "mainMem.iowait", Value: strconv.Itoa(int(*n))})
 		}
 	}
 	return &types.VirtualMachineConfigSpec{Annotation: string(note), ExtraConfig: extra}

@@ -6,6 +6,8 @@ import (
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/vmpooler/vmpooler/pool"
 )
 
 // Upstream's pool keys network and snapshot_mainMem_* reach the clone: its
@@ -13,8 +15,9 @@ import (
 func TestUpstreamPoolKeys(t *testing.T) {
 	pools := testPools()
 	pools[1].Network = "DC0_DVPG0" // a distributed port group of the model
-	pools[1].SnapshotMainMemIOBlockPages = 2048
-	pools[1].SnapshotMainMemIOWait = 5
+	blockPages, iowait := pool.IntString(2048), pool.IntString(5)
+	pools[1].SnapshotMainMemIOBlockPages = &blockPages
+	pools[1].SnapshotMainMemIOWait = &iowait
 	pc := pools[1]
 	p := MustOpenSim(t, pools)
 	ctx := ctxT(t)
