@@ -1,6 +1,6 @@
-.PHONY: build test lint check bench
+.PHONY: build test lint check bench deb
 build:
-	go build -o vmpooler .
+	go build -buildvcs=auto -o vmpooler .
 test:
 	go test -race ./...
 lint:
@@ -10,3 +10,5 @@ check:
 	bash .ci/run
 bench:
 	go test -run x -bench . -benchmem ./store/ ./pool/ ./httpapi/ ./vsphere/
+deb:
+	bash deploy/build-deb.sh

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -26,6 +27,8 @@ type Config struct {
 	// Warnings name the keys of upstream's configuration that the file
 	// carries and this pooler ignores (main logs them at start).
 	Warnings []string `toml:"-"`
+
+	file string // the file it was loaded from, absolute ("" if parsed from text)
 }
 
 // GlobalConfig is the [config] section: the manager's and API's settings
@@ -36,6 +39,11 @@ type GlobalConfig struct {
 	Database string `toml:"database"`  // default vmpooler.db
 	SiteName string `toml:"site_name"` // prefixes the /status message; none by default, as upstream
 	LogLevel string `toml:"log_level"` // debug, info (default), warn, error
+	// Scheduled backups: every BackupInterval hours a consistent copy of
+	// the database goes to BackupDir, keeping the newest BackupKeep.
+	BackupDir      string `toml:"backup_dir"`      // "" = no scheduled backups
+	BackupInterval int    `toml:"backup_interval"` // hours, default 24
+	BackupKeep     int    `toml:"backup_keep"`     // copies kept, default 7
 	// Upstream keeps these vSphere keys under :config:; they apply to
 	// [providers.vsphere] when that section does not set them.
 	CreateFolders      *bool `toml:"create_folders"`
@@ -66,33 +74,72 @@ var envOverrides = []struct {
 	{"VMPOOLER_DATABASE", func(c *Config, v string) { c.Global.Database = v }},
 }
 
-// LoadConfig reads, defaults and validates the TOML file at path.
+// LoadConfig reads, defaults and validates the TOML file at path. Relative
+// paths in the file (database, [auth] file, backup_dir, ca_file) are taken relative
+// to the file's directory, paths from the environment relative to the
+// working directory; every path in the result is absolute, so the working
+// directory (systemd starts in /) never decides which database is used.
 func LoadConfig(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return ParseConfig(path, string(data), os.Getenv)
+	data, err := os.ReadFile(abs)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := ParseConfig(abs, string(data), os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	c.file = abs
+	for _, p := range c.paths() {
+		if *p != "" {
+			if *p, err = filepath.Abs(*p); err != nil {
+				return nil, fmt.Errorf("config: %w", err)
+			}
+		}
+	}
+	return c, nil
 }
 
-// ParseConfig decodes TOML text (name is used in messages), applies the
-// environment through getenv, fills defaults and validates.
+// paths returns the file paths of the configuration.
+func (c *Config) paths() []*string {
+	ps := []*string{&c.Global.Database, &c.Global.BackupDir, &c.Providers.Vsphere.CAFile}
+	if c.Auth != nil {
+		ps = append(ps, &c.Auth.File)
+	}
+	return ps
+}
+
+// ParseConfig decodes TOML text, applies the environment through getenv,
+// fills defaults and validates. name is the file's path: it is used in
+// messages, and relative paths in the text are joined to its directory.
 func ParseConfig(name, text string, getenv func(string) string) (*Config, error) {
 	var c Config
 	md, err := toml.Decode(text, &c)
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", name, err)
 	}
-	var unknown []string
+	var unknownKeys []string
 	for _, k := range md.Undecoded() {
 		if why := ignoredUpstreamKey(k.String()); why != "" {
 			c.Warnings = append(c.Warnings, fmt.Sprintf("%s: upstream's key, ignored here (%s)", k, why))
 		} else {
-			unknown = append(unknown, k.String())
+			unknownKeys = append(unknownKeys, k.String())
 		}
 	}
-	if len(unknown) > 0 {
-		return nil, fmt.Errorf("config %s: unknown keys: %s", name, strings.Join(unknown, ", "))
+	var unknown error // reported with the validation errors, all at once
+	if len(unknownKeys) > 0 {
+		unknown = fmt.Errorf("unknown keys: %s", strings.Join(unknownKeys, ", "))
+	}
+	if c.Global.Database == "" {
+		c.Global.Database = "vmpooler.db"
+	}
+	for _, p := range c.paths() {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(filepath.Dir(name), *p)
+		}
 	}
 	for _, e := range envOverrides {
 		if v := getenv(e.name); v != "" {
@@ -100,7 +147,7 @@ func ParseConfig(name, text string, getenv func(string) string) (*Config, error)
 		}
 	}
 	c.defaults()
-	if err := c.validate(); err != nil {
+	if err := errors.Join(unknown, c.validate()); err != nil {
 		return nil, fmt.Errorf("config %s: %w", name, err)
 	}
 	return &c, nil
@@ -110,8 +157,11 @@ func (c *Config) defaults() {
 	if c.Global.Listen == "" {
 		c.Global.Listen = "127.0.0.1:4567"
 	}
-	if c.Global.Database == "" {
-		c.Global.Database = "vmpooler.db"
+	if c.Global.BackupInterval == 0 {
+		c.Global.BackupInterval = 24
+	}
+	if c.Global.BackupKeep == 0 {
+		c.Global.BackupKeep = 7
 	}
 	c.applyUpstreamVsphereKeys()
 	c.Global.Config.Pools = c.Pools
@@ -134,10 +184,14 @@ func (c *Config) validate() error {
 		{"ondemand_clone_limit", g.OndemandCloneLimit}, {"ondemand_request_ttl", g.OndemandRequestTTL},
 		{"max_ondemand_instances_per_request", g.MaxOndemandPerRequest},
 		{"check_loop_delay", g.CheckLoopDelay}, {"data_ttl", g.DataTTL}, {"job_timeout", g.JobTimeout},
+		{"backup_interval", c.Global.BackupInterval}, {"backup_keep", c.Global.BackupKeep},
 	} {
 		if f.v < 0 {
 			bad("[config] %s must not be negative (got %d)", f.key, f.v)
 		}
+	}
+	if _, err := parseLevel(c.Global.LogLevel); err != nil {
+		bad("[config] log_level must be debug, info, warn or error (got %q)", c.Global.LogLevel)
 	}
 	if len(c.Pools) == 0 {
 		bad("[[pools]]: no pool configured")
@@ -198,6 +252,12 @@ func (c *Config) validate() error {
 // redacted returns the configuration with every secret replaced, for GET /config.
 func (c *Config) redacted() Config {
 	r := *c
-	r.Providers.Vsphere = r.Providers.Vsphere.Redacted()
+	r.Providers = r.Providers.redacted()
 	return r
+}
+
+// redacted returns the providers with every secret replaced.
+func (p Providers) redacted() Providers {
+	p.Vsphere = p.Vsphere.Redacted()
+	return p
 }

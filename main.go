@@ -4,11 +4,14 @@
 //
 // Usage:
 //
-//	vmpooler [-config vmpooler.toml]          run the pooler
-//	vmpooler simulator -listen ADDR -config F  serve a standalone vCenter simulator
-//	vmpooler check -config F [-list-vms]       check the database file
-//	vmpooler inventory -config F [-owners]     list the VMs in every pool folder
-//	vmpooler adopt -config F -instance ID      take over the VMs of a lost database's pooler
+//	vmpooler [-config vmpooler.toml]            run the pooler (SIGHUP reloads, SIGTERM stops)
+//	vmpooler backup -config F -out FILE          copy the database, online or offline
+//	vmpooler restore -config F -in FILE          put a backup in place (pooler stopped)
+//	vmpooler check -config F [-list-vms]         check the database file
+//	vmpooler inventory -config F [-owners]       list the VMs in every pool folder
+//	vmpooler adopt -config F -instance ID        take over the VMs of a lost database's pooler
+//	vmpooler simulator -listen ADDR -config F    serve a standalone vCenter simulator
+//	vmpooler -version                            print the version
 package main
 
 import (
@@ -18,271 +21,148 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
-	"time"
-
-	"github.com/vmpooler/vmpooler/auth"
-	"github.com/vmpooler/vmpooler/httpapi"
-	"github.com/vmpooler/vmpooler/pool"
-	"github.com/vmpooler/vmpooler/store"
-	"github.com/vmpooler/vmpooler/vsphere"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal kills at once
+	}()
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	} else if err != nil {
 		fmt.Fprintln(os.Stderr, "vmpooler:", err)
 		os.Exit(1)
 	}
 }
 
+const usage = `vmpooler keeps pools of ready VMs in vSphere and hands them out over a REST API.
+
+Usage:
+  vmpooler [serve] [-config vmpooler.toml]     run the pooler: SIGHUP reloads the
+                                              config, SIGTERM stops it cleanly
+  vmpooler backup -config F -out FILE          consistent copy of the database, taken
+                                              from the running pooler (or offline)
+  vmpooler restore -config F -in FILE          check a backup and put it in place of
+                                              the database (stop the pooler first)
+  vmpooler check -config F [-list-vms]         check the database file (never creates one)
+  vmpooler inventory -config F [-owners]       list the VMs in every pool folder
+  vmpooler adopt -config F -instance ID        take over the VMs of a lost database's
+                                              pooler (see README)
+  vmpooler simulator -listen ADDR -config F    serve a standalone vCenter simulator
+  vmpooler -version                            print the version and commit
+
+Relative paths in the config file are relative to the file's directory.
+Run 'vmpooler <command> -h' for a command's flags.
+`
+
 // run dispatches the subcommand; it returns when ctx is cancelled or on error.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd := "serve"
-	if len(args) > 0 && !isFlag(args[0]) {
-		cmd, args = args[0], args[1:]
+	if len(args) > 0 {
+		switch args[0] {
+		case "-h", "-help", "--help", "help":
+			fmt.Fprint(stdout, usage)
+			return nil
+		case "-version", "--version", "version":
+			fmt.Fprintln(stdout, versionString())
+			return nil
+		}
+		if !isFlag(args[0]) {
+			cmd, args = args[0], args[1:]
+		}
 	}
 	switch cmd {
 	case "serve":
 		return runServe(ctx, args, stderr, nil)
+	case "backup":
+		return runBackup(args, stdout, stderr)
+	case "restore":
+		return runRestore(args, stdout, stderr)
 	case "simulator":
 		return runSimulator(ctx, args, stderr)
 	case "check":
-		return runCheck(args, stdout)
+		return runCheck(args, stdout, stderr)
 	case "inventory":
 		return runInventory(ctx, args, stdout, stderr)
 	case "adopt":
 		return runAdopt(args, stdout, stderr)
 	default:
-		return fmt.Errorf("unknown command %q (want serve, simulator, check, inventory or adopt)", cmd)
+		return fmt.Errorf("unknown command %q (want serve, backup, restore, check, inventory, adopt or simulator; see vmpooler -h)", cmd)
 	}
 }
 
 func isFlag(s string) bool { return len(s) > 0 && s[0] == '-' }
 
-// loadFlags parses -config (and any extra flags) and loads the configuration.
-func loadFlags(name string, args []string, stderr io.Writer, extra func(*flag.FlagSet)) (*Config, error) {
+// versionString is the module version and the commit the binary was built
+// from, as the Go toolchain recorded them.
+func versionString() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "vmpooler (no build information)"
+	}
+	rev, when, dirty := "unknown", "", ""
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			when = " " + s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "+modified"
+			}
+		}
+	}
+	return fmt.Sprintf("vmpooler %s (commit %s%s%s, %s)", bi.Main.Version, rev, dirty, when, bi.GoVersion)
+}
+
+// newFlags returns a flag set whose -h shows the command's line of the usage.
+func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	path := fs.String("config", "vmpooler.toml", "configuration file (TOML)")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: %s\n\nFlags:\n", synopsis)
+		fs.PrintDefaults()
+		fmt.Fprint(stderr, "\nAll commands: vmpooler -h\n")
+	}
+	return fs
+}
+
+// loadFlags parses -config (and any extra flags) and loads the configuration.
+func loadFlags(name, synopsis string, args []string, stderr io.Writer, extra func(*flag.FlagSet)) (*Config, error) {
+	fs := newFlags(name, synopsis, stderr)
+	path := fs.String("config", "vmpooler.toml", "configuration file (TOML); relative paths in it are relative to its directory")
 	if extra != nil {
 		extra(fs)
 	}
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("%s: unexpected arguments %q", name, fs.Args())
+	}
 	return LoadConfig(*path)
 }
 
-func newLogger(w io.Writer, level string) *slog.Logger {
+// parseLevel reads a log_level ("" is info).
+func parseLevel(level string) (slog.Level, error) {
 	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil || level == "" {
-		l = slog.LevelInfo
+	if level == "" {
+		return slog.LevelInfo, nil
 	}
+	err := l.UnmarshalText([]byte(level))
+	return l, err
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	l, _ := parseLevel(level)
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
-}
-
-// runServe runs the pooler until ctx is cancelled. If ready is not nil it
-// receives the API's address once it listens (tests use port 0).
-func runServe(ctx context.Context, args []string, stderr io.Writer, ready chan<- string) error {
-	cfg, err := loadFlags("vmpooler", args, stderr, nil)
-	if err != nil {
-		return err
-	}
-	logger := newLogger(stderr, cfg.Global.LogLevel)
-	for _, w := range cfg.Warnings {
-		logger.Warn("config: " + w)
-	}
-
-	st := store.New(cfg.Global.Database)
-	st.Retention = pool.Hours(cfg.Global.DataTTL)
-	if err := st.Open(); err != nil {
-		return err
-	}
-	defer st.Close()
-	logger.Info("database open", "path", cfg.Global.Database, "instance", st.Instance(), "adopted", st.Adopted())
-
-	prov, closeProv, backend, err := startProvider(ctx, cfg, logger)
-	if err != nil {
-		return err
-	}
-	defer closeProv()
-
-	au, err := auth.New(cfg.Auth, st, logger)
-	if err != nil {
-		return fmt.Errorf("auth: %w", err)
-	}
-
-	metrics := httpapi.NewMetrics()
-	mgr := pool.NewManager(&cfg.Global.Config, st, prov, logger)
-	mgr.Observer = metrics
-	mgr.JobTimeout = pool.Minutes(cfg.Global.JobTimeout)
-	svc := pool.NewService(&cfg.Global.Config, st, logger)
-	svc.TagFilter = cfg.TagFilter
-	svc.Kick = mgr.Kick
-	svc.Cloning = mgr.Cloning
-	svc.Health = mgr.Health
-	svc.Backend = backend
-	handler := httpapi.New(httpapi.Config{
-		SiteName: cfg.Global.SiteName,
-		Redacted: cfg.redacted(),
-		Metrics:  metrics,
-	}, svc, au, st, logger)
-
-	ln, err := net.Listen("tcp", cfg.Global.Listen)
-	if err != nil {
-		return err
-	}
-	if err := mgr.Open(); err != nil {
-		ln.Close()
-		return err
-	}
-	defer mgr.Close()
-
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	logger.Info("vmpooler listening", "addr", ln.Addr().String(), "pools", len(cfg.Pools), "database", cfg.Global.Database)
-	if ready != nil {
-		ready <- ln.Addr().String()
-	}
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	logger.Info("shutting down")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
-}
-
-// openProvider connects the configured provider: vSphere (or its embedded
-// simulator), or the in-memory fake of [providers.fake].
-func openProvider(ctx context.Context, cfg *Config, logger *slog.Logger) (pool.Provider, func() error, error) {
-	if cfg.Providers.Fake != nil {
-		logger.Warn("using the in-memory fake provider: VMs are not real and are lost at exit")
-		return pool.NewFakeProvider(), func() error { return nil }, nil
-	}
-	prov := vsphere.New(cfg.Providers.Vsphere, cfg.Pools, logger)
-	if err := prov.Open(ctx); err != nil {
-		return nil, nil, fmt.Errorf("vsphere: %w", err)
-	}
-	return prov, prov.Close, nil
-}
-
-// startProvider is openProvider for the server: vSphere connects in the
-// background (Start), so that the API serves at once while vCenter is
-// down; backend reports the connection for /status and /healthcheck (nil
-// for the fake provider).
-func startProvider(ctx context.Context, cfg *Config, logger *slog.Logger) (prov pool.Provider, closeFn func() error, backend func() (bool, string), err error) {
-	if cfg.Providers.Fake != nil {
-		prov, closeFn, err = openProvider(ctx, cfg, logger)
-		return prov, closeFn, nil, err
-	}
-	vp := vsphere.New(cfg.Providers.Vsphere, cfg.Pools, logger)
-	if err := vp.Start(ctx); err != nil {
-		return nil, nil, nil, fmt.Errorf("vsphere: %w", err)
-	}
-	backend = func() (bool, string) {
-		ok, reason, _ := vp.Connection()
-		return ok, reason
-	}
-	return vp, vp.Close, backend, nil
-}
-
-// runSimulator serves a standalone vCenter simulator holding the templates
-// and folders of the config's pools, so a pooler can be restarted while
-// "vCenter" keeps its state.
-func runSimulator(ctx context.Context, args []string, stderr io.Writer) error {
-	var listen, user, pass string
-	var bootDelay time.Duration
-	cfg, err := loadFlags("vmpooler simulator", args, stderr, func(fs *flag.FlagSet) {
-		fs.StringVar(&listen, "listen", "127.0.0.1:8989", "address to serve the simulator on")
-		fs.StringVar(&user, "username", "", "user name the simulator accepts (default user)")
-		fs.StringVar(&pass, "password", "", "password the simulator accepts (default pass)")
-		fs.DurationVar(&bootDelay, "boot-delay", time.Second, "time a VM takes to report a guest IP after power-on")
-	})
-	if err != nil {
-		return err
-	}
-	return vsphere.Serve(ctx, listen, user, pass, cfg.Pools, bootDelay, newLogger(stderr, cfg.Global.LogLevel))
-}
-
-// runCheck opens the database, runs bbolt's consistency check and the
-// store's invariants, and with -list-vms prints every live VM.
-func runCheck(args []string, stdout io.Writer) error {
-	var list bool
-	cfg, err := loadFlags("vmpooler check", args, stdout, func(fs *flag.FlagSet) {
-		fs.BoolVar(&list, "list-vms", false, "print the hostname of every live VM")
-	})
-	if err != nil {
-		return err
-	}
-	st := store.New(cfg.Global.Database)
-	if err := st.Open(); err != nil {
-		return err
-	}
-	defer st.Close()
-	if err := st.Check(); err != nil {
-		return fmt.Errorf("check %s: %w", cfg.Global.Database, err)
-	}
-	if list {
-		for _, p := range cfg.Pools {
-			vms, err := st.ListPool(p.Name)
-			if err != nil {
-				return err
-			}
-			for _, vm := range vms {
-				fmt.Fprintln(stdout, vm.Hostname)
-			}
-		}
-		return nil
-	}
-	fmt.Fprintf(stdout, "%s: ok\n", cfg.Global.Database)
-	return nil
-}
-
-// runInventory prints the name of every VM in every pool's folder.
-func runInventory(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var owners bool
-	cfg, err := loadFlags("vmpooler inventory", args, stderr, func(fs *flag.FlagSet) {
-		fs.BoolVar(&owners, "owners", false, "print each VM's ownership marker too: name, instance id, pool (\"-\" when unmarked)")
-	})
-	if err != nil {
-		return err
-	}
-	prov, closeProv, err := openProvider(ctx, cfg, newLogger(stderr, cfg.Global.LogLevel))
-	if err != nil {
-		return err
-	}
-	defer closeProv()
-	for _, p := range cfg.Pools {
-		vms, err := prov.List(ctx, p.Datacenter, p.Folder)
-		if errors.Is(err, pool.ErrNotFound) {
-			continue
-		} else if err != nil {
-			return fmt.Errorf("pool %s: %w", p.Name, err)
-		}
-		for _, vm := range vms {
-			if !owners {
-				fmt.Fprintln(stdout, vm.Name)
-				continue
-			}
-			inst, pl := vm.Owner.Instance, vm.Owner.Pool
-			if inst == "" {
-				inst, pl = "-", "-"
-			}
-			fmt.Fprintf(stdout, "%s\t%s\t%s\n", vm.Name, inst, pl)
-		}
-	}
-	return nil
 }

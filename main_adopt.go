@@ -20,7 +20,7 @@ import (
 // there) are destroyed as orphans and the pool refills.
 func runAdopt(args []string, stdout, stderr io.Writer) error {
 	var instance string
-	cfg, err := loadFlags("vmpooler adopt", args, stderr, func(fs *flag.FlagSet) {
+	cfg, err := loadFlags("vmpooler adopt", "vmpooler adopt -config F -instance ID", args, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&instance, "instance", "", "the instance id of the pooler whose VMs to take over (from the \"foreign vm\" log lines or /status)")
 	})
 	if err != nil {

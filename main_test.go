@@ -44,12 +44,13 @@ datacenter = "DC0"
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
+	ready := make(chan *daemon, 1)
 	done := make(chan error, 1)
 	go func() { done <- runServe(ctx, []string{"-config", cfgPath}, io.Discard, ready) }()
 	var addr string
 	select {
-	case addr = <-ready:
+	case d := <-ready:
+		addr = d.addr
 	case err := <-done:
 		t.Fatalf("serve: %v", err)
 	case <-time.After(60 * time.Second):

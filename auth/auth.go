@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vmpooler/vmpooler/store"
@@ -46,7 +47,7 @@ type Auth struct {
 	provider string // "" when disabled
 	st       *store.Store
 	logger   *slog.Logger
-	htpasswd *htpasswd // nil unless provider is htpasswd
+	htpasswd atomic.Pointer[htpasswd] // nil unless provider is htpasswd; SetFile swaps it
 
 	mu      sync.Mutex
 	touched map[string]time.Time // token -> when this process last wrote LastUsed
@@ -79,7 +80,7 @@ func New(cfg *Config, st *store.Store, logger *slog.Logger) (*Auth, error) {
 		if err != nil {
 			return nil, err
 		}
-		a.htpasswd = h
+		a.htpasswd.Store(h)
 	case ProviderDummy:
 		logger.Warn("auth: the dummy provider accepts any user whose password differs from the name; it is for tests only, never use it in production")
 	case "":
@@ -104,7 +105,7 @@ func (a *Auth) Login(user, password string) error {
 	var ok bool
 	switch a.provider {
 	case ProviderHtpasswd:
-		ok = a.htpasswd.check(user, password)
+		ok = a.htpasswd.Load().check(user, password)
 	case ProviderDummy:
 		// Upstream's rule: success iff the password differs from the name.
 		ok = user != "" && subtle.ConstantTimeCompare([]byte(user), []byte(password)) == 0

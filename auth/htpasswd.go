@@ -73,7 +73,23 @@ func (h *htpasswd) load(fi os.FileInfo) error {
 	h.users, h.dummy = users, dummy
 	h.modTime, h.size = fi.ModTime(), fi.Size()
 	h.mu.Unlock()
+	warnExampleUser(users, h.path, h.logger)
 	return nil
+}
+
+// The example user of the shipped docs (testdata/htpasswd, README).
+const exampleUser, examplePassword = "jdoe", "secret"
+
+// warnExampleUser logs a warning while the file holds the documented example
+// user with the documented password: anyone who read the README can log in.
+func warnExampleUser(users []htUser, path string, logger *slog.Logger) {
+	for _, u := range users {
+		if string(u.name) == exampleUser && bcrypt.CompareHashAndPassword(u.hash, []byte(examplePassword)) == nil {
+			logger.Warn("auth: htpasswd holds the documented EXAMPLE user with its documented password; anyone can get a token: remove that line or change its password",
+				"file", path, "user", exampleUser)
+			return
+		}
+	}
 }
 
 // reloadIfChanged stats the file and reloads it when its mtime or size

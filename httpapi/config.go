@@ -124,7 +124,7 @@ func (s *server) handleConfig(w http.ResponseWriter, r *http.Request, c call) er
 		list[i] = append(o.(obj), kv{"template_ready", true})
 	}
 	out := obj{{"ok", true}, {"pool_configuration", list}}
-	if cfg, ok := configValue(reflect.ValueOf(s.cfg.Redacted)); ok {
+	if cfg, ok := configValue(reflect.ValueOf(s.redacted())); ok {
 		out = append(out, kv{"config", cfg})
 	}
 	writeJSON(w, http.StatusOK, append(out, kv{"status", obj{{"ok", true}}}))
@@ -134,7 +134,7 @@ func (s *server) handleConfig(w http.ResponseWriter, r *http.Request, c call) er
 // handleFullConfig answers GET /full_config (upstream 2.3+): the whole
 // configuration, secrets masked (upstream showed them).
 func (s *server) handleFullConfig(w http.ResponseWriter, r *http.Request, c call) error {
-	cfg, ok := configValue(reflect.ValueOf(s.cfg.Redacted))
+	cfg, ok := configValue(reflect.ValueOf(s.redacted()))
 	if !ok {
 		cfg = obj{}
 	}
@@ -142,11 +142,20 @@ func (s *server) handleFullConfig(w http.ResponseWriter, r *http.Request, c call
 	return nil
 }
 
+// redacted is the configuration to show: Config.Redacted, or what it
+// returns when it is a func() any (the configuration in force after reloads).
+func (s *server) redacted() any {
+	if f, ok := s.cfg.Redacted.(func() any); ok {
+		return f()
+	}
+	return s.cfg.Redacted
+}
+
 // experimental gates a configuration write: 405 unless
 // experimental_features is on (as upstream), then a token when auth is on.
 func (s *server) experimental(h handler) handler {
 	return s.messages(func(w http.ResponseWriter, r *http.Request, c call) error {
-		if !s.svc.Config.ExperimentalFeatures {
+		if !s.svc.Current().ExperimentalFeatures {
 			return store.Errorf(eMethod, "%s %s needs experimental_features = true", r.Method, r.URL.Path)
 		}
 		return h(w, r, c)

@@ -26,6 +26,7 @@ type Config struct {
 	// Redacted is the whole configuration with every secret replaced, for
 	// GET /config and /full_config. It is written with its TOML key names;
 	// keys that name a secret (password, secret, token) are masked again.
+	// A func() any is called on each request, so a reload shows at once.
 	Redacted any
 	// Metrics collects what /metrics serves; nil means a fresh one. Pass
 	// the same value as the manager's Observer so clone and boot times

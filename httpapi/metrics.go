@@ -163,7 +163,7 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.svc.Health != nil {
 		health = c.svc.Health()
 	}
-	for _, p := range c.svc.Config.Pools {
+	for _, p := range c.svc.Current().Pools {
 		n := counts[p.Name]
 		h := health[p.Name]
 		ch <- prometheus.MustNewConstMetric(descForeign, prometheus.GaugeValue, float64(len(h.Foreign)), p.Name)

@@ -79,7 +79,7 @@ func (s *server) ondemand(w http.ResponseWriter, c call, wants []pool.Want, id s
 		return withNames(err, "bad_templates")
 	}
 	out := obj{{"ok", true}, {"request_id", id}}
-	if d := s.svc.Config.Domain; !c.v.fqdn() && d != "" {
+	if d := s.svc.Current().Domain; !c.v.fqdn() && d != "" {
 		out = append(out, kv{"domain", d})
 	}
 	writeJSON(w, http.StatusCreated, out)
@@ -121,7 +121,7 @@ func (s *server) handleOndemandGet(w http.ResponseWriter, r *http.Request, c cal
 	case store.RequestDeleted:
 		out = append(out, kv{"message", "The request has been deleted"})
 	default:
-		ttl := s.svc.Config.OndemandRequestTTL
+		ttl := s.svc.Current().OndemandRequestTTL
 		out = append(out, kv{"message", "The request failed to provision instances within the configured ondemand_request_ttl '" + strconv.Itoa(ttl) + "'"})
 		if v.Error != "" {
 			out = append(out, kv{"reason", v.Error})

@@ -71,6 +71,7 @@ type Manager struct {
 	lastPurge time.Time
 	warned    map[string]bool         // unconfigured pools already logged
 	readyBO   map[string]*poolBackoff // pool → pause after failed ready checks
+	retired   map[string]bool         // pools SetConfig removed, kept at size 0 until drained
 }
 
 // cloneTask is a clone running in a goroutine.
@@ -173,7 +174,7 @@ func (m *Manager) Wait() { m.work.Wait() }
 
 func (m *Manager) run() {
 	defer m.loop.Done()
-	delay := time.Duration(positive(m.Config.CheckLoopDelay, 5)) * time.Second
+	delay := m.loopDelay()
 	timer := time.NewTimer(delay)
 	defer timer.Stop()
 	for {
@@ -181,7 +182,7 @@ func (m *Manager) run() {
 		if err := m.Reconcile(m.ctx); err != nil && m.ctx.Err() == nil {
 			m.Logger.Error("reconcile pass", "err", err)
 		}
-		timer.Reset(m.nextPass(delay))
+		timer.Reset(m.nextPass(m.loopDelay()))
 		select {
 		case <-m.ctx.Done():
 			return
@@ -226,6 +227,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	m.passMu.Lock()
 	defer m.passMu.Unlock()
 	m.initLimits()
+	m.pruneRetired()
 	now := m.Now()
 	overrides, err := m.Store.Overrides()
 	if err != nil {

@@ -4,11 +4,11 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vmpooler/vmpooler/store"
@@ -39,9 +39,7 @@ type Service struct {
 	Backend func() (connected bool, reason string)
 
 	initOnce sync.Once
-	filters  map[string]*regexp.Regexp
-	allowed  map[string]bool
-	aliases  map[string][]string // name → candidate pools, config order
+	cur      atomic.Pointer[svcState] // the configuration in force (SetConfig swaps it)
 
 	ovrMu sync.Mutex // serialises read-modify-write of overrides
 
@@ -69,30 +67,7 @@ func (s *Service) init() {
 		if s.Kick == nil {
 			s.Kick = func() {}
 		}
-		s.filters = make(map[string]*regexp.Regexp)
-		for tag, expr := range s.TagFilter {
-			re, err := regexp.Compile(expr)
-			if err != nil {
-				s.Logger.Error("tagfilter ignored", "tag", tag, "err", err)
-				continue
-			}
-			s.filters[tag] = re
-		}
-		s.allowed = make(map[string]bool)
-		for _, t := range s.Config.AllowedTags {
-			s.allowed[t] = true
-		}
-		s.aliases = make(map[string][]string)
-		for _, p := range s.Config.Pools {
-			s.aliases[p.Name] = append(s.aliases[p.Name], p.Name)
-		}
-		for _, p := range s.Config.Pools {
-			for _, a := range p.Alias {
-				if !slices.Contains(s.aliases[a], p.Name) {
-					s.aliases[a] = append(s.aliases[a], p.Name)
-				}
-			}
-		}
+		s.cur.Store(newSvcState(s.Config, s.TagFilter, s.Logger))
 	})
 }
 
@@ -105,8 +80,9 @@ type Caller struct {
 
 // Pools returns the configured pool names in config order.
 func (s *Service) Pools() []string {
-	names := make([]string, len(s.Config.Pools))
-	for i, p := range s.Config.Pools {
+	pools := s.Current().Pools
+	names := make([]string, len(pools))
+	for i, p := range pools {
 		names[i] = p.Name
 	}
 	return names
@@ -114,8 +90,7 @@ func (s *Service) Pools() []string {
 
 // Resolve returns the pools a pool name or alias stands for, in config order.
 func (s *Service) Resolve(name string) ([]string, bool) {
-	s.init()
-	p, ok := s.aliases[name]
+	p, ok := s.state().aliases[name]
 	return p, ok
 }
 
@@ -160,12 +135,12 @@ func ParseCount(v any) (int, error) {
 // count, EEMPTY (503) when any pool is short; then nothing is handed out.
 // A caller with a token gets vm_lifetime_auth and is recorded as the user.
 func (s *Service) Checkout(wants []Want, c Caller) (map[string][]store.VM, error) {
-	s.init()
+	cur := s.state()
 	if len(wants) == 0 {
 		return nil, store.Errorf(store.ENOTFOUND, "no pool requested")
 	}
 	for _, w := range wants {
-		if _, ok := s.aliases[w.Name]; !ok {
+		if _, ok := cur.aliases[w.Name]; !ok {
 			return nil, store.Errorf(store.ENOTFOUND, "unknown pool or alias %q", w.Name)
 		}
 		if w.Count < 1 || w.Count > MaxCheckoutCount {
@@ -173,21 +148,21 @@ func (s *Service) Checkout(wants []Want, c Caller) (map[string][]store.VM, error
 		}
 	}
 	lifetime := 0
-	if c.User != "" && s.Config.VMLifetimeAuth > 0 {
-		lifetime = s.Config.VMLifetimeAuth
+	if c.User != "" && cur.cfg.VMLifetimeAuth > 0 {
+		lifetime = cur.cfg.VMLifetimeAuth
 	}
 	var err error
 	// A plan rests on counts that a concurrent checkout may change; an alias
 	// with another candidate deserves a second plan.
 	for range 3 {
-		plan, perName := s.svcPlan(wants)
+		plan, perName := svcPlan(s.Store.Counts(), cur.aliases, wants)
 		var vms []store.VM
 		vms, err = s.Store.Checkout(store.CheckoutRequest{Pools: plan, Lifetime: lifetime, User: c.User})
 		if err == nil {
 			s.Kick()
 			return svcAssign(vms, perName), nil
 		}
-		if store.ErrorCode(err) != store.EEMPTY || !s.svcHasAlias(wants) {
+		if store.ErrorCode(err) != store.EEMPTY || !svcHasAlias(cur.aliases, wants) {
 			break
 		}
 	}
@@ -204,9 +179,9 @@ type svcShare struct {
 
 // svcPlan picks, VM by VM, a candidate pool with ready VMs left (else the
 // first candidate), and merges the picks per pool.
-func (s *Service) svcPlan(wants []Want) ([]store.PoolCount, []svcShare) {
+func svcPlan(counts map[string]store.PoolCounts, aliases map[string][]string, wants []Want) ([]store.PoolCount, []svcShare) {
 	left := make(map[string]int)
-	for name, c := range s.Store.Counts() {
+	for name, c := range counts {
 		left[name] = c.Ready
 	}
 	var shares []svcShare
@@ -224,7 +199,7 @@ func (s *Service) svcPlan(wants []Want) ([]store.PoolCount, []svcShare) {
 		}
 	}
 	for _, w := range wants {
-		cands := s.aliases[w.Name]
+		cands := aliases[w.Name]
 		for range w.Count {
 			pick := cands[0]
 			for _, p := range cands {
@@ -240,9 +215,9 @@ func (s *Service) svcPlan(wants []Want) ([]store.PoolCount, []svcShare) {
 	return plan, shares
 }
 
-func (s *Service) svcHasAlias(wants []Want) bool {
+func svcHasAlias(aliases map[string][]string, wants []Want) bool {
 	for _, w := range wants {
-		if len(s.aliases[w.Name]) > 1 {
+		if len(aliases[w.Name]) > 1 {
 			return true
 		}
 	}

@@ -20,7 +20,7 @@ func (s *Service) Effective() ([]PoolConfig, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := slices.Clone(s.Config.Pools)
+	out := slices.Clone(s.Current().Pools)
 	for i := range out {
 		applyOverride(&out[i], ovr[out[i].Name])
 	}
@@ -134,12 +134,13 @@ func (s *Service) setOverrides(body map[string]any, c Caller, f overrideField) (
 	} else if len(body) == 0 {
 		return false, store.Errorf(store.EINVALID, "Request body must name at least one pool")
 	}
+	cfg := s.Current()
 	names := slices.Sorted(maps.Keys(body))
 	vals := make(map[string]string, len(body))
 	var bad []string
 	for _, name := range names {
 		v, ok := f.parse(body[name])
-		if _, known := s.Config.Pool(name); !known || !ok {
+		if _, known := cfg.Pool(name); !known || !ok {
 			bad = append(bad, name)
 			continue
 		}
@@ -156,7 +157,7 @@ func (s *Service) setOverrides(body map[string]any, c Caller, f overrideField) (
 	}
 	changed := false
 	for _, name := range names {
-		p, _ := s.Config.Pool(name)
+		p, _ := cfg.Pool(name)
 		o := ovr[name]
 		applyOverride(&p, o)
 		if f.get(p) == vals[name] {
@@ -204,7 +205,7 @@ func (s *Service) resetOverride(pool string, c Caller, f overrideField) (Reset, 
 	if err := svcNeedToken(c); err != nil {
 		return Reset{}, err
 	}
-	p, ok := s.Config.Pool(pool)
+	p, ok := s.Current().Pool(pool)
 	if !ok {
 		return Reset{}, store.Errorf(store.ENOTFOUND, "unknown pool %q", pool)
 	}
@@ -245,7 +246,7 @@ func (s *Service) ResetPools(body map[string]any, c Caller) (int, error) {
 	names := slices.Sorted(maps.Keys(body))
 	var bad []string
 	for _, name := range names {
-		if _, ok := s.Config.Pool(name); !ok {
+		if _, ok := s.Current().Pool(name); !ok {
 			bad = append(bad, name)
 		}
 	}

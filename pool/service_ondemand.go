@@ -45,7 +45,7 @@ func svcNeedToken(c Caller) error {
 // EFORBIDDEN for more than max_ondemand_instances_per_request of one name;
 // ECONFLICT if the id exists.
 func (s *Service) RequestOndemand(wants []Want, id string, c Caller) (string, error) {
-	s.init()
+	cur := s.state()
 	if err := svcNeedToken(c); err != nil {
 		return "", err
 	} else if len(wants) == 0 {
@@ -53,14 +53,14 @@ func (s *Service) RequestOndemand(wants []Want, id string, c Caller) (string, er
 	}
 	var unknown []string
 	for _, w := range wants {
-		if _, ok := s.aliases[w.Name]; !ok {
+		if _, ok := cur.aliases[w.Name]; !ok {
 			unknown = append(unknown, w.Name)
 		}
 	}
 	if len(unknown) > 0 {
 		return "", &NamesError{Code: store.ENOTFOUND, Message: "unknown pools or aliases", Names: unknown}
 	}
-	limit := positive(s.Config.MaxOndemandPerRequest, 10)
+	limit := positive(cur.cfg.MaxOndemandPerRequest, 10)
 	for _, w := range wants {
 		if w.Count < 1 {
 			return "", store.Errorf(store.EINVALID, "VM count must be at least 1")
@@ -74,11 +74,11 @@ func (s *Service) RequestOndemand(wants []Want, id string, c Caller) (string, er
 		return "", store.Errorf(store.EINVALID, "request_id must be 1 to %d of A-Z a-z 0-9 . _ -", MaxRequestIDLen)
 	}
 	r := store.Request{ID: id, User: c.User}
-	if c.User != "" && s.Config.VMLifetimeAuth > 0 {
-		r.Lifetime = s.Config.VMLifetimeAuth
+	if c.User != "" && cur.cfg.VMLifetimeAuth > 0 {
+		r.Lifetime = cur.cfg.VMLifetimeAuth
 	}
 	for _, w := range wants {
-		cands := s.aliases[w.Name]
+		cands := cur.aliases[w.Name]
 		for i, p := range cands {
 			n := w.Count / len(cands)
 			if i < w.Count%len(cands) {

@@ -58,7 +58,7 @@ func (s *Service) Status() (Status, error) {
 		health = s.Health()
 	}
 	var st Status
-	for _, p := range s.Config.Pools {
+	for _, p := range s.Current().Pools {
 		c := counts[p.Name]
 		size := p.Size
 		if o, ok := ovr[p.Name]; ok && o.Size != nil {
@@ -204,7 +204,7 @@ func (s *Service) PoolStat(names []string) ([]PoolStatus, error) {
 func (s *Service) TotalRunning() int {
 	counts := s.Store.Counts()
 	n := 0
-	for _, p := range s.Config.Pools {
+	for _, p := range s.Current().Pools {
 		n += counts[p.Name].Running
 	}
 	return n

@@ -68,7 +68,7 @@ func (e *FailureError) Unwrap() error { return store.Errorf(store.EINVALID, "%s"
 // and < max_lifetime_upper_limit when set; a disk 1..MaxDiskGB. Tags honour
 // allowed_tags and [tagfilter].
 func (s *Service) Modify(host string, m Modification, c Caller) error {
-	s.init()
+	cur := s.state()
 	vm, err := s.Store.Get(host)
 	if err != nil {
 		return err
@@ -84,7 +84,7 @@ func (s *Service) Modify(host string, m Modification, c Caller) error {
 	lifetime := 0
 	if m.Lifetime != nil {
 		lifetime = *m.Lifetime
-		if lim := s.Config.MaxLifetimeUpperLimit; lifetime <= 0 {
+		if lim := cur.cfg.MaxLifetimeUpperLimit; lifetime <= 0 {
 			failures = append(failures, fmt.Sprintf("You provided a lifetime (%s) but you must provide a positive number.", m.LifetimeArg))
 		} else if lim > 0 && lifetime >= lim {
 			failures = append(failures, fmt.Sprintf("You provided a lifetime (%s) that exceeds the configured maximum of %d.", m.LifetimeArg, lim))
@@ -99,7 +99,7 @@ func (s *Service) Modify(host string, m Modification, c Caller) error {
 	}
 	var bad []string
 	for k := range m.Tags {
-		if len(s.allowed) > 0 && !s.allowed[k] {
+		if len(cur.allowed) > 0 && !cur.allowed[k] {
 			bad = append(bad, k)
 		}
 	}
@@ -116,7 +116,7 @@ func (s *Service) Modify(host string, m Modification, c Caller) error {
 		}
 	}
 	if m.Disk == nil || m.Lifetime != nil || len(m.Tags) > 0 {
-		if _, err = s.Store.Modify(host, lifetime, s.svcFilterTags(m.Tags)); err != nil {
+		if _, err = s.Store.Modify(host, lifetime, cur.filterTags(m.Tags)); err != nil {
 			return err
 		}
 	}
@@ -129,14 +129,14 @@ func (s *Service) Modify(host string, m Modification, c Caller) error {
 	return nil
 }
 
-// svcFilterTags drops empty values and applies [tagfilter].
-func (s *Service) svcFilterTags(tags map[string]string) map[string]string {
+// filterTags drops empty values and applies [tagfilter].
+func (cur *svcState) filterTags(tags map[string]string) map[string]string {
 	if len(tags) == 0 {
 		return nil
 	}
 	out := make(map[string]string, len(tags))
 	for k, v := range tags {
-		if re := s.filters[k]; re != nil {
+		if re := cur.filters[k]; re != nil {
 			if m := re.FindStringSubmatch(v); m != nil {
 				v = strings.Join(m[1:], "")
 			}
@@ -238,7 +238,7 @@ func (s *Service) Get(host string) (VMView, error) {
 	if err != nil {
 		return VMView{}, err
 	}
-	v := VMView{VM: vm, Lifetime: s.Config.Lifetime(vm.Lifetime), Domain: s.Domain(vm.Pool)}
+	v := VMView{VM: vm, Lifetime: s.Current().Lifetime(vm.Lifetime), Domain: s.Domain(vm.Pool)}
 	if !vm.CheckedOut.IsZero() {
 		until := s.Now()
 		if !vm.Completed.IsZero() {
@@ -257,10 +257,11 @@ func (s *Service) Get(host string) (VMView, error) {
 
 // Domain returns a pool's DNS domain ("" when none is configured).
 func (s *Service) Domain(pool string) string {
-	if p, ok := s.Config.Pool(pool); ok && p.Domain != "" {
+	cfg := s.Current()
+	if p, ok := cfg.Pool(pool); ok && p.Domain != "" {
 		return p.Domain
 	}
-	return s.Config.Domain
+	return cfg.Domain
 }
 
 func svcRound2(f float64) float64 {
@@ -274,7 +275,7 @@ func svcRound2(f float64) float64 {
 // RunningByUser lists the running VMs checked out by user.
 func (s *Service) RunningByUser(user string) ([]store.VM, error) {
 	var hosts []store.VM
-	for _, p := range s.Config.Pools {
+	for _, p := range s.Current().Pools {
 		vms, err := s.Store.List(p.Name, store.StateRunning)
 		if err != nil {
 			return nil, err

@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/vmpooler/vmpooler/auth"
+	"github.com/vmpooler/vmpooler/httpapi"
+	"github.com/vmpooler/vmpooler/pool"
+	"github.com/vmpooler/vmpooler/store"
+	"github.com/vmpooler/vmpooler/vsphere"
+)
+
+// shutdownGrace bounds how long SIGTERM waits for in-flight API requests.
+const shutdownGrace = 10 * time.Second
+
+// daemon is a running pooler: what reload, backup and shutdown act on.
+type daemon struct {
+	path   string // the configuration file, absolute
+	logger *slog.Logger
+	level  *slog.LevelVar
+	st     *store.Store
+	auth   *auth.Auth
+	svc    *pool.Service
+	mgr    *pool.Manager
+	addr   string // the API's address
+	grace  time.Duration
+
+	reloadMu sync.Mutex             // one reload at a time
+	cfg      atomic.Pointer[Config] // the configuration in force
+	backupMu sync.Mutex             // one scheduled or requested backup at a time
+}
+
+// runServe runs the pooler until ctx is cancelled. If ready is not nil it
+// receives the daemon once the API listens (tests use port 0 and call
+// reload directly, as SIGHUP does).
+func runServe(ctx context.Context, args []string, stderr io.Writer, ready chan<- *daemon) error {
+	// Catch SIGHUP from the start: a reload asked for while the pooler is
+	// still starting is done once it listens, instead of killing it.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	fs := newFlags("vmpooler", "vmpooler [serve] [-config vmpooler.toml]", stderr)
+	path := fs.String("config", "vmpooler.toml", "configuration file (TOML); relative paths in it are relative to its directory")
+	if err := fs.Parse(args); err != nil {
+		return err
+	} else if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q (commands come first: vmpooler -h)", fs.Args())
+	}
+	cfg, err := LoadConfig(*path)
+	if err != nil {
+		return err
+	}
+	d := &daemon{path: cfg.file, level: new(slog.LevelVar), grace: shutdownGrace}
+	lvl, _ := parseLevel(cfg.Global.LogLevel)
+	d.level.Set(lvl)
+	d.logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: d.level}))
+	d.cfg.Store(cfg)
+	return d.serve(ctx, cfg, hup, ready)
+}
+
+func (d *daemon) serve(ctx context.Context, cfg *Config, hup <-chan os.Signal, ready chan<- *daemon) error {
+	logger := d.logger
+	defer logger.Info("vmpooler stopped")
+	attrs := []any{"version", versionString(), "config", d.path, "database", cfg.Global.Database}
+	if cfg.Auth != nil && cfg.Auth.File != "" {
+		attrs = append(attrs, "auth_file", cfg.Auth.File)
+	}
+	if cfg.Global.BackupDir != "" {
+		attrs = append(attrs, "backup_dir", cfg.Global.BackupDir)
+	}
+	logger.Info("vmpooler starting", append(attrs, "pid", os.Getpid())...)
+	for _, w := range cfg.Warnings {
+		logger.Warn("config: " + w)
+	}
+	if err := d.openStore(cfg); err != nil {
+		return err
+	}
+	defer d.st.Close()
+	logger.Info("database open", "path", cfg.Global.Database, "instance", d.st.Instance(), "adopted", d.st.Adopted())
+
+	prov, closeProv, backend, err := startProvider(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer closeProv()
+
+	if d.auth, err = auth.New(cfg.Auth, d.st, logger); err != nil {
+		return fmt.Errorf("auth: %w", err)
+	}
+	metrics := httpapi.NewMetrics()
+	d.mgr = pool.NewManager(&cfg.Global.Config, d.st, prov, logger)
+	d.mgr.Observer = metrics
+	d.mgr.JobTimeout = pool.Minutes(cfg.Global.JobTimeout)
+	d.svc = pool.NewService(&cfg.Global.Config, d.st, logger)
+	d.svc.TagFilter = cfg.TagFilter
+	d.svc.Kick = d.mgr.Kick
+	d.svc.Cloning = d.mgr.Cloning
+	d.svc.Health = d.mgr.Health
+	d.svc.Backend = backend
+	api := httpapi.New(httpapi.Config{
+		SiteName: cfg.Global.SiteName,
+		Redacted: func() any { return d.cfg.Load().redacted() },
+		Metrics:  metrics,
+	}, d.svc, d.auth, d.st, logger)
+
+	ln, err := net.Listen("tcp", cfg.Global.Listen)
+	if err != nil {
+		return err
+	}
+	admin, err := d.listenAdmin(cfg)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer admin.Close()
+	if err := d.mgr.Open(); err != nil {
+		ln.Close()
+		return err
+	}
+	defer d.mgr.Close() // after the API has stopped: see shutdown
+
+	dr := newDrain(api)
+	baseCtx, cancelRequests := context.WithCancel(context.Background())
+	defer cancelRequests()
+	srv := &http.Server{Handler: dr, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		BaseContext: func(net.Listener) context.Context { return baseCtx }}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	d.addr = ln.Addr().String()
+	go d.backupLoop(baseCtx)
+
+	logger.Info("vmpooler listening", "addr", d.addr, "pools", len(cfg.Pools), "database", cfg.Global.Database, "config", d.path)
+	if ready != nil {
+		ready <- d
+	}
+	for {
+		select {
+		case err := <-errc:
+			return err
+		case <-hup:
+			d.reload()
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
+	return d.shutdown(srv, dr, cancelRequests)
+}
+
+// openStore opens the database, saying loudly when it had to create it: a
+// new empty database where one was expected means a wrong path, and the
+// pooler would then treat every VM of its pools as unknown.
+func (d *daemon) openStore(cfg *Config) error {
+	path := cfg.Global.Database
+	_, statErr := os.Stat(path)
+	d.st = store.New(path)
+	d.st.Retention = pool.Hours(cfg.Global.DataTTL)
+	if err := d.st.Open(); err != nil {
+		return err
+	}
+	if errors.Is(statErr, fs.ErrNotExist) {
+		d.logger.Warn("created new database at "+path+" (no file was there: if this pooler had a database before, the path is wrong)",
+			"database", path, "config", d.path)
+	}
+	return nil
+}
+
+// shutdown stops the API: no new connections, in-flight requests get up to
+// d.grace to finish; those still running then are answered 503 (JSON) and
+// their contexts cancelled. The manager is stopped afterwards by serve's
+// deferred Close, between its steps: every step is a store transaction, and
+// clones in flight stay pending for the next start.
+func (d *daemon) shutdown(srv *http.Server, dr *drain, cancelRequests context.CancelFunc) error {
+	d.logger.Info("shutting down: finishing in-flight requests", "bound", d.grace)
+	ctx, cancel := context.WithTimeout(context.Background(), d.grace)
+	defer cancel()
+	err := srv.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		n := dr.cut()
+		cancelRequests()
+		dr.wait(time.Second) // let them return, so their 503 is delivered whole
+		d.logger.Warn("requests still running at the shutdown bound were answered 503", "count", n, "bound", d.grace)
+		err = srv.Close()
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	d.logger.Info("API stopped; stopping the pool manager (clones in flight stay pending for the next start)")
+	return nil
+}
+
+// openProvider connects the configured provider: vSphere (or its embedded
+// simulator), or the in-memory fake of [providers.fake].
+func openProvider(ctx context.Context, cfg *Config, logger *slog.Logger) (pool.Provider, func() error, error) {
+	if cfg.Providers.Fake != nil {
+		logger.Warn("using the in-memory fake provider: VMs are not real and are lost at exit")
+		return pool.NewFakeProvider(), func() error { return nil }, nil
+	}
+	prov := vsphere.New(cfg.Providers.Vsphere, cfg.Pools, logger)
+	if err := prov.Open(ctx); err != nil {
+		return nil, nil, fmt.Errorf("vsphere: %w", err)
+	}
+	return prov, prov.Close, nil
+}
+
+// startProvider is openProvider for the server: vSphere connects in the
+// background (Start), so that the API serves at once while vCenter is
+// down; backend reports the connection for /status and /healthcheck (nil
+// for the fake provider).
+func startProvider(ctx context.Context, cfg *Config, logger *slog.Logger) (prov pool.Provider, closeFn func() error, backend func() (bool, string), err error) {
+	if cfg.Providers.Fake != nil {
+		prov, closeFn, err = openProvider(ctx, cfg, logger)
+		return prov, closeFn, nil, err
+	}
+	vp := vsphere.New(cfg.Providers.Vsphere, cfg.Pools, logger)
+	if err := vp.Start(ctx); err != nil {
+		return nil, nil, nil, fmt.Errorf("vsphere: %w", err)
+	}
+	backend = func() (bool, string) {
+		ok, reason, _ := vp.Connection()
+		return ok, reason
+	}
+	return vp, vp.Close, backend, nil
+}

@@ -1,0 +1,159 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// BackupSized writes a consistent copy of the whole file like Backup, but
+// first tells start its exact size, so that a copy sent over a stream can
+// announce its length and a truncated copy is detected by the reader.
+func (s *Store) BackupSized(start func(size int64) (io.Writer, error)) (int64, error) {
+	var n int64
+	err := s.view(func(tx *bolt.Tx) error {
+		w, err := start(tx.Size())
+		if err != nil {
+			return err
+		}
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	return n, err
+}
+
+// VerifyFile opens the database file at path read-only (it never creates
+// or changes a file) and runs bbolt's consistency check and the store's
+// invariants, as Check does. A missing file is an error; a file another
+// process holds open for writing is ErrInUse. It also refuses a file whose
+// schema is newer than this program.
+func VerifyFile(path string) error {
+	// bbolt maps the file: a page past its end would be a SIGBUS, not an
+	// error. A truncated copy is caught by its size, a page number past the
+	// end by the protected walk below.
+	if err := checkSize(path); err != nil {
+		return err
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return &inUseError{path: path}
+	} else if err != nil {
+		return fmt.Errorf("open database %s: %w", path, err)
+	}
+	defer db.Close()
+	return db.View(func(tx *bolt.Tx) error {
+		if err := checkSchema(tx); err != nil {
+			return err
+		}
+		if err := walkProtected(tx); err != nil {
+			return err
+		}
+		var errs []error
+		for err := range tx.Check() {
+			errs = append(errs, err)
+		}
+		errs = append(errs, checkIndexes(tx)...)
+		if len(errs) > maxCheckErrors {
+			errs = append(errs[:maxCheckErrors], fmt.Errorf("and %d more problems", len(errs)-maxCheckErrors))
+		}
+		return errors.Join(errs...)
+	})
+}
+
+// checkSchema reports a file that is not a vmpooler database of a schema
+// version this program knows.
+func checkSchema(tx *bolt.Tx) error {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		return errors.New("not a vmpooler database (no meta bucket)")
+	}
+	v := meta.Get(keyVersion)
+	if len(v) != 8 {
+		return fmt.Errorf("not a vmpooler database (schema version %x)", v)
+	}
+	if n := binary.BigEndian.Uint64(v); n > uint64(len(migrations)) {
+		return fmt.Errorf("schema version %d is newer than this vmpooler (%d)", n, len(migrations))
+	}
+	for _, name := range [][]byte{bucketVMs, bucketPools, bucketDestroyed, bucketTokens,
+		bucketTokensUser, bucketDays, bucketOverrides, bucketRequests, bucketReqsPending, bucketJobs} {
+		if tx.Bucket(name) == nil {
+			return fmt.Errorf("not a vmpooler database (no %s bucket)", name)
+		}
+	}
+	return nil
+}
+
+// checkSize compares the file's size with the page count its newest valid
+// meta page records (bbolt's layout: a 16-byte page header, then magic,
+// version, page size, flags, root bucket, freelist, page count, txid).
+func checkSize(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("open database %s: %w", path, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	var best struct{ pgid, txid, pageSize uint64 }
+	for _, off := range []int64{0, -1} {
+		if off < 0 {
+			if best.pageSize == 0 {
+				break
+			}
+			off = int64(best.pageSize)
+		}
+		buf := make([]byte, 16+64)
+		if _, err := f.ReadAt(buf, off); err != nil {
+			continue
+		}
+		m := buf[16:]
+		le := binary.LittleEndian
+		if le.Uint32(m[0:]) != 0xED0CDAED {
+			continue
+		}
+		ps, pgid, txid := uint64(le.Uint32(m[8:])), le.Uint64(m[40:]), le.Uint64(m[48:])
+		if off == 0 || txid > best.txid {
+			best.pgid, best.txid, best.pageSize = pgid, txid, ps
+		}
+	}
+	if best.pageSize == 0 {
+		return fmt.Errorf("database %s: not a bbolt file", path)
+	}
+	if want := best.pgid * best.pageSize; uint64(fi.Size()) < want {
+		return fmt.Errorf("database %s is truncated: %d bytes, its meta page needs %d", path, fi.Size(), want)
+	}
+	return nil
+}
+
+// walkProtected reads every key of every bucket with memory faults turned
+// into a panic of this goroutine, so a page number past the end of the file
+// is reported as corruption instead of killing the process.
+func walkProtected(tx *bolt.Tx) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("database is corrupt: %v", r)
+		}
+	}()
+	var walk func(b *bolt.Bucket) error
+	walk = func(b *bolt.Bucket) error {
+		return b.ForEach(func(k, v []byte) error {
+			if v == nil {
+				if nb := b.Bucket(k); nb != nil {
+					return walk(nb)
+				}
+			}
+			return nil
+		})
+	}
+	return tx.ForEach(func(_ []byte, b *bolt.Bucket) error { return walk(b) })
+}
