@@ -50,13 +50,16 @@ func (p *Provider) Clone(ctx context.Context, spec pool.CloneSpec) error {
 		return wrapErr(op, err)
 	}
 	task, err := tmpl.Clone(ctx, folder, spec.Name, *cs)
-	if err != nil {
-		return wrapErr(op, err)
+	if err == nil {
+		_, err = waitTask(ctx, c, task.Reference())
 	}
-	if _, err := waitTask(ctx, c, task.Reference()); err != nil {
-		return wrapErr(op, err)
+	if err != nil && spec.CloneTarget == "" && isFault(err, notFoundFaults) {
+		// The cached default resource pool may be gone: find it afresh next time.
+		if dc, derr := p.datacenter(spec.Datacenter); derr == nil {
+			p.setDefaultTarget(dc, types.ManagedObjectReference{})
+		}
 	}
-	return nil
+	return wrapErr(op, err)
 }
 
 // cloneSpec resolves the template, folder, placement and datastore.
@@ -83,11 +86,20 @@ func (p *Provider) cloneSpec(ctx context.Context, c *vim25.Client, spec pool.Clo
 		return nil, nil, nil, err
 	}
 	f.SetDatacenter(dcObj)
-	rp, err := resourcePool(ctx, f, dcObj, spec.CloneTarget)
-	if err != nil {
-		return nil, nil, nil, err
+	rpRef, cached := types.ManagedObjectReference{}, false
+	if spec.CloneTarget == "" {
+		rpRef, cached = p.defaultTarget(dc)
 	}
-	rpRef := rp.Reference()
+	if !cached {
+		rp, err := resourcePool(ctx, f, dcObj, spec.CloneTarget)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		rpRef = rp.Reference()
+		if spec.CloneTarget == "" {
+			p.setDefaultTarget(dc, rpRef)
+		}
+	}
 	cs := &types.VirtualMachineCloneSpec{
 		Location: types.VirtualMachineRelocateSpec{Pool: &rpRef},
 		PowerOn:  true,
@@ -267,6 +279,10 @@ func (p *Provider) folder(ctx context.Context, c *vim25.Client, dc, rel string, 
 	if !create || !errors.Is(err, pool.ErrNotFound) {
 		return nil, err
 	}
+	// One creation at a time: concurrent creators would only collide on
+	// DuplicateName (handled), but govmomi's simulator races on it.
+	p.folderMu.Lock()
+	defer p.folderMu.Unlock()
 	return createFolders(ctx, c, dc, rel, p.logger.Info)
 }
 

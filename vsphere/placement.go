@@ -164,10 +164,13 @@ func (p *Provider) checkPlacement(ctx context.Context) error {
 			continue
 		}
 		ts, err := targets(ctx, c, dc)
-		if err != nil {
+		switch {
+		case err != nil:
 			errs = append(errs, fmt.Errorf("pool %s: list clusters and hosts: %w", pc.Name, err))
-		} else if len(ts) > 1 {
+		case len(ts) > 1:
 			errs = append(errs, fmt.Errorf("pool %s (and every pool of datacenter %s without one): %w", pc.Name, dcPath, errTargetRequired(dcPath, ts)))
+		case len(ts) == 1:
+			p.setDefaultTarget(dcPath, ts[0].pool)
 		}
 	}
 	return errors.Join(errs...)
@@ -231,4 +234,29 @@ func (p *Provider) resolveDatacenters(ctx context.Context) error {
 	}
 	p.dcPaths = paths
 	return nil
+}
+
+// defaultTarget returns the resource pool clones without clone_target go
+// to in datacenter dc, as found at start (or by an earlier clone), so that
+// a clone does not list the datacenter's clusters and hosts each time.
+func (p *Provider) defaultTarget(dc string) (types.ManagedObjectReference, bool) {
+	p.targetMu.Lock()
+	defer p.targetMu.Unlock()
+	ref, ok := p.defaultRP[dc]
+	return ref, ok
+}
+
+// setDefaultTarget records (or, with a zero ref, forgets) dc's default
+// resource pool.
+func (p *Provider) setDefaultTarget(dc string, ref types.ManagedObjectReference) {
+	p.targetMu.Lock()
+	defer p.targetMu.Unlock()
+	if p.defaultRP == nil {
+		p.defaultRP = make(map[string]types.ManagedObjectReference)
+	}
+	if ref.Value == "" {
+		delete(p.defaultRP, dc)
+	} else {
+		p.defaultRP[dc] = ref
+	}
 }

@@ -69,6 +69,11 @@ type Provider struct {
 
 	wholeExtraConfig atomic.Bool // see ownerPaths
 
+	targetMu  sync.Mutex
+	defaultRP map[string]types.ManagedObjectReference // datacenter → resource pool of its only cluster or host
+
+	folderMu sync.Mutex // one folder creation at a time (createFolders)
+
 	notesMu sync.Mutex
 	notes   map[string]string // pool → why its clones are not as asked (noteLinked)
 }
