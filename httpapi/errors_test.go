@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -93,6 +94,9 @@ func TestErrorsNoAuth(t *testing.T) {
 		{"put tags not a hash", req{method: "PUT", path: "/api/v1/vm/r1", body: `{"tags":"x"}`}, 400, "other than a hash"},
 		{"put tag not allowed", req{method: "PUT", path: "/api/v1/vm/r1", body: `{"tags":{"colour":"red"}}`}, 400, "unsupported tags (colour)"},
 		{"put tag bad key", req{method: "PUT", path: "/api/v1/vm/r1", body: `{"tags":{"a b":"red"}}`}, 400, "tag key"},
+		{"put too many tags", req{method: "PUT", path: "/api/v1/vm/r1", body: manyTags(maxTags + 1)}, 400, "at most 100"},
+		{"put tag value too long", req{method: "PUT", path: "/api/v1/vm/r1", body: `{"tags":{"project":"` + strings.Repeat("v", maxTagValue+1) + `"}}`}, 400, "too long"},
+		{"put tag key too long", req{method: "PUT", path: "/api/v1/vm/r1", body: `{"tags":{"` + strings.Repeat("k", maxTagKey+1) + `":"x"}}`}, 400, "tag key"},
 		{"put tag nested", req{method: "PUT", path: "/api/v1/vm/r1", body: `{"tags":{"project":{"a":1}}}`}, 400, "string value"},
 		{"put empty body", req{method: "PUT", path: "/api/v1/vm/r1"}, 200, ""},
 		{"put tags, boolean", req{method: "PUT", path: "/api/v1/vm/r1", body: `{"tags":{"project":true}}`}, 200, ""},
@@ -155,7 +159,13 @@ func TestErrorsAuth(t *testing.T) {
 		{"lifetime anon vm any token", req{method: "PUT", path: "/api/v1/vm/" + anon, body: `{"lifetime":"2"}`, token: alice}, 200, ""},
 		{"lifetime other user's vm", req{method: "PUT", path: "/api/v1/vm/" + mine, body: `{"lifetime":"2"}`, token: alice}, 403, "another user"},
 		{"lifetime own vm", req{method: "PUT", path: "/api/v1/vm/" + mine, body: `{"lifetime":"2"}`, token: jdoe}, 200, ""},
-		{"tags without token", req{method: "PUT", path: "/api/v1/vm/" + mine, body: `{"tags":{"project":"x"}}`}, 200, ""},
+		{"tags without token", req{method: "PUT", path: "/api/v1/vm/" + mine, body: `{"tags":{"project":"x"}}`}, 401, "token"},
+		{"tags other user's vm", req{method: "PUT", path: "/api/v1/vm/" + mine, body: `{"tags":{"project":"x"}}`, token: alice}, 403, "another user"},
+		{"tags own vm", req{method: "PUT", path: "/api/v1/vm/" + mine, body: `{"tags":{"project":"x"}}`, token: jdoe}, 200, ""},
+		{"tags anon vm no token", req{method: "PUT", path: "/api/v1/vm/" + anon, body: `{"tags":{"project":"x"}}`}, 200, ""},
+		{"tags ready vm", req{method: "PUT", path: "/api/v1/vm/r3", body: `{"tags":{"project":"x"}}`, token: jdoe}, 404, "not running"},
+		{"lifetime ready vm", req{method: "PUT", path: "/api/v1/vm/r3", body: `{"lifetime":"2"}`, token: jdoe}, 404, "not running"},
+		{"lifetime past the ceiling", req{method: "PUT", path: "/api/v1/vm/" + mine, body: `{"lifetime":3000000}`, token: jdoe}, 400, "maximum"},
 		{"snapshot without token", req{method: "POST", path: "/api/v1/vm/" + anon + "/snapshot"}, 401, "token"},
 		{"snapshot invalid token", req{method: "POST", path: "/api/v1/vm/" + anon + "/snapshot", token: "nope"}, 401, ""},
 		{"snapshot other user's vm", req{method: "POST", path: "/api/v1/vm/" + mine + "/snapshot", token: alice}, 403, ""},
@@ -199,4 +209,18 @@ func TestPanicIsJSON(t *testing.T) {
 	if r.status != http.StatusInternalServerError || r.body["ok"] != false || r.body["error"] != "internal error" {
 		t.Errorf("got %d %s, want a JSON 500", r.status, r.raw)
 	}
+}
+
+// manyTags is a PUT body with n distinct tags.
+func manyTags(n int) string {
+	var b strings.Builder
+	b.WriteString(`{"tags":{`)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `"t%d":"v%d"`, i, i)
+	}
+	b.WriteString("}}")
+	return b.String()
 }

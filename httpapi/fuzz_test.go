@@ -39,6 +39,28 @@ func FuzzPoolList(f *testing.F) {
 	})
 }
 
+// FuzzTags checks the tags object of a PUT body: whatever it holds, at
+// most maxTags come out, each with a valid key and a short value free of
+// control characters, or the problems are listed.
+func FuzzTags(f *testing.F) {
+	for _, s := range []string{`{"project":"demo"}`, `{"a":1,"b":true,"c":null}`, `{"a b":"x"}`, `[]`, `"x"`, `{"a":{"b":1}}`,
+		`{"a":"\u0000"}`, manyTags(maxTags + 1)[8 : len(manyTags(maxTags+1))-1]} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		var failures []string
+		tags := parseTags(json.RawMessage(raw), &failures)
+		if len(tags) > maxTags {
+			t.Fatalf("%d tags passed, want at most %d", len(tags), maxTags)
+		}
+		for k, v := range tags {
+			if !validTagKey(k) || len(v) > maxTagValue || strings.ContainsFunc(v, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+				t.Fatalf("tag %q=%q passed", k, v)
+			}
+		}
+	})
+}
+
 // fuzzHandler is the API on a real store with a few ready VMs, for fuzzing
 // in-process (no sockets).
 func fuzzHandler(f *testing.F) http.Handler {

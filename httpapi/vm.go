@@ -284,7 +284,11 @@ func jsonText(raw json.RawMessage) string {
 	return string(raw)
 }
 
+// Limits of one PUT's tags (README "Tags"): more tags, a longer key or a
+// longer value is 400. They bound the work of a PUT; the store's cost is
+// one read and one write per changed tag whatever the day already holds.
 const (
+	maxTags     = 100
 	maxTagKey   = 50
 	maxTagValue = 255
 )
@@ -295,6 +299,10 @@ func parseTags(raw json.RawMessage, failures *[]string) map[string]string {
 	var in map[string]any
 	if err := decodeJSON(raw, &in); err != nil || (in == nil && string(raw) != "null") {
 		*failures = append(*failures, fmt.Sprintf("You provided tags (%s) as something other than a hash.", raw))
+		return nil
+	}
+	if len(in) > maxTags {
+		*failures = append(*failures, fmt.Sprintf("You provided %d tags; at most %d are accepted in one request.", len(in), maxTags))
 		return nil
 	}
 	tags := make(map[string]string, len(in))

@@ -21,7 +21,8 @@ var (
 	bucketDestroyed   = []byte("destroyed")        // timeKey(destroyed, host) → "" (for Purge)
 	bucketTokens      = []byte("tokens")           // sha256(token) → Token (JSON)
 	bucketTokensUser  = []byte("tokens_by_user")   // user \x00 timeKey(created) sha256(token) → ""
-	bucketDays        = []byte("days")             // YYYY-MM-DD → DayRollup (JSON)
+	bucketDays        = []byte("days")             // YYYY-MM-DD → DayRollup (JSON, without Tags)
+	bucketDayTags     = []byte("day_tags")         // YYYY-MM-DD tag 0 value → count (8 bytes; rollup.go)
 	bucketOverrides   = []byte("overrides")        // pool → Override (JSON)
 	bucketRequests    = []byte("requests")         // id → Request (JSON)
 	bucketReqsPending = []byte("requests_pending") // timeKey(created, id) → ""
@@ -34,6 +35,7 @@ var (
 // takes version i to version i+1. Append only; never edit a released one.
 var migrations = []func(tx *bolt.Tx) error{
 	migrateCreateBuckets,
+	migrateDayTags,
 }
 
 // migrateCreateBuckets creates the buckets of schema version 1.
