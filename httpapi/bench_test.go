@@ -194,3 +194,14 @@ func BenchmarkPutTags64(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 }
+
+// BenchmarkParsePoolList100 parses a POST /vm path of 100 distinct names.
+func BenchmarkParsePoolList100(b *testing.B) {
+	list := poolList(100)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := parsePoolList(list); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -75,6 +75,9 @@ func TestErrorsNoAuth(t *testing.T) {
 		{"unknown pool in body", req{method: "POST", path: "/api/v1/vm", body: `{"nope":"1"}`}, 404, "nope"},
 		{"unknown pool in path", req{method: "POST", path: "/api/v1/vm/nope"}, 404, "nope"},
 		{"unknown pool among known", req{method: "POST", path: "/api/v1/vm/debian-7-i386+nope"}, 404, "nope"},
+		{"too many names in path", req{method: "POST", path: "/api/v1/vm/" + poolList(MaxPoolListNames+1)}, 400, "At most 256 pool names"},
+		{"path too long", req{method: "POST", path: "/api/v1/vm/" + strings.Repeat("x", MaxURIBytes)}, 414, "too long"},
+		{"query too long", req{method: "GET", path: "/api/v1/summary?from=" + strings.Repeat("x", MaxURIBytes)}, 414, "too long"},
 		{"empty name in path", req{method: "POST", path: "/api/v1/vm/debian-7-i386++centos-6-x86_64"}, 400, "required"},
 		{"all or nothing", req{method: "POST", path: "/api/v1/vm/debian-7-i386+centos-6-x86_64+centos-6-x86_64+centos-6-x86_64"}, 503, "too few"},
 		{"empty pool", req{method: "POST", path: "/api/v1/vm/centos-7.2-x86_64"}, 503, ""},
@@ -223,4 +226,13 @@ func manyTags(n int) string {
 	}
 	b.WriteString("}}")
 	return b.String()
+}
+
+// poolList is "x0+x1+...+x<n-1>".
+func poolList(n int) string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("x%d", i)
+	}
+	return strings.Join(names, "+")
 }

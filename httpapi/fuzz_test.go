@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/vmpooler/vmpooler/pool"
+	"github.com/vmpooler/vmpooler/store"
 )
 
 // FuzzPoolList checks the a+b+a path parser: counts add up to the
@@ -20,7 +21,13 @@ func FuzzPoolList(f *testing.F) {
 	f.Fuzz(func(t *testing.T, list string) {
 		wants, err := parsePoolList(list)
 		if err != nil {
+			if store.ErrorCode(err) != store.EINVALID {
+				t.Fatalf("error %v, want EINVALID", err)
+			}
 			return
+		}
+		if n := strings.Count(list, "+") + 1; n > MaxPoolListNames {
+			t.Fatalf("%d names accepted, want at most %d", n, MaxPoolListNames)
 		}
 		total, seen := 0, map[string]bool{}
 		for _, w := range wants {

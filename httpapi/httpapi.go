@@ -102,7 +102,26 @@ func New(cfg Config, svc *pool.Service, a *auth.Auth, st *store.Store, logger *s
 	for _, path := range []string{"/metrics", "/prometheus"} {
 		r.Handle("GET", path, s.handleMetrics(path))
 	}
-	return s.instrument(s.recoverer(normalisePath(r)))
+	return s.instrument(s.recoverer(s.limitURI(normalisePath(r))))
+}
+
+// MaxURIBytes bounds a request's target (path and query); a longer one is
+// 414 before any route parses it.
+const MaxURIBytes = 8 << 10
+
+// limitURI answers a request target longer than MaxURIBytes with a JSON 414.
+func (s *server) limitURI(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := len(r.RequestURI)
+		if n == 0 { // not from a server: measure what the URL holds
+			n = len(r.URL.EscapedPath()) + len(r.URL.RawQuery)
+		}
+		if n > MaxURIBytes {
+			s.writeError(w, r, store.Errorf(eURITooLong, "Request URI too long (at most %d bytes)", MaxURIBytes))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 type route struct {

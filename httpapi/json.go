@@ -20,8 +20,9 @@ const MaxBodyBytes = 1 << 20
 
 // Error codes of this package, beside store's.
 const (
-	eTooLarge = "too_large"          // 413
-	eMethod   = "method_not_allowed" // 405
+	eTooLarge   = "too_large"          // 413
+	eMethod     = "method_not_allowed" // 405
+	eURITooLong = "uri_too_long"       // 414
 )
 
 // statusOf maps every error code to its HTTP status: the one table.
@@ -33,6 +34,7 @@ var statusOf = map[string]int{
 	eMethod:             http.StatusMethodNotAllowed,
 	store.ECONFLICT:     http.StatusConflict,
 	eTooLarge:           http.StatusRequestEntityTooLarge,
+	eURITooLong:         http.StatusRequestURITooLong,
 	store.EINTERNAL:     http.StatusInternalServerError,
 	store.EEMPTY:        http.StatusServiceUnavailable,
 }

@@ -44,17 +44,27 @@ func (s *server) hostname(v version, host, poolName string) string {
 	return host
 }
 
+// MaxPoolListNames bounds the names of one POST /vm/<a>+<b>+... path
+// (repetitions included): the path is read before authentication.
+const MaxPoolListNames = 256
+
 // parsePoolList reads "a+b+a" (repetition = count) into wants in order of
-// first appearance. EINVALID for an empty name or more than
+// first appearance, in time linear in its length. EINVALID for an empty
+// name, more than MaxPoolListNames names or more than
 // pool.MaxCheckoutCount of one name.
 func parsePoolList(list string) ([]pool.Want, error) {
+	if n := strings.Count(list, "+") + 1; n > MaxPoolListNames {
+		return nil, store.Errorf(store.EINVALID, "At most %d pool names in one request (got %d)", MaxPoolListNames, n)
+	}
 	var wants []pool.Want
+	at := make(map[string]int) // name → index in wants
 	for name := range strings.SplitSeq(list, "+") {
 		if name == "" {
 			return nil, store.Errorf(store.EINVALID, "Pool name is required (empty name in %q)", list)
 		}
-		i := slices.IndexFunc(wants, func(w pool.Want) bool { return w.Name == name })
-		if i < 0 {
+		i, ok := at[name]
+		if !ok {
+			at[name] = len(wants)
 			wants = append(wants, pool.Want{Name: name, Count: 1})
 			continue
 		}
