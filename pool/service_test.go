@@ -213,3 +213,27 @@ func TestServiceSummaryDates(t *testing.T) {
 		}
 	}
 }
+
+// TestServiceOndemandLimitCountsAliases is the regression test of the
+// ondemand limit bypass: a pool and its alias each asking for the limit
+// must not get twice the limit of one pool.
+func TestServiceOndemandLimitCountsAliases(t *testing.T) {
+	e := mustServiceEnv(t)
+	e.svc.Config.Pools = append(e.svc.Config.Pools, PoolConfig{Name: "c", Alias: Aliases{"c-alias", "c-other"}})
+	user := Caller{User: "jdoe", Auth: true}
+	for _, c := range []struct {
+		name  string
+		wants []Want
+		code  string
+	}{
+		{"pool and two aliases", []Want{{"c", 10}, {"c-alias", 10}, {"c-other", 10}}, store.EFORBIDDEN},
+		{"pool and alias over", []Want{{"c", 6}, {"c-alias", 5}}, store.EFORBIDDEN},
+		{"one name over", []Want{{"c", 11}}, store.EFORBIDDEN},
+		{"pool and alias at the limit", []Want{{"c", 6}, {"c-alias", 4}}, ""},
+		{"alias spread over two pools", []Want{{"both", 10}}, ""},
+	} {
+		if _, err := e.svc.RequestOndemand(c.wants, "", user); store.ErrorCode(err) != c.code {
+			t.Errorf("%s: err = %v, want code %q", c.name, err, c.code)
+		}
+	}
+}
