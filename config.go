@@ -33,6 +33,8 @@ type GlobalConfig struct {
 	Database string `toml:"database"`  // default vmpooler.db
 	SiteName string `toml:"site_name"` // prefixes the /status message; none by default, as upstream
 	LogLevel string `toml:"log_level"` // debug, info (default), warn, error
+	// MaxConnections caps the API's simultaneous connections (default 512).
+	MaxConnections int `toml:"max_connections"`
 }
 
 // Providers is the [providers] section.
@@ -122,6 +124,7 @@ func (c *Config) validate() error {
 		{"ondemand_clone_limit", g.OndemandCloneLimit}, {"ondemand_request_ttl", g.OndemandRequestTTL},
 		{"max_ondemand_instances_per_request", g.MaxOndemandPerRequest},
 		{"check_loop_delay", g.CheckLoopDelay}, {"data_ttl", g.DataTTL},
+		{"max_connections", c.Global.MaxConnections},
 	} {
 		if f.v < 0 {
 			bad("[config] %s must not be negative (got %d)", f.key, f.v)

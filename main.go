@@ -134,9 +134,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer, ready chan<-
 	}
 	defer mgr.Close()
 
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv := newHTTPServer(handler)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(limitListener(ln, cfg.Global.MaxConnections)) }()
 	logger.Info("vmpooler listening", "addr", ln.Addr().String(), "pools", len(cfg.Pools), "database", cfg.Global.Database)
 	if ready != nil {
 		ready <- ln.Addr().String()

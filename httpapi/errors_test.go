@@ -1,11 +1,13 @@
 package httpapi
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vmpooler/vmpooler/pool"
 	"github.com/vmpooler/vmpooler/store"
@@ -235,4 +237,26 @@ func poolList(n int) string {
 		names[i] = fmt.Sprintf("x%d", i)
 	}
 	return strings.Join(names, "+")
+}
+
+// TestSummarySlots: when every /summary slot is taken, a request waits
+// and then gets a JSON 503 rather than adding another answer in memory.
+func TestSummarySlots(t *testing.T) {
+	s := &server{summary: make(chan struct{}, 1)}
+	rec := httptest.NewRecorder()
+	release, err := s.summarySlot(rec, httptest.NewRequest("GET", "/summary", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := s.summarySlot(rec, httptest.NewRequest("GET", "/summary", nil).WithContext(ctx)); store.ErrorCode(err) != store.EEMPTY {
+		t.Errorf("second request with the only slot taken: %v, want EEMPTY", err)
+	}
+	release()
+	if release, err := s.summarySlot(rec, httptest.NewRequest("GET", "/summary", nil)); err != nil {
+		t.Errorf("after release: %v", err)
+	} else {
+		release()
+	}
 }

@@ -65,6 +65,7 @@ type server struct {
 	logger  *slog.Logger
 	metrics *Metrics
 	started time.Time
+	summary chan struct{} // /summary slots (status.go)
 }
 
 // New returns the API handler. a may be nil (authentication off); svc.Now
@@ -75,7 +76,8 @@ func New(cfg Config, svc *pool.Service, a *auth.Auth, st *store.Store, logger *s
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &server{cfg: cfg, svc: svc, auth: a, st: st, logger: logger, metrics: cfg.Metrics}
+	s := &server{cfg: cfg, svc: svc, auth: a, st: st, logger: logger, metrics: cfg.Metrics,
+		summary: make(chan struct{}, summarySlots)}
 	if s.metrics == nil {
 		s.metrics = NewMetrics()
 	}

@@ -101,7 +101,11 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b 
 // It is the only place that sets Content-Type.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
+	defer func() {
+		if cap(*bp) <= 64<<10 { // keep no megabyte /summary buffers around
+			bufPool.Put(bp)
+		}
+	}()
 	b, err := appendJSON((*bp)[:0], v, 0)
 	if err != nil {
 		status = http.StatusInternalServerError
