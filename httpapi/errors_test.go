@@ -2,7 +2,9 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -259,4 +261,39 @@ func TestSummarySlots(t *testing.T) {
 	} else {
 		release()
 	}
+}
+
+// TestHeadAndOptions: HEAD on a GET route is the GET's status and headers
+// without a body; OPTIONS lists the methods in Allow and answers JSON.
+func TestHeadAndOptions(t *testing.T) {
+	e := mustEnv(t, envOptions{})
+	for _, path := range []string{"/api/v1/status", "/status", "/api/v3/vm", "/api/v1/summary", "/metrics"} {
+		res, err := http.Head(e.srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || len(body) != 0 {
+			t.Errorf("HEAD %s: %d with %d bytes, want 200 and no body", path, res.StatusCode, len(body))
+		}
+	}
+	hr, _ := http.NewRequest("OPTIONS", e.srv.URL+"/api/v1/vm/somehost", nil)
+	res, err := http.DefaultClient.Do(hr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	allow := res.Header.Get("Allow")
+	for _, m := range []string{"GET", "PUT", "DELETE", "POST", "HEAD", "OPTIONS"} {
+		if !strings.Contains(allow, m) {
+			t.Errorf("OPTIONS Allow = %q, want %s in it", allow, m)
+		}
+	}
+	var v map[string]any
+	if res.StatusCode != 200 || json.Unmarshal(body, &v) != nil || v["ok"] != true || res.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("OPTIONS: %d %q %s, want 200 JSON with ok", res.StatusCode, res.Header.Get("Content-Type"), body)
+	}
+	runCases(t, e, []errCase{{"OPTIONS unknown route", req{method: "OPTIONS", path: "/nope"}, 404, ""}})
 }

@@ -71,7 +71,8 @@ type server struct {
 // New returns the API handler. a may be nil (authentication off); svc.Now
 // is the clock. The handler normalises paths (repeated and trailing slashes
 // are ignored), recovers from panics with a JSON 500, and answers unknown
-// routes and methods with JSON 404 and 405.
+// routes and methods with JSON 404 and 405. HEAD is served on every GET
+// route as GET without the body; OPTIONS answers with Allow and JSON.
 func New(cfg Config, svc *pool.Service, a *auth.Auth, st *store.Store, logger *slog.Logger) http.Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -93,16 +94,25 @@ func New(cfg Config, svc *pool.Service, a *auth.Auth, st *store.Store, logger *s
 		s.writeError(w, r, store.Errorf(eMethod, "method %s not allowed on %s", r.Method, r.URL.Path))
 	})
 	r.PanicHandler = s.panicked
+	// OPTIONS: httprouter sets Allow; the body is JSON like every answer.
+	r.GlobalOPTIONS = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, obj{{"ok", true}, {"allow", strings.Split(w.Header().Get("Allow"), ", ")}})
+	})
 	for _, m := range []struct {
 		prefix string
 		v      version
 	}{{"", vNone}, {"/api/v1", v1}, {"/api/v2", v2}, {"/api/v3", v3}} {
 		for _, rt := range s.routes() {
-			r.Handle(rt.method, m.prefix+rt.path, s.adapt(m.v, m.prefix+rt.path, rt.h))
+			h := s.adapt(m.v, m.prefix+rt.path, rt.h)
+			r.Handle(rt.method, m.prefix+rt.path, h)
+			if rt.method == "GET" { // HEAD is GET without the body (net/http drops it)
+				r.Handle("HEAD", m.prefix+rt.path, h)
+			}
 		}
 	}
 	for _, path := range []string{"/metrics", "/prometheus"} {
 		r.Handle("GET", path, s.handleMetrics(path))
+		r.Handle("HEAD", path, s.handleMetrics(path))
 	}
 	return s.instrument(s.recoverer(s.limitURI(normalisePath(r))))
 }
