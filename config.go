@@ -130,6 +130,22 @@ func (c *Config) validate() error {
 			bad("[config] %s must not be negative (got %d)", f.key, f.v)
 		}
 	}
+	for _, f := range []struct {
+		key string
+		v   int
+	}{{"vm_lifetime", g.VMLifetime}, {"vm_lifetime_auth", g.VMLifetimeAuth}} {
+		if f.v > pool.MaxLifetime {
+			bad("[config] %s must be at most %d hours (got %d)", f.key, pool.MaxLifetime, f.v)
+		}
+	}
+	switch strings.ToLower(c.Global.LogLevel) {
+	case "", "debug", "info", "warn", "error":
+	default:
+		bad("[config] log_level %q: want debug, info, warn or error", c.Global.LogLevel)
+	}
+	if !validPrefix(g.Prefix) {
+		bad("[config] prefix %q: at most %d of a-z 0-9 '-', not starting with '-' (it begins every hostname)", g.Prefix, maxPrefixLen)
+	}
 	if len(c.Pools) == 0 {
 		bad("[[pools]]: no pool configured")
 	}
@@ -156,8 +172,13 @@ func (c *Config) validate() error {
 		if p.Size < 0 {
 			bad("%s: size must not be negative (got %d)", where, p.Size)
 		}
-		if p.Timeout < 0 || p.ReadyTTL < 0 {
-			bad("%s: timeout and ready_ttl must not be negative", where)
+		// A pool without its own value inherits the global one, whose
+		// problem is reported once under [config].
+		if p.Timeout < 0 && p.Timeout != g.Timeout {
+			bad("%s: timeout must not be negative (got %d)", where, p.Timeout)
+		}
+		if p.ReadyTTL < 0 && p.ReadyTTL != g.ReadyTTL {
+			bad("%s: ready_ttl must not be negative (got %d)", where, p.ReadyTTL)
 		}
 	}
 	for _, p := range c.Pools {
@@ -188,4 +209,32 @@ func (c *Config) redacted() Config {
 	r := *c
 	r.Providers.Vsphere = r.Providers.Vsphere.Redacted()
 	return r
+}
+
+// maxPrefixLen leaves room in a 63-byte DNS label for the 15 random
+// characters after the prefix.
+const maxPrefixLen = 63 - 15
+
+// validPrefix reports whether every hostname made from prefix is a valid,
+// reachable DNS label (the API finds VMs by their short hostname, so a dot
+// or an underscore made them unreachable).
+func validPrefix(p string) bool {
+	if len(p) > maxPrefixLen || strings.HasPrefix(p, "-") {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// withPrefix wraps err as "<name>: err" unless it already starts so:
+// vsphere's and auth's errors name themselves ("vsphere: vsphere: ...").
+func withPrefix(name string, err error) error {
+	if err == nil || strings.HasPrefix(err.Error(), name+": ") {
+		return err
+	}
+	return fmt.Errorf("%s: %w", name, err)
 }

@@ -108,7 +108,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer, ready chan<-
 
 	au, err := auth.New(cfg.Auth, st, logger)
 	if err != nil {
-		return fmt.Errorf("auth: %w", err)
+		return withPrefix("auth", err)
 	}
 
 	metrics := httpapi.NewMetrics()
@@ -164,7 +164,7 @@ func openProvider(ctx context.Context, cfg *Config, logger *slog.Logger) (pool.P
 	}
 	prov := vsphere.New(cfg.Providers.Vsphere, cfg.Pools, logger)
 	if err := prov.Open(ctx); err != nil {
-		return nil, nil, fmt.Errorf("vsphere: %w", err)
+		return nil, nil, withPrefix("vsphere", err)
 	}
 	return prov, prov.Close, nil
 }
