@@ -166,8 +166,8 @@ func (c *Config) validate() error {
 		names[p.Name] = true
 		if p.Template == "" {
 			bad("%s: template is required", where)
-		} else if strings.HasPrefix(p.Template, "/") || strings.HasSuffix(p.Template, "/") {
-			bad("%s: template must not start or end with '/'", where)
+		} else if !pool.ValidTemplate(p.Template) {
+			bad("%s: template %q must be <folder>/<name>: no leading or trailing '/', no empty, '.' or '..' element", where, p.Template)
 		}
 		if p.Size < 0 {
 			bad("%s: size must not be negative (got %d)", where, p.Size)

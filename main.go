@@ -118,6 +118,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer, ready chan<-
 	svc.TagFilter = cfg.TagFilter
 	svc.Kick = mgr.Kick
 	svc.Cloning = mgr.Cloning
+	svc.Templates, _ = prov.(pool.TemplateFinder)
 	handler := httpapi.New(httpapi.Config{
 		SiteName: cfg.Global.SiteName,
 		Redacted: cfg.redacted(),

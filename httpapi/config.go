@@ -121,7 +121,7 @@ func (s *server) handleConfig(w http.ResponseWriter, r *http.Request, c call) er
 	list := make([]obj, len(pools))
 	for i, p := range pools {
 		o, _ := configValue(reflect.ValueOf(p))
-		list[i] = append(o.(obj), kv{"template_ready", true})
+		list[i] = append(o.(obj), kv{"template_ready", s.svc.TemplateReady(p)})
 	}
 	out := obj{{"ok", true}, {"pool_configuration", list}}
 	if cfg, ok := configValue(reflect.ValueOf(s.cfg.Redacted)); ok {

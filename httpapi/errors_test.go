@@ -297,3 +297,36 @@ func TestHeadAndOptions(t *testing.T) {
 	}
 	runCases(t, e, []errCase{{"OPTIONS unknown route", req{method: "OPTIONS", path: "/nope"}, 404, ""}})
 }
+
+// TestPoolTemplateValidated: POST /config/pooltemplate refuses what the
+// config file refuses and templates the provider says are missing, and
+// GET /config's template_ready says whether each pool's template exists.
+func TestPoolTemplateValidated(t *testing.T) {
+	e := mustEnv(t, envOptions{experimental: true})
+	e.prov.SetCloneError(func(spec pool.CloneSpec) error {
+		if spec.Template == "templates/missing" || spec.Template == "templates/centos-6-x86_64" {
+			return fmt.Errorf("template %s: %w", spec.Template, pool.ErrNotFound)
+		}
+		return nil
+	})
+	runCases(t, e, []errCase{
+		{"no slash", req{method: "POST", path: "/config/pooltemplate", body: `{"debian-7-i386":"noslash"}`}, 400, ""},
+		{"dot dot", req{method: "POST", path: "/config/pooltemplate", body: `{"debian-7-i386":"../../x"}`}, 400, ""},
+		{"dot element", req{method: "POST", path: "/config/pooltemplate", body: `{"debian-7-i386":"templates/./x"}`}, 400, ""},
+		{"missing template", req{method: "POST", path: "/config/pooltemplate", body: `{"debian-7-i386":"templates/missing"}`}, 400, ""},
+		{"existing template", req{method: "POST", path: "/config/pooltemplate", body: `{"debian-7-i386":"templates/v2"}`}, 201, ""},
+	})
+	r := e.do(req{method: "POST", path: "/config/pooltemplate", body: `{"debian-7-i386":"../../x"}`})
+	if bad, _ := r.body["bad_templates"].([]any); len(bad) != 1 || bad[0] != "debian-7-i386" {
+		t.Errorf("bad_templates = %v, want [debian-7-i386]", r.body["bad_templates"])
+	}
+	r = e.do(req{method: "GET", path: "/config"})
+	ready := map[string]any{}
+	for _, p := range r.body["pool_configuration"].([]any) {
+		p := p.(map[string]any)
+		ready[p["name"].(string)] = p["template_ready"]
+	}
+	if ready["debian-7-i386"] != true || ready["centos-6-x86_64"] != false {
+		t.Errorf("template_ready = %v, want true for debian-7-i386 (templates/v2), false for centos-6-x86_64 (missing)", ready)
+	}
+}

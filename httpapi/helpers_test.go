@@ -55,6 +55,7 @@ type env struct {
 	auth  *auth.Auth
 	clock *clock
 	cfg   *pool.Config
+	prov  *pool.FakeProvider // svc.Templates
 }
 
 type envOptions struct {
@@ -116,6 +117,8 @@ func mustEnv(tb testing.TB, o envOptions) *env {
 	svc := pool.NewService(cfg, st, nil)
 	svc.TagFilter = o.tagFilter
 	svc.Now = now
+	prov := pool.NewFakeProvider() // answers template_ready
+	svc.Templates = prov
 	var acfg *auth.Config
 	if o.auth {
 		acfg = &auth.Config{Provider: auth.ProviderDummy}
@@ -127,7 +130,7 @@ func mustEnv(tb testing.TB, o envOptions) *env {
 	a.Now = now
 	srv := httptest.NewServer(New(Config{Redacted: o.redacted, Metrics: o.metrics}, svc, a, st, nil))
 	tb.Cleanup(srv.Close)
-	return &env{tb: tb, srv: srv, st: st, svc: svc, auth: a, clock: clk, cfg: cfg}
+	return &env{tb: tb, srv: srv, st: st, svc: svc, auth: a, clock: clk, cfg: cfg, prov: prov}
 }
 
 // addReady puts ready VMs into a pool: cloned after 5 s, ready after 60 s more.

@@ -32,6 +32,8 @@ type Service struct {
 	TagFilter map[string]string
 	// Cloning, when set, reports how many clones are in flight (for /status).
 	Cloning func() int
+	// Templates, when set, checks that templates exist (template.go).
+	Templates TemplateFinder
 
 	initOnce sync.Once
 	filters  map[string]*regexp.Regexp
@@ -39,6 +41,7 @@ type Service struct {
 	aliases  map[string][]string // name → candidate pools, config order
 
 	ovrMu sync.Mutex // serialises read-modify-write of overrides
+	tmpl  templateCache
 
 	statusMu  sync.Mutex
 	statusAt  time.Time
