@@ -203,7 +203,9 @@ func runCheck(args []string, stdout io.Writer) error {
 		return err
 	}
 	defer st.Close()
-	if err := st.Check(); err != nil {
+	if err := st.Check(); errors.Is(err, store.ErrCorrupt) {
+		return err // names the file and what to do
+	} else if err != nil {
 		return fmt.Errorf("check %s: %w", cfg.Global.Database, err)
 	}
 	if list {

@@ -94,16 +94,45 @@ func (s *Store) Open() error {
 	if timeout <= 0 {
 		timeout = time.Second // bbolt's 0 waits for ever; never hang at start
 	}
+	db, c, err := s.open(timeout)
+	if err != nil {
+		return err
+	}
+	s.db, s.counts = db, c
+	s.queue, s.qdone = make(chan *call, maxGroup), make(chan struct{})
+	go s.committer(s.queue, s.qdone)
+	return nil
+}
+
+// open opens the file, migrates it and loads the counts. bbolt panics on
+// some damage (a page that is not what its parent says, while rebuilding
+// the freelist at open); that and its own corruption errors become a
+// corruptError naming the file and what to do.
+func (s *Store) open(timeout time.Duration) (db *bolt.DB, c counts, err error) {
+	var opened *bolt.DB
+	defer func() {
+		if r := recover(); r != nil {
+			err = &corruptError{path: s.Path, cause: r}
+		}
+		if err != nil && opened != nil {
+			opened.Close()
+		}
+		if err != nil {
+			db, c = nil, nil
+		}
+	}()
 	// NoFreelistSync spares every commit the freelist page writes (bbolt
 	// rebuilds the freelist by scanning at open); commits stay fsynced.
 	opts := &bolt.Options{Timeout: timeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType}
-	db, err := bolt.Open(s.Path, 0o600, opts)
+	db, err = bolt.Open(s.Path, 0o600, opts)
 	if errors.Is(err, berrors.ErrTimeout) {
-		return &inUseError{path: s.Path}
+		return nil, nil, &inUseError{path: s.Path}
+	} else if errors.Is(err, berrors.ErrInvalid) || errors.Is(err, berrors.ErrChecksum) || errors.Is(err, berrors.ErrVersionMismatch) {
+		return nil, nil, &corruptError{path: s.Path, cause: err}
 	} else if err != nil {
-		return fmt.Errorf("open database %s: %w", s.Path, err)
+		return nil, nil, fmt.Errorf("open database %s: %w", s.Path, err)
 	}
-	var c counts
+	opened = db
 	err = db.Update(func(tx *bolt.Tx) error {
 		if err := migrate(tx); err != nil {
 			return err
@@ -112,13 +141,9 @@ func (s *Store) Open() error {
 		return err
 	})
 	if err != nil {
-		db.Close()
-		return fmt.Errorf("open database %s: %w", s.Path, err)
+		return nil, nil, fmt.Errorf("open database %s: %w", s.Path, err)
 	}
-	s.db, s.counts = db, c
-	s.queue, s.qdone = make(chan *call, maxGroup), make(chan struct{})
-	go s.committer(s.queue, s.qdone)
-	return nil
+	return db, c, nil
 }
 
 // Backup writes a consistent copy of the whole file to w (one read
@@ -191,11 +216,17 @@ func (s *Store) update(fn func(tx *bolt.Tx, now time.Time, d counts) error) erro
 	return nil
 }
 
-// view runs fn as one read transaction.
-func (s *Store) view(fn func(tx *bolt.Tx) error) error {
+// view runs fn as one read transaction. A panic in it (bbolt meeting a
+// damaged page) becomes a corruptError rather than killing the process.
+func (s *Store) view(fn func(tx *bolt.Tx) error) (err error) {
 	if s.db == nil {
 		return errNotOpen
 	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = &corruptError{path: s.Path, cause: r}
+		}
+	}()
 	return s.db.View(fn)
 }
 
