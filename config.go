@@ -11,6 +11,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/vmpooler/vmpooler/auth"
+	"github.com/vmpooler/vmpooler/httpapi"
 	"github.com/vmpooler/vmpooler/pool"
 	"github.com/vmpooler/vmpooler/vsphere"
 )
@@ -35,6 +36,9 @@ type GlobalConfig struct {
 	LogLevel string `toml:"log_level"` // debug, info (default), warn, error
 	// MaxConnections caps the API's simultaneous connections (default 512).
 	MaxConnections int `toml:"max_connections"`
+	// TrustedProxies are the reverse proxies (addresses or CIDR prefixes)
+	// whose X-Forwarded-For names the client in the audit trail.
+	TrustedProxies []string `toml:"trusted_proxies"`
 }
 
 // Providers is the [providers] section.
@@ -142,6 +146,9 @@ func (c *Config) validate() error {
 	case "", "debug", "info", "warn", "error":
 	default:
 		bad("[config] log_level %q: want debug, info, warn or error", c.Global.LogLevel)
+	}
+	if _, err := httpapi.ParseTrustedProxies(c.Global.TrustedProxies); err != nil {
+		bad("[config] trusted_proxies: %v (want addresses or CIDR prefixes)", err)
 	}
 	if !validPrefix(g.Prefix) {
 		bad("[config] prefix %q: at most %d of a-z 0-9 '-', not starting with '-' (it begins every hostname)", g.Prefix, maxPrefixLen)

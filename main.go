@@ -123,6 +123,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer, ready chan<-
 		SiteName: cfg.Global.SiteName,
 		Redacted: cfg.redacted(),
 		Metrics:  metrics,
+		// The audit trail stays at info whatever log_level says.
+		Audit:          newLogger(stderr, "info"),
+		TrustedProxies: cfg.Global.TrustedProxies,
 	}, svc, au, st, logger)
 
 	ln, err := net.Listen("tcp", cfg.Global.Listen)

@@ -2,6 +2,8 @@ package auth
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"time"
 
@@ -172,4 +174,11 @@ func wellFormed(s string) bool {
 		}
 	}
 	return true
+}
+
+// TokenID is a short, stable id of a token for logs: the first 6 hex
+// digits of its SHA-256. It does not reveal the token.
+func TokenID(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:3])
 }

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"maps"
 	"net/http"
 	"reflect"
 	"slices"
@@ -171,6 +172,9 @@ func (s *server) override(w http.ResponseWriter, r *http.Request, set setter, ke
 	if err != nil {
 		return withNames(err, key)
 	}
+	if changed {
+		s.auditCaller(r, "config_override", caller, "route", r.URL.Path, "pools", strings.Join(slices.Sorted(maps.Keys(body)), ","))
+	}
 	status := http.StatusOK
 	if changed {
 		status = http.StatusCreated
@@ -192,6 +196,9 @@ func (s *server) reset(w http.ResponseWriter, r *http.Request, c call, undo rese
 	res, err := undo(c.ps.ByName("pool"), caller)
 	if err != nil {
 		return err
+	}
+	if res.Changed() {
+		s.auditCaller(r, "config_reset", caller, "route", r.URL.Path, "pool", c.ps.ByName("pool"))
 	}
 	val := func(v string) any {
 		if asInt {
@@ -246,6 +253,7 @@ func (s *server) handlePoolReset(w http.ResponseWriter, r *http.Request, c call)
 	if _, err := s.svc.ResetPools(body, caller); err != nil {
 		return withNames(err, "bad_pools")
 	}
+	s.auditCaller(r, "pool_reset", caller, "pools", strings.Join(slices.Sorted(maps.Keys(body)), ","))
 	writeJSON(w, http.StatusCreated, obj{{"ok", true}})
 	return nil
 }

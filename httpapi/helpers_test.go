@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -63,10 +64,12 @@ type envOptions struct {
 	allowedTags  []string
 	tagFilter    map[string]string
 	realClock    bool
-	dir          string   // where the database goes ("" = a test temp dir)
-	experimental bool     // experimental_features: /config writes and /poolreset
-	redacted     any      // Config.Redacted
-	metrics      *Metrics // Config.Metrics
+	dir          string    // where the database goes ("" = a test temp dir)
+	experimental bool      // experimental_features: /config writes and /poolreset
+	redacted     any       // Config.Redacted
+	metrics      *Metrics  // Config.Metrics
+	audit        io.Writer // Config.Audit, as JSON lines
+	trusted      []string  // Config.TrustedProxies
 }
 
 func testConfig() *pool.Config {
@@ -128,7 +131,11 @@ func mustEnv(tb testing.TB, o envOptions) *env {
 		tb.Fatal(err)
 	}
 	a.Now = now
-	srv := httptest.NewServer(New(Config{Redacted: o.redacted, Metrics: o.metrics}, svc, a, st, nil))
+	var audit *slog.Logger
+	if o.audit != nil {
+		audit = slog.New(slog.NewJSONHandler(o.audit, nil))
+	}
+	srv := httptest.NewServer(New(Config{Redacted: o.redacted, Metrics: o.metrics, Audit: audit, TrustedProxies: o.trusted}, svc, a, st, nil))
 	tb.Cleanup(srv.Close)
 	return &env{tb: tb, srv: srv, st: st, svc: svc, auth: a, clock: clk, cfg: cfg, prov: prov}
 }

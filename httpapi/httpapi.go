@@ -8,6 +8,7 @@ package httpapi
 import (
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -31,6 +32,12 @@ type Config struct {
 	// the same value as the manager's Observer so clone and boot times
 	// and provider errors show up.
 	Metrics *Metrics
+	// Audit receives the audit trail (audit.go); nil means the logger
+	// given to New.
+	Audit *slog.Logger
+	// TrustedProxies are the peers (addresses or CIDR prefixes) whose
+	// X-Forwarded-For names the client in the audit trail.
+	TrustedProxies []string
 }
 
 // version selects how hostnames and a few keys are written.
@@ -65,7 +72,10 @@ type server struct {
 	logger  *slog.Logger
 	metrics *Metrics
 	started time.Time
-	summary chan struct{} // /summary slots (status.go)
+
+	auditLog *slog.Logger
+	trusted  []netip.Prefix
+	summary  chan struct{} // /summary slots (status.go)
 }
 
 // New returns the API handler. a may be nil (authentication off); svc.Now
@@ -83,6 +93,14 @@ func New(cfg Config, svc *pool.Service, a *auth.Auth, st *store.Store, logger *s
 		s.metrics = NewMetrics()
 	}
 	s.metrics.bind(svc)
+	s.auditLog = cfg.Audit
+	if s.auditLog == nil {
+		s.auditLog = logger
+	}
+	var err error
+	if s.trusted, err = ParseTrustedProxies(cfg.TrustedProxies); err != nil {
+		logger.Error("trusted_proxies ignored", "err", err) // main validates them first
+	}
 	s.started = s.now()
 	r := httprouter.New()
 	r.RedirectTrailingSlash, r.RedirectFixedPath = false, false

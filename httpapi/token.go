@@ -41,6 +41,9 @@ func (s *server) basic(h basicHandler) handler {
 			return store.Errorf(store.EUNAUTHORIZED, "HTTP Basic credentials are required")
 		}
 		if err := s.auth.Login(user, password); err != nil {
+			if store.ErrorCode(err) == store.EUNAUTHORIZED {
+				s.audit(r, "login_failed", user, "")
+			}
 			return err
 		}
 		return h(w, r, c, user)
@@ -60,6 +63,9 @@ func (s *server) caller(r *http.Request, strict bool) (pool.Caller, error) {
 		return c, nil
 	}
 	t, err := s.auth.Validate(tok)
+	if store.ErrorCode(err) == store.EUNAUTHORIZED {
+		s.audit(r, "token_refused", "", tok)
+	}
 	if store.ErrorCode(err) == store.EUNAUTHORIZED && !strict {
 		return c, nil
 	} else if err != nil {
@@ -95,6 +101,7 @@ func (s *server) handleTokenCreate(w http.ResponseWriter, r *http.Request, c cal
 	if err != nil {
 		return err
 	}
+	s.audit(r, "token_create", user, t.Token)
 	writeJSON(w, http.StatusOK, obj{{"ok", true}, {"token", t.Token}})
 	return nil
 }
@@ -146,6 +153,7 @@ func (s *server) handleTokenDelete(w http.ResponseWriter, r *http.Request, c cal
 	} else if err != nil {
 		return err
 	}
+	s.audit(r, "token_delete", user, name, "owner", t.User)
 	writeJSON(w, http.StatusOK, obj{{"ok", true}})
 	return nil
 }

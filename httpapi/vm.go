@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -75,6 +76,18 @@ func parsePoolList(list string) ([]pool.Want, error) {
 	return wants, nil
 }
 
+// wantList writes wants for the audit trail: "a*2,b".
+func wantList(wants []pool.Want) string {
+	parts := make([]string, len(wants))
+	for i, w := range wants {
+		parts[i] = w.Name
+		if w.Count > 1 {
+			parts[i] += "*" + strconv.Itoa(w.Count)
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
 // parseCheckoutBody reads a POST /vm body {"<pool or alias>": "<count>"|<count>}
 // into wants sorted by name.
 func parseCheckoutBody(body map[string]any) ([]pool.Want, error) {
@@ -138,6 +151,13 @@ func (s *server) checkout(w http.ResponseWriter, r *http.Request, c call, wants 
 	if err != nil {
 		return err
 	}
+	var hosts []string
+	for _, want := range wants {
+		for _, vm := range got[want.Name] {
+			hosts = append(hosts, vm.Hostname)
+		}
+	}
+	s.auditCaller(r, "checkout", caller, "pools", wantList(wants), "hosts", strings.Join(hosts, ","))
 	out, domain := obj{{"ok", true}}, ""
 	for _, want := range wants {
 		vms := got[want.Name]
@@ -236,6 +256,17 @@ func (s *server) handleVMModify(w http.ResponseWriter, r *http.Request, c call) 
 	if err := s.svc.Modify(host, m, caller); err != nil {
 		return err
 	}
+	attrs := []any{"host", host}
+	if m.Lifetime != nil {
+		attrs = append(attrs, "lifetime", *m.Lifetime)
+	}
+	if len(m.Tags) > 0 {
+		attrs = append(attrs, "tags", strings.Join(slices.Sorted(maps.Keys(m.Tags)), ","))
+	}
+	if m.Disk != nil {
+		attrs = append(attrs, "disk_gb", *m.Disk)
+	}
+	s.auditCaller(r, "modify", caller, attrs...)
 	if m.Disk != nil { // queued: answered as POST /vm/<host>/disk/<n>
 		writeJSON(w, http.StatusAccepted, obj{{"ok", true}, {c.ps.ByName("name"), obj{{"disk", fmt.Sprintf("+%dgb", *m.Disk)}}}})
 		return nil
@@ -379,6 +410,7 @@ func (s *server) handleVMDelete(w http.ResponseWriter, r *http.Request, c call) 
 	if err := s.svc.Return(host, caller); err != nil {
 		return err
 	}
+	s.auditCaller(r, "return", caller, "host", host)
 	writeJSON(w, http.StatusOK, obj{{"ok", true}})
 	return nil
 }
@@ -393,6 +425,7 @@ func (s *server) handleSnapshot(w http.ResponseWriter, r *http.Request, c call) 
 	if err != nil {
 		return err
 	}
+	s.auditCaller(r, "snapshot", caller, "host", host, "snapshot", snap)
 	writeJSON(w, http.StatusAccepted, obj{{"ok", true}, {name, obj{{"snapshot", snap}}}})
 	return nil
 }
@@ -406,6 +439,7 @@ func (s *server) handleRevert(w http.ResponseWriter, r *http.Request, c call) er
 	if err := s.svc.Revert(host, c.ps.ByName("snapshot"), caller); err != nil {
 		return err
 	}
+	s.auditCaller(r, "revert", caller, "host", host, "snapshot", c.ps.ByName("snapshot"))
 	writeJSON(w, http.StatusAccepted, obj{{"ok", true}})
 	return nil
 }
@@ -469,6 +503,7 @@ func (s *server) handleDisk(w http.ResponseWriter, r *http.Request, c call) erro
 	if err := s.svc.AddDisk(host, size, caller); err != nil {
 		return err
 	}
+	s.auditCaller(r, "disk", caller, "host", host, "disk_gb", size)
 	writeJSON(w, http.StatusAccepted, obj{{"ok", true}, {name, obj{{"disk", fmt.Sprintf("+%dgb", size)}}}})
 	return nil
 }
