@@ -8,6 +8,7 @@
 //	vmpooler simulator -listen ADDR -config F  serve a standalone vCenter simulator
 //	vmpooler check -config F [-list-vms]       check the database file
 //	vmpooler inventory -config F               list the VMs in every pool folder
+//	vmpooler token list|revoke -config F ...   list or revoke API tokens (pooler stopped)
 package main
 
 import (
@@ -55,8 +56,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runCheck(args, stdout)
 	case "inventory":
 		return runInventory(ctx, args, stdout, stderr)
+	case "token":
+		return runToken(args, stdout, stderr)
 	default:
-		return fmt.Errorf("unknown command %q (want serve, simulator, check or inventory)", cmd)
+		return fmt.Errorf("unknown command %q (want serve, simulator, check, inventory or token)", cmd)
 	}
 }
 

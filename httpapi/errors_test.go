@@ -330,3 +330,16 @@ func TestPoolTemplateValidated(t *testing.T) {
 		t.Errorf("template_ready = %v, want true for debian-7-i386 (templates/v2), false for centos-6-x86_64 (missing)", ready)
 	}
 }
+
+// TestAdminDeletesAnyToken: a user in [auth] admins may delete another
+// user's token; anyone else gets 403.
+func TestAdminDeletesAnyToken(t *testing.T) {
+	e := mustEnv(t, envOptions{auth: true, admins: []string{"root"}})
+	jdoe, other := e.token("jdoe"), e.token("jdoe")
+	runCases(t, e, []errCase{
+		{"non-admin", req{method: "DELETE", path: "/api/v1/token/" + jdoe, user: "alice", password: "pw"}, 403, "another user"},
+		{"admin", req{method: "DELETE", path: "/api/v1/token/" + jdoe, user: "root", password: "pw"}, 200, ""},
+		{"deleted token refused", req{method: "POST", path: "/api/v1/vm/debian-7-i386", token: jdoe}, 401, ""},
+		{"owner still may", req{method: "DELETE", path: "/api/v1/token/" + other, user: "jdoe", password: "pw"}, 200, ""},
+	})
+}

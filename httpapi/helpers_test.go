@@ -70,6 +70,7 @@ type envOptions struct {
 	metrics      *Metrics  // Config.Metrics
 	audit        io.Writer // Config.Audit, as JSON lines
 	trusted      []string  // Config.TrustedProxies
+	admins       []string  // [auth] admins (with auth)
 }
 
 func testConfig() *pool.Config {
@@ -124,7 +125,7 @@ func mustEnv(tb testing.TB, o envOptions) *env {
 	svc.Templates = prov
 	var acfg *auth.Config
 	if o.auth {
-		acfg = &auth.Config{Provider: auth.ProviderDummy}
+		acfg = &auth.Config{Provider: auth.ProviderDummy, Admins: o.admins}
 	}
 	a, err := auth.New(acfg, st, nil)
 	if err != nil {

@@ -137,7 +137,8 @@ func (s *server) handleTokenGet(w http.ResponseWriter, r *http.Request, c call) 
 }
 
 // handleTokenDelete answers DELETE /token/<token>. An unknown token is 401
-// as upstream; another user's token is 403.
+// as upstream; another user's token is 403 unless the caller is in
+// [auth] admins.
 func (s *server) handleTokenDelete(w http.ResponseWriter, r *http.Request, c call, user string) error {
 	name := c.ps.ByName("token")
 	t, err := s.st.GetToken(name)
@@ -145,7 +146,7 @@ func (s *server) handleTokenDelete(w http.ResponseWriter, r *http.Request, c cal
 		return store.Errorf(store.EUNAUTHORIZED, "unknown token")
 	} else if err != nil {
 		return err
-	} else if t.User != user {
+	} else if t.User != user && !s.auth.IsAdmin(user) {
 		return store.Errorf(store.EFORBIDDEN, "the token belongs to another user")
 	}
 	if err := s.auth.DeleteToken(name); store.ErrorCode(err) == store.ENOTFOUND {
