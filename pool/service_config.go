@@ -151,7 +151,7 @@ func (s *Service) setOverrides(body map[string]any, c Caller, f overrideField) (
 		}
 		if f.template {
 			// A template the provider says is missing would only fail clones.
-			if exists, checked := s.templateExists(p, v); checked && !exists {
+			if exists, checked := s.templateExists(p, v, true); checked && !exists {
 				bad = append(bad, name)
 				continue
 			}

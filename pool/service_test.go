@@ -237,3 +237,39 @@ func TestServiceOndemandLimitCountsAliases(t *testing.T) {
 		}
 	}
 }
+
+// TestServiceTemplateReady: template_ready is true only for a template the
+// provider finds; a provider that cannot tell gives false and is not asked
+// again within the cache TTL, while an override always asks afresh.
+func TestServiceTemplateReady(t *testing.T) {
+	e := mustServiceEnv(t)
+	prov := NewFakeProvider()
+	e.svc.Templates = prov
+	e.svc.Config.Pools[0].Template = "t/a"
+	e.svc.Config.Pools[1].Template = "t/missing"
+	prov.SetCloneError(func(spec CloneSpec) error {
+		if spec.Template == "t/missing" {
+			return ErrNotFound
+		}
+		return nil
+	})
+	if !e.svc.TemplateReady(e.svc.Config.Pools[0]) || e.svc.TemplateReady(e.svc.Config.Pools[1]) {
+		t.Error("want a ready, b (missing template) not")
+	}
+	prov.SetDown(ErrTransient)
+	p := PoolConfig{Name: "a", Template: "t/other"}
+	if e.svc.TemplateReady(p) {
+		t.Error("provider down: want not ready")
+	}
+	prov.SetDown(nil)
+	if e.svc.TemplateReady(p) {
+		t.Error("cached failure: want not ready until the TTL passes")
+	}
+	e.svc.Config.ExperimentalFeatures = true
+	if _, err := e.svc.SetPoolTemplates(map[string]any{"a": "t/other"}, Caller{}); err != nil {
+		t.Errorf("override with an existing template: %v", err)
+	}
+	if _, err := e.svc.SetPoolTemplates(map[string]any{"a": "t/missing"}, Caller{}); store.ErrorCode(err) != store.EINVALID {
+		t.Errorf("override with a missing template: %v, want EINVALID", err)
+	}
+}

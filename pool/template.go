@@ -48,41 +48,43 @@ type templateCache struct {
 }
 
 type templateSeen struct {
-	ok bool
-	at time.Time
+	exists, known bool
+	at            time.Time
 }
 
-// templateExists asks s.Templates whether p's template t exists, reusing
-// an answer younger than templateCacheTTL. known is false when there is no
-// finder or it could not tell.
-func (s *Service) templateExists(p PoolConfig, t string) (exists, known bool) {
+// templateExists asks s.Templates whether p's template t exists. known is
+// false when there is no finder or it could not tell. Unless fresh, an
+// answer (or a failure to get one: vCenter down must not make every GET
+// /config wait) younger than templateCacheTTL is reused.
+func (s *Service) templateExists(p PoolConfig, t string, fresh bool) (exists, known bool) {
 	if s.Templates == nil {
 		return false, false
 	}
 	key := p.Datacenter + "\x00" + t
 	now := time.Now()
 	s.tmpl.mu.Lock()
-	if seen, ok := s.tmpl.m[key]; ok && now.Sub(seen.at) < templateCacheTTL && !now.Before(seen.at) {
+	if seen, ok := s.tmpl.m[key]; ok && !fresh && now.Sub(seen.at) < templateCacheTTL && !now.Before(seen.at) {
 		s.tmpl.mu.Unlock()
-		return seen.ok, true
+		return seen.exists, seen.known
 	}
 	s.tmpl.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), templateCheckTimeout)
 	defer cancel()
-	ok, err := s.Templates.TemplateExists(ctx, p.Datacenter, t)
+	exists, err := s.Templates.TemplateExists(ctx, p.Datacenter, t)
+	known = err == nil
 	if err != nil {
+		exists = false
 		if !errors.Is(err, context.DeadlineExceeded) {
 			s.Logger.Warn("cannot check template", "pool", p.Name, "template", t, "err", err)
 		}
-		return false, false
 	}
 	s.tmpl.mu.Lock()
 	if s.tmpl.m == nil {
 		s.tmpl.m = make(map[string]templateSeen)
 	}
-	s.tmpl.m[key] = templateSeen{ok, now}
+	s.tmpl.m[key] = templateSeen{exists, known, now}
 	s.tmpl.mu.Unlock()
-	return ok, true
+	return exists, known
 }
 
 // TemplateReady reports whether pool p's (effective) template is known to
@@ -90,6 +92,6 @@ func (s *Service) templateExists(p PoolConfig, t string) (exists, known bool) {
 // the provider cannot tell.
 func (s *Service) TemplateReady(p PoolConfig) bool {
 	s.init()
-	ok, known := s.templateExists(p, p.Template)
+	ok, known := s.templateExists(p, p.Template, false)
 	return ok && known
 }
