@@ -325,7 +325,7 @@ func jsonText(raw json.RawMessage) string {
 	return string(raw)
 }
 
-// Limits of one PUT's tags (README "Tags"): more tags, a longer key or a
+// Limits of one PUT's tags (README, API "Limits"): more tags, a longer key or a
 // longer value is 400. They bound the work of a PUT; the store's cost is
 // one read and one write per changed tag whatever the day already holds.
 const (
