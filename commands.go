@@ -52,7 +52,9 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 	if _, err := os.Stat(path); err != nil {
 		return fmt.Errorf("check: %w", err)
 	}
-	if err := store.VerifyFile(path); err != nil {
+	if err := store.VerifyFile(path); errors.Is(err, store.ErrCorrupt) {
+		return err // names the file and what to do
+	} else if err != nil {
 		return fmt.Errorf("check %s: %w", path, err)
 	}
 	if list {

@@ -12,6 +12,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/vmpooler/vmpooler/auth"
+	"github.com/vmpooler/vmpooler/httpapi"
 	"github.com/vmpooler/vmpooler/pool"
 	"github.com/vmpooler/vmpooler/vsphere"
 )
@@ -48,6 +49,11 @@ type GlobalConfig struct {
 	// [providers.vsphere] when that section does not set them.
 	CreateFolders      *bool `toml:"create_folders"`
 	CreateLinkedClones *bool `toml:"create_linked_clones"`
+	// MaxConnections caps the API's simultaneous connections (default 512).
+	MaxConnections int `toml:"max_connections"`
+	// TrustedProxies are the reverse proxies (addresses or CIDR prefixes)
+	// whose X-Forwarded-For names the client in the audit trail.
+	TrustedProxies []string `toml:"trusted_proxies"`
 }
 
 // Providers is the [providers] section.
@@ -185,6 +191,7 @@ func (c *Config) validate() error {
 		{"max_ondemand_instances_per_request", g.MaxOndemandPerRequest},
 		{"check_loop_delay", g.CheckLoopDelay}, {"data_ttl", g.DataTTL}, {"job_timeout", g.JobTimeout},
 		{"backup_interval", c.Global.BackupInterval}, {"backup_keep", c.Global.BackupKeep},
+		{"max_connections", c.Global.MaxConnections},
 	} {
 		if f.v < 0 {
 			bad("[config] %s must not be negative (got %d)", f.key, f.v)
@@ -192,6 +199,20 @@ func (c *Config) validate() error {
 	}
 	if _, err := parseLevel(c.Global.LogLevel); err != nil {
 		bad("[config] log_level must be debug, info, warn or error (got %q)", c.Global.LogLevel)
+	}
+	for _, f := range []struct {
+		key string
+		v   int
+	}{{"vm_lifetime", g.VMLifetime}, {"vm_lifetime_auth", g.VMLifetimeAuth}} {
+		if f.v > pool.MaxLifetime {
+			bad("[config] %s must be at most %d hours (got %d)", f.key, pool.MaxLifetime, f.v)
+		}
+	}
+	if _, err := httpapi.ParseTrustedProxies(c.Global.TrustedProxies); err != nil {
+		bad("[config] trusted_proxies: %v (want addresses or CIDR prefixes)", err)
+	}
+	if !validPrefix(g.Prefix) {
+		bad("[config] prefix %q: at most %d of a-z 0-9 '-', not starting with '-' (it begins every hostname)", g.Prefix, maxPrefixLen)
 	}
 	if len(c.Pools) == 0 {
 		bad("[[pools]]: no pool configured")
@@ -213,8 +234,8 @@ func (c *Config) validate() error {
 		names[p.Name] = true
 		if p.Template == "" {
 			bad("%s: template is required", where)
-		} else if strings.HasPrefix(p.Template, "/") || strings.HasSuffix(p.Template, "/") {
-			bad("%s: template must not start or end with '/'", where)
+		} else if !pool.ValidTemplate(p.Template) {
+			bad("%s: template %q must be <folder>/<name>: no leading or trailing '/', no empty, '.' or '..' element", where, p.Template)
 		}
 		if err := pool.CheckFolder(p); err != nil {
 			bad("%s: %v", where, err)
@@ -222,8 +243,13 @@ func (c *Config) validate() error {
 		if p.Size < 0 {
 			bad("%s: size must not be negative (got %d)", where, p.Size)
 		}
-		if p.Timeout < 0 || p.ReadyTTL < 0 {
-			bad("%s: timeout and ready_ttl must not be negative", where)
+		// A pool without its own value inherits the global one, whose
+		// problem is reported once under [config].
+		if p.Timeout < 0 && p.Timeout != g.Timeout {
+			bad("%s: timeout must not be negative (got %d)", where, p.Timeout)
+		}
+		if p.ReadyTTL < 0 && p.ReadyTTL != g.ReadyTTL {
+			bad("%s: ready_ttl must not be negative (got %d)", where, p.ReadyTTL)
 		}
 	}
 	for _, p := range c.Pools {
@@ -260,4 +286,32 @@ func (c *Config) redacted() Config {
 func (p Providers) redacted() Providers {
 	p.Vsphere = p.Vsphere.Redacted()
 	return p
+}
+
+// maxPrefixLen leaves room in a 63-byte DNS label for the 15 random
+// characters after the prefix.
+const maxPrefixLen = 63 - 15
+
+// validPrefix reports whether every hostname made from prefix is a valid,
+// reachable DNS label (the API finds VMs by their short hostname, so a dot
+// or an underscore made them unreachable).
+func validPrefix(p string) bool {
+	if len(p) > maxPrefixLen || strings.HasPrefix(p, "-") {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// withPrefix wraps err as "<name>: err" unless it already starts so:
+// vsphere's and auth's errors name themselves ("vsphere: vsphere: ...").
+func withPrefix(name string, err error) error {
+	if err == nil || strings.HasPrefix(err.Error(), name+": ") {
+		return err
+	}
+	return fmt.Errorf("%s: %w", name, err)
 }

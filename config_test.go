@@ -1,6 +1,9 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"log/slog"
 	"os"
 	"strings"
 	"testing"
@@ -100,6 +103,12 @@ func TestConfigErrors(t *testing.T) {
 		{"bad tagfilter", minimal + "[tagfilter]\nurl = '('\n", []string{"[tagfilter] url"}},
 		{"auth without provider", minimal + "[auth]\nfile = \"x\"\n", []string{"[auth] provider"}},
 		{"bad toml", "[config\n", []string{"config x"}},
+		{"unknown log_level", "[config]\nlog_level = \"verbose\"\n" + minimal, []string{"log_level", "verbose"}},
+		{"prefix with a dot", "[config]\nprefix = \"ci.a\"\n" + minimal, []string{"[config] prefix", `"ci.a"`}},
+		{"prefix with upper case and underscore", "[config]\nprefix = \"ci-A_\"\n" + minimal, []string{"[config] prefix"}},
+		{"prefix too long", "[config]\nprefix = \"" + strings.Repeat("a", 49) + "\"\n" + minimal, []string{"[config] prefix"}},
+		{"lifetime past the ceiling", "[config]\nvm_lifetime = 100000\n" + minimal, []string{"[config] vm_lifetime", "at most"}},
+		{"negative max_connections", "[config]\nmax_connections = -1\n" + minimal, []string{"[config] max_connections"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseConfig("x", tc.text, noEnv)
@@ -112,6 +121,45 @@ func TestConfigErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestConfigGlobalErrorNamesItsKey: a negative global ready_ttl or timeout
+// is reported under [config], not as a problem of every pool inheriting it.
+func TestConfigGlobalErrorNamesItsKey(t *testing.T) {
+	_, err := ParseConfig("x", "[config]\nready_ttl = -5\ntimeout = -1\n"+minimal, noEnv)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "[config] ready_ttl") || !strings.Contains(msg, "[config] timeout") {
+		t.Errorf("error %q does not name [config] ready_ttl and timeout", msg)
+	}
+	if strings.Contains(msg, "[[pools]]") {
+		t.Errorf("error %q blames the pool for the global value", msg)
+	}
+	_, err = ParseConfig("x", "[[pools]]\nname = \"a\"\ntemplate = \"t/a\"\nready_ttl = -3\n", noEnv)
+	if err == nil || !strings.Contains(err.Error(), `[[pools]] "a": ready_ttl`) {
+		t.Errorf("pool's own negative ready_ttl: %v", err)
+	}
+}
+
+// TestErrorPrefixNotDoubled: errors that already name their package are
+// not prefixed again ("vsphere: vsphere: ...").
+func TestErrorPrefixNotDoubled(t *testing.T) {
+	cfg, err := ParseConfig("x", minimal+"[providers.vsphere]\nserver = \"\"\n", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = openProvider(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err == nil {
+		t.Fatal("no error for a vsphere provider without a server")
+	}
+	if msg := err.Error(); strings.Count(msg, "vsphere:") != 1 {
+		t.Errorf("error %q: want exactly one vsphere: prefix", msg)
+	}
+	if got := withPrefix("auth", errors.New("bad")).Error(); got != "auth: bad" {
+		t.Errorf("withPrefix: %q", got)
 	}
 }
 

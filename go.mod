@@ -9,6 +9,7 @@ require (
 	github.com/vmware/govmomi v0.56.0
 	go.etcd.io/bbolt v1.4.3
 	golang.org/x/crypto v0.59.0
+	golang.org/x/net v0.62.0
 	golang.org/x/sync v0.25.0
 )
 

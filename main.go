@@ -10,6 +10,7 @@
 //	vmpooler check -config F [-list-vms]         check the database file
 //	vmpooler inventory -config F [-owners]       list the VMs in every pool folder
 //	vmpooler adopt -config F -instance ID        take over the VMs of a lost database's pooler
+//	vmpooler token list|revoke -config F ...     list or revoke API tokens (pooler stopped)
 //	vmpooler simulator -listen ADDR -config F    serve a standalone vCenter simulator
 //	vmpooler -version                            print the version
 package main
@@ -56,6 +57,7 @@ Usage:
   vmpooler inventory -config F [-owners]       list the VMs in every pool folder
   vmpooler adopt -config F -instance ID        take over the VMs of a lost database's
                                               pooler (see README)
+  vmpooler token list|revoke -config F ...     list or revoke API tokens (pooler stopped)
   vmpooler simulator -listen ADDR -config F    serve a standalone vCenter simulator
   vmpooler -version                            print the version and commit
 
@@ -94,8 +96,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runInventory(ctx, args, stdout, stderr)
 	case "adopt":
 		return runAdopt(args, stdout, stderr)
+	case "token":
+		return runToken(args, stdout, stderr)
 	default:
-		return fmt.Errorf("unknown command %q (want serve, backup, restore, check, inventory, adopt or simulator; see vmpooler -h)", cmd)
+		return fmt.Errorf("unknown command %q (want serve, backup, restore, check, inventory, adopt, token or simulator; see vmpooler -h)", cmd)
 	}
 }
 

@@ -30,6 +30,7 @@ const shutdownGrace = 10 * time.Second
 type daemon struct {
 	path   string // the configuration file, absolute
 	logger *slog.Logger
+	audit  *slog.Logger // the audit trail, always at info
 	level  *slog.LevelVar
 	st     *store.Store
 	auth   *auth.Auth
@@ -67,6 +68,8 @@ func runServe(ctx context.Context, args []string, stderr io.Writer, ready chan<-
 	lvl, _ := parseLevel(cfg.Global.LogLevel)
 	d.level.Set(lvl)
 	d.logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: d.level}))
+	// The audit trail stays at info whatever log_level says.
+	d.audit = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	d.cfg.Store(cfg)
 	return d.serve(ctx, cfg, hup, ready)
 }
@@ -98,7 +101,7 @@ func (d *daemon) serve(ctx context.Context, cfg *Config, hup <-chan os.Signal, r
 	defer closeProv()
 
 	if d.auth, err = auth.New(cfg.Auth, d.st, logger); err != nil {
-		return fmt.Errorf("auth: %w", err)
+		return withPrefix("auth", err)
 	}
 	metrics := httpapi.NewMetrics()
 	d.mgr = pool.NewManager(&cfg.Global.Config, d.st, prov, logger)
@@ -110,10 +113,13 @@ func (d *daemon) serve(ctx context.Context, cfg *Config, hup <-chan os.Signal, r
 	d.svc.Cloning = d.mgr.Cloning
 	d.svc.Health = d.mgr.Health
 	d.svc.Backend = backend
+	d.svc.Templates, _ = prov.(pool.TemplateFinder)
 	api := httpapi.New(httpapi.Config{
-		SiteName: cfg.Global.SiteName,
-		Redacted: func() any { return d.cfg.Load().redacted() },
-		Metrics:  metrics,
+		SiteName:       cfg.Global.SiteName,
+		Redacted:       func() any { return d.cfg.Load().redacted() },
+		Metrics:        metrics,
+		Audit:          d.audit,
+		TrustedProxies: cfg.Global.TrustedProxies,
 	}, d.svc, d.auth, d.st, logger)
 
 	ln, err := net.Listen("tcp", cfg.Global.Listen)
@@ -135,10 +141,10 @@ func (d *daemon) serve(ctx context.Context, cfg *Config, hup <-chan os.Signal, r
 	dr := newDrain(api)
 	baseCtx, cancelRequests := context.WithCancel(context.Background())
 	defer cancelRequests()
-	srv := &http.Server{Handler: dr, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		BaseContext: func(net.Listener) context.Context { return baseCtx }}
+	srv := newHTTPServer(dr)
+	srv.BaseContext = func(net.Listener) context.Context { return baseCtx }
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(limitListener(ln, cfg.Global.MaxConnections)) }()
 	d.addr = ln.Addr().String()
 	go d.backupLoop(baseCtx)
 
@@ -211,7 +217,7 @@ func openProvider(ctx context.Context, cfg *Config, logger *slog.Logger) (pool.P
 	}
 	prov := vsphere.New(cfg.Providers.Vsphere, cfg.Pools, logger)
 	if err := prov.Open(ctx); err != nil {
-		return nil, nil, fmt.Errorf("vsphere: %w", err)
+		return nil, nil, withPrefix("vsphere", err)
 	}
 	return prov, prov.Close, nil
 }
@@ -227,7 +233,7 @@ func startProvider(ctx context.Context, cfg *Config, logger *slog.Logger) (prov 
 	}
 	vp := vsphere.New(cfg.Providers.Vsphere, cfg.Pools, logger)
 	if err := vp.Start(ctx); err != nil {
-		return nil, nil, nil, fmt.Errorf("vsphere: %w", err)
+		return nil, nil, nil, withPrefix("vsphere", err)
 	}
 	backend = func() (bool, string) {
 		ok, reason, _ := vp.Connection()

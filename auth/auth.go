@@ -23,6 +23,8 @@ import (
 type Config struct {
 	Provider string `toml:"provider"` // "htpasswd" | "dummy"
 	File     string `toml:"file"`     // htpasswd file (bcrypt entries, as made by `htpasswd -B`)
+	// Admins may delete any user's token (DELETE /token/<token>).
+	Admins []string `toml:"admins"`
 }
 
 // Provider names accepted in Config.Provider.
@@ -48,6 +50,7 @@ type Auth struct {
 	st       *store.Store
 	logger   *slog.Logger
 	htpasswd atomic.Pointer[htpasswd] // nil unless provider is htpasswd; SetFile swaps it
+	admins   map[string]bool
 
 	mu      sync.Mutex
 	touched map[string]time.Time // token -> when this process last wrote LastUsed
@@ -89,8 +92,15 @@ func New(cfg *Config, st *store.Store, logger *slog.Logger) (*Auth, error) {
 		return nil, fmt.Errorf("auth: unknown provider %q (want %q or %q)", cfg.Provider, ProviderHtpasswd, ProviderDummy)
 	}
 	a.provider = cfg.Provider
+	a.admins = make(map[string]bool, len(cfg.Admins))
+	for _, u := range cfg.Admins {
+		a.admins[u] = true
+	}
 	return a, nil
 }
+
+// IsAdmin reports whether user is in [auth] admins.
+func (a *Auth) IsAdmin(user string) bool { return a != nil && user != "" && a.admins[user] }
 
 // Enabled reports whether an [auth] section configured a provider. When it
 // is false httpapi answers the /token routes with 404 and ignores token

@@ -141,6 +141,20 @@ func (h *htpasswd) check(user, password string) bool {
 	return err == nil && found == 1
 }
 
+// has reports whether user is in the file (reloaded if it changed), so a
+// token of a user removed from the file stops working.
+func (h *htpasswd) has(user string) bool {
+	h.reloadIfChanged()
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, u := range h.users {
+		if string(u.name) == user {
+			return true
+		}
+	}
+	return false
+}
+
 // parseHtpasswd reads "user:hash" lines. Blank lines and lines starting with
 // # are skipped. Only bcrypt ($2a$, $2b$, $2y$) hashes are accepted; errors
 // name the line and user but never show the hash.

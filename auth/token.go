@@ -2,6 +2,8 @@ package auth
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"time"
 
@@ -40,7 +42,7 @@ func (a *Auth) CreateToken(user string) (store.Token, error) {
 }
 
 // Validate returns the token's record, or EUNAUTHORIZED if the token is
-// malformed or unknown. It records the use in LastUsed, but writes it at most
+// malformed or unknown, or (htpasswd) its user is no longer in the file. It records the use in LastUsed, but writes it at most
 // once per TouchEvery per token so that checking a token stays a read on the
 // hot path; the returned LastUsed is Now() when it wrote.
 func (a *Auth) Validate(token string) (store.Token, error) {
@@ -54,6 +56,9 @@ func (a *Auth) Validate(token string) (store.Token, error) {
 		return store.Token{}, errBadToken
 	} else if err != nil {
 		return store.Token{}, fmt.Errorf("auth: validate token: %w", err)
+	}
+	if h := a.htpasswd.Load(); h != nil && !h.has(t.User) {
+		return store.Token{}, errBadToken // the user was removed from the file
 	}
 	now := a.Now()
 	if !a.touchDue(token, t, now) {
@@ -172,4 +177,11 @@ func wellFormed(s string) bool {
 		}
 	}
 	return true
+}
+
+// TokenID is a short, stable id of a token for logs: the first 6 hex
+// digits of its SHA-256. It does not reveal the token.
+func TokenID(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:3])
 }

@@ -291,3 +291,36 @@ func BenchmarkNewToken(b *testing.B) {
 		newToken()
 	}
 }
+
+// TestTokenOfRemovedUser: a token stops working once its user is removed
+// from the htpasswd file, and works again if the user comes back.
+func TestTokenOfRemovedUser(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "htpasswd")
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	alice, bob := hashLine(t, "alice", "wonderland"), hashLine(t, "bob", "builder")
+	writeFile(t, path, alice+bob, t0)
+	clk := &clock{t: t0}
+	a, err := New(&Config{Provider: "htpasswd", File: path, Admins: []string{"alice"}}, MustOpenStore(t, clk.Now), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Now = clk.Now
+	tok, err := a.CreateToken("bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Validate(tok.Token); err != nil {
+		t.Fatalf("bob's token while bob exists: %v", err)
+	}
+	writeFile(t, path, alice, t0.Add(time.Second))
+	if _, err := a.Validate(tok.Token); store.ErrorCode(err) != store.EUNAUTHORIZED {
+		t.Errorf("bob's token after removing bob: %v, want EUNAUTHORIZED", err)
+	}
+	writeFile(t, path, alice+bob, t0.Add(2*time.Second))
+	if _, err := a.Validate(tok.Token); err != nil {
+		t.Errorf("bob's token after adding him back: %v", err)
+	}
+	if !a.IsAdmin("alice") || a.IsAdmin("bob") || a.IsAdmin("") {
+		t.Error("IsAdmin: want alice only")
+	}
+}

@@ -2,16 +2,19 @@ package httpapi
 
 import (
 	"encoding/json"
-
 	"fmt"
-	"github.com/vmpooler/vmpooler/store"
 	"io"
 	"net/http"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/vmpooler/vmpooler/pool"
+	"github.com/vmpooler/vmpooler/store"
 )
 
 // benchClients is the number of concurrent keep-alive clients.
@@ -137,3 +140,81 @@ func benchDo(c *http.Client, method, url string, out any) error {
 func jsonDecode(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }
 
 func storeVM(host, poolName string) store.VM { return store.VM{Hostname: host, Pool: poolName} }
+
+// BenchmarkPutTags64 sends PUT /vm/<host> with 64 new tag values each,
+// one client at a time, on a day that already holds 100,000 distinct tag
+// values, and reports the median and p99 latency. Before the day_tags
+// layout each tag re-encoded the whole day.
+func BenchmarkPutTags64(b *testing.B) {
+	e := mustEnv(b, envOptions{realClock: true, dir: os.Getenv("BENCH_DB_DIR")})
+	e.fillReady("debian-7-i386", 1)
+	got, err := e.svc.Checkout([]pool.Want{{Name: "debian-7-i386", Count: 1}}, pool.Caller{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	host := got["debian-7-i386"][0].Hostname
+	const prefill = 100_000
+	for i := 0; i < prefill; i += maxTags {
+		tags := make(map[string]string, maxTags)
+		for j := range maxTags {
+			tags[fmt.Sprintf("t%02d", j)] = fmt.Sprintf("https://jenkins.example/job/%d", i+j)
+		}
+		if err := e.svc.Modify(host, pool.Modification{Tags: tags}, pool.Caller{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	today := time.Now().UTC().Format(time.DateOnly)
+	days, err := e.st.Rollups(today, today)
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := 0
+	for _, vals := range days[0].Tags {
+		n += len(vals)
+	}
+	if n != prefill {
+		b.Fatalf("the day holds %d distinct tag values, want %d", n, prefill)
+	}
+	client := benchClient()
+	url := e.srv.URL + "/api/v1/vm/" + host
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		var body strings.Builder
+		body.WriteString(`{"tags":{`)
+		for j := range 64 {
+			if j > 0 {
+				body.WriteByte(',')
+			}
+			fmt.Fprintf(&body, `"t%02d":"bench-%d-%d"`, j, i, j)
+		}
+		body.WriteString("}}")
+		req, _ := http.NewRequest("PUT", url, strings.NewReader(body.String()))
+		start := time.Now()
+		res, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		lat = append(lat, time.Since(start))
+		if res.StatusCode != http.StatusOK {
+			b.Fatalf("PUT: %d", res.StatusCode)
+		}
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// BenchmarkParsePoolList100 parses a POST /vm path of 100 distinct names.
+func BenchmarkParsePoolList100(b *testing.B) {
+	list := poolList(100)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := parsePoolList(list); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"maps"
 	"net/http"
 	"reflect"
 	"slices"
@@ -121,7 +122,7 @@ func (s *server) handleConfig(w http.ResponseWriter, r *http.Request, c call) er
 	list := make([]obj, len(pools))
 	for i, p := range pools {
 		o, _ := configValue(reflect.ValueOf(p))
-		list[i] = append(o.(obj), kv{"template_ready", true})
+		list[i] = append(o.(obj), kv{"template_ready", s.svc.TemplateReady(p)})
 	}
 	out := obj{{"ok", true}, {"pool_configuration", list}}
 	if cfg, ok := configValue(reflect.ValueOf(s.redacted())); ok {
@@ -180,6 +181,9 @@ func (s *server) override(w http.ResponseWriter, r *http.Request, set setter, ke
 	if err != nil {
 		return withNames(err, key)
 	}
+	if changed {
+		s.auditCaller(r, "config_override", caller, "route", r.URL.Path, "pools", strings.Join(slices.Sorted(maps.Keys(body)), ","))
+	}
 	status := http.StatusOK
 	if changed {
 		status = http.StatusCreated
@@ -201,6 +205,9 @@ func (s *server) reset(w http.ResponseWriter, r *http.Request, c call, undo rese
 	res, err := undo(c.ps.ByName("pool"), caller)
 	if err != nil {
 		return err
+	}
+	if res.Changed() {
+		s.auditCaller(r, "config_reset", caller, "route", r.URL.Path, "pool", c.ps.ByName("pool"))
 	}
 	val := func(v string) any {
 		if asInt {
@@ -255,6 +262,7 @@ func (s *server) handlePoolReset(w http.ResponseWriter, r *http.Request, c call)
 	if _, err := s.svc.ResetPools(body, caller); err != nil {
 		return withNames(err, "bad_pools")
 	}
+	s.auditCaller(r, "pool_reset", caller, "pools", strings.Join(slices.Sorted(maps.Keys(body)), ","))
 	writeJSON(w, http.StatusCreated, obj{{"ok", true}})
 	return nil
 }

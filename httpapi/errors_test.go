@@ -1,10 +1,15 @@
 package httpapi
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vmpooler/vmpooler/pool"
 	"github.com/vmpooler/vmpooler/store"
@@ -74,6 +79,9 @@ func TestErrorsNoAuth(t *testing.T) {
 		{"unknown pool in body", req{method: "POST", path: "/api/v1/vm", body: `{"nope":"1"}`}, 404, "nope"},
 		{"unknown pool in path", req{method: "POST", path: "/api/v1/vm/nope"}, 404, "nope"},
 		{"unknown pool among known", req{method: "POST", path: "/api/v1/vm/debian-7-i386+nope"}, 404, "nope"},
+		{"too many names in path", req{method: "POST", path: "/api/v1/vm/" + poolList(MaxPoolListNames+1)}, 400, "At most 256 pool names"},
+		{"path too long", req{method: "POST", path: "/api/v1/vm/" + strings.Repeat("x", MaxURIBytes)}, 414, "too long"},
+		{"query too long", req{method: "GET", path: "/api/v1/summary?from=" + strings.Repeat("x", MaxURIBytes)}, 414, "too long"},
 		{"empty name in path", req{method: "POST", path: "/api/v1/vm/debian-7-i386++centos-6-x86_64"}, 400, "required"},
 		{"all or nothing", req{method: "POST", path: "/api/v1/vm/debian-7-i386+centos-6-x86_64+centos-6-x86_64+centos-6-x86_64"}, 503, "too few"},
 		{"empty pool", req{method: "POST", path: "/api/v1/vm/centos-7.2-x86_64"}, 503, ""},
@@ -93,6 +101,9 @@ func TestErrorsNoAuth(t *testing.T) {
 		{"put tags not a hash", req{method: "PUT", path: "/api/v1/vm/r1", body: `{"tags":"x"}`}, 400, "other than a hash"},
 		{"put tag not allowed", req{method: "PUT", path: "/api/v1/vm/r1", body: `{"tags":{"colour":"red"}}`}, 400, "unsupported tags (colour)"},
 		{"put tag bad key", req{method: "PUT", path: "/api/v1/vm/r1", body: `{"tags":{"a b":"red"}}`}, 400, "tag key"},
+		{"put too many tags", req{method: "PUT", path: "/api/v1/vm/r1", body: manyTags(maxTags + 1)}, 400, "at most 100"},
+		{"put tag value too long", req{method: "PUT", path: "/api/v1/vm/r1", body: `{"tags":{"project":"` + strings.Repeat("v", maxTagValue+1) + `"}}`}, 400, "too long"},
+		{"put tag key too long", req{method: "PUT", path: "/api/v1/vm/r1", body: `{"tags":{"` + strings.Repeat("k", maxTagKey+1) + `":"x"}}`}, 400, "tag key"},
 		{"put tag nested", req{method: "PUT", path: "/api/v1/vm/r1", body: `{"tags":{"project":{"a":1}}}`}, 400, "string value"},
 		{"put empty body", req{method: "PUT", path: "/api/v1/vm/r1"}, 200, ""},
 		{"put tags, boolean", req{method: "PUT", path: "/api/v1/vm/r1", body: `{"tags":{"project":true}}`}, 200, ""},
@@ -155,7 +166,13 @@ func TestErrorsAuth(t *testing.T) {
 		{"lifetime anon vm any token", req{method: "PUT", path: "/api/v1/vm/" + anon, body: `{"lifetime":"2"}`, token: alice}, 200, ""},
 		{"lifetime other user's vm", req{method: "PUT", path: "/api/v1/vm/" + mine, body: `{"lifetime":"2"}`, token: alice}, 403, "another user"},
 		{"lifetime own vm", req{method: "PUT", path: "/api/v1/vm/" + mine, body: `{"lifetime":"2"}`, token: jdoe}, 200, ""},
-		{"tags without token", req{method: "PUT", path: "/api/v1/vm/" + mine, body: `{"tags":{"project":"x"}}`}, 200, ""},
+		{"tags without token", req{method: "PUT", path: "/api/v1/vm/" + mine, body: `{"tags":{"project":"x"}}`}, 401, "token"},
+		{"tags other user's vm", req{method: "PUT", path: "/api/v1/vm/" + mine, body: `{"tags":{"project":"x"}}`, token: alice}, 403, "another user"},
+		{"tags own vm", req{method: "PUT", path: "/api/v1/vm/" + mine, body: `{"tags":{"project":"x"}}`, token: jdoe}, 200, ""},
+		{"tags anon vm no token", req{method: "PUT", path: "/api/v1/vm/" + anon, body: `{"tags":{"project":"x"}}`}, 200, ""},
+		{"tags ready vm", req{method: "PUT", path: "/api/v1/vm/r3", body: `{"tags":{"project":"x"}}`, token: jdoe}, 404, "not running"},
+		{"lifetime ready vm", req{method: "PUT", path: "/api/v1/vm/r3", body: `{"lifetime":"2"}`, token: jdoe}, 404, "not running"},
+		{"lifetime past the ceiling", req{method: "PUT", path: "/api/v1/vm/" + mine, body: `{"lifetime":3000000}`, token: jdoe}, 400, "maximum"},
 		{"snapshot without token", req{method: "POST", path: "/api/v1/vm/" + anon + "/snapshot"}, 401, "token"},
 		{"snapshot invalid token", req{method: "POST", path: "/api/v1/vm/" + anon + "/snapshot", token: "nope"}, 401, ""},
 		{"snapshot other user's vm", req{method: "POST", path: "/api/v1/vm/" + mine + "/snapshot", token: alice}, 403, ""},
@@ -199,4 +216,130 @@ func TestPanicIsJSON(t *testing.T) {
 	if r.status != http.StatusInternalServerError || r.body["ok"] != false || r.body["error"] != "internal error" {
 		t.Errorf("got %d %s, want a JSON 500", r.status, r.raw)
 	}
+}
+
+// manyTags is a PUT body with n distinct tags.
+func manyTags(n int) string {
+	var b strings.Builder
+	b.WriteString(`{"tags":{`)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `"t%d":"v%d"`, i, i)
+	}
+	b.WriteString("}}")
+	return b.String()
+}
+
+// poolList is "x0+x1+...+x<n-1>".
+func poolList(n int) string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("x%d", i)
+	}
+	return strings.Join(names, "+")
+}
+
+// TestSummarySlots: when every /summary slot is taken, a request waits
+// and then gets a JSON 503 rather than adding another answer in memory.
+func TestSummarySlots(t *testing.T) {
+	s := &server{summary: make(chan struct{}, 1)}
+	rec := httptest.NewRecorder()
+	release, err := s.summarySlot(rec, httptest.NewRequest("GET", "/summary", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := s.summarySlot(rec, httptest.NewRequest("GET", "/summary", nil).WithContext(ctx)); store.ErrorCode(err) != store.EEMPTY {
+		t.Errorf("second request with the only slot taken: %v, want EEMPTY", err)
+	}
+	release()
+	if release, err := s.summarySlot(rec, httptest.NewRequest("GET", "/summary", nil)); err != nil {
+		t.Errorf("after release: %v", err)
+	} else {
+		release()
+	}
+}
+
+// TestHeadAndOptions: HEAD on a GET route is the GET's status and headers
+// without a body; OPTIONS lists the methods in Allow and answers JSON.
+func TestHeadAndOptions(t *testing.T) {
+	e := mustEnv(t, envOptions{})
+	for _, path := range []string{"/api/v1/status", "/status", "/api/v3/vm", "/api/v1/summary", "/metrics"} {
+		res, err := http.Head(e.srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || len(body) != 0 {
+			t.Errorf("HEAD %s: %d with %d bytes, want 200 and no body", path, res.StatusCode, len(body))
+		}
+	}
+	hr, _ := http.NewRequest("OPTIONS", e.srv.URL+"/api/v1/vm/somehost", nil)
+	res, err := http.DefaultClient.Do(hr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	allow := res.Header.Get("Allow")
+	for _, m := range []string{"GET", "PUT", "DELETE", "POST", "HEAD", "OPTIONS"} {
+		if !strings.Contains(allow, m) {
+			t.Errorf("OPTIONS Allow = %q, want %s in it", allow, m)
+		}
+	}
+	var v map[string]any
+	if res.StatusCode != 200 || json.Unmarshal(body, &v) != nil || v["ok"] != true || res.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("OPTIONS: %d %q %s, want 200 JSON with ok", res.StatusCode, res.Header.Get("Content-Type"), body)
+	}
+	runCases(t, e, []errCase{{"OPTIONS unknown route", req{method: "OPTIONS", path: "/nope"}, 404, ""}})
+}
+
+// TestPoolTemplateValidated: POST /config/pooltemplate refuses what the
+// config file refuses and templates the provider says are missing, and
+// GET /config's template_ready says whether each pool's template exists.
+func TestPoolTemplateValidated(t *testing.T) {
+	e := mustEnv(t, envOptions{experimental: true})
+	e.prov.SetCloneError(func(spec pool.CloneSpec) error {
+		if spec.Template == "templates/missing" || spec.Template == "templates/centos-6-x86_64" {
+			return fmt.Errorf("template %s: %w", spec.Template, pool.ErrNotFound)
+		}
+		return nil
+	})
+	runCases(t, e, []errCase{
+		{"no slash", req{method: "POST", path: "/config/pooltemplate", body: `{"debian-7-i386":"noslash"}`}, 400, ""},
+		{"dot dot", req{method: "POST", path: "/config/pooltemplate", body: `{"debian-7-i386":"../../x"}`}, 400, ""},
+		{"dot element", req{method: "POST", path: "/config/pooltemplate", body: `{"debian-7-i386":"templates/./x"}`}, 400, ""},
+		{"missing template", req{method: "POST", path: "/config/pooltemplate", body: `{"debian-7-i386":"templates/missing"}`}, 400, ""},
+		{"existing template", req{method: "POST", path: "/config/pooltemplate", body: `{"debian-7-i386":"templates/v2"}`}, 201, ""},
+	})
+	r := e.do(req{method: "POST", path: "/config/pooltemplate", body: `{"debian-7-i386":"../../x"}`})
+	if bad, _ := r.body["bad_templates"].([]any); len(bad) != 1 || bad[0] != "debian-7-i386" {
+		t.Errorf("bad_templates = %v, want [debian-7-i386]", r.body["bad_templates"])
+	}
+	r = e.do(req{method: "GET", path: "/config"})
+	ready := map[string]any{}
+	for _, p := range r.body["pool_configuration"].([]any) {
+		p := p.(map[string]any)
+		ready[p["name"].(string)] = p["template_ready"]
+	}
+	if ready["debian-7-i386"] != true || ready["centos-6-x86_64"] != false {
+		t.Errorf("template_ready = %v, want true for debian-7-i386 (templates/v2), false for centos-6-x86_64 (missing)", ready)
+	}
+}
+
+// TestAdminDeletesAnyToken: a user in [auth] admins may delete another
+// user's token; anyone else gets 403.
+func TestAdminDeletesAnyToken(t *testing.T) {
+	e := mustEnv(t, envOptions{auth: true, admins: []string{"root"}})
+	jdoe, other := e.token("jdoe"), e.token("jdoe")
+	runCases(t, e, []errCase{
+		{"non-admin", req{method: "DELETE", path: "/api/v1/token/" + jdoe, user: "alice", password: "pw"}, 403, "another user"},
+		{"admin", req{method: "DELETE", path: "/api/v1/token/" + jdoe, user: "root", password: "pw"}, 200, ""},
+		{"deleted token refused", req{method: "POST", path: "/api/v1/vm/debian-7-i386", token: jdoe}, 401, ""},
+		{"owner still may", req{method: "DELETE", path: "/api/v1/token/" + other, user: "jdoe", password: "pw"}, 200, ""},
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/vmpooler/vmpooler/pool"
+	"github.com/vmpooler/vmpooler/store"
 )
 
 // FuzzPoolList checks the a+b+a path parser: counts add up to the
@@ -20,7 +21,13 @@ func FuzzPoolList(f *testing.F) {
 	f.Fuzz(func(t *testing.T, list string) {
 		wants, err := parsePoolList(list)
 		if err != nil {
+			if store.ErrorCode(err) != store.EINVALID {
+				t.Fatalf("error %v, want EINVALID", err)
+			}
 			return
+		}
+		if n := strings.Count(list, "+") + 1; n > MaxPoolListNames {
+			t.Fatalf("%d names accepted, want at most %d", n, MaxPoolListNames)
 		}
 		total, seen := 0, map[string]bool{}
 		for _, w := range wants {
@@ -35,6 +42,28 @@ func FuzzPoolList(f *testing.F) {
 		}
 		if n := strings.Count(list, "+") + 1; total != n {
 			t.Fatalf("counts add up to %d, want %d segments", total, n)
+		}
+	})
+}
+
+// FuzzTags checks the tags object of a PUT body: whatever it holds, at
+// most maxTags come out, each with a valid key and a short value free of
+// control characters, or the problems are listed.
+func FuzzTags(f *testing.F) {
+	for _, s := range []string{`{"project":"demo"}`, `{"a":1,"b":true,"c":null}`, `{"a b":"x"}`, `[]`, `"x"`, `{"a":{"b":1}}`,
+		`{"a":"\u0000"}`, manyTags(maxTags + 1)[8 : len(manyTags(maxTags+1))-1]} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		var failures []string
+		tags := parseTags(json.RawMessage(raw), &failures)
+		if len(tags) > maxTags {
+			t.Fatalf("%d tags passed, want at most %d", len(tags), maxTags)
+		}
+		for k, v := range tags {
+			if !validTagKey(k) || len(v) > maxTagValue || strings.ContainsFunc(v, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+				t.Fatalf("tag %q=%q passed", k, v)
+			}
 		}
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -55,6 +56,7 @@ type env struct {
 	auth  *auth.Auth
 	clock *clock
 	cfg   *pool.Config
+	prov  *pool.FakeProvider // svc.Templates
 }
 
 type envOptions struct {
@@ -62,10 +64,13 @@ type envOptions struct {
 	allowedTags  []string
 	tagFilter    map[string]string
 	realClock    bool
-	dir          string   // where the database goes ("" = a test temp dir)
-	experimental bool     // experimental_features: /config writes and /poolreset
-	redacted     any      // Config.Redacted
-	metrics      *Metrics // Config.Metrics
+	dir          string    // where the database goes ("" = a test temp dir)
+	experimental bool      // experimental_features: /config writes and /poolreset
+	redacted     any       // Config.Redacted
+	metrics      *Metrics  // Config.Metrics
+	audit        io.Writer // Config.Audit, as JSON lines
+	trusted      []string  // Config.TrustedProxies
+	admins       []string  // [auth] admins (with auth)
 }
 
 func testConfig() *pool.Config {
@@ -116,18 +121,24 @@ func mustEnv(tb testing.TB, o envOptions) *env {
 	svc := pool.NewService(cfg, st, nil)
 	svc.TagFilter = o.tagFilter
 	svc.Now = now
+	prov := pool.NewFakeProvider() // answers template_ready
+	svc.Templates = prov
 	var acfg *auth.Config
 	if o.auth {
-		acfg = &auth.Config{Provider: auth.ProviderDummy}
+		acfg = &auth.Config{Provider: auth.ProviderDummy, Admins: o.admins}
 	}
 	a, err := auth.New(acfg, st, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	a.Now = now
-	srv := httptest.NewServer(New(Config{Redacted: o.redacted, Metrics: o.metrics}, svc, a, st, nil))
+	var audit *slog.Logger
+	if o.audit != nil {
+		audit = slog.New(slog.NewJSONHandler(o.audit, nil))
+	}
+	srv := httptest.NewServer(New(Config{Redacted: o.redacted, Metrics: o.metrics, Audit: audit, TrustedProxies: o.trusted}, svc, a, st, nil))
 	tb.Cleanup(srv.Close)
-	return &env{tb: tb, srv: srv, st: st, svc: svc, auth: a, clock: clk, cfg: cfg}
+	return &env{tb: tb, srv: srv, st: st, svc: svc, auth: a, clock: clk, cfg: cfg, prov: prov}
 }
 
 // addReady puts ready VMs into a pool: cloned after 5 s, ready after 60 s more.

@@ -8,6 +8,7 @@ package httpapi
 import (
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -32,6 +33,12 @@ type Config struct {
 	// the same value as the manager's Observer so clone and boot times
 	// and provider errors show up.
 	Metrics *Metrics
+	// Audit receives the audit trail (audit.go); nil means the logger
+	// given to New.
+	Audit *slog.Logger
+	// TrustedProxies are the peers (addresses or CIDR prefixes) whose
+	// X-Forwarded-For names the client in the audit trail.
+	TrustedProxies []string
 }
 
 // version selects how hostnames and a few keys are written.
@@ -66,21 +73,35 @@ type server struct {
 	logger  *slog.Logger
 	metrics *Metrics
 	started time.Time
+
+	auditLog *slog.Logger
+	trusted  []netip.Prefix
+	summary  chan struct{} // /summary slots (status.go)
 }
 
 // New returns the API handler. a may be nil (authentication off); svc.Now
 // is the clock. The handler normalises paths (repeated and trailing slashes
 // are ignored), recovers from panics with a JSON 500, and answers unknown
-// routes and methods with JSON 404 and 405.
+// routes and methods with JSON 404 and 405. HEAD is served on every GET
+// route as GET without the body; OPTIONS answers with Allow and JSON.
 func New(cfg Config, svc *pool.Service, a *auth.Auth, st *store.Store, logger *slog.Logger) http.Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &server{cfg: cfg, svc: svc, auth: a, st: st, logger: logger, metrics: cfg.Metrics}
+	s := &server{cfg: cfg, svc: svc, auth: a, st: st, logger: logger, metrics: cfg.Metrics,
+		summary: make(chan struct{}, summarySlots)}
 	if s.metrics == nil {
 		s.metrics = NewMetrics()
 	}
 	s.metrics.bind(svc)
+	s.auditLog = cfg.Audit
+	if s.auditLog == nil {
+		s.auditLog = logger
+	}
+	var err error
+	if s.trusted, err = ParseTrustedProxies(cfg.TrustedProxies); err != nil {
+		logger.Error("trusted_proxies ignored", "err", err) // main validates them first
+	}
 	s.started = s.now()
 	r := httprouter.New()
 	r.RedirectTrailingSlash, r.RedirectFixedPath = false, false
@@ -92,18 +113,46 @@ func New(cfg Config, svc *pool.Service, a *auth.Auth, st *store.Store, logger *s
 		s.writeError(w, r, store.Errorf(eMethod, "method %s not allowed on %s", r.Method, r.URL.Path))
 	})
 	r.PanicHandler = s.panicked
+	// OPTIONS: httprouter sets Allow; the body is JSON like every answer.
+	r.GlobalOPTIONS = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, obj{{"ok", true}, {"allow", strings.Split(w.Header().Get("Allow"), ", ")}})
+	})
 	for _, m := range []struct {
 		prefix string
 		v      version
 	}{{"", vNone}, {"/api/v1", v1}, {"/api/v2", v2}, {"/api/v3", v3}} {
 		for _, rt := range s.routes() {
-			r.Handle(rt.method, m.prefix+rt.path, s.adapt(m.v, m.prefix+rt.path, rt.h))
+			h := s.adapt(m.v, m.prefix+rt.path, rt.h)
+			r.Handle(rt.method, m.prefix+rt.path, h)
+			if rt.method == "GET" { // HEAD is GET without the body (net/http drops it)
+				r.Handle("HEAD", m.prefix+rt.path, h)
+			}
 		}
 	}
 	for _, path := range []string{"/metrics", "/prometheus"} {
 		r.Handle("GET", path, s.handleMetrics(path))
+		r.Handle("HEAD", path, s.handleMetrics(path))
 	}
-	return s.instrument(s.recoverer(normalisePath(r)))
+	return s.instrument(s.recoverer(s.limitURI(normalisePath(r))))
+}
+
+// MaxURIBytes bounds a request's target (path and query); a longer one is
+// 414 before any route parses it.
+const MaxURIBytes = 8 << 10
+
+// limitURI answers a request target longer than MaxURIBytes with a JSON 414.
+func (s *server) limitURI(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := len(r.RequestURI)
+		if n == 0 { // not from a server: measure what the URL holds
+			n = len(r.URL.EscapedPath()) + len(r.URL.RawQuery)
+		}
+		if n > MaxURIBytes {
+			s.writeError(w, r, store.Errorf(eURITooLong, "Request URI too long (at most %d bytes)", MaxURIBytes))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 type route struct {

@@ -20,8 +20,9 @@ const MaxBodyBytes = 1 << 20
 
 // Error codes of this package, beside store's.
 const (
-	eTooLarge = "too_large"          // 413
-	eMethod   = "method_not_allowed" // 405
+	eTooLarge   = "too_large"          // 413
+	eMethod     = "method_not_allowed" // 405
+	eURITooLong = "uri_too_long"       // 414
 )
 
 // statusOf maps every error code to its HTTP status: the one table.
@@ -33,6 +34,7 @@ var statusOf = map[string]int{
 	eMethod:             http.StatusMethodNotAllowed,
 	store.ECONFLICT:     http.StatusConflict,
 	eTooLarge:           http.StatusRequestEntityTooLarge,
+	eURITooLong:         http.StatusRequestURITooLong,
 	store.EINTERNAL:     http.StatusInternalServerError,
 	store.EEMPTY:        http.StatusServiceUnavailable,
 }
@@ -99,7 +101,11 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b 
 // It is the only place that sets Content-Type.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
+	defer func() {
+		if cap(*bp) <= 64<<10 { // keep no megabyte /summary buffers around
+			bufPool.Put(bp)
+		}
+	}()
 	b, err := appendJSON((*bp)[:0], v, 0)
 	if err != nil {
 		status = http.StatusInternalServerError

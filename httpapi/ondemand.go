@@ -55,7 +55,7 @@ func (s *server) handleOndemandBody(w http.ResponseWriter, r *http.Request, c ca
 	if err != nil {
 		return err
 	}
-	return s.ondemand(w, c, wants, id, caller)
+	return s.ondemand(w, r, c, wants, id, caller)
 }
 
 // handleOndemandPath answers POST /ondemandvm/<pool>[+<pool>...].
@@ -68,16 +68,17 @@ func (s *server) handleOndemandPath(w http.ResponseWriter, r *http.Request, c ca
 	if err != nil {
 		return err
 	}
-	return s.ondemand(w, c, wants, "", caller)
+	return s.ondemand(w, r, c, wants, "", caller)
 }
 
 // ondemand records the request and answers 201 {"ok":true,"request_id":id}
 // (v1 adds "domain").
-func (s *server) ondemand(w http.ResponseWriter, c call, wants []pool.Want, id string, caller pool.Caller) error {
+func (s *server) ondemand(w http.ResponseWriter, r *http.Request, c call, wants []pool.Want, id string, caller pool.Caller) error {
 	id, err := s.svc.RequestOndemand(wants, id, caller)
 	if err != nil {
 		return withNames(err, "bad_templates")
 	}
+	s.auditCaller(r, "ondemand_request", caller, "request_id", id, "pools", wantList(wants))
 	out := obj{{"ok", true}, {"request_id", id}}
 	if d := s.svc.Current().Domain; !c.v.fqdn() && d != "" {
 		out = append(out, kv{"domain", d})
@@ -141,6 +142,7 @@ func (s *server) handleOndemandDelete(w http.ResponseWriter, r *http.Request, c 
 	if err != nil {
 		return err
 	}
+	s.auditCaller(r, "ondemand_delete", caller, "request_id", c.ps.ByName("name"))
 	out := obj{{"ok", true}}
 	if already {
 		out = append(out, kv{"message", "the request has already been deleted"})

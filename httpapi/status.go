@@ -129,6 +129,31 @@ type summaryDurations struct {
 	Pool map[string]durations `json:"pool,omitempty"`
 }
 
+// A /summary answer can hold megabytes (a day of unique build URLs), so at
+// most summarySlots are built and written at once, each with its own write
+// deadline: clients that never read cannot pile answers up in memory.
+const (
+	summarySlots    = 4
+	summaryWait     = 5 * time.Second  // for a free slot, then 503
+	summaryDeadline = 20 * time.Second // to build and write one answer
+)
+
+// summarySlot takes a /summary slot (EEMPTY after summaryWait) and sets
+// the answer's write deadline; release gives the slot back.
+func (s *server) summarySlot(w http.ResponseWriter, r *http.Request) (release func(), err error) {
+	t := time.NewTimer(summaryWait)
+	defer t.Stop()
+	select {
+	case s.summary <- struct{}{}:
+	case <-t.C:
+		return nil, store.Errorf(store.EEMPTY, "too many /summary requests at once; try again")
+	case <-r.Context().Done():
+		return nil, store.Errorf(store.EEMPTY, "request cancelled")
+	}
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(summaryDeadline)) // unsupported in tests: fine
+	return func() { <-s.summary }, nil
+}
+
 // handleSummary answers GET /summary[/<section>[/<key>]]?from=&to=.
 func (s *server) handleSummary(w http.ResponseWriter, r *http.Request, c call) error {
 	section, key := c.ps.ByName("section"), c.ps.ByName("key")
@@ -138,6 +163,11 @@ func (s *server) handleSummary(w http.ResponseWriter, r *http.Request, c call) e
 	if key != "" && section != "tag" && key != "duration" && key != "count" {
 		return store.Errorf(store.ENOTFOUND, "unknown %s key %q (want duration or count)", section, key)
 	}
+	release, err := s.summarySlot(w, r)
+	if err != nil {
+		return err
+	}
+	defer release()
 	q := r.URL.Query()
 	days, err := s.svc.Summary(q.Get("from"), q.Get("to"))
 	if err != nil {

@@ -41,6 +41,9 @@ func (s *server) basic(h basicHandler) handler {
 			return store.Errorf(store.EUNAUTHORIZED, "HTTP Basic credentials are required")
 		}
 		if err := s.auth.Login(user, password); err != nil {
+			if store.ErrorCode(err) == store.EUNAUTHORIZED {
+				s.audit(r, "login_failed", user, "")
+			}
 			return err
 		}
 		return h(w, r, c, user)
@@ -60,6 +63,9 @@ func (s *server) caller(r *http.Request, strict bool) (pool.Caller, error) {
 		return c, nil
 	}
 	t, err := s.auth.Validate(tok)
+	if store.ErrorCode(err) == store.EUNAUTHORIZED {
+		s.audit(r, "token_refused", "", tok)
+	}
 	if store.ErrorCode(err) == store.EUNAUTHORIZED && !strict {
 		return c, nil
 	} else if err != nil {
@@ -95,6 +101,7 @@ func (s *server) handleTokenCreate(w http.ResponseWriter, r *http.Request, c cal
 	if err != nil {
 		return err
 	}
+	s.audit(r, "token_create", user, t.Token)
 	writeJSON(w, http.StatusOK, obj{{"ok", true}, {"token", t.Token}})
 	return nil
 }
@@ -130,7 +137,8 @@ func (s *server) handleTokenGet(w http.ResponseWriter, r *http.Request, c call) 
 }
 
 // handleTokenDelete answers DELETE /token/<token>. An unknown token is 401
-// as upstream; another user's token is 403.
+// as upstream; another user's token is 403 unless the caller is in
+// [auth] admins.
 func (s *server) handleTokenDelete(w http.ResponseWriter, r *http.Request, c call, user string) error {
 	name := c.ps.ByName("token")
 	t, err := s.st.GetToken(name)
@@ -138,7 +146,7 @@ func (s *server) handleTokenDelete(w http.ResponseWriter, r *http.Request, c cal
 		return store.Errorf(store.EUNAUTHORIZED, "unknown token")
 	} else if err != nil {
 		return err
-	} else if t.User != user {
+	} else if t.User != user && !s.auth.IsAdmin(user) {
 		return store.Errorf(store.EFORBIDDEN, "the token belongs to another user")
 	}
 	if err := s.auth.DeleteToken(name); store.ErrorCode(err) == store.ENOTFOUND {
@@ -146,6 +154,7 @@ func (s *server) handleTokenDelete(w http.ResponseWriter, r *http.Request, c cal
 	} else if err != nil {
 		return err
 	}
+	s.audit(r, "token_delete", user, name, "owner", t.User)
 	writeJSON(w, http.StatusOK, obj{{"ok", true}})
 	return nil
 }

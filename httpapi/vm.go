@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -44,17 +45,27 @@ func (s *server) hostname(v version, host, poolName string) string {
 	return host
 }
 
+// MaxPoolListNames bounds the names of one POST /vm/<a>+<b>+... path
+// (repetitions included): the path is read before authentication.
+const MaxPoolListNames = 256
+
 // parsePoolList reads "a+b+a" (repetition = count) into wants in order of
-// first appearance. EINVALID for an empty name or more than
+// first appearance, in time linear in its length. EINVALID for an empty
+// name, more than MaxPoolListNames names or more than
 // pool.MaxCheckoutCount of one name.
 func parsePoolList(list string) ([]pool.Want, error) {
+	if n := strings.Count(list, "+") + 1; n > MaxPoolListNames {
+		return nil, store.Errorf(store.EINVALID, "At most %d pool names in one request (got %d)", MaxPoolListNames, n)
+	}
 	var wants []pool.Want
+	at := make(map[string]int) // name → index in wants
 	for name := range strings.SplitSeq(list, "+") {
 		if name == "" {
 			return nil, store.Errorf(store.EINVALID, "Pool name is required (empty name in %q)", list)
 		}
-		i := slices.IndexFunc(wants, func(w pool.Want) bool { return w.Name == name })
-		if i < 0 {
+		i, ok := at[name]
+		if !ok {
+			at[name] = len(wants)
 			wants = append(wants, pool.Want{Name: name, Count: 1})
 			continue
 		}
@@ -63,6 +74,18 @@ func parsePoolList(list string) ([]pool.Want, error) {
 		}
 	}
 	return wants, nil
+}
+
+// wantList writes wants for the audit trail: "a*2,b".
+func wantList(wants []pool.Want) string {
+	parts := make([]string, len(wants))
+	for i, w := range wants {
+		parts[i] = w.Name
+		if w.Count > 1 {
+			parts[i] += "*" + strconv.Itoa(w.Count)
+		}
+	}
+	return strings.Join(parts, ",")
 }
 
 // parseCheckoutBody reads a POST /vm body {"<pool or alias>": "<count>"|<count>}
@@ -128,6 +151,13 @@ func (s *server) checkout(w http.ResponseWriter, r *http.Request, c call, wants 
 	if err != nil {
 		return err
 	}
+	var hosts []string
+	for _, want := range wants {
+		for _, vm := range got[want.Name] {
+			hosts = append(hosts, vm.Hostname)
+		}
+	}
+	s.auditCaller(r, "checkout", caller, "pools", wantList(wants), "hosts", strings.Join(hosts, ","))
 	out, domain := obj{{"ok", true}}, ""
 	for _, want := range wants {
 		vms := got[want.Name]
@@ -226,6 +256,17 @@ func (s *server) handleVMModify(w http.ResponseWriter, r *http.Request, c call) 
 	if err := s.svc.Modify(host, m, caller); err != nil {
 		return err
 	}
+	attrs := []any{"host", host}
+	if m.Lifetime != nil {
+		attrs = append(attrs, "lifetime", *m.Lifetime)
+	}
+	if len(m.Tags) > 0 {
+		attrs = append(attrs, "tags", strings.Join(slices.Sorted(maps.Keys(m.Tags)), ","))
+	}
+	if m.Disk != nil {
+		attrs = append(attrs, "disk_gb", *m.Disk)
+	}
+	s.auditCaller(r, "modify", caller, attrs...)
 	if m.Disk != nil { // queued: answered as POST /vm/<host>/disk/<n>
 		writeJSON(w, http.StatusAccepted, obj{{"ok", true}, {c.ps.ByName("name"), obj{{"disk", fmt.Sprintf("+%dgb", *m.Disk)}}}})
 		return nil
@@ -284,7 +325,11 @@ func jsonText(raw json.RawMessage) string {
 	return string(raw)
 }
 
+// Limits of one PUT's tags (README, API "Limits"): more tags, a longer key or a
+// longer value is 400. They bound the work of a PUT; the store's cost is
+// one read and one write per changed tag whatever the day already holds.
 const (
+	maxTags     = 100
 	maxTagKey   = 50
 	maxTagValue = 255
 )
@@ -295,6 +340,10 @@ func parseTags(raw json.RawMessage, failures *[]string) map[string]string {
 	var in map[string]any
 	if err := decodeJSON(raw, &in); err != nil || (in == nil && string(raw) != "null") {
 		*failures = append(*failures, fmt.Sprintf("You provided tags (%s) as something other than a hash.", raw))
+		return nil
+	}
+	if len(in) > maxTags {
+		*failures = append(*failures, fmt.Sprintf("You provided %d tags; at most %d are accepted in one request.", len(in), maxTags))
 		return nil
 	}
 	tags := make(map[string]string, len(in))
@@ -361,6 +410,7 @@ func (s *server) handleVMDelete(w http.ResponseWriter, r *http.Request, c call) 
 	if err := s.svc.Return(host, caller); err != nil {
 		return err
 	}
+	s.auditCaller(r, "return", caller, "host", host)
 	writeJSON(w, http.StatusOK, obj{{"ok", true}})
 	return nil
 }
@@ -375,6 +425,7 @@ func (s *server) handleSnapshot(w http.ResponseWriter, r *http.Request, c call) 
 	if err != nil {
 		return err
 	}
+	s.auditCaller(r, "snapshot", caller, "host", host, "snapshot", snap)
 	writeJSON(w, http.StatusAccepted, obj{{"ok", true}, {name, obj{{"snapshot", snap}}}})
 	return nil
 }
@@ -388,6 +439,7 @@ func (s *server) handleRevert(w http.ResponseWriter, r *http.Request, c call) er
 	if err := s.svc.Revert(host, c.ps.ByName("snapshot"), caller); err != nil {
 		return err
 	}
+	s.auditCaller(r, "revert", caller, "host", host, "snapshot", c.ps.ByName("snapshot"))
 	writeJSON(w, http.StatusAccepted, obj{{"ok", true}})
 	return nil
 }
@@ -451,6 +503,7 @@ func (s *server) handleDisk(w http.ResponseWriter, r *http.Request, c call) erro
 	if err := s.svc.AddDisk(host, size, caller); err != nil {
 		return err
 	}
+	s.auditCaller(r, "disk", caller, "host", host, "disk_gb", size)
 	writeJSON(w, http.StatusAccepted, obj{{"ok", true}, {name, obj{{"disk", fmt.Sprintf("+%dgb", size)}}}})
 	return nil
 }

@@ -37,11 +37,14 @@ type Service struct {
 	// Backend, when set, reports whether the provider is connected to
 	// vCenter and, if not, why (for /status and /healthcheck).
 	Backend func() (connected bool, reason string)
+	// Templates, when set, checks that templates exist (template.go).
+	Templates TemplateFinder
 
 	initOnce sync.Once
 	cur      atomic.Pointer[svcState] // the configuration in force (SetConfig swaps it)
 
 	ovrMu sync.Mutex // serialises read-modify-write of overrides
+	tmpl  templateCache
 
 	statusMu  sync.Mutex
 	statusAt  time.Time

@@ -45,6 +45,9 @@ type overrideField struct {
 	parse func(v any) (string, bool)
 	get   func(p PoolConfig) string
 	set   func(o *store.Override, v string) // v == "" resets
+	// template: the value is a template, refused when the provider says
+	// it does not exist.
+	template bool
 }
 
 var (
@@ -65,10 +68,11 @@ var (
 		},
 	}
 	fieldTemplate = overrideField{
-		key: "bad_templates",
+		key:      "bad_templates",
+		template: true,
 		parse: func(v any) (string, bool) {
 			t, ok := v.(string)
-			return t, ok && validPath(t)
+			return t, ok && ValidTemplate(t)
 		},
 		get: func(p PoolConfig) string { return p.Template },
 		set: func(o *store.Override, v string) { o.Template = v },
@@ -114,6 +118,7 @@ func (s *Service) SetPoolSizes(body map[string]any, c Caller) (bool, error) {
 }
 
 // SetPoolTemplates overrides pool templates: {"<pool>": "<folder/template>"}.
+// A template must be ValidTemplate and, when s.Templates can tell, exist.
 func (s *Service) SetPoolTemplates(body map[string]any, c Caller) (bool, error) {
 	return s.setOverrides(body, c, fieldTemplate)
 }
@@ -140,9 +145,17 @@ func (s *Service) setOverrides(body map[string]any, c Caller, f overrideField) (
 	var bad []string
 	for _, name := range names {
 		v, ok := f.parse(body[name])
-		if _, known := cfg.Pool(name); !known || !ok {
+		p, known := cfg.Pool(name)
+		if !known || !ok {
 			bad = append(bad, name)
 			continue
+		}
+		if f.template {
+			// A template the provider says is missing would only fail clones.
+			if exists, checked := s.templateExists(p, v, true); checked && !exists {
+				bad = append(bad, name)
+				continue
+			}
 		}
 		vals[name] = v
 	}

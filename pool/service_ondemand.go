@@ -42,7 +42,8 @@ func svcNeedToken(c Caller) error {
 //
 // Errors: 401 without a token when auth is on; EINVALID for nothing
 // requested, a bad count or id; ENOTFOUND (*NamesError) for unknown names;
-// EFORBIDDEN for more than max_ondemand_instances_per_request of one name;
+// EFORBIDDEN for more than max_ondemand_instances_per_request of one name
+// or of one pool once aliases are resolved;
 // ECONFLICT if the id exists.
 func (s *Service) RequestOndemand(wants []Want, id string, c Caller) (string, error) {
 	cur := s.state()
@@ -88,6 +89,14 @@ func (s *Service) RequestOndemand(wants []Want, id string, c Caller) (string, er
 				r.Requested = append(r.Requested, store.PoolCount{Pool: p, Count: n})
 				r.Names = append(r.Names, w.Name)
 			}
+		}
+	}
+	// The limit is per pool: count after resolving aliases, or a pool and
+	// two of its aliases get three times the limit of one pool.
+	perPool := make(map[string]int)
+	for _, pc := range r.Requested {
+		if perPool[pc.Pool] += pc.Count; perPool[pc.Pool] > limit {
+			return "", store.Errorf(store.EFORBIDDEN, "requested amount of instances exceeds the maximum %d (pool %s, aliases counted)", limit, pc.Pool)
 		}
 	}
 	err := s.Store.CreateRequest(r)

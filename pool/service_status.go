@@ -102,7 +102,7 @@ func (s *Service) svcStatusData() (store.DayRollup, map[string]store.Override, e
 	if s.statusDay.Date == today && now.Sub(s.statusAt) < statusTTL && now.After(s.statusAt) {
 		return s.statusDay, s.statusOvr, nil
 	}
-	days, err := s.Store.Rollups(today, today)
+	days, err := s.Store.RollupDurations(today, today)
 	if err != nil {
 		return store.DayRollup{}, nil, err
 	}

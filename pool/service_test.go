@@ -213,3 +213,63 @@ func TestServiceSummaryDates(t *testing.T) {
 		}
 	}
 }
+
+// TestServiceOndemandLimitCountsAliases is the regression test of the
+// ondemand limit bypass: a pool and its alias each asking for the limit
+// must not get twice the limit of one pool.
+func TestServiceOndemandLimitCountsAliases(t *testing.T) {
+	e := mustServiceEnv(t)
+	e.svc.Config.Pools = append(e.svc.Config.Pools, PoolConfig{Name: "c", Alias: Aliases{"c-alias", "c-other"}})
+	user := Caller{User: "jdoe", Auth: true}
+	for _, c := range []struct {
+		name  string
+		wants []Want
+		code  string
+	}{
+		{"pool and two aliases", []Want{{"c", 10}, {"c-alias", 10}, {"c-other", 10}}, store.EFORBIDDEN},
+		{"pool and alias over", []Want{{"c", 6}, {"c-alias", 5}}, store.EFORBIDDEN},
+		{"one name over", []Want{{"c", 11}}, store.EFORBIDDEN},
+		{"pool and alias at the limit", []Want{{"c", 6}, {"c-alias", 4}}, ""},
+		{"alias spread over two pools", []Want{{"both", 10}}, ""},
+	} {
+		if _, err := e.svc.RequestOndemand(c.wants, "", user); store.ErrorCode(err) != c.code {
+			t.Errorf("%s: err = %v, want code %q", c.name, err, c.code)
+		}
+	}
+}
+
+// TestServiceTemplateReady: template_ready is true only for a template the
+// provider finds; a provider that cannot tell gives false and is not asked
+// again within the cache TTL, while an override always asks afresh.
+func TestServiceTemplateReady(t *testing.T) {
+	e := mustServiceEnv(t)
+	prov := NewFakeProvider()
+	e.svc.Templates = prov
+	e.svc.Config.Pools[0].Template = "t/a"
+	e.svc.Config.Pools[1].Template = "t/missing"
+	prov.SetCloneError(func(spec CloneSpec) error {
+		if spec.Template == "t/missing" {
+			return ErrNotFound
+		}
+		return nil
+	})
+	if !e.svc.TemplateReady(e.svc.Config.Pools[0]) || e.svc.TemplateReady(e.svc.Config.Pools[1]) {
+		t.Error("want a ready, b (missing template) not")
+	}
+	prov.SetDown(ErrTransient)
+	p := PoolConfig{Name: "a", Template: "t/other"}
+	if e.svc.TemplateReady(p) {
+		t.Error("provider down: want not ready")
+	}
+	prov.SetDown(nil)
+	if e.svc.TemplateReady(p) {
+		t.Error("cached failure: want not ready until the TTL passes")
+	}
+	e.svc.Config.ExperimentalFeatures = true
+	if _, err := e.svc.SetPoolTemplates(map[string]any{"a": "t/other"}, Caller{}); err != nil {
+		t.Errorf("override with an existing template: %v", err)
+	}
+	if _, err := e.svc.SetPoolTemplates(map[string]any{"a": "t/missing"}, Caller{}); store.ErrorCode(err) != store.EINVALID {
+		t.Errorf("override with a missing template: %v, want EINVALID", err)
+	}
+}

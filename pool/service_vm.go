@@ -62,18 +62,20 @@ func (e *FailureError) Error() string { return strings.Join(e.Failures, " ") }
 // Unwrap makes store.ErrorCode report EINVALID.
 func (e *FailureError) Unwrap() error { return store.Errorf(store.EINVALID, "%s", e.Error()) }
 
-// Modify changes a live VM's lifetime and tags, and queues a disk when asked.
-// A lifetime or a disk needs a token when auth is on (401) and, on a VM
-// checked out with a token, that user's token (403). A lifetime must be > 0
-// and < max_lifetime_upper_limit when set; a disk 1..MaxDiskGB. Tags honour
-// allowed_tags and [tagfilter].
+// Modify changes a running VM's lifetime and tags, and queues a disk when
+// asked (ENOTFOUND for a VM that is not running). A lifetime or a disk needs
+// a token when auth is on (401); any change to a VM checked out with a token
+// needs that user's token (401/403). A lifetime must be > 0, at most
+// MaxLifetime and < max_lifetime_upper_limit when set; a disk 1..MaxDiskGB.
+// Tags honour allowed_tags and [tagfilter].
 func (s *Service) Modify(host string, m Modification, c Caller) error {
 	cur := s.state()
 	vm, err := s.Store.Get(host)
 	if err != nil {
 		return err
-	} else if vm.State == store.StateDestroyed {
-		return store.Errorf(store.ENOTFOUND, "VM %s is destroyed", host)
+	} else if vm.State != store.StateRunning {
+		// A tag or lifetime set on a ready VM would follow it to its next user.
+		return store.Errorf(store.ENOTFOUND, "VM %s is not running", host)
 	}
 	if m.Lifetime != nil && c.Auth && c.User == "" {
 		return store.Errorf(store.EUNAUTHORIZED, "changing the lifetime needs a token")
@@ -88,6 +90,8 @@ func (s *Service) Modify(host string, m Modification, c Caller) error {
 			failures = append(failures, fmt.Sprintf("You provided a lifetime (%s) but you must provide a positive number.", m.LifetimeArg))
 		} else if lim > 0 && lifetime >= lim {
 			failures = append(failures, fmt.Sprintf("You provided a lifetime (%s) that exceeds the configured maximum of %d.", m.LifetimeArg, lim))
+		} else if lifetime > MaxLifetime {
+			failures = append(failures, fmt.Sprintf("You provided a lifetime (%s) that exceeds the maximum of %d hours.", m.LifetimeArg, MaxLifetime))
 		}
 	}
 	if m.Disk != nil {
@@ -110,10 +114,8 @@ func (s *Service) Modify(host string, m Modification, c Caller) error {
 	if len(failures) > 0 {
 		return &FailureError{Failures: failures}
 	}
-	if m.Lifetime != nil || m.Disk != nil {
-		if err := svcOwner(vm, c); err != nil {
-			return err
-		}
+	if err := svcOwner(vm, c); err != nil {
+		return err
 	}
 	if m.Disk == nil || m.Lifetime != nil || len(m.Tags) > 0 {
 		if _, err = s.Store.Modify(host, lifetime, cur.filterTags(m.Tags)); err != nil {
@@ -188,6 +190,11 @@ func (s *Service) Revert(host, snapshot string, c Caller) error {
 	s.Kick()
 	return nil
 }
+
+// MaxLifetime is the longest lifetime in hours a VM may be given (366
+// days), whatever max_lifetime_upper_limit says: beyond it end times stop
+// making sense (3,000,000 hours overflowed into the year 1784).
+const MaxLifetime = 366 * 24
 
 // MaxDiskGB is the largest extra disk a request may add.
 const MaxDiskGB = 2048

@@ -44,11 +44,13 @@ func VerifyFile(path string) error {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return &inUseError{path: path}
+	} else if errors.Is(err, berrors.ErrInvalid) || errors.Is(err, berrors.ErrChecksum) || errors.Is(err, berrors.ErrVersionMismatch) {
+		return &corruptError{path: path, cause: err}
 	} else if err != nil {
 		return fmt.Errorf("open database %s: %w", path, err)
 	}
 	defer db.Close()
-	return db.View(func(tx *bolt.Tx) error {
+	err = db.View(func(tx *bolt.Tx) error {
 		if err := checkSchema(tx); err != nil {
 			return err
 		}
@@ -65,6 +67,12 @@ func VerifyFile(path string) error {
 		}
 		return errors.Join(errs...)
 	})
+	if err != nil {
+		// Whatever the walk or the checks found, the file is damaged (or
+		// not ours): say so, with the path and what to do.
+		return &corruptError{path: path, cause: err}
+	}
+	return nil
 }
 
 // checkSchema reports a file that is not a vmpooler database of a schema

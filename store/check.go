@@ -16,6 +16,7 @@ const maxCheckErrors = 20
 // read transaction: every live VM record is in exactly one state index,
 // that of its State and Pool, and every index entry points to a record in
 // that state; the token, request and destroyed indexes match their records.
+// Problems (or a panic of bbolt's on a damaged page) are an ErrCorrupt.
 func (s *Store) Check() error {
 	return s.view(func(tx *bolt.Tx) error {
 		var errs []error
@@ -26,7 +27,10 @@ func (s *Store) Check() error {
 		if len(errs) > maxCheckErrors {
 			errs = append(errs[:maxCheckErrors], fmt.Errorf("and %d more problems", len(errs)-maxCheckErrors))
 		}
-		return errors.Join(errs...)
+		if len(errs) > 0 {
+			return &corruptError{path: s.Path, cause: errors.Join(errs...)}
+		}
+		return nil
 	})
 }
 

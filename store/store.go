@@ -21,7 +21,8 @@ var (
 	bucketDestroyed   = []byte("destroyed")        // timeKey(destroyed, host) → "" (for Purge)
 	bucketTokens      = []byte("tokens")           // sha256(token) → Token (JSON)
 	bucketTokensUser  = []byte("tokens_by_user")   // user \x00 timeKey(created) sha256(token) → ""
-	bucketDays        = []byte("days")             // YYYY-MM-DD → DayRollup (JSON)
+	bucketDays        = []byte("days")             // YYYY-MM-DD → DayRollup (JSON, without Tags)
+	bucketDayTags     = []byte("day_tags")         // YYYY-MM-DD tag 0 value → count (8 bytes; rollup.go)
 	bucketOverrides   = []byte("overrides")        // pool → Override (JSON)
 	bucketRequests    = []byte("requests")         // id → Request (JSON)
 	bucketReqsPending = []byte("requests_pending") // timeKey(created, id) → ""
@@ -34,6 +35,7 @@ var (
 // takes version i to version i+1. Append only; never edit a released one.
 var migrations = []func(tx *bolt.Tx) error{
 	migrateCreateBuckets,
+	migrateDayTags,
 }
 
 // migrateCreateBuckets creates the buckets of schema version 1.
@@ -95,16 +97,45 @@ func (s *Store) Open() error {
 	if timeout <= 0 {
 		timeout = time.Second // bbolt's 0 waits for ever; never hang at start
 	}
+	db, c, err := s.open(timeout)
+	if err != nil {
+		return err
+	}
+	s.db, s.counts = db, c
+	s.queue, s.qdone = make(chan *call, maxGroup), make(chan struct{})
+	go s.committer(s.queue, s.qdone)
+	return nil
+}
+
+// open opens the file, migrates it and loads the counts. bbolt panics on
+// some damage (a page that is not what its parent says, while rebuilding
+// the freelist at open); that and its own corruption errors become a
+// corruptError naming the file and what to do.
+func (s *Store) open(timeout time.Duration) (db *bolt.DB, c counts, err error) {
+	var opened *bolt.DB
+	defer func() {
+		if r := recover(); r != nil {
+			err = &corruptError{path: s.Path, cause: r}
+		}
+		if err != nil && opened != nil {
+			opened.Close()
+		}
+		if err != nil {
+			db, c = nil, nil
+		}
+	}()
 	// NoFreelistSync spares every commit the freelist page writes (bbolt
 	// rebuilds the freelist by scanning at open); commits stay fsynced.
 	opts := &bolt.Options{Timeout: timeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType}
-	db, err := bolt.Open(s.Path, 0o600, opts)
+	db, err = bolt.Open(s.Path, 0o600, opts)
 	if errors.Is(err, berrors.ErrTimeout) {
-		return &inUseError{path: s.Path}
+		return nil, nil, &inUseError{path: s.Path}
+	} else if errors.Is(err, berrors.ErrInvalid) || errors.Is(err, berrors.ErrChecksum) || errors.Is(err, berrors.ErrVersionMismatch) {
+		return nil, nil, &corruptError{path: s.Path, cause: err}
 	} else if err != nil {
-		return fmt.Errorf("open database %s: %w", s.Path, err)
+		return nil, nil, fmt.Errorf("open database %s: %w", s.Path, err)
 	}
-	var c counts
+	opened = db
 	var instance string
 	var adopted []string
 	err = db.Update(func(tx *bolt.Tx) error {
@@ -121,13 +152,10 @@ func (s *Store) Open() error {
 		return err
 	})
 	if err != nil {
-		db.Close()
-		return fmt.Errorf("open database %s: %w", s.Path, err)
+		return nil, nil, fmt.Errorf("open database %s: %w", s.Path, err)
 	}
-	s.db, s.counts, s.instance, s.adopted = db, c, instance, adopted
-	s.queue, s.qdone = make(chan *call, maxGroup), make(chan struct{})
-	go s.committer(s.queue, s.qdone)
-	return nil
+	s.instance, s.adopted = instance, adopted
+	return db, c, nil
 }
 
 // Backup writes a consistent copy of the whole file to w (one read
@@ -200,11 +228,17 @@ func (s *Store) update(fn func(tx *bolt.Tx, now time.Time, d counts) error) erro
 	return nil
 }
 
-// view runs fn as one read transaction.
-func (s *Store) view(fn func(tx *bolt.Tx) error) error {
+// view runs fn as one read transaction. A panic in it (bbolt meeting a
+// damaged page) becomes a corruptError rather than killing the process.
+func (s *Store) view(fn func(tx *bolt.Tx) error) (err error) {
 	if s.db == nil {
 		return errNotOpen
 	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = &corruptError{path: s.Path, cause: r}
+		}
+	}()
 	return s.db.View(fn)
 }
 

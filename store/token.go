@@ -127,3 +127,23 @@ func (s *Store) DeleteToken(token string) error {
 		return tx.Bucket(bucketTokens).Delete(key)
 	})
 }
+
+// AllTokens lists every token, by user and then oldest first (for the
+// "vmpooler token" command).
+func (s *Store) AllTokens() ([]Token, error) {
+	var out []Token
+	err := s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketTokensUser).ForEach(func(k, _ []byte) error {
+			if len(k) < sha256.Size {
+				return fmt.Errorf("bad user index entry %x", k)
+			}
+			t, err := getToken(tx, slices.Clone(k[len(k)-sha256.Size:]))
+			if err != nil {
+				return fmt.Errorf("user index entry: %v", err)
+			}
+			out = append(out, t)
+			return nil
+		})
+	})
+	return out, err
+}

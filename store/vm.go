@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -182,17 +183,20 @@ func (s *Store) Purge() (int, error) {
 	return n, nil
 }
 
-// Modify changes a live VM's lifetime (if lifetime > 0) and merges tags
+// Modify changes a running VM's lifetime (if lifetime > 0) and merges tags
 // (counting each new tag value in today's rollup). Returns the new record.
-// A tag is counted only when its value on the VM changes. EINVALID for a
-// negative lifetime or an empty tag name; ECONFLICT if destroyed.
+// A tag is counted only when its value on the VM changes, at the cost of
+// one read and one write per such tag. EINVALID for a negative lifetime,
+// an empty tag name, one with a zero byte, or a name or value too long for
+// the store; ENOTFOUND unless the VM is running (a tag set on a ready VM
+// would follow it to its next user).
 func (s *Store) Modify(host string, lifetime int, tags map[string]string) (VM, error) {
 	if lifetime < 0 {
 		return VM{}, Errorf(EINVALID, "lifetime must not be negative")
 	}
-	for k := range tags {
-		if k == "" {
-			return VM{}, Errorf(EINVALID, "tag names must not be empty")
+	for k, v := range tags {
+		if k == "" || strings.ContainsRune(k, 0) || len(k) > maxTagLen || len(v) > maxTagValueLen {
+			return VM{}, Errorf(EINVALID, "tag names must be 1 to %d bytes without a zero byte, values at most %d bytes", maxTagLen, maxTagValueLen)
 		}
 	}
 	var out VM
@@ -200,8 +204,8 @@ func (s *Store) Modify(host string, lifetime int, tags map[string]string) (VM, e
 		vm, err := getVM(tx, host)
 		if err != nil {
 			return err
-		} else if vm.State == StateDestroyed {
-			return Errorf(ECONFLICT, "vm %s is destroyed", host)
+		} else if vm.State != StateRunning {
+			return Errorf(ENOTFOUND, "vm %s is not running", host)
 		}
 		if lifetime > 0 {
 			vm.Lifetime = lifetime

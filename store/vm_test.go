@@ -195,7 +195,13 @@ func TestDestroyAndPurge(t *testing.T) {
 func TestModify(t *testing.T) {
 	clk := newTestClock()
 	s := MustOpenStoreAt(t, t.TempDir()+"/x.db", clk)
-	fillReady(t, s, "p", "", 1)
+	fillReady(t, s, "p", "", 2)
+	if _, err := s.Modify("p-0", 12, map[string]string{"a": "1"}); ErrorCode(err) != ENOTFOUND {
+		t.Fatalf("modify a ready vm: got %v, want ENOTFOUND (tags would follow it to its next user)", err)
+	}
+	if _, err := s.Checkout(CheckoutRequest{Pools: []PoolCount{{"p", 1}}}); err != nil {
+		t.Fatal(err)
+	}
 	vm, err := s.Modify("p-0", 12, map[string]string{"a": "1", "b": "2"})
 	if err != nil {
 		t.Fatal(err)
@@ -227,9 +233,11 @@ func TestModify(t *testing.T) {
 		mustCode(t, err, EINVALID)
 		_, err = s.Modify("p-0", 0, map[string]string{"": "x"})
 		mustCode(t, err, EINVALID)
+		_, err = s.Modify("p-0", 0, map[string]string{"a\x00b": "x"})
+		mustCode(t, err, EINVALID)
 		s.Destroy("p-0", "")
 		_, err = s.Modify("p-0", 1, nil)
-		mustCode(t, err, ECONFLICT)
+		mustCode(t, err, ENOTFOUND)
 	})
 }
 
