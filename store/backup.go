@@ -34,7 +34,7 @@ func (s *Store) BackupSized(start func(size int64) (io.Writer, error)) (int64, e
 // invariants, as Check does. A missing file is an error; a file another
 // process holds open for writing is ErrInUse. It also refuses a file whose
 // schema is newer than this program.
-func VerifyFile(path string) error {
+func VerifyFile(path string) (err error) {
 	// bbolt maps the file: a page past its end would be a SIGBUS, not an
 	// error. A truncated copy is caught by its size, a page number past the
 	// end by the protected walk below.
@@ -50,6 +50,15 @@ func VerifyFile(path string) error {
 		return fmt.Errorf("open database %s: %w", path, err)
 	}
 	defer db.Close()
+	// bbolt asserts (panics) on pages that are not what their parent says,
+	// anywhere in the read below, not only in the walk: all of it is
+	// guarded, and a panic is corruption.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = &corruptError{path: path, cause: r}
+		}
+	}()
 	err = db.View(func(tx *bolt.Tx) error {
 		if err := checkSchema(tx); err != nil {
 			return err
