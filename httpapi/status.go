@@ -35,10 +35,6 @@ func round(f float64, places int) float64 {
 	return math.Round(f*p) / p
 }
 
-type total struct {
-	Total int `json:"total"`
-}
-
 type statusStatus struct {
 	OK      bool
 	Message string

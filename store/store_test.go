@@ -147,17 +147,6 @@ func itoa(i int) string {
 	return itoa(i/10) + digits[i%10:i%10+1]
 }
 
-// mustReady adds one VM to pool and marks it ready through the public API.
-func mustReady(tb testing.TB, s *Store, pool, host string) {
-	tb.Helper()
-	if err := s.AddPending(VM{Hostname: host, Pool: pool, Template: "tpl"}); err != nil {
-		tb.Fatal(err)
-	}
-	if err := s.MarkReady(host, "10.0.0.2"); err != nil {
-		tb.Fatal(err)
-	}
-}
-
 func TestOpen(t *testing.T) {
 	t.Run("FileMode", func(t *testing.T) {
 		s := MustOpenStore(t)
