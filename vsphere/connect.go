@@ -38,13 +38,17 @@ func (p *Provider) Start(ctx context.Context) error {
 	p.connErr, p.connSince = errors.New("connecting"), time.Now()
 	p.stopConnect = func() { cancel(); <-done }
 	p.mu.Unlock()
+	first := make(chan struct{}) // closed after the first attempt
 	go func() {
 		defer close(done)
 		delay := connectBackoffMin
-		for {
+		for attempt := 0; ; attempt++ {
 			actx, acancel := context.WithTimeout(ctx, 2*p.cfg.callTimeout())
 			err := p.attach(actx, u)
 			acancel()
+			if attempt == 0 {
+				close(first)
+			}
 			if ctx.Err() != nil {
 				return
 			}
@@ -68,8 +72,18 @@ func (p *Provider) Start(ctx context.Context) error {
 			delay = min(2*delay, connectBackoffMax)
 		}
 	}()
+	// A reachable vCenter answers within moments: wait that long for the
+	// first attempt, so that the first pass usually finds a session.
+	select {
+	case <-first:
+	case <-time.After(firstConnectWait):
+	}
 	return nil
 }
+
+// firstConnectWait is how long Start waits for its first attempt before
+// it returns anyway (the API must not wait for a vCenter that is down).
+const firstConnectWait = 2 * time.Second
 
 // setConnected records the outcome of an attempt; it reports whether the
 // reason changed (so the log says each reason once).
