@@ -300,8 +300,10 @@ func (r *poolRun) findOrphans(vms []store.VM) {
 		switch {
 		case info.Owner.Instance == r.m.instance && r.m.instance != "":
 			r.orphans = append(r.orphans, name)
-		case r.m.adopted[info.Owner.Instance] && err != nil:
-			if !r.adoptRunning(info) {
+		case r.m.adopted[info.Owner.Instance]:
+			// With a (destroyed) record here it was taken over already and
+			// is done; else a VM checked out there becomes running here.
+			if err == nil || !r.adoptRunning(info) {
 				r.orphans = append(r.orphans, name)
 			}
 		default:

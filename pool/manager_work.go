@@ -133,7 +133,9 @@ func (m *Manager) runClone(ctx context.Context, spec CloneSpec, sem chan struct{
 	}
 	if !errors.Is(err, ErrExists) { // ErrExists: that VM is someone else's
 		dctx, cancel := context.WithTimeout(m.ctx, m.CallTimeout)
-		loc := m.location(PoolConfig{Name: spec.Pool, Folder: spec.Folder, Datacenter: spec.Datacenter}, spec.Name, true)
+		// Known: false: a VM this clone made carries the marker, so one
+		// without it is not this clone's.
+		loc := m.location(PoolConfig{Name: spec.Pool, Folder: spec.Folder, Datacenter: spec.Datacenter}, spec.Name, false)
 		derr := m.Provider.Destroy(dctx, loc)
 		cancel()
 		if errors.Is(derr, ErrForeign) {
