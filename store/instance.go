@@ -97,10 +97,8 @@ func (s *Store) Adopt(id string) error {
 // user it carries, and lives out its lifetime. ECONFLICT if the hostname
 // has a record.
 func (s *Store) AddRunning(vm VM) error {
-	if vm.Hostname == "" || len(vm.Hostname) > maxNameLen {
-		return Errorf(EINVALID, "a vm needs a hostname of at most %d bytes", maxNameLen)
-	} else if !validName(vm.Pool) {
-		return Errorf(EINVALID, "bad pool name %q", vm.Pool)
+	if err := checkNewVM(vm); err != nil {
+		return err
 	}
 	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
 		if tx.Bucket(bucketVMs).Get([]byte(vm.Hostname)) != nil {

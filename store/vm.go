@@ -17,14 +17,22 @@ const maxNameLen = 255
 // AddPending records a new VM in state pending (Started = now).
 // ECONFLICT if a record with that hostname exists (even destroyed).
 func (s *Store) AddPending(vm VM) error {
+	if err := checkNewVM(vm); err != nil {
+		return err
+	}
+	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+		return addPending(tx, d, vm, now)
+	})
+}
+
+// checkNewVM validates the names of a VM about to be recorded.
+func checkNewVM(vm VM) error {
 	if vm.Hostname == "" || len(vm.Hostname) > maxNameLen {
 		return Errorf(EINVALID, "a vm needs a hostname of at most %d bytes", maxNameLen)
 	} else if !validName(vm.Pool) {
 		return Errorf(EINVALID, "bad pool name %q", vm.Pool)
 	}
-	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
-		return addPending(tx, d, vm, now)
-	})
+	return nil
 }
 
 // addPending is AddPending inside tx.
