@@ -6,6 +6,7 @@ test:
 lint:
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))"
 	go vet ./...
+	go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 check:
 	bash .ci/run
 bench:
