@@ -36,6 +36,7 @@ var (
 var migrations = []func(tx *bolt.Tx) error{
 	migrateCreateBuckets,
 	migrateDayTags,
+	migrateBinaryVMs,
 }
 
 // migrateCreateBuckets creates the buckets of schema version 1.

@@ -4,8 +4,11 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // VM records are the store's hottest values: every checkout and return
@@ -13,7 +16,8 @@ import (
 // manager pass decodes a whole pool. They are stored in a compact binary
 // form (a version byte, then the fields in a fixed order, lengths and
 // integers as varints), about ten times cheaper than JSON to read and
-// write. Records written as JSON (first byte '{') are still read.
+// write. Files of schema 1 and 2 may hold JSON records (first byte '{');
+// migration 3 rewrites them.
 
 const vmCodecV1 = 1
 
@@ -54,11 +58,8 @@ func encodeVM(vm *VM) []byte {
 	return b
 }
 
-// decodeVM reads a stored VM record (binary, or JSON as first written).
+// decodeVM reads a stored VM record.
 func decodeVM(v []byte, vm *VM) error {
-	if len(v) > 0 && v[0] == '{' {
-		return json.Unmarshal(v, vm)
-	}
 	if len(v) == 0 || v[0] != vmCodecV1 {
 		return errors.New("unknown vm record format")
 	}
@@ -181,4 +182,29 @@ func (r *reader) time() time.Time {
 	}
 	r.fail()
 	return time.Time{}
+}
+
+// migrateBinaryVMs (schema 3) rewrites the VM records still in JSON, as
+// the first releases wrote them, in the binary form.
+func migrateBinaryVMs(tx *bolt.Tx) error {
+	b := tx.Bucket(bucketVMs)
+	var keys [][]byte // collected first: never write while a cursor walks
+	if err := b.ForEach(func(k, v []byte) error {
+		if len(v) > 0 && v[0] == '{' {
+			keys = append(keys, slices.Clone(k))
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		var vm VM
+		if err := json.Unmarshal(b.Get(k), &vm); err != nil {
+			return fmt.Errorf("vm record %q: %w", k, err)
+		}
+		if err := b.Put(k, encodeVM(&vm)); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -1,10 +1,15 @@
 package store
 
 import (
-	"encoding/json"
+	"compress/gzip"
+	"io"
+	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 func fullVM() VM {
@@ -42,19 +47,68 @@ func TestVMCodecRoundTrip(t *testing.T) {
 	}
 }
 
-// Records first written as JSON still read.
-func TestVMCodecReadsJSON(t *testing.T) {
-	want := fullVM()
-	v, err := json.Marshal(want)
+// A file written by the first release (schema 1, VM records in JSON;
+// testdata/schema1-json-records.bbolt.gz was made by commit 70b677c's
+// store) opens: migration 3 rewrites every record in the binary form,
+// nothing is lost, and the JSON reader is gone.
+func TestMigrateJSONRecords(t *testing.T) {
+	gz, err := os.Open(filepath.Join("testdata", "schema1-json-records.bbolt.gz"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got VM
-	if err := decodeVM(v, &got); err != nil {
+	defer gz.Close()
+	zr, err := gzip.NewReader(gz)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("json record:\ngot  %+v\nwant %+v", got, want)
+	data, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "old.db")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := MustOpenStoreAt(t, path, nil)
+	// (The fixture's checkout took the two oldest ready VMs, readyvm… and
+	// returnedvm…; the old store let runningvm…, still ready, get tags, a
+	// lifetime, a snapshot and a disk.)
+	want := map[string]State{"pendingvm000001": StatePending, "readyvm00000001": StateRunning,
+		"runningvm000001": StateReady, "returnedvm00001": StateCompleted}
+	for host, st := range want {
+		vm, err := s.Get(host)
+		if err != nil || vm.State != st || vm.Pool != "debian-12" || vm.Template != "templates/debian-12" {
+			t.Errorf("%s = %+v, %v; want %s in debian-12", host, vm, err, st)
+		}
+	}
+	tagged, _ := s.Get("runningvm000001")
+	if tagged.Lifetime != 72 || tagged.Tags["url"] != "https://ci.example/job/1" || tagged.IP != "10.0.0.7" ||
+		len(tagged.Snapshots) != 1 || tagged.Snapshots[0].Name != "snapshotone0000000000000000000a1" ||
+		len(tagged.Disks) != 1 || tagged.Disks[0].SizeGB != 8 || tagged.CloneTarget != "cluster1" {
+		t.Errorf("record lost fields: %+v", tagged)
+	}
+	if run, _ := s.Get("readyvm00000001"); run.User != "jdoe" || run.Lifetime != 48 || run.CheckedOut.IsZero() {
+		t.Errorf("checked-out record lost fields: %+v", run)
+	}
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketVMs).ForEach(func(k, v []byte) error {
+			if len(v) == 0 || v[0] != vmCodecV1 {
+				t.Errorf("record %s not rewritten: %q", k, v)
+			}
+			return nil
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if c := s.Counts()["debian-12"]; c.Pending != 1 || c.Ready != 1 || c.Running != 1 || c.Completed != 1 {
+		t.Errorf("counts = %+v", c)
+	}
+	if err := s.Check(); err != nil {
+		t.Errorf("Check after the migration: %v", err)
+	}
+	var vm VM
+	if err := decodeVM([]byte(`{"hostname":"x"}`), &vm); err == nil {
+		t.Error("a JSON record still decodes: the migration made the reader unneeded")
 	}
 }
 
