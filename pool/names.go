@@ -17,22 +17,30 @@ const hostnameLength = 15
 // digits drawn from crypto/rand. Uniqueness against existing records is the
 // caller's job (store.AddPending answers ECONFLICT for a name in use).
 func NewHostname(prefix string) string {
-	// 252 is the largest multiple of 36 below 256: rejecting bytes >= 252
-	// keeps every character equally likely.
-	const limit = 252
-	out := make([]byte, 0, len(prefix)+hostnameLength)
-	out = append(out, prefix...)
-	buf := make([]byte, 32)
-	for n := 0; n < hostnameLength; {
+	return prefix + randomString(hostnameAlphabet, hostnameAlphabet, hostnameLength)
+}
+
+// randomString returns n characters drawn from crypto/rand, every one
+// equally likely: the first from first, the others from rest (alphabets of
+// at most 256 characters).
+func randomString(first, rest string, n int) string {
+	out := make([]byte, 0, n)
+	buf := make([]byte, 2*n)
+	for len(out) < n {
 		if _, err := rand.Read(buf); err != nil {
 			panic("pool: crypto/rand failed: " + err.Error()) // never happens on Linux
 		}
 		for _, b := range buf {
-			if b >= limit || n == hostnameLength {
+			alphabet := rest
+			if len(out) == 0 {
+				alphabet = first
+			}
+			// Reject bytes at or above the largest multiple of the
+			// alphabet's size: b % size is then uniform.
+			if limit := 256 - 256%len(alphabet); int(b) >= limit || len(out) == n {
 				continue
 			}
-			out = append(out, hostnameAlphabet[b%36])
-			n++
+			out = append(out, alphabet[int(b)%len(alphabet)])
 		}
 	}
 	return string(out)

@@ -1,7 +1,6 @@
 package pool
 
 import (
-	"crypto/rand"
 	"fmt"
 	"math"
 	"sort"
@@ -216,16 +215,7 @@ func (s *Service) AddDisk(host string, sizeGB int, c Caller) error {
 
 // svcRandomName returns 32 characters in the token alphabet (first a..y).
 func svcRandomName() string {
-	const first, rest = "abcdefghijklmnopqrstuvwxy", "abcdefghijklmnopqrstuvwxyz0123456789"
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		panic(err) // crypto/rand never fails on supported platforms
-	}
-	b[0] = first[int(b[0])%len(first)]
-	for i := 1; i < len(b); i++ {
-		b[i] = rest[int(b[i])%len(rest)]
-	}
-	return string(b)
+	return randomString("abcdefghijklmnopqrstuvwxy", hostnameAlphabet, 32)
 }
 
 // VMView is a VM record with what the API derives from it.
