@@ -192,6 +192,7 @@ func (c *Config) validate() error {
 		{"check_loop_delay", g.CheckLoopDelay}, {"data_ttl", g.DataTTL}, {"job_timeout", g.JobTimeout},
 		{"backup_interval", c.Global.BackupInterval}, {"backup_keep", c.Global.BackupKeep},
 		{"max_connections", c.Global.MaxConnections},
+		{"checkout_wait", g.CheckoutWait}, {"max_checkout_wait", g.MaxCheckoutWait},
 	} {
 		if f.v < 0 {
 			bad("[config] %s must not be negative (got %d)", f.key, f.v)

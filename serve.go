@@ -114,6 +114,8 @@ func (d *daemon) serve(ctx context.Context, cfg *Config, hup <-chan os.Signal, r
 	d.svc.Health = d.mgr.Health
 	d.svc.Backend = backend
 	d.svc.Templates, _ = prov.(pool.TemplateFinder)
+	d.mgr.Demand = d.svc.WaitDemand
+	d.mgr.OnReady = d.svc.ServeWaiters
 	api := httpapi.New(httpapi.Config{
 		SiteName:       cfg.Global.SiteName,
 		Redacted:       func() any { return d.cfg.Load().redacted() },

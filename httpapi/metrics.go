@@ -27,6 +27,9 @@ import (
 //	vmpooler_pool_size{pool}               gauge, the pool size in force (overrides included)
 //	vmpooler_foreign_vms{pool}             gauge, VMs in the pool folder this pooler did not create
 //	vmpooler_ready_failing_passes{pool}    gauge, passes in a row whose new VMs failed their ready check
+//	vmpooler_checkout_waiters{pool}        gauge, waiting checkouts that ask for the pool
+//	vmpooler_checkout_wait_seconds         histogram, how long waiting checkouts waited
+//	vmpooler_checkout_wait_timeouts_total  counter, waiting checkouts answered 503 at their deadline
 //	vmpooler_checkouts_total{result}       counter, checkout requests: success, empty, invalid
 //	vmpooler_clones_total{pool,result}     counter, clone tasks: success, failure
 //	vmpooler_clone_duration_seconds{pool}  histogram, successful clone tasks
@@ -43,6 +46,8 @@ type Metrics struct {
 	cloneSeconds *prometheus.HistogramVec
 	bootSeconds  *prometheus.HistogramVec
 	providerErrs *prometheus.CounterVec
+	waitSeconds  prometheus.Histogram
+	waitTimeouts prometheus.Counter
 	httpRequests *prometheus.CounterVec
 	httpSeconds  *prometheus.HistogramVec
 
@@ -80,6 +85,14 @@ func NewMetrics() *Metrics {
 			Buckets: prometheus.DefBuckets,
 		}, []string{"method", "route"}),
 	}
+	m.waitSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "vmpooler_checkout_wait_seconds", Help: "Time waiting checkouts waited, served or not.",
+		Buckets: []float64{0.1, 0.5, 1, 5, 10, 30, 60, 120, 300},
+	})
+	m.waitTimeouts = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "vmpooler_checkout_wait_timeouts_total", Help: "Waiting checkouts answered 503 at their deadline.",
+	})
+	m.reg.MustRegister(m.waitSeconds, m.waitTimeouts)
 	m.reg.MustRegister(m.checkouts, m.clones, m.cloneSeconds, m.bootSeconds, m.providerErrs,
 		m.httpRequests, m.httpSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -118,6 +131,15 @@ func (m *Metrics) bind(svc *pool.Service) {
 	m.bindOnce.Do(func() { m.reg.MustRegister(&poolCollector{svc: svc}) })
 }
 
+// observeWait records how long a waiting checkout waited and whether it
+// ended at its deadline without VMs.
+func (m *Metrics) observeWait(d time.Duration, timedOut bool) {
+	m.waitSeconds.Observe(d.Seconds())
+	if timedOut {
+		m.waitTimeouts.Inc()
+	}
+}
+
 // countCheckout records a checkout result: success, empty (503) or invalid
 // (unknown pool, bad count or body). Authentication failures are not counted.
 func (m *Metrics) countCheckout(err error) {
@@ -143,12 +165,13 @@ var (
 	descCompleted = prometheus.NewDesc("vmpooler_completed", "Completed VMs waiting to be destroyed per pool.", []string{"pool"}, nil)
 	descSize      = prometheus.NewDesc("vmpooler_pool_size", "Pool size in force (runtime overrides included).", []string{"pool"}, nil)
 	descForeign   = prometheus.NewDesc("vmpooler_foreign_vms", "VMs in the pool folder that this pooler did not create (left alone).", []string{"pool"}, nil)
+	descWaiting   = prometheus.NewDesc("vmpooler_checkout_waiters", "Waiting checkouts that ask for the pool.", []string{"pool"}, nil)
 	descReadyFail = prometheus.NewDesc("vmpooler_ready_failing_passes", "Passes in a row in which the pool's new VMs failed their ready check (0 when they pass).", []string{"pool"}, nil)
 )
 
 // Describe sends the gauges' descriptions.
 func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descReady, descRunning, descPending, descCompleted, descSize, descForeign, descReadyFail} {
+	for _, d := range []*prometheus.Desc{descReady, descRunning, descPending, descCompleted, descSize, descForeign, descReadyFail, descWaiting} {
 		ch <- d
 	}
 }
@@ -163,11 +186,13 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.svc.Health != nil {
 		health = c.svc.Health()
 	}
+	waiting := c.svc.Waiters()
 	for _, p := range c.svc.Current().Pools {
 		n := counts[p.Name]
 		h := health[p.Name]
 		ch <- prometheus.MustNewConstMetric(descForeign, prometheus.GaugeValue, float64(len(h.Foreign)), p.Name)
 		ch <- prometheus.MustNewConstMetric(descReadyFail, prometheus.GaugeValue, float64(h.ReadyFailedPasses), p.Name)
+		ch <- prometheus.MustNewConstMetric(descWaiting, prometheus.GaugeValue, float64(waiting[p.Name].Count), p.Name)
 		for _, g := range []struct {
 			d *prometheus.Desc
 			v int

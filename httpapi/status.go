@@ -82,7 +82,12 @@ func (s *server) handleStatus(w http.ResponseWriter, r *http.Request, c call) er
 			if len(p.Alias) > 0 {
 				po = append(po, kv{"alias", []string(p.Alias)})
 			}
-			pools = append(pools, kv{p.Name, append(po, healthFields(p.Health)...)})
+			po = append(po, healthFields(p.Health)...)
+			if wt := p.Waiting; wt.Count > 0 {
+				po = append(po, kv{"waiting", obj{{"count", wt.Count},
+					{"oldest_seconds", round(s.now().Sub(wt.Oldest).Seconds(), 1)}}})
+			}
+			pools = append(pools, kv{p.Name, po})
 		}
 		out = append(out, kv{"pools", pools})
 		if len(st.Empty) > 0 {

@@ -147,7 +147,24 @@ func (s *server) checkout(w http.ResponseWriter, r *http.Request, c call, wants 
 	if err != nil {
 		return err
 	}
-	got, err := s.svc.Checkout(wants, caller)
+	wait, err := s.checkoutWait(r)
+	if err != nil {
+		return err
+	}
+	var got map[string][]store.VM
+	if wait > 0 {
+		// The answer may come as late as the wait allows: past the
+		// server's write timeout.
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + 30*time.Second))
+		start := time.Now()
+		got, err = s.svc.CheckoutWait(r.Context(), wants, caller, wait)
+		if r.Context().Err() != nil {
+			return nil // the client went away: nobody to answer
+		}
+		s.metrics.observeWait(time.Since(start), store.ErrorCode(err) == store.EEMPTY)
+	} else {
+		got, err = s.svc.Checkout(wants, caller)
+	}
 	if err != nil {
 		return err
 	}
@@ -179,6 +196,25 @@ func (s *server) checkout(w http.ResponseWriter, r *http.Request, c call, wants 
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// checkoutWait is how long a checkout may wait for its VMs: ?wait=<seconds>,
+// else [config] checkout_wait, capped by max_checkout_wait. EINVALID for a
+// wait that is not a whole number of seconds from 0.
+func (s *server) checkoutWait(r *http.Request) (time.Duration, error) {
+	cfg := s.svc.Current()
+	secs := cfg.CheckoutWait
+	if q := r.URL.Query(); q.Has("wait") {
+		n, err := strconv.Atoi(q.Get("wait"))
+		if err != nil || n < 0 {
+			return 0, store.Errorf(store.EINVALID, "wait must be a whole number of seconds from 0 (got %q)", q.Get("wait"))
+		}
+		secs = n
+	}
+	if limit := cfg.MaxCheckoutWait; limit > 0 && secs > limit {
+		secs = limit
+	}
+	return time.Duration(secs) * time.Second, nil
 }
 
 // vmDetail is the GET /vm/<host> answer for one VM, in upstream's key order.

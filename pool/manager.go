@@ -29,16 +29,23 @@ type Manager struct {
 	NewName  func(prefix string) string // hostname generator, default NewHostname
 	Observer Observer                   // told of clones, boots and provider errors (metrics)
 
-	CallTimeout     time.Duration // deadline of each List, Destroy, Annotate (default 2m)
-	CheckTimeout    time.Duration // deadline of each ready check (default 30s)
-	JobTimeout      time.Duration // deadline of a snapshot, revert or add-disk (default 30m)
-	JobRetryFor     time.Duration // how long a job failing with ErrTransient stays queued (default 1h)
-	Parallel        int           // ready checks and destroys run at once in a pass (default 16)
-	BackoffMin      time.Duration // first delay after a failed List (default 1s)
-	BackoffMax      time.Duration // cap of the doubling delay (default 60s)
-	PurgeInterval   time.Duration // how often store.Purge runs (default 1h)
-	PendingCheck    time.Duration // pass interval while VMs are pending (default 1s)
-	MinPassGap      time.Duration // least time between the starts of kicked passes (default 500ms)
+	CallTimeout   time.Duration // deadline of each List, Destroy, Annotate (default 2m)
+	CheckTimeout  time.Duration // deadline of each ready check (default 30s)
+	JobTimeout    time.Duration // deadline of a snapshot, revert or add-disk (default 30m)
+	JobRetryFor   time.Duration // how long a job failing with ErrTransient stays queued (default 1h)
+	Parallel      int           // ready checks and destroys run at once in a pass (default 16)
+	BackoffMin    time.Duration // first delay after a failed List (default 1s)
+	BackoffMax    time.Duration // cap of the doubling delay (default 60s)
+	PurgeInterval time.Duration // how often store.Purge runs (default 1h)
+	PendingCheck  time.Duration // pass interval while VMs are pending (default 1s)
+	MinPassGap    time.Duration // least time between the starts of kicked passes (default 500ms)
+	// Demand, when set, returns per pool the VMs waiting checkouts ask
+	// for: the manager clones for them beyond the pool's size.
+	Demand func() map[string]int
+	// OnReady, when set, is called after each pooled VM is made ready, so
+	// that waiting checkouts are served at once.
+	OnReady func()
+
 	ReadyBackoffMin time.Duration // refill pause after a pass whose new VMs failed their ready check (default 1m)
 	ReadyBackoffMax time.Duration // cap of that doubling pause (default 1h)
 
@@ -245,11 +252,15 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	passes := make([]*poolPass, 0, len(m.Config.Pools))
 	byName := make(map[string]*poolPass, len(m.Config.Pools))
 	fetched := m.fetchPools(ctx, now)
+	var demand map[string]int
+	if m.Demand != nil {
+		demand = m.Demand()
+	}
 	for i, pc := range m.Config.Pools {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		p, err := m.reconcilePool(ctx, pc, &fetched[i], overrides[pc.Name], liveReqs, now)
+		p, err := m.reconcilePool(ctx, pc, &fetched[i], overrides[pc.Name], liveReqs, now, demand[pc.Name])
 		errs = append(errs, err)
 		passes = append(passes, p)
 		byName[pc.Name] = p

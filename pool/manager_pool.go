@@ -96,12 +96,13 @@ func (m *Manager) fetchPools(ctx context.Context, now time.Time) []poolFetch {
 }
 
 // reconcilePool runs the pool's part of a pass.
-func (m *Manager) reconcilePool(ctx context.Context, pc PoolConfig, f *poolFetch, ov store.Override, liveReqs map[string]bool, now time.Time) (*poolPass, error) {
+func (m *Manager) reconcilePool(ctx context.Context, pc PoolConfig, f *poolFetch, ov store.Override, liveReqs map[string]bool, now time.Time, waiting int) (*poolPass, error) {
 	p := &poolPass{cfg: pc, size: pc.Size, template: pc.Template, cloneTarget: pc.CloneTarget,
 		odPending: make(map[string]int), odHosts: make(map[string][]string)}
 	if ov.Size != nil {
 		p.size = *ov.Size
 	}
+	p.size += waiting // VMs waiting checkouts ask for, beyond the size
 	if ov.Template != "" {
 		p.template = ov.Template
 	}
@@ -396,6 +397,9 @@ func (r *poolRun) applyPending(c readyCheck) {
 			r.checked[vm.Hostname] = r.now
 			log.Info("vm ready", "to", store.StateReady, "ip", c.info.IP, "boot_seconds", r.now.Sub(vm.Started).Seconds())
 			r.m.observer().VMReady(vm.Pool, r.now.Sub(vm.Started))
+			if r.m.OnReady != nil {
+				r.m.OnReady()
+			}
 			return
 		}
 		r.m.observer().VMReady(vm.Pool, r.now.Sub(vm.Started))

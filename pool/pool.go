@@ -42,6 +42,11 @@ type Config struct {
 	// CheckHostnameMismatch fails a ready VM whose guest reports another
 	// hostname (upstream check_ready_vm_hostname_for_mismatch; default true).
 	CheckHostnameMismatch *bool `toml:"check_ready_vm_hostname_for_mismatch"`
+	// CheckoutWait is how long, in seconds, a checkout waits for VMs when
+	// it does not say (?wait=); 0, the default, answers 503 at once as
+	// upstream. MaxCheckoutWait caps any wait (default 300).
+	CheckoutWait    int `toml:"checkout_wait"`
+	MaxCheckoutWait int `toml:"max_checkout_wait"`
 	// CloneTarget is upstream's global clone_target: the default of pools
 	// that name none.
 	CloneTarget string       `toml:"clone_target"`
@@ -261,6 +266,7 @@ func (c *Config) Defaults() {
 	def(&c.MaxOndemandPerRequest, 10)
 	def(&c.CheckLoopDelay, 5)
 	def(&c.DataTTL, 168)
+	def(&c.MaxCheckoutWait, 300)
 	def(&c.JobTimeout, 30)
 	for i := range c.Pools {
 		p := &c.Pools[i]

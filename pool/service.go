@@ -42,6 +42,7 @@ type Service struct {
 
 	initOnce sync.Once
 	cur      atomic.Pointer[svcState] // the configuration in force (SetConfig swaps it)
+	waits    *waitQueue               // waiting checkouts (wait.go)
 
 	ovrMu sync.Mutex // serialises read-modify-write of overrides
 	tmpl  templateCache
@@ -71,6 +72,7 @@ func (s *Service) init() {
 			s.Kick = func() {}
 		}
 		s.cur.Store(newSvcState(s.Config, s.TagFilter, s.Logger))
+		s.waits = &waitQueue{}
 	})
 }
 
@@ -137,19 +139,37 @@ func ParseCount(v any) (int, error) {
 // requested name. ENOTFOUND for an unknown pool or alias, EINVALID for a bad
 // count, EEMPTY (503) when any pool is short; then nothing is handed out.
 // A caller with a token gets vm_lifetime_auth and is recorded as the user.
+// Waiting checkouts (wait.go) come first: while one waits for a pool, a
+// checkout that does not wait gets EEMPTY for it too.
 func (s *Service) Checkout(wants []Want, c Caller) (map[string][]store.VM, error) {
 	cur := s.state()
+	if err := validWants(cur, wants); err != nil {
+		return nil, err
+	}
+	if s.waitersHold(cur, wants) {
+		return nil, store.Errorf(store.EEMPTY, "waiting checkouts are ahead of this one")
+	}
+	return s.checkoutNow(cur, wants, c)
+}
+
+// validWants checks the names and counts of a checkout.
+func validWants(cur *svcState, wants []Want) error {
 	if len(wants) == 0 {
-		return nil, store.Errorf(store.ENOTFOUND, "no pool requested")
+		return store.Errorf(store.ENOTFOUND, "no pool requested")
 	}
 	for _, w := range wants {
 		if _, ok := cur.aliases[w.Name]; !ok {
-			return nil, store.Errorf(store.ENOTFOUND, "unknown pool or alias %q", w.Name)
+			return store.Errorf(store.ENOTFOUND, "unknown pool or alias %q", w.Name)
 		}
 		if w.Count < 1 || w.Count > MaxCheckoutCount {
-			return nil, store.Errorf(store.EINVALID, "VM count for %q must be from 1 to %d", w.Name, MaxCheckoutCount)
+			return store.Errorf(store.EINVALID, "VM count for %q must be from 1 to %d", w.Name, MaxCheckoutCount)
 		}
 	}
+	return nil
+}
+
+// checkoutNow is Checkout of valid wants, waiters or not.
+func (s *Service) checkoutNow(cur *svcState, wants []Want, c Caller) (map[string][]store.VM, error) {
 	lifetime := 0
 	if c.User != "" && cur.cfg.VMLifetimeAuth > 0 {
 		lifetime = cur.cfg.VMLifetimeAuth

@@ -38,6 +38,7 @@ type PoolStatus struct {
 	LastBoot                     time.Time
 	Alias                        []string
 	Health                       PoolHealth // foreign VMs, ready failures, notes
+	Waiting                      Waiting    // waiting checkouts
 }
 
 // statusTTL is how long Status reuses today's rollup and the overrides,
@@ -57,6 +58,7 @@ func (s *Service) Status() (Status, error) {
 	if s.Health != nil {
 		health = s.Health()
 	}
+	waiting := s.Waiters()
 	var st Status
 	for _, p := range s.Current().Pools {
 		c := counts[p.Name]
@@ -65,7 +67,7 @@ func (s *Service) Status() (Status, error) {
 			size = *o.Size
 		}
 		st.Pools = append(st.Pools, PoolStatus{Name: p.Name, Ready: c.Ready, Running: c.Running,
-			Pending: c.Pending, Max: size, LastBoot: c.LastReady, Alias: p.Alias, Health: health[p.Name]})
+			Pending: c.Pending, Max: size, LastBoot: c.LastReady, Alias: p.Alias, Health: health[p.Name], Waiting: waiting[p.Name]})
 		st.Current += c.Ready
 		st.Total += size
 		st.Queue.Pending += c.Pending

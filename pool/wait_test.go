@@ -1,0 +1,275 @@
+package pool
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vmpooler/vmpooler/store"
+)
+
+// waitEnv is a Service for waiting checkouts, safe for the waiters'
+// goroutines (its clock and Kick are).
+type waitEnv struct {
+	t     *testing.T
+	svc   *Service
+	st    *store.Store
+	seq   atomic.Int64
+	kicks atomic.Int64
+}
+
+func mustWaitEnv(t *testing.T, pools ...PoolConfig) *waitEnv {
+	t.Helper()
+	e := &waitEnv{t: t}
+	e.st = store.New(filepath.Join(t.TempDir(), "db"))
+	if err := e.st.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.st.Close() })
+	cfg := &Config{Pools: pools}
+	cfg.Defaults()
+	e.svc = NewService(cfg, e.st, nil)
+	e.svc.Kick = func() { e.kicks.Add(1) }
+	return e
+}
+
+// ready makes one VM of pool ready and wakes the waiters, as the manager does.
+func (e *waitEnv) ready(pool string) string {
+	e.t.Helper()
+	host := fmt.Sprintf("%s-%03d", pool, e.seq.Add(1))
+	if err := e.st.AddPending(store.VM{Hostname: host, Pool: pool}); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.st.MarkReady(host, "10.0.0.1"); err != nil {
+		e.t.Fatal(err)
+	}
+	e.svc.ServeWaiters()
+	return host
+}
+
+type waitOutcome struct {
+	vms map[string][]store.VM
+	err error
+}
+
+// wait starts a waiting checkout and returns once it is queued.
+func (e *waitEnv) wait(ctx context.Context, wants []Want, d time.Duration) <-chan waitOutcome {
+	e.t.Helper()
+	before := e.queued()
+	out := make(chan waitOutcome, 1)
+	go func() {
+		vms, err := e.svc.CheckoutWait(ctx, wants, Caller{}, d)
+		out <- waitOutcome{vms, err}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.queued() == before {
+		if time.Now().After(deadline) {
+			e.t.Fatal("the waiter was never queued")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return out
+}
+
+func (e *waitEnv) queued() int {
+	q := e.svc.queue()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.waiters)
+}
+
+func got(t *testing.T, ch <-chan waitOutcome) waitOutcome {
+	t.Helper()
+	select {
+	case o := <-ch:
+		return o
+	case <-time.After(10 * time.Second):
+		t.Fatal("waiter not answered")
+	}
+	return waitOutcome{}
+}
+
+func pending(ch <-chan waitOutcome) bool {
+	select {
+	case o := <-ch:
+		_ = o
+		return false
+	default:
+		return true
+	}
+}
+
+// Waiters on an empty pool are served first come, first served, one VM
+// each as VMs become ready; a checkout that does not wait cannot jump the
+// queue.
+func TestWaitFIFO(t *testing.T) {
+	e := mustWaitEnv(t, PoolConfig{Name: "p"})
+	ctx := context.Background()
+	var chans []<-chan waitOutcome
+	for range 5 {
+		chans = append(chans, e.wait(ctx, []Want{{Name: "p", Count: 1}}, time.Minute))
+	}
+	if d := e.svc.WaitDemand()["p"]; d != 5 {
+		t.Errorf("demand = %d, want 5", d)
+	}
+	if w := e.svc.Waiters()["p"]; w.Count != 5 || w.Oldest.IsZero() {
+		t.Errorf("waiters = %+v", w)
+	}
+	for i := range chans {
+		host := e.ready("p")
+		if _, err := e.svc.Checkout([]Want{{Name: "p", Count: 1}}, Caller{}); store.ErrorCode(err) != store.EEMPTY && i < len(chans)-1 {
+			t.Errorf("a checkout that does not wait: %v, want EEMPTY while others wait", err)
+		}
+		o := got(t, chans[i])
+		if o.err != nil || o.vms["p"][0].Hostname != host {
+			t.Fatalf("waiter %d: %v %v, want %s", i, o.vms, o.err, host)
+		}
+		for _, later := range chans[i+1:] {
+			if !pending(later) {
+				t.Fatalf("waiter after %d answered out of turn", i)
+			}
+		}
+	}
+	if n := e.queued(); n != 0 {
+		t.Errorf("%d waiters left", n)
+	}
+}
+
+// A request for two pools is served all at once when both have VMs; the
+// VMs made ready for it meanwhile are not taken by those who came later.
+func TestWaitMultiPool(t *testing.T) {
+	e := mustWaitEnv(t, PoolConfig{Name: "p1"}, PoolConfig{Name: "p2"})
+	ctx := context.Background()
+	both := e.wait(ctx, []Want{{Name: "p1", Count: 1}, {Name: "p2", Count: 1}}, time.Minute)
+	later := e.wait(ctx, []Want{{Name: "p1", Count: 1}}, time.Minute)
+	h1 := e.ready("p1")
+	if !pending(both) || !pending(later) {
+		t.Fatal("served before every VM it asks for was ready, or out of turn")
+	}
+	if c := e.st.Counts()["p1"]; c.Ready != 1 {
+		t.Fatalf("p1 counts = %+v: its ready VM was taken", c)
+	}
+	if _, err := e.svc.Checkout([]Want{{Name: "p1", Count: 1}}, Caller{}); store.ErrorCode(err) != store.EEMPTY {
+		t.Errorf("checkout of a held VM: %v, want EEMPTY", err)
+	}
+	h2 := e.ready("p2")
+	o := got(t, both)
+	if o.err != nil || o.vms["p1"][0].Hostname != h1 || o.vms["p2"][0].Hostname != h2 {
+		t.Fatalf("multi-pool waiter: %v %v", o.vms, o.err)
+	}
+	h3 := e.ready("p1")
+	if o := got(t, later); o.err != nil || o.vms["p1"][0].Hostname != h3 {
+		t.Fatalf("later waiter: %v %v", o.vms, o.err)
+	}
+}
+
+// At its deadline a waiter gets EEMPTY (upstream's 503) and leaves the
+// queue, and those it held back are served; a waiter whose client went
+// away leaves at once.
+func TestWaitDeadlineAndDisconnect(t *testing.T) {
+	e := mustWaitEnv(t, PoolConfig{Name: "p1"}, PoolConfig{Name: "p2"})
+	short := e.wait(context.Background(), []Want{{Name: "p1", Count: 1}, {Name: "p2", Count: 1}}, 300*time.Millisecond)
+	behind := e.wait(context.Background(), []Want{{Name: "p1", Count: 1}}, time.Minute)
+	h := e.ready("p1")
+	if o := got(t, short); store.ErrorCode(o.err) != store.EEMPTY || o.vms != nil {
+		t.Fatalf("at the deadline: %v %v, want EEMPTY", o.vms, o.err)
+	}
+	if o := got(t, behind); o.err != nil || o.vms["p1"][0].Hostname != h {
+		t.Fatalf("the waiter held back: %v %v, want %s once the first left", o.vms, o.err, h)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	gone := e.wait(ctx, []Want{{Name: "p2", Count: 1}}, time.Minute)
+	cancel()
+	if o := got(t, gone); o.err != context.Canceled {
+		t.Fatalf("disconnected waiter: %v, want context.Canceled", o.err)
+	}
+	if n := e.queued(); n != 0 {
+		t.Fatalf("%d waiters left after a disconnect", n)
+	}
+	h2 := e.ready("p2")
+	if vm, _ := e.st.Get(h2); vm.State != store.StateReady {
+		t.Errorf("VM made ready after the disconnect is %s, want ready", vm.State)
+	}
+}
+
+// A waiter's client that goes away just as it is served gives its VMs
+// back: ready again, first in line.
+func TestWaitServedAfterDisconnectGivesBack(t *testing.T) {
+	e := mustWaitEnv(t, PoolConfig{Name: "p"})
+	for range 20 { // the race is decided by select: try until both sides were seen
+		ctx, cancel := context.WithCancel(context.Background())
+		ch := e.wait(ctx, []Want{{Name: "p", Count: 1}}, time.Minute)
+		var wg sync.WaitGroup
+		wg.Go(func() { e.ready("p") })
+		cancel()
+		wg.Wait()
+		o := got(t, ch)
+		c := e.st.Counts()["p"]
+		if o.err == nil {
+			if c.Running != 1 {
+				t.Fatalf("served: counts %+v", c)
+			}
+			if err := e.st.Return(o.vms["p"][0].Hostname, "test"); err != nil {
+				t.Fatal(err)
+			}
+		} else if c.Running != 0 {
+			t.Fatalf("client gone (%v) but %d VM(s) running: not given back", o.err, c.Running)
+		}
+		if e.queued() != 0 {
+			t.Fatal("waiter left in the queue")
+		}
+		// Whatever happened, the VM is handed out or ready for the next:
+		// take it and return it, so that the next round starts empty.
+		if c.Ready > 0 {
+			vms, err := e.svc.Checkout([]Want{{Name: "p", Count: c.Ready}}, Caller{})
+			if err != nil {
+				t.Fatalf("ready VMs not available: %v", err)
+			}
+			for _, vm := range vms["p"] {
+				if err := e.st.Return(vm.Hostname, "test"); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+}
+
+// The manager clones for the VMs waiters ask for, beyond the pool's size,
+// and a pass that makes one ready serves its waiter.
+func TestWaitManagerClonesForWaiters(t *testing.T) {
+	e := mustManager(t, nil, mgrTestPool("p1", 0))
+	svc := NewService(e.m.Config, e.st, nil)
+	svc.Kick = func() {}
+	e.m.Demand = svc.WaitDemand
+	e.m.OnReady = svc.ServeWaiters
+	e.fp.SetInstantBoot(false)
+	out := make(chan waitOutcome, 1)
+	go func() {
+		vms, err := svc.CheckoutWait(context.Background(), []Want{{Name: "p1", Count: 2}}, Caller{}, time.Minute)
+		out <- waitOutcome{vms, err}
+	}()
+	for svc.WaitDemand()["p1"] != 2 {
+		time.Sleep(time.Millisecond)
+	}
+	e.pass(t)
+	if got := e.count(t, "p1", store.StatePending); got != 2 {
+		t.Fatalf("pending = %d, want 2 cloned for the waiter of a size-0 pool", got)
+	}
+	for _, h := range e.fp.Names("vmpooler/p1") {
+		e.fp.Boot(h)
+	}
+	e.pass(t)
+	o := got(t, out)
+	if o.err != nil || len(o.vms["p1"]) != 2 {
+		t.Fatalf("waiter: %v %v", o.vms, o.err)
+	}
+	e.pass(t)
+	if got := e.count(t, "p1", store.StatePending) + e.count(t, "p1", store.StateReady); got != 0 {
+		t.Errorf("after the waiter left the pool holds %d VMs, want its size 0", got)
+	}
+}
