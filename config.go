@@ -114,6 +114,9 @@ func (c *Config) paths() []*string {
 	ps := []*string{&c.Global.Database, &c.Global.BackupDir, &c.Providers.Vsphere.CAFile}
 	if c.Auth != nil {
 		ps = append(ps, &c.Auth.File)
+		if c.Auth.LDAP != nil {
+			ps = append(ps, &c.Auth.LDAP.CAFile)
+		}
 	}
 	return ps
 }
@@ -270,7 +273,7 @@ func (c *Config) validate() error {
 		}
 	}
 	if c.Auth != nil && c.Auth.Provider == "" {
-		bad("[auth] provider is required (htpasswd or dummy)")
+		bad("[auth] provider is required (htpasswd, ldap or dummy)")
 	}
 	return errors.Join(errs...)
 }
