@@ -195,6 +195,8 @@ func (c *Config) validate() error {
 		{"check_loop_delay", g.CheckLoopDelay}, {"data_ttl", g.DataTTL}, {"job_timeout", g.JobTimeout},
 		{"backup_interval", c.Global.BackupInterval}, {"backup_keep", c.Global.BackupKeep},
 		{"max_connections", c.Global.MaxConnections},
+		{"max_running_per_user", g.MaxRunningPerUser},
+		{"rate_limit_per_ip", g.RateLimitPerIP}, {"rate_limit_per_token", g.RateLimitPerToken},
 	} {
 		if f.v < 0 {
 			bad("[config] %s must not be negative (got %d)", f.key, f.v)
@@ -245,6 +247,9 @@ func (c *Config) validate() error {
 		}
 		if p.Size < 0 {
 			bad("%s: size must not be negative (got %d)", where, p.Size)
+		}
+		if p.MaxRunningPerUser < 0 {
+			bad("%s: max_running_per_user must not be negative (got %d)", where, p.MaxRunningPerUser)
 		}
 		// A pool without its own value inherits the global one, whose
 		// problem is reported once under [config].

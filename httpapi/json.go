@@ -67,6 +67,13 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.As(err, &de) {
 		body = append(body, de.extra...)
 	}
+	var qe *store.QuotaError
+	if errors.As(err, &qe) {
+		if qe.Pool != "" {
+			body = append(body, kv{"pool", qe.Pool})
+		}
+		body = append(body, kv{"limit", qe.Limit}, kv{"running", qe.Running}, kv{"requested", qe.Requested})
+	}
 	writeJSON(w, status, body)
 }
 
