@@ -71,6 +71,7 @@ type envOptions struct {
 	audit        io.Writer // Config.Audit, as JSON lines
 	trusted      []string  // Config.TrustedProxies
 	admins       []string  // [auth] admins (with auth)
+	tokenTTL     float64   // [auth] token_ttl, days (with auth)
 }
 
 func testConfig() *pool.Config {
@@ -125,7 +126,7 @@ func mustEnv(tb testing.TB, o envOptions) *env {
 	svc.Templates = prov
 	var acfg *auth.Config
 	if o.auth {
-		acfg = &auth.Config{Provider: auth.ProviderDummy, Admins: o.admins}
+		acfg = &auth.Config{Provider: auth.ProviderDummy, Admins: o.admins, TokenTTL: o.tokenTTL}
 	}
 	a, err := auth.New(acfg, st, nil)
 	if err != nil {
