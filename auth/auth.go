@@ -30,7 +30,7 @@ type Config struct {
 	// LDAP is [auth.ldap], for provider "ldap".
 	LDAP *LDAPConfig `toml:"ldap"`
 	// TokenTTL is how many days a token lives (0: forever, as upstream).
-	TokenTTL float64 `toml:"token_ttl"`
+	TokenTTL float64 `toml:"token_ttl,omitempty"`
 }
 
 // Provider names accepted in Config.Provider.

@@ -82,11 +82,14 @@ func configStruct(v reflect.Value, o *obj) {
 		if !f.IsExported() {
 			continue
 		}
-		name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+		name, opts, _ := strings.Cut(f.Tag.Get("toml"), ",")
 		if name == "-" {
 			continue
 		}
 		fv := v.Field(i)
+		if strings.Contains(opts, "omitempty") && fv.IsZero() {
+			continue // a key that is off unless set (max_running_per_user, ...)
+		}
 		if f.Anonymous && name == "" && fv.Kind() == reflect.Struct {
 			configStruct(fv, o)
 			continue

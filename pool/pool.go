@@ -48,11 +48,11 @@ type Config struct {
 	Pools       []PoolConfig `toml:"-"`
 	// MaxRunningPerUser caps the VMs one token user may hold (running,
 	// or owed to pending ondemand requests); 0 = no cap.
-	MaxRunningPerUser int `toml:"max_running_per_user"`
+	MaxRunningPerUser int `toml:"max_running_per_user,omitempty"`
 	// RateLimitPerIP and RateLimitPerToken cap requests per minute from
 	// one client address or with one token (0 = no cap): 429 beyond.
-	RateLimitPerIP    int `toml:"rate_limit_per_ip"`
-	RateLimitPerToken int `toml:"rate_limit_per_token"`
+	RateLimitPerIP    int `toml:"rate_limit_per_ip,omitempty"`
+	RateLimitPerToken int `toml:"rate_limit_per_token,omitempty"`
 }
 
 // PoolConfig is one [[pools]] entry.
@@ -85,7 +85,7 @@ type PoolConfig struct {
 	SnapshotMainMemIOBlockPages *IntString `toml:"snapshot_mainMem_ioBlockPages"`
 	SnapshotMainMemIOWait       *IntString `toml:"snapshot_mainMem_iowait"`
 	// MaxRunningPerUser caps one user's VMs of this pool; 0 = no cap.
-	MaxRunningPerUser int `toml:"max_running_per_user"`
+	MaxRunningPerUser int `toml:"max_running_per_user,omitempty"`
 }
 
 // SnapshotWithMemory reports snapshot_memory (default true).
