@@ -40,9 +40,13 @@ func (s *server) basic(h basicHandler) handler {
 		if !ok {
 			return store.Errorf(store.EUNAUTHORIZED, "HTTP Basic credentials are required")
 		}
+		if err := s.loginThrottled(w, r, user); err != nil {
+			return err
+		}
 		if err := s.auth.Login(user, password); err != nil {
 			if store.ErrorCode(err) == store.EUNAUTHORIZED {
 				s.audit(r, "login_failed", user, "")
+				s.loginFailed(r, user)
 			}
 			return err
 		}
