@@ -1,7 +1,10 @@
 package httpapi
 
 import (
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -44,5 +47,38 @@ func TestQuotaCheckout(t *testing.T) {
 	r = e.do(req{method: "POST", path: "/api/v1/vm/debian-7-x86_64", token: tok})
 	if r.status != 403 || r.body["pool"] != "debian-7-x86_64" || r.body["limit"] != 1.0 || r.body["running"] != 1.0 {
 		t.Errorf("second of the pool: %d %s", r.status, r.raw)
+	}
+}
+
+// Through the API too: 32 concurrent checkouts with one user's token
+// against a quota of 5 hand out exactly 5.
+func TestQuotaConcurrentAPI(t *testing.T) {
+	e := mustEnv(t, envOptions{auth: true, realClock: true})
+	e.cfg.MaxRunningPerUser = 5
+	hosts := make([]string, 40)
+	for i := range hosts {
+		hosts[i] = "c" + strconv.Itoa(i)
+	}
+	e.addReady("debian-7-i386", hosts...)
+	tok := e.token("alice")
+	var ok, refused atomic.Int32
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			switch r := e.do(req{method: "POST", path: "/api/v1/vm/debian-7-i386", token: tok}); r.status {
+			case 200:
+				ok.Add(1)
+			case 403:
+				refused.Add(1)
+			default:
+				t.Errorf("%d %s", r.status, r.raw)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok.Load() != 5 || refused.Load() != 27 {
+		t.Errorf("handed out %d, refused %d; want 5 and 27", ok.Load(), refused.Load())
 	}
 }
