@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -56,12 +57,25 @@ func (e *QuotaError) Unwrap() error { return Errorf(EFORBIDDEN, "%s", e.Error())
 // pending ondemand requests, in all and per pool.
 func usage(tx *bolt.Tx, user string) (total int, perPool map[string]int, err error) {
 	perPool = make(map[string]int)
+	// Visit only the running section of each pool's index: a few seeks per
+	// pool, then one decode per running VM.
 	c := tx.Bucket(bucketPools).Cursor()
-	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+	for k, _ := c.First(); k != nil; {
 		pool, st, host, ok := splitIndexKey(k)
-		if !ok || st != StateRunning {
+		if !ok {
+			k, _ = c.Next()
 			continue
 		}
+		if st != StateRunning {
+			running := indexPrefix(pool, StateRunning)
+			if bytes.Compare(k, running) < 0 {
+				k, _ = c.Seek(running)
+			} else {
+				k, _ = c.Seek(append([]byte(pool), 1)) // the next pool
+			}
+			continue
+		}
+		k, _ = c.Next()
 		vm, err := getVM(tx, host)
 		if err != nil {
 			return 0, nil, err
