@@ -114,6 +114,9 @@ func (c *Config) paths() []*string {
 	ps := []*string{&c.Global.Database, &c.Global.BackupDir, &c.Providers.Vsphere.CAFile}
 	if c.Auth != nil {
 		ps = append(ps, &c.Auth.File)
+		if c.Auth.LDAP != nil {
+			ps = append(ps, &c.Auth.LDAP.CAFile)
+		}
 	}
 	return ps
 }
@@ -193,6 +196,8 @@ func (c *Config) validate() error {
 		{"backup_interval", c.Global.BackupInterval}, {"backup_keep", c.Global.BackupKeep},
 		{"max_connections", c.Global.MaxConnections},
 		{"checkout_wait", g.CheckoutWait}, {"max_checkout_wait", g.MaxCheckoutWait},
+		{"max_running_per_user", g.MaxRunningPerUser},
+		{"rate_limit_per_ip", g.RateLimitPerIP}, {"rate_limit_per_token", g.RateLimitPerToken},
 	} {
 		if f.v < 0 {
 			bad("[config] %s must not be negative (got %d)", f.key, f.v)
@@ -244,6 +249,9 @@ func (c *Config) validate() error {
 		if p.Size < 0 {
 			bad("%s: size must not be negative (got %d)", where, p.Size)
 		}
+		if p.MaxRunningPerUser < 0 {
+			bad("%s: max_running_per_user must not be negative (got %d)", where, p.MaxRunningPerUser)
+		}
 		// A pool without its own value inherits the global one, whose
 		// problem is reported once under [config].
 		if p.Timeout < 0 && p.Timeout != g.Timeout {
@@ -271,7 +279,7 @@ func (c *Config) validate() error {
 		}
 	}
 	if c.Auth != nil && c.Auth.Provider == "" {
-		bad("[auth] provider is required (htpasswd or dummy)")
+		bad("[auth] provider is required (htpasswd, ldap or dummy)")
 	}
 	return errors.Join(errs...)
 }

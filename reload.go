@@ -81,6 +81,7 @@ func keepRestartOnly(old, next *Config) []restartOnly {
 		next.Providers = old.Providers
 	}
 	keep("[auth] provider", authProvider(old), authProvider(next), func() { next.Auth = old.Auth })
+	out = append(out, keepAuthRestartOnly(old, next)...)
 	return out
 }
 

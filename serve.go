@@ -107,6 +107,7 @@ func (d *daemon) serve(ctx context.Context, cfg *Config, hup <-chan os.Signal, r
 	d.mgr = pool.NewManager(&cfg.Global.Config, d.st, prov, logger)
 	d.mgr.Observer = metrics
 	d.mgr.JobTimeout = pool.Minutes(cfg.Global.JobTimeout)
+	d.mgr.PurgeTokens = d.auth.PurgeExpired
 	d.svc = pool.NewService(&cfg.Global.Config, d.st, logger)
 	d.svc.TagFilter = cfg.TagFilter
 	d.svc.Kick = d.mgr.Kick

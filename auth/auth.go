@@ -21,10 +21,16 @@ import (
 
 // Config is the [auth] section.
 type Config struct {
-	Provider string `toml:"provider"` // "htpasswd" | "dummy"
+	Provider string `toml:"provider"` // "htpasswd" | "ldap" | "dummy"
 	File     string `toml:"file"`     // htpasswd file (bcrypt entries, as made by `htpasswd -B`)
-	// Admins may delete any user's token (DELETE /token/<token>).
+	// Admins may delete any user's token (DELETE /token/<token>) and,
+	// when the list is not empty, are the only users whose tokens may call
+	// the operator routes (/config/* writes, /poolreset).
 	Admins []string `toml:"admins"`
+	// LDAP is [auth.ldap], for provider "ldap".
+	LDAP *LDAPConfig `toml:"ldap"`
+	// TokenTTL is how many days a token lives (0: forever, as upstream).
+	TokenTTL float64 `toml:"token_ttl,omitempty"`
 }
 
 // Provider names accepted in Config.Provider.
@@ -50,7 +56,9 @@ type Auth struct {
 	st       *store.Store
 	logger   *slog.Logger
 	htpasswd atomic.Pointer[htpasswd] // nil unless provider is htpasswd; SetFile swaps it
+	ldap     *ldapAuth                // nil unless provider is ldap
 	admins   map[string]bool
+	ttl      time.Duration // 0: tokens never expire
 
 	mu      sync.Mutex
 	touched map[string]time.Time // token -> when this process last wrote LastUsed
@@ -84,23 +92,48 @@ func New(cfg *Config, st *store.Store, logger *slog.Logger) (*Auth, error) {
 			return nil, err
 		}
 		a.htpasswd.Store(h)
+	case ProviderLDAP:
+		l, err := newLDAP(cfg.LDAP, logger)
+		if err != nil {
+			return nil, err
+		}
+		a.ldap = l
 	case ProviderDummy:
 		logger.Warn("auth: the dummy provider accepts any user whose password differs from the name; it is for tests only, never use it in production")
 	case "":
-		return nil, fmt.Errorf("auth: [auth] provider is required (%q or %q)", ProviderHtpasswd, ProviderDummy)
+		return nil, fmt.Errorf("auth: [auth] provider is required (%q, %q or %q)", ProviderHtpasswd, ProviderLDAP, ProviderDummy)
 	default:
-		return nil, fmt.Errorf("auth: unknown provider %q (want %q or %q)", cfg.Provider, ProviderHtpasswd, ProviderDummy)
+		return nil, fmt.Errorf("auth: unknown provider %q (want %q, %q or %q)", cfg.Provider, ProviderHtpasswd, ProviderLDAP, ProviderDummy)
 	}
+	if cfg.TokenTTL < 0 {
+		return nil, fmt.Errorf("auth: [auth] token_ttl must not be negative (days; leave it out for tokens that never expire)")
+	}
+	a.ttl = time.Duration(cfg.TokenTTL * float64(24*time.Hour))
 	a.provider = cfg.Provider
 	a.admins = make(map[string]bool, len(cfg.Admins))
 	for _, u := range cfg.Admins {
 		a.admins[u] = true
+	}
+	if len(a.admins) == 0 {
+		logger.Warn("auth: [auth] admins is not set: any user with a token may change pools (/config/*, /poolreset); list the operators in admins")
 	}
 	return a, nil
 }
 
 // IsAdmin reports whether user is in [auth] admins.
 func (a *Auth) IsAdmin(user string) bool { return a != nil && user != "" && a.admins[user] }
+
+// AdminsSet reports whether [auth] admins lists anyone: then only they may
+// call the operator routes.
+func (a *Auth) AdminsSet() bool { return a != nil && len(a.admins) > 0 }
+
+// TokenTTL is how long a token lives, 0 for ever.
+func (a *Auth) TokenTTL() time.Duration {
+	if a == nil {
+		return 0
+	}
+	return a.ttl
+}
 
 // Enabled reports whether an [auth] section configured a provider. When it
 // is false httpapi answers the /token routes with 404 and ignores token
@@ -116,6 +149,8 @@ func (a *Auth) Login(user, password string) error {
 	switch a.provider {
 	case ProviderHtpasswd:
 		ok = a.htpasswd.Load().check(user, password)
+	case ProviderLDAP:
+		return a.ldap.login(user, password)
 	case ProviderDummy:
 		// Upstream's rule: success iff the password differs from the name.
 		ok = user != "" && subtle.ConstantTimeCompare([]byte(user), []byte(password)) == 0

@@ -135,7 +135,7 @@ func TestNew(t *testing.T) {
 		cfg  Config
 		want []string
 	}{
-		{"UnknownProvider", Config{Provider: "ldap"}, []string{`unknown provider "ldap"`}},
+		{"UnknownProvider", Config{Provider: "kerberos"}, []string{`unknown provider "kerberos"`}},
 		{"NoProvider", Config{File: fixture}, []string{"provider is required"}},
 		{"NoFile", Config{Provider: "htpasswd"}, []string{"needs [auth] file"}},
 		{"MissingFile", Config{Provider: "htpasswd", File: filepath.Join(dir, "nope")}, []string{"nope", "no such file"}},

@@ -61,6 +61,9 @@ func (a *Auth) Validate(token string) (store.Token, error) {
 		return store.Token{}, errBadToken // the user was removed from the file
 	}
 	now := a.Now()
+	if a.expired(t, now) {
+		return store.Token{}, errExpired
+	}
 	if !a.touchDue(token, t, now) {
 		return t, nil
 	}
@@ -99,7 +102,7 @@ func (a *Auth) forget(token string) {
 	a.mu.Unlock()
 }
 
-// Tokens lists user's tokens, oldest first.
+// Tokens lists user's tokens that have not expired, oldest first.
 func (a *Auth) Tokens(user string) ([]store.Token, error) {
 	if a.st == nil {
 		return nil, errDisabled
@@ -108,7 +111,14 @@ func (a *Auth) Tokens(user string) ([]store.Token, error) {
 	if err != nil {
 		return nil, fmt.Errorf("auth: list tokens: %w", err)
 	}
-	return ts, nil
+	now := a.Now()
+	live := ts[:0]
+	for _, t := range ts {
+		if !a.expired(t, now) { // expired ones wait for the purge
+			live = append(live, t)
+		}
+	}
+	return live, nil
 }
 
 // DeleteToken revokes a token: ENOTFOUND if it is malformed or unknown.

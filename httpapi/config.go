@@ -82,11 +82,14 @@ func configStruct(v reflect.Value, o *obj) {
 		if !f.IsExported() {
 			continue
 		}
-		name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+		name, opts, _ := strings.Cut(f.Tag.Get("toml"), ",")
 		if name == "-" {
 			continue
 		}
 		fv := v.Field(i)
+		if strings.Contains(opts, "omitempty") && fv.IsZero() {
+			continue // a key that is off unless set (max_running_per_user, ...)
+		}
 		if f.Anonymous && name == "" && fv.Kind() == reflect.Struct {
 			configStruct(fv, o)
 			continue
@@ -126,6 +129,9 @@ func (s *server) handleConfig(w http.ResponseWriter, r *http.Request, c call) er
 	}
 	out := obj{{"ok", true}, {"pool_configuration", list}}
 	if cfg, ok := configValue(reflect.ValueOf(s.redacted())); ok {
+		if !s.seesPrivate(r) {
+			cfg = withoutPrivate(cfg)
+		}
 		out = append(out, kv{"config", cfg})
 	}
 	writeJSON(w, http.StatusOK, append(out, kv{"status", obj{{"ok", true}}}))
@@ -138,6 +144,8 @@ func (s *server) handleFullConfig(w http.ResponseWriter, r *http.Request, c call
 	cfg, ok := configValue(reflect.ValueOf(s.redacted()))
 	if !ok {
 		cfg = obj{}
+	} else if !s.seesPrivate(r) {
+		cfg = withoutPrivate(cfg)
 	}
 	writeJSON(w, http.StatusOK, obj{{"ok", true}, {"full_config", cfg}, {"status", obj{{"ok", true}}}})
 	return nil
@@ -169,7 +177,7 @@ type setter func(body map[string]any, c pool.Caller) (bool, error)
 // override answers a POST /config/* write: 201 if anything changed, else
 // 200; bad names and values are 400 with them listed under key.
 func (s *server) override(w http.ResponseWriter, r *http.Request, set setter, key string) error {
-	caller, err := s.writer(r)
+	caller, err := s.operator(r)
 	if err != nil {
 		return err
 	}
@@ -198,7 +206,7 @@ type resetter func(pool string, c pool.Caller) (pool.Reset, error)
 // reset answers a DELETE /config/*/<pool>: the value before the reset and
 // the configured one, 201 if they differ, else 200.
 func (s *server) reset(w http.ResponseWriter, r *http.Request, c call, undo resetter, name string, asInt bool) error {
-	caller, err := s.writer(r)
+	caller, err := s.operator(r)
 	if err != nil {
 		return err
 	}
@@ -251,7 +259,7 @@ func (s *server) handleCloneTargetReset(w http.ResponseWriter, r *http.Request, 
 // handlePoolReset answers POST /poolreset {"<pool>": ...}: the pools' ready
 // and pending VMs are drained so the manager clones fresh ones; 201.
 func (s *server) handlePoolReset(w http.ResponseWriter, r *http.Request, c call) error {
-	caller, err := s.writer(r)
+	caller, err := s.operator(r)
 	if err != nil {
 		return err
 	}

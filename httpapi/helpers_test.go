@@ -64,13 +64,15 @@ type envOptions struct {
 	allowedTags  []string
 	tagFilter    map[string]string
 	realClock    bool
-	dir          string    // where the database goes ("" = a test temp dir)
-	experimental bool      // experimental_features: /config writes and /poolreset
-	redacted     any       // Config.Redacted
-	metrics      *Metrics  // Config.Metrics
-	audit        io.Writer // Config.Audit, as JSON lines
-	trusted      []string  // Config.TrustedProxies
-	admins       []string  // [auth] admins (with auth)
+	dir          string       // where the database goes ("" = a test temp dir)
+	experimental bool         // experimental_features: /config writes and /poolreset
+	redacted     any          // Config.Redacted
+	metrics      *Metrics     // Config.Metrics
+	audit        io.Writer    // Config.Audit, as JSON lines
+	trusted      []string     // Config.TrustedProxies
+	admins       []string     // [auth] admins (with auth)
+	tokenTTL     float64      // [auth] token_ttl, days (with auth)
+	authCfg      *auth.Config // replaces the dummy [auth] section
 }
 
 func testConfig() *pool.Config {
@@ -125,7 +127,10 @@ func mustEnv(tb testing.TB, o envOptions) *env {
 	svc.Templates = prov
 	var acfg *auth.Config
 	if o.auth {
-		acfg = &auth.Config{Provider: auth.ProviderDummy, Admins: o.admins}
+		acfg = &auth.Config{Provider: auth.ProviderDummy, Admins: o.admins, TokenTTL: o.tokenTTL}
+	}
+	if o.authCfg != nil {
+		acfg = o.authCfg
 	}
 	a, err := auth.New(acfg, st, nil)
 	if err != nil {

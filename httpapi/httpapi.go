@@ -77,6 +77,7 @@ type server struct {
 	auditLog *slog.Logger
 	trusted  []netip.Prefix
 	summary  chan struct{} // /summary slots (status.go)
+	limits   *limiters     // failed logins and request rates (limit.go)
 }
 
 // New returns the API handler. a may be nil (authentication off); svc.Now
@@ -89,7 +90,7 @@ func New(cfg Config, svc *pool.Service, a *auth.Auth, st *store.Store, logger *s
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &server{cfg: cfg, svc: svc, auth: a, st: st, logger: logger, metrics: cfg.Metrics,
-		summary: make(chan struct{}, summarySlots)}
+		summary: make(chan struct{}, summarySlots), limits: newLimiters()}
 	if s.metrics == nil {
 		s.metrics = NewMetrics()
 	}
@@ -133,7 +134,7 @@ func New(cfg Config, svc *pool.Service, a *auth.Auth, st *store.Store, logger *s
 		r.Handle("GET", path, s.handleMetrics(path))
 		r.Handle("HEAD", path, s.handleMetrics(path))
 	}
-	return s.instrument(s.recoverer(s.limitURI(normalisePath(r))))
+	return s.instrument(s.recoverer(s.limitURI(s.rateLimit(normalisePath(r)))))
 }
 
 // MaxURIBytes bounds a request's target (path and query); a longer one is

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/vmpooler/vmpooler/auth"
 	"github.com/vmpooler/vmpooler/pool"
 	"github.com/vmpooler/vmpooler/store"
 )
@@ -23,6 +24,7 @@ const (
 	eTooLarge   = "too_large"          // 413
 	eMethod     = "method_not_allowed" // 405
 	eURITooLong = "uri_too_long"       // 414
+	eTooMany    = "too_many_requests"  // 429
 )
 
 // statusOf maps every error code to its HTTP status: the one table.
@@ -37,6 +39,8 @@ var statusOf = map[string]int{
 	eURITooLong:         http.StatusRequestURITooLong,
 	store.EINTERNAL:     http.StatusInternalServerError,
 	store.EEMPTY:        http.StatusServiceUnavailable,
+	auth.EUNAVAILABLE:   http.StatusServiceUnavailable,
+	eTooMany:            http.StatusTooManyRequests,
 }
 
 // writeError writes err as {"ok":false,"error":...} with its code's status.
@@ -62,6 +66,13 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var de *detailError
 	if errors.As(err, &de) {
 		body = append(body, de.extra...)
+	}
+	var qe *store.QuotaError
+	if errors.As(err, &qe) {
+		if qe.Pool != "" {
+			body = append(body, kv{"pool", qe.Pool})
+		}
+		body = append(body, kv{"limit", qe.Limit}, kv{"running", qe.Running}, kv{"requested", qe.Requested})
 	}
 	writeJSON(w, status, body)
 }

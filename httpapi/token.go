@@ -40,9 +40,13 @@ func (s *server) basic(h basicHandler) handler {
 		if !ok {
 			return store.Errorf(store.EUNAUTHORIZED, "HTTP Basic credentials are required")
 		}
+		if err := s.loginThrottled(w, r, user); err != nil {
+			return err
+		}
 		if err := s.auth.Login(user, password); err != nil {
 			if store.ErrorCode(err) == store.EUNAUTHORIZED {
 				s.audit(r, "login_failed", user, "")
+				s.loginFailed(r, user)
 			}
 			return err
 		}
@@ -89,7 +93,11 @@ func (s *server) handleTokenList(w http.ResponseWriter, r *http.Request, c call,
 		if !t.LastUsed.IsZero() {
 			last = formatRuby(t.LastUsed)
 		}
-		out = append(out, kv{t.Token, obj{{"created", formatRuby(t.Created)}, {"last", last}}})
+		info := obj{{"created", formatRuby(t.Created)}, {"last", last}}
+		if e := s.auth.Expires(t); !e.IsZero() {
+			info = append(info, kv{"expires", formatRuby(e)})
+		}
+		out = append(out, kv{t.Token, info})
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -120,6 +128,9 @@ func (s *server) handleTokenGet(w http.ResponseWriter, r *http.Request, c call) 
 	info := obj{{"user", t.User}, {"created", formatRuby(t.Created)}, {"timestamp", formatRuby(t.Created)}}
 	if !t.LastUsed.IsZero() {
 		info = append(info, kv{"last", formatRuby(t.LastUsed)})
+	}
+	if e := s.auth.Expires(t); !e.IsZero() {
+		info = append(info, kv{"expires", formatRuby(e)})
 	}
 	hosts, err := s.svc.RunningByUser(t.User)
 	if err != nil {

@@ -28,6 +28,8 @@ type Manager struct {
 	Now      func() time.Time
 	NewName  func(prefix string) string // hostname generator, default NewHostname
 	Observer Observer                   // told of clones, boots and provider errors (metrics)
+	// PurgeTokens, when set, runs with store.Purge (expired API tokens).
+	PurgeTokens func() (int, error)
 
 	CallTimeout   time.Duration // deadline of each List, Destroy, Annotate (default 2m)
 	CheckTimeout  time.Duration // deadline of each ready check (default 30s)
@@ -297,6 +299,11 @@ func (m *Manager) maybePurge(now time.Time) error {
 		return fmt.Errorf("purge: %w", err)
 	} else if n > 0 {
 		m.Logger.Info("purged destroyed vm records", "count", n)
+	}
+	if m.PurgeTokens != nil {
+		if _, err := m.PurgeTokens(); err != nil {
+			m.Logger.Error("purging expired tokens", "err", err)
+		}
 	}
 	names, err := m.Store.Pools()
 	if err != nil {

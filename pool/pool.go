@@ -51,6 +51,13 @@ type Config struct {
 	// that name none.
 	CloneTarget string       `toml:"clone_target"`
 	Pools       []PoolConfig `toml:"-"`
+	// MaxRunningPerUser caps the VMs one token user may hold (running,
+	// or owed to pending ondemand requests); 0 = no cap.
+	MaxRunningPerUser int `toml:"max_running_per_user,omitempty"`
+	// RateLimitPerIP and RateLimitPerToken cap requests per minute from
+	// one client address or with one token (0 = no cap): 429 beyond.
+	RateLimitPerIP    int `toml:"rate_limit_per_ip,omitempty"`
+	RateLimitPerToken int `toml:"rate_limit_per_token,omitempty"`
 }
 
 // PoolConfig is one [[pools]] entry.
@@ -82,6 +89,8 @@ type PoolConfig struct {
 	// memory snapshots on big guests). nil leaves them unset.
 	SnapshotMainMemIOBlockPages *IntString `toml:"snapshot_mainMem_ioBlockPages"`
 	SnapshotMainMemIOWait       *IntString `toml:"snapshot_mainMem_iowait"`
+	// MaxRunningPerUser caps one user's VMs of this pool; 0 = no cap.
+	MaxRunningPerUser int `toml:"max_running_per_user,omitempty"`
 }
 
 // SnapshotWithMemory reports snapshot_memory (default true).

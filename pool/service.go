@@ -180,7 +180,7 @@ func (s *Service) checkoutNow(cur *svcState, wants []Want, c Caller) (map[string
 	for range 3 {
 		plan, perName := svcPlan(s.Store.Counts(), cur.aliases, wants)
 		var vms []store.VM
-		vms, err = s.Store.Checkout(store.CheckoutRequest{Pools: plan, Lifetime: lifetime, User: c.User})
+		vms, err = s.Store.Checkout(store.CheckoutRequest{Pools: plan, Lifetime: lifetime, User: c.User, Quota: cur.quota(c.User)})
 		if err == nil {
 			s.Kick()
 			return svcAssign(vms, perName), nil

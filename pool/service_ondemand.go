@@ -74,7 +74,7 @@ func (s *Service) RequestOndemand(wants []Want, id string, c Caller) (string, er
 	} else if !validRequestID(id) {
 		return "", store.Errorf(store.EINVALID, "request_id must be 1 to %d of A-Z a-z 0-9 . _ -", MaxRequestIDLen)
 	}
-	r := store.Request{ID: id, User: c.User}
+	r := store.Request{ID: id, User: c.User, Quota: cur.quota(c.User)}
 	if c.User != "" && cur.cfg.VMLifetimeAuth > 0 {
 		r.Lifetime = cur.cfg.VMLifetimeAuth
 	}

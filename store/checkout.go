@@ -59,6 +59,9 @@ func validCheckout(req CheckoutRequest) error {
 // checkout is Checkout inside tx. On EEMPTY the caller's transaction rolls
 // back whatever earlier pools of the request already moved.
 func checkout(tx *bolt.Tx, d counts, req CheckoutRequest, now time.Time) ([]VM, error) {
+	if err := checkQuota(tx, req.Quota, req.User, req.Pools); err != nil {
+		return nil, err
+	}
 	var out []VM
 	for _, pc := range req.Pools {
 		// Keys are collected before any delete: never delete while a cursor

@@ -121,6 +121,9 @@ func (s *Store) CreateRequest(r Request) error {
 		if tx.Bucket(bucketRequests).Get([]byte(r.ID)) != nil {
 			return Errorf(ECONFLICT, "request %s already exists", r.ID)
 		}
+		if err := checkQuota(tx, r.Quota, r.User, r.Requested); err != nil {
+			return err
+		}
 		r.State, r.Hosts, r.Error = RequestPending, nil, ""
 		if r.Created.IsZero() {
 			r.Created = now

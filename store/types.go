@@ -104,6 +104,7 @@ type CheckoutRequest struct {
 	Pools    []PoolCount
 	Lifetime int    // hours stored on each VM; 0 = default
 	User     string // token user, "" if anonymous
+	Quota    *Quota // limits of User, checked in the checkout's transaction; nil = none
 }
 
 // Token is an API token and its owner.
@@ -142,6 +143,8 @@ type Request struct {
 	State     string              `json:"state"`
 	Hosts     map[string][]string `json:"hosts,omitempty"` // pool → hostnames delivered (running)
 	Error     string              `json:"error,omitempty"`
+	// Quota limits User when the request is created (not stored).
+	Quota *Quota `json:"-"`
 }
 
 // Durations is a count/sum/min/max of durations in seconds.

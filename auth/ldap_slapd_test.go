@@ -1,0 +1,256 @@
+package auth
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vmpooler/vmpooler/store"
+)
+
+// slapdBin finds Debian's slapd and slapadd (in /usr/sbin, often not on a
+// user's PATH), or skips the test naming the package to install.
+func slapdBin(t *testing.T) (slapd, slapadd string) {
+	t.Helper()
+	find := func(name string) string {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+		if p := "/usr/sbin/" + name; fileExists(p) {
+			return p
+		}
+		return ""
+	}
+	slapd, slapadd = find("slapd"), find("slapadd")
+	if slapd == "" || slapadd == "" {
+		t.Skip("slapd is not installed: apt-get install slapd ldap-utils (Debian package slapd) to run the OpenLDAP tests")
+	}
+	if !fileExists("/etc/ldap/schema/inetorgperson.schema") {
+		t.Skip("the OpenLDAP schema files are missing (/etc/ldap/schema): reinstall the Debian package slapd")
+	}
+	return slapd, slapadd
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// slapdServer is a throw-away OpenLDAP server on a loopback port.
+type slapdServer struct {
+	port int
+	ca   testCA
+	cmd  *exec.Cmd
+}
+
+const slapdLDIF = `dn: dc=example,dc=org
+objectClass: dcObject
+objectClass: organization
+o: Example
+dc: example
+
+dn: ou=people,dc=example,dc=org
+objectClass: organizationalUnit
+ou: people
+
+dn: ou=staff,dc=example,dc=org
+objectClass: organizationalUnit
+ou: staff
+
+dn: ou=services,dc=example,dc=org
+objectClass: organizationalUnit
+ou: services
+
+dn: uid=alice,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+uid: alice
+cn: Alice Liddell
+sn: Liddell
+userPassword: wonderland
+
+dn: cn=Bob Builder,ou=staff,dc=example,dc=org
+objectClass: inetOrgPerson
+uid: bob
+cn: Bob Builder
+sn: Builder
+userPassword: canwefixit
+
+dn: uid=twin,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+uid: twin
+cn: Twin One
+sn: One
+userPassword: twin
+
+dn: cn=Twin Two,ou=staff,dc=example,dc=org
+objectClass: inetOrgPerson
+uid: twin
+cn: Twin Two
+sn: Two
+userPassword: twin
+
+dn: cn=vmpooler,ou=services,dc=example,dc=org
+objectClass: organizationalRole
+objectClass: simpleSecurityObject
+cn: vmpooler
+userPassword: svcsecret
+`
+
+// startSlapd writes a slapd.conf and an mdb database into a temp dir,
+// loads the entries above with slapadd and runs slapd in the foreground on
+// ldap://127.0.0.1:<port> with a test CA's certificate for StartTLS.
+// Anonymous users may only bind; searches need a bound user.
+func startSlapd(t *testing.T) *slapdServer {
+	t.Helper()
+	slapd, slapadd := slapdBin(t)
+	dir := t.TempDir()
+	ca := newTestCA(t, dir)
+	if err := os.Mkdir(filepath.Join(dir, "db"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf(`include /etc/ldap/schema/core.schema
+include /etc/ldap/schema/cosine.schema
+include /etc/ldap/schema/inetorgperson.schema
+pidfile %[1]s/slapd.pid
+argsfile %[1]s/slapd.args
+modulepath /usr/lib/ldap
+moduleload back_mdb
+TLSCACertificateFile %[2]s
+TLSCertificateFile %[3]s
+TLSCertificateKeyFile %[4]s
+database mdb
+maxsize 10485760
+suffix "dc=example,dc=org"
+rootdn "cn=admin,dc=example,dc=org"
+rootpw adminsecret
+directory %[1]s/db
+access to attrs=userPassword by anonymous auth by self read by * none
+access to * by users read by anonymous auth
+`, dir, ca.caFile, ca.certFile, ca.keyFile)
+	confFile := filepath.Join(dir, "slapd.conf")
+	ldif := filepath.Join(dir, "data.ldif")
+	os.WriteFile(confFile, []byte(conf), 0o600)
+	os.WriteFile(ldif, []byte(slapdLDIF), 0o600)
+	if out, err := exec.Command(slapadd, "-f", confFile, "-l", ldif).CombinedOutput(); err != nil {
+		t.Fatalf("slapadd: %v\n%s", err, out)
+	}
+	s := &slapdServer{port: freePort(t), ca: ca}
+	s.cmd = exec.Command(slapd, "-d", "0", "-f", confFile, "-h", "ldap://127.0.0.1:"+strconv.Itoa(s.port))
+	var log strings.Builder
+	s.cmd.Stdout, s.cmd.Stderr = &log, &log
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("slapd: %v", err)
+	}
+	t.Cleanup(s.stop)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(s.port))
+		if err == nil {
+			c.Close()
+			return s
+		} else if time.Now().After(deadline) {
+			s.stop()
+			t.Fatalf("slapd did not listen on port %d: %v\n%s", s.port, err, log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop kills slapd (the server going away) and waits for it.
+func (s *slapdServer) stop() {
+	if s.cmd.ProcessState == nil {
+		s.cmd.Process.Kill()
+		s.cmd.Wait()
+	}
+}
+
+func (s *slapdServer) config(extra string) string {
+	return `
+[auth]
+provider = "ldap"
+[auth.ldap]
+host = "localhost"
+port = ` + strconv.Itoa(s.port) + `
+timeout = 3
+` + extra
+}
+
+func TestSlapdDirectBind(t *testing.T) {
+	s := startSlapd(t)
+	a := newLDAPAuth(t, s.config(`
+base = ["ou=people,dc=example,dc=org", "ou=staff,dc=example,dc=org"]
+user_object = ["uid", "cn"]
+encryption = "start_tls"
+ca_file = "`+s.ca.caFile+`"
+`))
+	if err := a.Login("alice", "wonderland"); err != nil {
+		t.Errorf("alice: %v", err)
+	}
+	if err := a.Login("Bob Builder", "canwefixit"); err != nil { // second base, second object
+		t.Errorf("bob: %v", err)
+	}
+	wantCode(t, "wrong password", a.Login("alice", "wrong"), store.EUNAUTHORIZED)
+	wantCode(t, "unknown user", a.Login("mallory", "wonderland"), store.EUNAUTHORIZED)
+	wantCode(t, "empty password", a.Login("alice", ""), store.EUNAUTHORIZED)
+	wantCode(t, "injection", a.Login("*)(uid=*", "wonderland"), store.EUNAUTHORIZED)
+	wantCode(t, "DN injection", a.Login("alice,ou=people,dc=example,dc=org", "wonderland"), store.EUNAUTHORIZED)
+	s.stop()
+	wantCode(t, "server gone", a.Login("alice", "wonderland"), EUNAVAILABLE)
+}
+
+func TestSlapdServiceAccountSearch(t *testing.T) {
+	s := startSlapd(t)
+	t.Setenv("TEST_SLAPD_SVC_PASSWORD", "svcsecret")
+	a := newLDAPAuth(t, s.config(`
+base = "dc=example,dc=org"
+user_object = "uid"
+encryption = "start_tls"
+ca_file = "`+s.ca.caFile+`"
+[auth.ldap.service_account]
+user_dn = "cn=vmpooler,ou=services,dc=example,dc=org"
+password_env = "TEST_SLAPD_SVC_PASSWORD"
+`))
+	if err := a.Login("alice", "wonderland"); err != nil {
+		t.Errorf("alice: %v", err)
+	}
+	if err := a.Login("bob", "canwefixit"); err != nil { // found by uid though its DN is cn=...
+		t.Errorf("bob: %v", err)
+	}
+	wantCode(t, "wrong password", a.Login("alice", "wrong"), store.EUNAUTHORIZED)
+	wantCode(t, "unknown user", a.Login("mallory", "wonderland"), store.EUNAUTHORIZED)
+	wantCode(t, "two entries", a.Login("twin", "twin"), store.EUNAUTHORIZED)
+	// Unescaped, (uid=*)(uid=*) would match every entry; escaped it matches none.
+	wantCode(t, "injection", a.Login("*)(uid=*", "wonderland"), store.EUNAUTHORIZED)
+	wantCode(t, "wildcard", a.Login("al*", "wonderland"), store.EUNAUTHORIZED)
+	s.stop()
+	wantCode(t, "server gone", a.Login("alice", "wonderland"), EUNAVAILABLE)
+}
+
+func TestSlapdStartTLS(t *testing.T) {
+	s := startSlapd(t)
+	cfg := `
+base = "ou=people,dc=example,dc=org"
+user_object = "uid"
+encryption = "start_tls"
+`
+	good := newLDAPAuth(t, s.config(cfg+`ca_file = "`+s.ca.caFile+`"`+"\n"))
+	if err := good.Login("alice", "wonderland"); err != nil {
+		t.Errorf("StartTLS with the test CA: %v", err)
+	}
+	// The system roots do not know the test CA: the handshake fails before
+	// any password is sent, and the answer is 503, not 401.
+	untrusted := newLDAPAuth(t, s.config(cfg))
+	wantCode(t, "untrusted certificate", untrusted.Login("alice", "wonderland"), EUNAVAILABLE)
+	plain := newLDAPAuth(t, s.config(`
+base = "ou=people,dc=example,dc=org"
+user_object = "uid"
+encryption = "plain"
+insecure = true
+`))
+	if err := plain.Login("alice", "wonderland"); err != nil {
+		t.Errorf("plain: %v", err)
+	}
+}

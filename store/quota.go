@@ -1,0 +1,135 @@
+package store
+
+import (
+	"bytes"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Quota limits how many VMs one user may hold: running VMs plus those
+// still owed to the user's pending ondemand requests. It is checked inside
+// the transaction that hands VMs out, so concurrent requests cannot
+// overshoot it. A zero limit is no limit.
+type Quota struct {
+	Total   int            // [config] max_running_per_user
+	PerPool map[string]int // pool → its max_running_per_user
+}
+
+func (q *Quota) active() bool {
+	if q == nil {
+		return false
+	}
+	if q.Total > 0 {
+		return true
+	}
+	for _, n := range q.PerPool {
+		if n > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// QuotaError is a request refused by a Quota: 403, naming the limit and
+// the user's count. Pool is "" for the overall limit.
+type QuotaError struct {
+	User      string
+	Pool      string
+	Limit     int
+	Running   int // VMs the user holds now (running, or owed by ondemand requests)
+	Requested int // VMs this request asked for (of Pool, when set)
+}
+
+func (e *QuotaError) Error() string {
+	if e.Pool != "" {
+		return fmt.Sprintf("quota exceeded: user %s holds %d vms of pool %s and asks for %d more; max_running_per_user for pool %s is %d",
+			e.User, e.Running, e.Pool, e.Requested, e.Pool, e.Limit)
+	}
+	return fmt.Sprintf("quota exceeded: user %s holds %d vms and asks for %d more; max_running_per_user is %d",
+		e.User, e.Running, e.Requested, e.Limit)
+}
+
+// Unwrap gives the error its code (EFORBIDDEN) and message.
+func (e *QuotaError) Unwrap() error { return Errorf(EFORBIDDEN, "%s", e.Error()) }
+
+// usage counts user's running VMs and the VMs still owed to the user's
+// pending ondemand requests, in all and per pool.
+func usage(tx *bolt.Tx, user string) (total int, perPool map[string]int, err error) {
+	perPool = make(map[string]int)
+	// Visit only the running section of each pool's index: a few seeks per
+	// pool, then one decode per running VM.
+	c := tx.Bucket(bucketPools).Cursor()
+	for k, _ := c.First(); k != nil; {
+		pool, st, host, ok := splitIndexKey(k)
+		if !ok {
+			k, _ = c.Next()
+			continue
+		}
+		if st != StateRunning {
+			running := indexPrefix(pool, StateRunning)
+			if bytes.Compare(k, running) < 0 {
+				k, _ = c.Seek(running)
+			} else {
+				k, _ = c.Seek(append([]byte(pool), 1)) // the next pool
+			}
+			continue
+		}
+		k, _ = c.Next()
+		vm, err := getVM(tx, host)
+		if err != nil {
+			return 0, nil, err
+		}
+		if vm.User == user {
+			total++
+			perPool[pool]++
+		}
+	}
+	rc := tx.Bucket(bucketReqsPending).Cursor()
+	for k, _ := rc.First(); k != nil; k, _ = rc.Next() {
+		r, err := getRequest(tx, keyName(k))
+		if ErrorCode(err) == ENOTFOUND {
+			continue
+		} else if err != nil {
+			return 0, nil, err
+		}
+		if r.User != user || r.State != RequestPending {
+			continue
+		}
+		for _, pc := range r.Requested {
+			owed := pc.Count - len(r.Hosts[pc.Pool])
+			if owed > 0 {
+				total += owed
+				perPool[pc.Pool] += owed
+			}
+		}
+	}
+	return total, perPool, nil
+}
+
+// checkQuota refuses a request of want (pool → count) by user that would
+// take the user past q.
+func checkQuota(tx *bolt.Tx, q *Quota, user string, want []PoolCount) error {
+	if user == "" || !q.active() {
+		return nil
+	}
+	total, perPool, err := usage(tx, user)
+	if err != nil {
+		return err
+	}
+	asked := 0
+	byPool := make(map[string]int)
+	for _, pc := range want {
+		asked += pc.Count
+		byPool[pc.Pool] += pc.Count
+	}
+	if q.Total > 0 && total+asked > q.Total {
+		return &QuotaError{User: user, Limit: q.Total, Running: total, Requested: asked}
+	}
+	for _, pc := range want {
+		if lim := q.PerPool[pc.Pool]; lim > 0 && perPool[pc.Pool]+byPool[pc.Pool] > lim {
+			return &QuotaError{User: user, Pool: pc.Pool, Limit: lim, Running: perPool[pc.Pool], Requested: byPool[pc.Pool]}
+		}
+	}
+	return nil
+}
