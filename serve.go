@@ -117,6 +117,7 @@ func (d *daemon) serve(ctx context.Context, cfg *Config, hup <-chan os.Signal, r
 	d.svc.Templates, _ = prov.(pool.TemplateFinder)
 	d.mgr.Demand = d.svc.WaitDemand
 	d.mgr.OnReady = d.svc.ServeWaiters
+	d.mgr.AfterPass = d.svc.PassDone
 	api := httpapi.New(httpapi.Config{
 		SiteName:       cfg.Global.SiteName,
 		Redacted:       func() any { return d.cfg.Load().redacted() },

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/vmpooler/vmpooler/pool"
 	"github.com/vmpooler/vmpooler/store"
@@ -92,8 +93,18 @@ func (s *server) ondemand(w http.ResponseWriter, r *http.Request, c call, wants 
 // the hostnames when filled; 200 with ready false and a message when it
 // failed or was deleted.
 func (s *server) handleOndemandGet(w http.ResponseWriter, r *http.Request, c call) error {
-	v, err := s.svc.Ondemand(c.ps.ByName("name"))
-	if err != nil {
+	var wait time.Duration
+	if r.URL.Query().Has("wait") {
+		var err error
+		if wait, err = s.checkoutWait(r); err != nil {
+			return err
+		}
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + 30*time.Second))
+	}
+	v, err := s.svc.OndemandWait(r.Context(), c.ps.ByName("name"), wait)
+	if r.Context().Err() != nil {
+		return nil // the client went away
+	} else if err != nil {
 		return err
 	}
 	out := obj{{"ok", true}, {"request_id", v.ID}, {"ready", v.State == store.RequestReady}}

@@ -47,6 +47,9 @@ type Manager struct {
 	// OnReady, when set, is called after each pooled VM is made ready, so
 	// that waiting checkouts are served at once.
 	OnReady func()
+	// AfterPass, when set, is called at the end of every pass (long-polls
+	// of ondemand requests look again).
+	AfterPass func()
 
 	ReadyBackoffMin time.Duration // refill pause after a pass whose new VMs failed their ready check (default 1m)
 	ReadyBackoffMax time.Duration // cap of that doubling pause (default 1h)
@@ -275,6 +278,9 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	errs = append(errs, m.reconcileRequests(reqs, byName, now))
 	errs = append(errs, m.startJobs(now))
 	errs = append(errs, m.maybePurge(now))
+	if m.AfterPass != nil {
+		m.AfterPass()
+	}
 	return errors.Join(errs...)
 }
 

@@ -43,6 +43,7 @@ type Service struct {
 	initOnce sync.Once
 	cur      atomic.Pointer[svcState] // the configuration in force (SetConfig swaps it)
 	waits    *waitQueue               // waiting checkouts (wait.go)
+	pass     passes                   // the manager's passes, for long-polls (wait.go)
 
 	ovrMu sync.Mutex // serialises read-modify-write of overrides
 	tmpl  templateCache

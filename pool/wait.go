@@ -230,3 +230,55 @@ func (s *Service) waitersHold(cur *svcState, wants []Want) bool {
 	defer q.mu.Unlock()
 	return q.holds(pools, len(q.waiters))
 }
+
+// passes is a broadcast of the manager's passes: closed and replaced at
+// the end of each one, so that long-polls of ondemand requests wake once
+// per pass, whatever their number.
+type passes struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func (p *passes) next() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ch == nil {
+		p.ch = make(chan struct{})
+	}
+	return p.ch
+}
+
+// PassDone tells long-polls that the manager finished a pass (it fills
+// ondemand requests in passes). The manager calls it (Manager.AfterPass).
+func (s *Service) PassDone() {
+	s.init()
+	s.pass.mu.Lock()
+	defer s.pass.mu.Unlock()
+	if s.pass.ch != nil {
+		close(s.pass.ch)
+		s.pass.ch = nil
+	}
+}
+
+// OndemandWait is Ondemand that, while the request is pending, waits up
+// to wait for it to be filled (or to fail), looking again after each of
+// the manager's passes.
+func (s *Service) OndemandWait(ctx context.Context, id string, wait time.Duration) (OndemandView, error) {
+	s.init()
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		next := s.pass.next() // before reading: a pass that ends meanwhile is seen
+		v, err := s.Ondemand(id)
+		if err != nil || v.State != store.RequestPending || wait <= 0 {
+			return v, err
+		}
+		select {
+		case <-next:
+		case <-timer.C:
+			return s.Ondemand(id)
+		case <-ctx.Done():
+			return v, ctx.Err()
+		}
+	}
+}

@@ -273,3 +273,42 @@ func TestWaitManagerClonesForWaiters(t *testing.T) {
 		t.Errorf("after the waiter left the pool holds %d VMs, want its size 0", got)
 	}
 }
+
+// GET /ondemandvm/<id>?wait=N: the long-poll returns at the end of the
+// pass that filled the request, or pending at its deadline.
+func TestOndemandWait(t *testing.T) {
+	e := mustWaitEnv(t, PoolConfig{Name: "p"})
+	id, err := e.svc.RequestOndemand([]Want{{Name: "p", Count: 1}}, "", Caller{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := e.svc.OndemandWait(context.Background(), id, 100*time.Millisecond); err != nil || v.State != store.RequestPending {
+		t.Fatalf("at the deadline: %v %v, want pending", v.State, err)
+	}
+	out := make(chan string, 1)
+	go func() {
+		v, err := e.svc.OndemandWait(context.Background(), id, time.Minute)
+		if err != nil {
+			t.Error(err)
+		}
+		out <- v.State
+	}()
+	e.svc.PassDone() // a pass that changed nothing: it looks again and waits on
+	select {
+	case st := <-out:
+		t.Fatalf("answered %s before the request was filled", st)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if err := e.st.FinishRequest(id, store.RequestReady, ""); err != nil {
+		t.Fatal(err)
+	}
+	e.svc.PassDone()
+	select {
+	case st := <-out:
+		if st != store.RequestReady {
+			t.Errorf("state = %s, want ready", st)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the long-poll did not return after the pass that filled the request")
+	}
+}
