@@ -44,8 +44,12 @@ type Config struct {
 	CheckHostnameMismatch *bool `toml:"check_ready_vm_hostname_for_mismatch"`
 	// CloneTarget is upstream's global clone_target: the default of pools
 	// that name none.
-	CloneTarget string       `toml:"clone_target"`
-	Pools       []PoolConfig `toml:"-"`
+	CloneTarget string `toml:"clone_target"`
+	// PurgeUnconfiguredResources destroys the VMs carrying this pooler's
+	// marker in the folders of pools removed from the configuration
+	// (upstream's name; off: they are logged once). Never another VM.
+	PurgeUnconfiguredResources bool         `toml:"purge_unconfigured_resources"`
+	Pools                      []PoolConfig `toml:"-"`
 }
 
 // PoolConfig is one [[pools]] entry.
