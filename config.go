@@ -65,8 +65,12 @@ type Providers struct {
 	Fake *FakeProviderConfig `toml:"fake"`
 }
 
-// FakeProviderConfig is the [providers.fake] section (no keys yet).
-type FakeProviderConfig struct{}
+// FakeProviderConfig is the [providers.fake] section.
+type FakeProviderConfig struct {
+	// VMs are "<pool folder>/<name>" of VMs present at start without an
+	// ownership marker: stand-ins for another pooler's VMs (migration tests).
+	VMs []string `toml:"vms"`
+}
 
 // Environment variables that override the file, so it need not hold secrets.
 var envOverrides = []struct {

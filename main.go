@@ -11,6 +11,8 @@
 //	vmpooler inventory -config F [-owners]       list the VMs in every pool folder
 //	vmpooler adopt -config F -instance ID        take over the VMs of a lost database's pooler
 //	vmpooler token list|revoke -config F ...     list or revoke API tokens (pooler stopped)
+//	vmpooler import-config vmpooler.yaml         print the TOML equivalent of upstream's YAML
+//	vmpooler import-redis -config F redis://...  copy upstream's tokens and checked-out VMs
 //	vmpooler simulator -listen ADDR -config F    serve a standalone vCenter simulator
 //	vmpooler -version                            print the version
 package main
@@ -58,6 +60,11 @@ Usage:
   vmpooler adopt -config F -instance ID        take over the VMs of a lost database's
                                               pooler (see README)
   vmpooler token list|revoke -config F ...     list or revoke API tokens (pooler stopped)
+  vmpooler import-config vmpooler.yaml         print the TOML equivalent of upstream
+                                              vmpooler's YAML (migration, see README)
+  vmpooler import-redis -config F redis://H:P/DB
+                                              copy upstream's tokens and checked-out VMs
+                                              from its Redis (read-only; pooler stopped)
   vmpooler simulator -listen ADDR -config F    serve a standalone vCenter simulator
   vmpooler -version                            print the version and commit
 
@@ -98,8 +105,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runAdopt(args, stdout, stderr)
 	case "token":
 		return runToken(args, stdout, stderr)
+	case "import-config":
+		return runImportConfig(args, stdout, stderr)
+	case "import-redis":
+		return runImportRedis(ctx, args, stdout, stderr)
 	default:
-		return fmt.Errorf("unknown command %q (want serve, backup, restore, check, inventory, adopt, token or simulator; see vmpooler -h)", cmd)
+		return fmt.Errorf("unknown command %q (want serve, backup, restore, check, inventory, adopt, token, import-config, import-redis or simulator; see vmpooler -h)", cmd)
 	}
 }
 

@@ -99,8 +99,9 @@ datacenter = "DC0"
 	}
 	var vm map[string]any
 	getJSON(t, base+"/api/v1/vm/"+host+".example.com", &vm)
-	if got := vm[host+".example.com"].(map[string]any)["state"]; got != "running" {
-		t.Errorf("state = %v, want running", got)
+	// Keyed by the short hostname, as upstream's hostname_shorten.
+	if v, _ := vm[host].(map[string]any); v == nil || v["state"] != "running" {
+		t.Errorf("GET /vm/<fqdn> = %v, want state running under %q", vm, host)
 	}
 	req, _ := http.NewRequest(http.MethodDelete, base+"/api/v1/vm/"+host, nil)
 	resp, err = http.DefaultClient.Do(req)

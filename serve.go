@@ -217,7 +217,7 @@ func (d *daemon) shutdown(srv *http.Server, dr *drain, cancelRequests context.Ca
 func openProvider(ctx context.Context, cfg *Config, logger *slog.Logger) (pool.Provider, func() error, error) {
 	if cfg.Providers.Fake != nil {
 		logger.Warn("using the in-memory fake provider: VMs are not real and are lost at exit")
-		return pool.NewFakeProvider(), func() error { return nil }, nil
+		return newFakeProvider(cfg), func() error { return nil }, nil
 	}
 	prov := vsphere.New(cfg.Providers.Vsphere, cfg.Pools, logger)
 	if err := prov.Open(ctx); err != nil {

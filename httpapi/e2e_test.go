@@ -87,7 +87,8 @@ func TestOndemandEndToEnd(t *testing.T) {
 		t.Fatalf("hostnames debian %v centos %v", deb, cen)
 	}
 	status, body = call(t, "GET", srv.URL+"/api/v1/vm/"+cen[1].(string), "")
-	if vm, _ := body[cen[1].(string)].(map[string]any); status != 200 || vm["state"] != "running" {
+	short, _, _ := strings.Cut(cen[1].(string), ".")
+	if vm, _ := body[short].(map[string]any); status != 200 || vm["state"] != "running" {
 		t.Errorf("GET vm: %d %v", status, body)
 	}
 

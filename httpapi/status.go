@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"maps"
 	"math"
 	"net/http"
 	"slices"
@@ -241,7 +242,20 @@ func poolDurations(m map[string]store.Durations) map[string]durations {
 
 func dayTask(m map[string]store.Durations) summaryTask {
 	all := pool.MergeDurations(m)
-	return summaryTask{summaryDurations{toDurations(all), poolDurations(m)}, obj{{"total", all.Count}}}
+	return summaryTask{summaryDurations{toDurations(all), poolDurations(m)}, withPoolCounts(obj{{"total", all.Count}}, m)}
+}
+
+// withPoolCounts adds upstream's per-pool counts to a count object:
+// "pool": {"<pool>": {"total": n}, ...}, when any pool has one.
+func withPoolCounts(count obj, m map[string]store.Durations) obj {
+	if len(m) == 0 {
+		return count
+	}
+	pools := make(obj, 0, len(m))
+	for _, p := range slices.Sorted(maps.Keys(m)) {
+		pools = append(pools, kv{p, obj{{"total", m[p].Count}}})
+	}
+	return append(count, kv{"pool", pools})
 }
 
 // rangeTask is the overall section: durations over the range, and the
@@ -261,7 +275,7 @@ func rangeTask(m map[string]store.Durations, days []store.DayRollup, get func(st
 		avg = round(float64(all.Count)/float64(len(days)), 1)
 	}
 	return summaryTask{summaryDurations{toDurations(all), poolDurations(m)},
-		obj{{"average", avg}, {"min", lo}, {"max", hi}, {"total", all.Count}}}
+		withPoolCounts(obj{{"average", avg}, {"min", lo}, {"max", hi}, {"total", all.Count}}, m)}
 }
 
 func mergeDay(all *store.DayRollup, d store.DayRollup) {

@@ -234,10 +234,11 @@ type vmDetail struct {
 	FQDN      string            `json:"fqdn,omitempty"`   // v2 and later
 }
 
-// handleVMGet answers GET /vm/<host>, keyed by the name as requested.
+// handleVMGet answers GET /vm/<host>, keyed by the short hostname even
+// when asked with a fully qualified name, as upstream's v1 and v3
+// (result[hostname_shorten(...)]).
 func (s *server) handleVMGet(w http.ResponseWriter, r *http.Request, c call) error {
-	name := c.ps.ByName("name")
-	host, err := parseHost(name)
+	host, err := parseHost(c.ps.ByName("name"))
 	if err != nil {
 		return err
 	}
@@ -269,7 +270,7 @@ func (s *server) handleVMGet(w http.ResponseWriter, r *http.Request, c call) err
 	} else {
 		d.Domain = v.Domain
 	}
-	writeJSON(w, http.StatusOK, obj{{"ok", true}, {name, d}})
+	writeJSON(w, http.StatusOK, obj{{"ok", true}, {host, d}})
 	return nil
 }
 
@@ -304,7 +305,7 @@ func (s *server) handleVMModify(w http.ResponseWriter, r *http.Request, c call) 
 	}
 	s.auditCaller(r, "modify", caller, attrs...)
 	if m.Disk != nil { // queued: answered as POST /vm/<host>/disk/<n>
-		writeJSON(w, http.StatusAccepted, obj{{"ok", true}, {c.ps.ByName("name"), obj{{"disk", fmt.Sprintf("+%dgb", *m.Disk)}}}})
+		writeJSON(w, http.StatusAccepted, obj{{"ok", true}, {host, obj{{"disk", fmt.Sprintf("+%dgb", *m.Disk)}}}})
 		return nil
 	}
 	writeJSON(w, http.StatusOK, obj{{"ok", true}})
@@ -424,16 +425,16 @@ func validTagKey(k string) bool {
 	return true
 }
 
-// vmTarget reads a /vm/<name>/... route: the name as requested (answers
-// are keyed by it), the host it names, and the caller (strict: an invalid
-// token is a 401 rather than anonymous).
+// vmTarget reads a /vm/<name>/... route: the key answers use (the short
+// hostname, as upstream's hostname_shorten, also for a fully qualified
+// name), the host it names, and the caller (strict: an invalid token is a
+// 401 rather than anonymous).
 func (s *server) vmTarget(r *http.Request, c call, strict bool) (name, host string, caller pool.Caller, err error) {
-	name = c.ps.ByName("name")
-	if host, err = parseHost(name); err != nil {
-		return name, "", caller, err
+	if host, err = parseHost(c.ps.ByName("name")); err != nil {
+		return "", "", caller, err
 	}
 	caller, err = s.caller(r, strict)
-	return name, host, caller, err
+	return host, host, caller, err
 }
 
 // handleVMDelete answers DELETE /vm/<host>: a running VM is scheduled for
@@ -486,8 +487,7 @@ func (s *server) handleRevert(w http.ResponseWriter, r *http.Request, c call) er
 // example ("curl X POST ...") sends a GET by mistake, and gets {"ok":true}
 // for an existing snapshot instead of reverting.
 func (s *server) handleSnapshotGet(w http.ResponseWriter, r *http.Request, c call) error {
-	name := c.ps.ByName("name")
-	host, err := parseHost(name)
+	host, err := parseHost(c.ps.ByName("name"))
 	if err != nil {
 		return err
 	}
@@ -511,20 +511,19 @@ func (s *server) handleSnapshotGet(w http.ResponseWriter, r *http.Request, c cal
 		snaps = append(snaps, o)
 	}
 	if want == "" {
-		writeJSON(w, http.StatusOK, obj{{"ok", true}, {name, obj{{"snapshots", snaps}}}})
+		writeJSON(w, http.StatusOK, obj{{"ok", true}, {host, obj{{"snapshots", snaps}}}})
 		return nil
 	}
 	if len(snaps) == 0 {
 		return store.Errorf(store.ENOTFOUND, "vm %s has no snapshot %s", host, want)
 	}
-	writeJSON(w, http.StatusOK, obj{{"ok", true}, {name, snaps[0]}})
+	writeJSON(w, http.StatusOK, obj{{"ok", true}, {host, snaps[0]}})
 	return nil
 }
 
 // handleDisk answers POST /vm/<host>/disk/<size> with 202.
 func (s *server) handleDisk(w http.ResponseWriter, r *http.Request, c call) error {
-	name := c.ps.ByName("name")
-	host, err := parseHost(name)
+	host, err := parseHost(c.ps.ByName("name"))
 	if err != nil {
 		return err
 	}
@@ -540,6 +539,6 @@ func (s *server) handleDisk(w http.ResponseWriter, r *http.Request, c call) erro
 		return err
 	}
 	s.auditCaller(r, "disk", caller, "host", host, "disk_gb", size)
-	writeJSON(w, http.StatusAccepted, obj{{"ok", true}, {name, obj{{"disk", fmt.Sprintf("+%dgb", size)}}}})
+	writeJSON(w, http.StatusAccepted, obj{{"ok", true}, {host, obj{{"disk", fmt.Sprintf("+%dgb", size)}}}})
 	return nil
 }

@@ -84,6 +84,7 @@ type Manager struct {
 	warned    map[string]bool         // unconfigured pools already logged
 	readyBO   map[string]*poolBackoff // pool → pause after failed ready checks
 	retired   map[string]bool         // pools SetConfig removed, kept at size 0 until drained
+	unconf    unconfigured            // folders of pools no longer configured
 }
 
 // cloneTask is a clone running in a goroutine.
@@ -278,6 +279,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	errs = append(errs, m.reconcileRequests(reqs, byName, now))
 	errs = append(errs, m.startJobs(now))
 	errs = append(errs, m.maybePurge(now))
+	errs = append(errs, m.reconcileUnconfigured(ctx, now))
 	if m.AfterPass != nil {
 		m.AfterPass()
 	}

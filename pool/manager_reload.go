@@ -50,6 +50,7 @@ func (m *Manager) SetConfig(cfg *Config) {
 		m.odSem = make(chan struct{}, positive(next.OndemandCloneLimit, 10))
 	}
 	m.setConfig(&next)
+	m.unconf.due = true // look into the folders of removed pools
 	m.Kick()
 }
 

@@ -49,15 +49,19 @@ type Config struct {
 	MaxCheckoutWait int `toml:"max_checkout_wait"`
 	// CloneTarget is upstream's global clone_target: the default of pools
 	// that name none.
-	CloneTarget string       `toml:"clone_target"`
-	Pools       []PoolConfig `toml:"-"`
+	CloneTarget string `toml:"clone_target"`
+	// PurgeUnconfiguredResources destroys the VMs carrying this pooler's
+	// marker in the folders of pools removed from the configuration
+	// (upstream's name; off: they are logged once). Never another VM.
+	PurgeUnconfiguredResources bool `toml:"purge_unconfigured_resources"`
 	// MaxRunningPerUser caps the VMs one token user may hold (running,
 	// or owed to pending ondemand requests); 0 = no cap.
 	MaxRunningPerUser int `toml:"max_running_per_user,omitempty"`
 	// RateLimitPerIP and RateLimitPerToken cap requests per minute from
 	// one client address or with one token (0 = no cap): 429 beyond.
-	RateLimitPerIP    int `toml:"rate_limit_per_ip,omitempty"`
-	RateLimitPerToken int `toml:"rate_limit_per_token,omitempty"`
+	RateLimitPerIP    int          `toml:"rate_limit_per_ip,omitempty"`
+	RateLimitPerToken int          `toml:"rate_limit_per_token,omitempty"`
+	Pools             []PoolConfig `toml:"-"`
 }
 
 // PoolConfig is one [[pools]] entry.

@@ -60,10 +60,12 @@ func VerifyFile(path string) (err error) {
 		}
 	}()
 	err = db.View(func(tx *bolt.Tx) error {
-		if err := checkSchema(tx); err != nil {
+		// The protected walk first: it reads every page, so that the
+		// schema check after it cannot fault on a damaged one.
+		if err := walkProtected(tx); err != nil {
 			return err
 		}
-		if err := walkProtected(tx); err != nil {
+		if err := checkSchema(tx); err != nil {
 			return err
 		}
 		var errs []error

@@ -101,18 +101,23 @@ func (s *Store) AddRunning(vm VM) error {
 		return err
 	}
 	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
-		if tx.Bucket(bucketVMs).Get([]byte(vm.Hostname)) != nil {
-			return Errorf(ECONFLICT, "vm %s already exists", vm.Hostname)
-		}
-		vm.State = StateRunning
-		if vm.CheckedOut.IsZero() || vm.CheckedOut.After(now) {
-			vm.CheckedOut = now
-		}
-		vm.Started, vm.Cloned, vm.Ready = vm.CheckedOut, vm.CheckedOut, vm.CheckedOut
-		vm.Completed, vm.Destroyed = time.Time{}, time.Time{}
-		if err := index(tx, d, &vm); err != nil {
-			return err
-		}
-		return putVM(tx, &vm)
+		return addRunning(tx, now, d, vm)
 	})
+}
+
+// addRunning is AddRunning within tx.
+func addRunning(tx *bolt.Tx, now time.Time, d counts, vm VM) error {
+	if tx.Bucket(bucketVMs).Get([]byte(vm.Hostname)) != nil {
+		return Errorf(ECONFLICT, "vm %s already exists", vm.Hostname)
+	}
+	vm.State = StateRunning
+	if vm.CheckedOut.IsZero() || vm.CheckedOut.After(now) {
+		vm.CheckedOut = now
+	}
+	vm.Started, vm.Cloned, vm.Ready = vm.CheckedOut, vm.CheckedOut, vm.CheckedOut
+	vm.Completed, vm.Destroyed = time.Time{}, time.Time{}
+	if err := index(tx, d, &vm); err != nil {
+		return err
+	}
+	return putVM(tx, &vm)
 }
