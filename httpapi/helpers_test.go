@@ -71,6 +71,7 @@ type envOptions struct {
 	audit        io.Writer // Config.Audit, as JSON lines
 	trusted      []string  // Config.TrustedProxies
 	admins       []string  // [auth] admins (with auth)
+	private      bool      // Config.DashboardPrivate
 }
 
 func testConfig() *pool.Config {
@@ -136,7 +137,8 @@ func mustEnv(tb testing.TB, o envOptions) *env {
 	if o.audit != nil {
 		audit = slog.New(slog.NewJSONHandler(o.audit, nil))
 	}
-	srv := httptest.NewServer(New(Config{Redacted: o.redacted, Metrics: o.metrics, Audit: audit, TrustedProxies: o.trusted}, svc, a, st, nil))
+	srv := httptest.NewServer(New(Config{Redacted: o.redacted, Metrics: o.metrics, Audit: audit, TrustedProxies: o.trusted,
+		DashboardPrivate: o.private}, svc, a, st, nil))
 	tb.Cleanup(srv.Close)
 	return &env{tb: tb, srv: srv, st: st, svc: svc, auth: a, clock: clk, cfg: cfg, prov: prov}
 }

@@ -300,10 +300,10 @@
         s('text', {x: L - 4, y: y + 4, 'text-anchor': 'end', text: secs(ymax * f)}));
     }
     const n = dates.length;
-    for (const i of [0, Math.floor((n - 1) / 2), n - 1]) {
-      if (i < 0) continue;
-      const x = L + (W - L - R) * (i + 0.5) / n;
-      svg.append(s('text', {x, y: HT - 6, 'text-anchor': 'middle', text: dates[i].slice(5)}));
+    for (const [i, anchor] of [[0, 'start'], [Math.floor((n - 1) / 2), 'middle'], [n - 1, 'end']]) {
+      if (i < 0 || (n < 3 && anchor === 'middle')) continue;
+      const x = anchor === 'start' ? L : anchor === 'end' ? W - R : L + (W - L - R) * (i + 0.5) / n;
+      svg.append(s('text', {x, y: HT - 6, 'text-anchor': anchor, text: dates[i].slice(5)}));
     }
     return svg;
   }

@@ -1,0 +1,284 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/vmpooler/vmpooler/store"
+)
+
+// findChromium returns a Chromium (or Chrome) binary, or "" when none is
+// installed.
+func findChromium() string {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "headless-shell"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// seedRollups writes 30 days of history into a new database at path, as
+// the manager would have: clones and boots of both pools on most days
+// (none on every fifth), and tags on some. It returns the clones per
+// date.
+func seedRollups(t *testing.T, path string, pools []string) map[string]int {
+	t.Helper()
+	now := time.Now().UTC()
+	var clk time.Time
+	st := store.New(path)
+	st.Now = func() time.Time { return clk }
+	if err := st.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	clones := map[string]int{}
+	for back := 29; back >= 1; back-- {
+		if back%5 == 0 {
+			continue
+		}
+		day := now.AddDate(0, 0, -back)
+		clk = time.Date(day.Year(), day.Month(), day.Day(), 9, 0, 0, 0, time.UTC)
+		for pi, p := range pools {
+			n := 1 + (back*7+pi*3)%5
+			for i := range n {
+				host := fmt.Sprintf("seed%02d%d%d", back, pi, i)
+				steps := []struct {
+					wait time.Duration
+					do   func() error
+				}{
+					{0, func() error { return st.AddPending(store.VM{Hostname: host, Pool: p, Template: "templates/" + p}) }},
+					{time.Duration(20+back%7+pi*9) * time.Second, func() error { return st.MarkCloned(host) }},
+					{time.Duration(30+(back*3)%11+i) * time.Second, func() error { return st.MarkReady(host, "10.0.0.9") }},
+				}
+				for _, s := range steps {
+					clk = clk.Add(s.wait)
+					if err := s.do(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if back%3 == 0 && i == 0 {
+					if _, err := st.Checkout(store.CheckoutRequest{Pools: []store.PoolCount{{Pool: p, Count: 1}}}); err != nil {
+						t.Fatal(err)
+					}
+					project := []string{"alpha", "beta", "gamma"}[back%3+pi]
+					if _, err := st.Modify(host, 0, map[string]string{"project": project}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := st.Destroy(host, "seeded history"); err != nil {
+					t.Fatal(err)
+				}
+				clones[clk.Format(time.DateOnly)]++
+			}
+		}
+	}
+	return clones
+}
+
+// TestDashboardInBrowser loads /dashboard in headless Chromium against the
+// pooler on the embedded simulator with two pools and 30 days of seeded
+// history: both pools' numbers match /status, a checkout shows up within a
+// few seconds, the 30-day chart draws the seeded days, and the page logs
+// no console error. It saves a screenshot in the test's temp dir (and to
+// $VMPOOLER_DASHBOARD_SCREENSHOT when set, which is how docs/dashboard.png
+// is made).
+func TestDashboardInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the simulator and a browser")
+	}
+	chromium := findChromium()
+	if chromium == "" {
+		t.Skip("no Chromium found: install Debian's package chromium (apt-get install chromium) to run the browser test")
+	}
+	dir := t.TempDir()
+	db := filepath.Join(dir, "vmpooler.db")
+	pools := []string{"debian-12-x86_64", "centos-9-x86_64"}
+	seeded := seedRollups(t, db, pools)
+	cfgPath := filepath.Join(dir, "vmpooler.toml")
+	writeConfig(t, cfgPath, `
+[config]
+listen = "127.0.0.1:0"
+database = "`+db+`"
+domain = "example.com"
+check_loop_delay = 1
+log_level = "warn"
+task_limit = 4
+
+[[pools]]
+name = "debian-12-x86_64"
+alias = ["debian-12", "debian"]
+template = "templates/debian-12-x86_64"
+folder = "vmpooler/debian-12-x86_64"
+size = 3
+
+[[pools]]
+name = "centos-9-x86_64"
+alias = "centos-9"
+template = "templates/centos-9-x86_64"
+folder = "vmpooler/centos-9-x86_64"
+size = 2
+
+[providers.vsphere]
+simulator = true
+boot_delay = 0.1
+datacenter = "DC0"
+`)
+	r := startPooler(t, cfgPath)
+	waitReady(t, r.base, map[string]int{pools[0]: 3, pools[1]: 2})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium),
+		chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1200, 900))
+	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
+	defer acancel()
+	bctx, bcancel := chromedp.NewContext(actx)
+	defer bcancel()
+
+	var mu sync.Mutex
+	var consoleErrs []string
+	console := chromedp.Console(bctx)
+	go func() {
+		for m, err := range console {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleError || m.IsException() {
+				mu.Lock()
+				consoleErrs = append(consoleErrs, m.String())
+				mu.Unlock()
+			}
+		}
+	}()
+
+	if err := chromedp.Do(bctx, chromedp.Navigate(r.base+"/"),
+		chromedp.WaitVisible(`#pools tbody tr[data-pool]`)); err != nil {
+		t.Fatalf("load the dashboard: %v", err)
+	}
+	eval := func(js string, v any) {
+		t.Helper()
+		raw, err := chromedp.Run(bctx, chromedp.Evaluate[[]byte](js))
+		if err != nil {
+			t.Fatalf("evaluate %s: %v", js, err)
+		}
+		if err := json.Unmarshal(raw, v); err != nil {
+			t.Fatalf("evaluate %s: %v (%s)", js, err, raw)
+		}
+	}
+	type counts struct{ Ready, Pending, Running, Max int }
+	pageCounts := func() map[string]counts {
+		var out map[string]counts
+		eval(`Object.fromEntries([...document.querySelectorAll('#pools tbody tr')].map(tr => [tr.dataset.pool,
+			{Ready: +tr.querySelector('[data-k=ready]').textContent, Pending: +tr.querySelector('[data-k=pending]').textContent,
+			 Running: +tr.querySelector('[data-k=running]').textContent, Max: +tr.querySelector('[data-k=size]').textContent}]))`, &out)
+		return out
+	}
+	statusCounts := func() map[string]counts {
+		var st struct{ Pools map[string]counts }
+		getJSON(t, r.base+"/api/v1/status", &st)
+		return st.Pools
+	}
+	// until waits (bounded by the test's context) for cond, checking every 50 ms.
+	until := func(what string, cond func() (bool, any)) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for {
+			ok, seen := cond()
+			if ok {
+				return time.Since(start)
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("%s: gave up after %v; last saw %v", what, time.Since(start), seen)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+
+	until("the page's pool numbers match /status", func() (bool, any) {
+		page, want := pageCounts(), statusCounts()
+		return len(page) == 2 && reflect.DeepEqual(page, want), fmt.Sprintf("page %v, /status %v", page, want)
+	})
+
+	// A checkout, tagged, shows up without a reload.
+	code, host := checkout(t, r.base, "debian")
+	if code != 200 {
+		t.Fatalf("checkout: %d", code)
+	}
+	req, _ := http.NewRequest("PUT", r.base+"/api/v1/vm/"+host, strings.NewReader(`{"tags":{"project":"dashboard"}}`))
+	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != 200 {
+		t.Fatalf("tag %s: %v %v", host, err, res)
+	} else {
+		res.Body.Close()
+	}
+	took := until("the checkout on the page", func() (bool, any) {
+		var shown struct {
+			Running int
+			Host    bool
+		}
+		eval(`({Running: +document.querySelector('#pools tr[data-pool="debian-12-x86_64"] [data-k=running]').textContent,
+			Host: !!document.querySelector('#running tr[data-host="`+host+`"]')})`, &shown)
+		return shown.Running == 1 && shown.Host, shown
+	})
+	t.Logf("a checkout showed on the page %v after it returned (polling every 3 s)", took.Round(time.Millisecond))
+	if took > 10*time.Second {
+		t.Errorf("the checkout took %v to show; the page polls every 3 s", took)
+	}
+
+	// The 30-day chart draws one clone bar per seeded day, with its count.
+	var chart struct {
+		Days  string
+		Bars  map[string]string
+		Table int
+	}
+	until("the 30-day chart", func() (bool, any) {
+		eval(`({Days: document.querySelector('#chart-counts').dataset.days || '',
+			Bars: Object.fromEntries([...document.querySelectorAll('#chart-counts rect.s-clone')].map(r => [r.dataset.date, r.textContent])),
+			Table: document.querySelectorAll('#hist-table tbody tr').length})`, &chart)
+		return chart.Days == "30", chart
+	})
+	if chart.Table != 30 {
+		t.Errorf("history table has %d rows, want 30", chart.Table)
+	}
+	for date, n := range seeded {
+		if got, want := chart.Bars[date], fmt.Sprintf("%s: %d clones", date, n); got != want {
+			t.Errorf("bar of %s = %q, want %q", date, got, want)
+		}
+	}
+	if len(chart.Bars) < len(seeded) {
+		t.Errorf("%d clone bars, want at least the %d seeded days", len(chart.Bars), len(seeded))
+	}
+
+	shot, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	path := filepath.Join(t.TempDir(), "dashboard.png")
+	if err := os.WriteFile(path, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s (%d bytes)", path, len(shot))
+	if out := os.Getenv("VMPOOLER_DASHBOARD_SCREENSHOT"); out != "" {
+		if err := os.WriteFile(out, shot, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(consoleErrs) > 0 {
+		t.Errorf("console errors:\n%s", strings.Join(consoleErrs, "\n"))
+	}
+}
