@@ -99,10 +99,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the simulator and a browser")
 	}
-	chromium := findChromium()
-	if chromium == "" {
-		t.Skip("no Chromium found: install Debian's package chromium (apt-get install chromium) to run the browser test")
-	}
+	b := newBrowser(t)
 	dir := t.TempDir()
 	db := filepath.Join(dir, "vmpooler.db")
 	pools := []string{"debian-12-x86_64", "centos-9-x86_64"}
@@ -139,45 +136,11 @@ datacenter = "DC0"
 	r := startPooler(t, cfgPath)
 	waitReady(t, r.base, map[string]int{pools[0]: 3, pools[1]: 2})
 
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium),
-		chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1200, 900))
-	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
-	defer acancel()
-	bctx, bcancel := chromedp.NewContext(actx)
-	defer bcancel()
-
-	var mu sync.Mutex
-	var consoleErrs []string
-	console := chromedp.Console(bctx)
-	go func() {
-		for m, err := range console {
-			if err != nil {
-				return
-			}
-			if m.Type == chromedp.ConsoleError || m.IsException() {
-				mu.Lock()
-				consoleErrs = append(consoleErrs, m.String())
-				mu.Unlock()
-			}
-		}
-	}()
-
-	if err := chromedp.Do(bctx, chromedp.Navigate(r.base+"/"),
+	if err := chromedp.Do(b.tab, chromedp.Navigate(r.base+"/"),
 		chromedp.WaitVisible(`#pools tbody tr[data-pool]`)); err != nil {
 		t.Fatalf("load the dashboard: %v", err)
 	}
-	eval := func(js string, v any) {
-		t.Helper()
-		raw, err := chromedp.Run(bctx, chromedp.Evaluate[[]byte](js))
-		if err != nil {
-			t.Fatalf("evaluate %s: %v", js, err)
-		}
-		if err := json.Unmarshal(raw, v); err != nil {
-			t.Fatalf("evaluate %s: %v (%s)", js, err, raw)
-		}
-	}
+	eval, until := b.eval, b.until
 	type counts struct{ Ready, Pending, Running, Max int }
 	pageCounts := func() map[string]counts {
 		var out map[string]counts
@@ -191,22 +154,6 @@ datacenter = "DC0"
 		getJSON(t, r.base+"/api/v1/status", &st)
 		return st.Pools
 	}
-	// until waits (bounded by the test's context) for cond, checking every 50 ms.
-	until := func(what string, cond func() (bool, any)) time.Duration {
-		t.Helper()
-		start := time.Now()
-		for {
-			ok, seen := cond()
-			if ok {
-				return time.Since(start)
-			}
-			if ctx.Err() != nil {
-				t.Fatalf("%s: gave up after %v; last saw %v", what, time.Since(start), seen)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-
 	until("the page's pool numbers match /status", func() (bool, any) {
 		page, want := pageCounts(), statusCounts()
 		return len(page) == 2 && reflect.DeepEqual(page, want), fmt.Sprintf("page %v, /status %v", page, want)
@@ -261,7 +208,7 @@ datacenter = "DC0"
 		t.Errorf("%d clone bars, want at least the %d seeded days", len(chart.Bars), len(seeded))
 	}
 
-	shot, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
+	shot, err := chromedp.Run(b.tab, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
 	}
@@ -276,9 +223,141 @@ datacenter = "DC0"
 		}
 	}
 
-	mu.Lock()
-	defer mu.Unlock()
-	if len(consoleErrs) > 0 {
-		t.Errorf("console errors:\n%s", strings.Join(consoleErrs, "\n"))
+	b.checkConsole()
+}
+
+// browser is a headless Chromium tab for one test, bounded to a minute,
+// recording console errors and uncaught exceptions.
+type browser struct {
+	t    *testing.T
+	ctx  context.Context // the test's minute
+	tab  context.Context
+	mu   sync.Mutex
+	errs []string
+}
+
+// newBrowser starts Chromium (as root it needs --no-sandbox), or skips
+// the test naming the package to install.
+func newBrowser(t *testing.T) *browser {
+	t.Helper()
+	chromium := findChromium()
+	if chromium == "" {
+		t.Skip("no Chromium found: install Debian's package chromium (apt-get install chromium) to run the browser test")
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium),
+		chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1200, 900))
+	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
+	t.Cleanup(acancel)
+	tab, tcancel := chromedp.NewContext(actx)
+	t.Cleanup(tcancel)
+	b := &browser{t: t, ctx: ctx, tab: tab}
+	console := chromedp.Console(tab)
+	go func() {
+		for m, err := range console {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleError || m.IsException() {
+				b.mu.Lock()
+				b.errs = append(b.errs, m.String())
+				b.mu.Unlock()
+			}
+		}
+	}()
+	return b
+}
+
+// eval runs js in the page and decodes its value into v.
+func (b *browser) eval(js string, v any) {
+	b.t.Helper()
+	raw, err := chromedp.Run(b.tab, chromedp.Evaluate[[]byte](js))
+	if err != nil {
+		b.t.Fatalf("evaluate %s: %v", js, err)
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		b.t.Fatalf("evaluate %s: %v (%s)", js, err, raw)
+	}
+}
+
+// until waits (bounded by the test's minute) for cond, checking every
+// 50 ms, and returns how long it took.
+func (b *browser) until(what string, cond func() (bool, any)) time.Duration {
+	b.t.Helper()
+	start := time.Now()
+	for {
+		ok, seen := cond()
+		if ok {
+			return time.Since(start)
+		}
+		if b.ctx.Err() != nil {
+			b.t.Fatalf("%s: gave up after %v; last saw %v", what, time.Since(start), seen)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// checkConsole fails the test if the page logged an error.
+func (b *browser) checkConsole() {
+	b.t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.errs) > 0 {
+		b.t.Errorf("console errors:\n%s", strings.Join(b.errs, "\n"))
+	}
+}
+
+// TestDashboardLoginInBrowser: with [auth] on, the running list hides who
+// holds a VM until the visitor logs in with the page's form (a token kept
+// in local storage), and hides it again after logging out.
+func TestDashboardLoginInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a browser")
+	}
+	b := newBrowser(t)
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "vmpooler.toml")
+	htpasswdFile(t, filepath.Join(dir, "htpasswd"), "alice", "pw1")
+	writeConfig(t, cfgPath, fakeConfig("vmpooler.db", fakePool("a", 1))+"\n[auth]\nprovider = \"htpasswd\"\nfile = \"htpasswd\"\n")
+	r := startPooler(t, cfgPath)
+	waitReady(t, r.base, map[string]int{"a": 1})
+	_, tok := do(t, "POST", r.base+"/api/v1/token", "alice", "pw1", "")
+	req, _ := http.NewRequest("POST", r.base+"/api/v1/vm/a", nil)
+	req.Header.Set("X-AUTH-TOKEN", fmt.Sprint(tok["token"]))
+	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != 200 {
+		t.Fatalf("checkout with a token: %v %v", err, res)
+	} else {
+		res.Body.Close()
+	}
+	if err := chromedp.Do(b.tab, chromedp.Navigate(r.base+"/dashboard")); err != nil {
+		t.Fatal(err)
+	}
+	type view struct {
+		User, Who, Note string
+		Stored          bool
+	}
+	see := func() view {
+		var v view
+		b.eval(`({User: document.querySelector('#running tbody tr td:nth-child(3)')?.textContent || '',
+			Who: document.querySelector('#who').textContent,
+			Note: document.querySelector('#run-note').hidden ? '' : document.querySelector('#run-note').textContent,
+			Stored: !!localStorage.getItem('vmpooler.token')})`, &v)
+		return v
+	}
+	b.until("the user hidden before login", func() (bool, any) { v := see(); return v.User == "hidden" && v.Note != "", v })
+	if err := chromedp.Do(b.tab, chromedp.Click(`#login-open`), chromedp.WaitVisible(`#login-user`),
+		chromedp.SendKeys(`#login-user`, "alice"), chromedp.SendKeys(`#login-pass`, "pw1"),
+		chromedp.Click(`#login-form button[type=submit]`)); err != nil {
+		t.Fatalf("log in: %v", err)
+	}
+	b.until("the user shown after login", func() (bool, any) {
+		v := see()
+		return v.User == "alice" && v.Who == "Logged in as alice" && v.Stored && v.Note == "", v
+	})
+	if err := chromedp.Do(b.tab, chromedp.Click(`#logout`)); err != nil {
+		t.Fatal(err)
+	}
+	b.until("the user hidden after logout", func() (bool, any) { v := see(); return v.User == "hidden" && !v.Stored, v })
+	b.checkConsole()
 }

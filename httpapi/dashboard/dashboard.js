@@ -163,12 +163,12 @@
         h('td', {class: 'name', text: name}, p.alias && p.alias.length ? h('span', {class: 'alias', text: 'alias: ' + p.alias.join(', ')}) : null),
         h('td', {class: 'tmpl', text: tmpl[name] || ''}),
         h('td', {class: 'barcol'}, h('span', {class: 'vh', text: `${p.ready} ready, ${p.pending} pending, ${p.running} running of size ${p.max}`}), bar),
-        h('td', {class: 'num', 'data-k': 'ready', text: p.ready}),
-        h('td', {class: 'num', 'data-k': 'pending', text: p.pending}),
-        h('td', {class: 'num', 'data-k': 'running', text: p.running}),
-        h('td', {class: 'num', 'data-k': 'size', text: p.max}),
-        h('td', {text: ago(boot), title: p.lastBoot || null}),
-        h('td', {}, ...badges(p)));
+        h('td', {class: 'num', 'data-k': 'ready', 'data-label': 'ready', text: p.ready}),
+        h('td', {class: 'num', 'data-k': 'pending', 'data-label': 'pending', text: p.pending}),
+        h('td', {class: 'num', 'data-k': 'running', 'data-label': 'running', text: p.running}),
+        h('td', {class: 'num', 'data-k': 'size', 'data-label': 'size', text: p.max}),
+        h('td', {class: 'wide', 'data-label': 'last boot', text: ago(boot), title: p.lastBoot || null}),
+        h('td', {class: 'wide', 'data-label': 'health'}, ...badges(p)));
     });
     $('pools').tBodies[0].replaceChildren(...rows);
   }
