@@ -39,7 +39,9 @@
     for (const c of kids) if (c != null) el.append(c);
     return el;
   }
-  const setText = (id, v) => { $(id).textContent = v; };
+  // setText changes an element only when its text changes, so live
+  // regions are not announced again on every poll.
+  const setText = (id, v) => { const el = $(id); if (el.textContent !== String(v)) el.textContent = v; };
 
   async function get(path) {
     const headers = {Accept: 'application/json'};
@@ -144,7 +146,7 @@
     const msg = $('message'), ss = S.status || {};
     msg.hidden = ss.ok !== false;
     msg.className = 'message' + (vc && !vc.connected ? ' bad' : '');
-    msg.textContent = ss.message || '';
+    setText('message', ss.message || '');
     renderPools();
   }
 
