@@ -214,6 +214,24 @@ datacenter = "DC0"
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
 	}
+
+	// The range buttons work from the keyboard; the pool selector narrows
+	// the charts to one pool.
+	if err := chromedp.Do(b.tab, chromedp.Focus(`#range button[data-days="7"]`), chromedp.KeyEvent("\r")); err != nil {
+		t.Fatalf("press 7 days: %v", err)
+	}
+	until("the 7-day range", func() (bool, any) {
+		var v struct{ Days, Pressed string }
+		eval(`({Days: document.querySelector('#chart-counts').dataset.days,
+			Pressed: document.querySelector('#range button[data-days="7"]').getAttribute('aria-pressed')})`, &v)
+		return v.Days == "7" && v.Pressed == "true", v
+	})
+	var label string
+	eval(`(() => { const s = document.querySelector('#hist-pool'); s.value = 'centos-9-x86_64';
+		s.dispatchEvent(new Event('change')); return document.querySelector('#chart-counts svg title').textContent })()`, &label)
+	if !strings.Contains(label, "centos-9-x86_64") {
+		t.Errorf("chart label after choosing a pool: %q", label)
+	}
 	path := filepath.Join(t.TempDir(), "dashboard.png")
 	if err := os.WriteFile(path, shot, 0o644); err != nil {
 		t.Fatal(err)
