@@ -381,3 +381,45 @@ func TestDashboardLoginInBrowser(t *testing.T) {
 	b.until("the user hidden after logout", func() (bool, any) { v := see(); return v.User == "hidden" && !v.Stored, v })
 	b.checkConsole()
 }
+
+// TestDashboardPrivateInBrowser: with [auth] and dashboard_public = false
+// the running list needs a token (401 JSON without), and the page says so
+// instead of asking for it, so it logs no 401; pool numbers stay public.
+func TestDashboardPrivateInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a browser")
+	}
+	b := newBrowser(t)
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "vmpooler.toml")
+	htpasswdFile(t, filepath.Join(dir, "htpasswd"), "alice", "pw1")
+	text := fakeConfig("vmpooler.db", fakePool("a", 1)) + "\n[auth]\nprovider = \"htpasswd\"\nfile = \"htpasswd\"\n"
+	writeConfig(t, cfgPath, strings.Replace(text, "[config]\n", "[config]\ndashboard_public = false\n", 1))
+	r := startPooler(t, cfgPath)
+	waitReady(t, r.base, map[string]int{"a": 1})
+	if code, body := do(t, "GET", r.base+"/api/v1/dashboard/running", "", "", ""); code != 401 || body["ok"] != false {
+		t.Errorf("running list without a token: %d %v, want 401 JSON", code, body)
+	}
+	_, tok := do(t, "POST", r.base+"/api/v1/token", "alice", "pw1", "")
+	req, _ := http.NewRequest("GET", r.base+"/api/v1/dashboard/running", nil)
+	req.Header.Set("X-AUTH-TOKEN", fmt.Sprint(tok["token"]))
+	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != 200 {
+		t.Errorf("running list with a token: %v %v", err, res)
+	} else {
+		res.Body.Close()
+	}
+	if err := chromedp.Do(b.tab, chromedp.Navigate(r.base+"/dashboard"), chromedp.WaitVisible(`#pools tr[data-pool="a"]`)); err != nil {
+		t.Fatal(err)
+	}
+	b.until("the note asking to log in", func() (bool, any) {
+		var v struct {
+			Note  string
+			Login bool
+			Rows  int
+		}
+		b.eval(`({Note: document.querySelector('#run-note').textContent, Login: !document.querySelector('#login-open').hidden,
+			Rows: document.querySelectorAll('#running tbody tr').length})`, &v)
+		return strings.HasPrefix(v.Note, "Log in to see the running VMs") && v.Login && v.Rows == 0, v
+	})
+	b.checkConsole()
+}
