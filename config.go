@@ -39,7 +39,11 @@ type GlobalConfig struct {
 	Listen   string `toml:"listen"`    // default 127.0.0.1:4567
 	Database string `toml:"database"`  // default vmpooler.db
 	SiteName string `toml:"site_name"` // prefixes the /status message; none by default, as upstream
-	LogLevel string `toml:"log_level"` // debug, info (default), warn, error
+	// DashboardPublic = false hides the dashboard's running list from
+	// callers without a token when [auth] is on (default true: the list
+	// is shown, user names only to logged-in callers).
+	DashboardPublic *bool  `toml:"dashboard_public"`
+	LogLevel        string `toml:"log_level"` // debug, info (default), warn, error
 	// Scheduled backups: every BackupInterval hours a consistent copy of
 	// the database goes to BackupDir, keeping the newest BackupKeep.
 	BackupDir      string `toml:"backup_dir"`      // "" = no scheduled backups
@@ -55,6 +59,9 @@ type GlobalConfig struct {
 	// whose X-Forwarded-For names the client in the audit trail.
 	TrustedProxies []string `toml:"trusted_proxies"`
 }
+
+// dashboardPublic is dashboard_public with its default (true).
+func (g *GlobalConfig) dashboardPublic() bool { return g.DashboardPublic == nil || *g.DashboardPublic }
 
 // Providers is the [providers] section.
 type Providers struct {

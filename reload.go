@@ -75,6 +75,8 @@ func keepRestartOnly(old, next *Config) []restartOnly {
 	keep("[config] listen", old.Global.Listen, next.Global.Listen, func() { next.Global.Listen = old.Global.Listen })
 	keep("[config] database", old.Global.Database, next.Global.Database, func() { next.Global.Database = old.Global.Database })
 	keep("[config] site_name", old.Global.SiteName, next.Global.SiteName, func() { next.Global.SiteName = old.Global.SiteName })
+	keep("[config] dashboard_public", old.Global.dashboardPublic(), next.Global.dashboardPublic(),
+		func() { next.Global.DashboardPublic = old.Global.DashboardPublic })
 	keep("[config] data_ttl", old.Global.DataTTL, next.Global.DataTTL, func() { next.Global.DataTTL = old.Global.DataTTL })
 	if !reflect.DeepEqual(old.Providers, next.Providers) { // shown without secrets
 		out = append(out, restartOnly{"[providers]", old.Providers.describe(), next.Providers.describe()})

@@ -124,6 +124,8 @@ func (d *daemon) serve(ctx context.Context, cfg *Config, hup <-chan os.Signal, r
 		Metrics:        metrics,
 		Audit:          d.audit,
 		TrustedProxies: cfg.Global.TrustedProxies,
+		// restart-only, like site_name (reload.go)
+		DashboardPrivate: !cfg.Global.dashboardPublic(),
 	}, d.svc, d.auth, d.st, logger)
 
 	ln, err := net.Listen("tcp", cfg.Global.Listen)

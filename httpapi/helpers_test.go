@@ -73,6 +73,7 @@ type envOptions struct {
 	admins       []string     // [auth] admins (with auth)
 	tokenTTL     float64      // [auth] token_ttl, days (with auth)
 	authCfg      *auth.Config // replaces the dummy [auth] section
+	private      bool         // Config.DashboardPrivate
 }
 
 func testConfig() *pool.Config {
@@ -141,7 +142,8 @@ func mustEnv(tb testing.TB, o envOptions) *env {
 	if o.audit != nil {
 		audit = slog.New(slog.NewJSONHandler(o.audit, nil))
 	}
-	srv := httptest.NewServer(New(Config{Redacted: o.redacted, Metrics: o.metrics, Audit: audit, TrustedProxies: o.trusted}, svc, a, st, nil))
+	srv := httptest.NewServer(New(Config{Redacted: o.redacted, Metrics: o.metrics, Audit: audit, TrustedProxies: o.trusted,
+		DashboardPrivate: o.private}, svc, a, st, nil))
 	tb.Cleanup(srv.Close)
 	return &env{tb: tb, srv: srv, st: st, svc: svc, auth: a, clock: clk, cfg: cfg, prov: prov}
 }

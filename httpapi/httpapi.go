@@ -39,6 +39,10 @@ type Config struct {
 	// TrustedProxies are the peers (addresses or CIDR prefixes) whose
 	// X-Forwarded-For names the client in the audit trail.
 	TrustedProxies []string
+	// DashboardPrivate ([config] dashboard_public = false) makes the
+	// dashboard's running list need a token when authentication is on;
+	// pool numbers stay public as /status is.
+	DashboardPrivate bool
 }
 
 // version selects how hostnames and a few keys are written.
@@ -130,6 +134,7 @@ func New(cfg Config, svc *pool.Service, a *auth.Auth, st *store.Store, logger *s
 			}
 		}
 	}
+	s.mountDashboard(r)
 	for _, path := range []string{"/metrics", "/prometheus"} {
 		r.Handle("GET", path, s.handleMetrics(path))
 		r.Handle("HEAD", path, s.handleMetrics(path))
@@ -186,6 +191,9 @@ func (s *server) routes() []route {
 		{"GET", "/poolstat", s.handlePoolStat},
 		{"GET", "/totalrunning", s.handleTotalRunning},
 		{"GET", "/healthcheck", s.handleHealthcheck},
+		{"GET", "/dashboard/info", s.handleDashboardInfo},
+		{"GET", "/dashboard/running", s.handleDashboardRunning},
+		{"GET", "/dashboard/history", s.handleDashboardHistory},
 		{"POST", "/ondemandvm", s.messages(s.handleOndemandBody)},
 		{"POST", "/ondemandvm/:name", s.messages(s.handleOndemandPath)},
 		{"GET", "/ondemandvm/:name", s.messages(s.handleOndemandGet)},
