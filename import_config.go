@@ -118,9 +118,8 @@ type converter struct {
 	src   ymap
 	out   strings.Builder
 	todos []string
-	// domains are the pool domains from :dns_configs: (3.x).
-	dnsDomains map[string]string
-	vsphere    string // the provider (name under :providers:) the pools use
+	// vsphere is the provider (name under :providers:) the pools use.
+	vsphere string
 }
 
 func (c *converter) line(format string, args ...any) { fmt.Fprintf(&c.out, format+"\n", args...) }
