@@ -182,6 +182,7 @@
     if (p.clone_failure) b('bad', 'clones failing · backing off until ' + clock(p.clone_failure.next_clone), p.clone_failure.reason);
     if (p.ready_failure) b('bad', 'ready checks failing · backing off until ' + clock(p.ready_failure.next_clone), p.ready_failure.reason);
     if (p.foreign) b('warn', p.foreign.count + ' foreign VM' + (p.foreign.count === 1 ? '' : 's'), (p.foreign.vms || []).join('\n'));
+    if (p.waiting) b('warn', p.waiting.count + ' checkout' + (p.waiting.count === 1 ? '' : 's') + ' waiting · oldest ' + Math.round(p.waiting.oldest_seconds) + ' s');
     for (const n of p.notes || []) b('warn', 'note', n);
     if (!out.length) b('good', 'ok');
     return out;
