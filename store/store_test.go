@@ -168,7 +168,9 @@ func TestOpen(t *testing.T) {
 		s.db.Update(func(tx *bolt.Tx) error {
 			return tx.Bucket(bucketMeta).Put(keyVersion, []byte{0, 0, 0, 0, 0, 0, 0, 99})
 		})
-		s.Close()
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
 		err := New(s.Path).Open()
 		if err == nil || !strings.Contains(err.Error(), "newer") {
 			t.Fatalf("got %v, want a newer-schema error", err)
