@@ -19,17 +19,13 @@ const MaxCheckoutCount = 100
 
 // Service is what the API asks of the pooler: checkout, return, modify,
 // snapshot, revert and disk requests, VM details, status and summaries.
-// Set the exported fields, then use it; a zero Now, Kick or Logger is
-// replaced by a default on first use.
+// Build it with NewService, then set the hooks you need (Kick, Now,
+// Cloning, Health, Backend, Templates) before first use.
 type Service struct {
-	Config *Config
 	Store  *store.Store
 	Kick   func()           // wakes the manager after checkout, return or override
 	Now    func() time.Time // clock
 	Logger *slog.Logger
-	// TagFilter is [tagfilter]: tag name → regex; a matching value is
-	// replaced by the concatenation of the regex's capture groups.
-	TagFilter map[string]string
 	// Cloning, when set, reports how many clones are in flight (for /status).
 	Cloning func() int
 	// Health, when set, reports each pool's PoolHealth (the manager's).
@@ -40,10 +36,9 @@ type Service struct {
 	// Templates, when set, checks that templates exist (template.go).
 	Templates TemplateFinder
 
-	initOnce sync.Once
-	cur      atomic.Pointer[svcState] // the configuration in force (SetConfig swaps it)
-	waits    *waitQueue               // waiting checkouts (wait.go)
-	pass     passes                   // the manager's passes, for long-polls (wait.go)
+	cur   atomic.Pointer[svcState] // the configuration in force (SetConfig swaps it)
+	waits *waitQueue               // waiting checkouts (wait.go)
+	pass  passes                   // the manager's passes, for long-polls (wait.go)
 
 	ovrMu sync.Mutex // serialises read-modify-write of overrides
 	tmpl  templateCache
@@ -54,27 +49,18 @@ type Service struct {
 	statusOvr map[string]store.Override
 }
 
-// NewService returns a Service with defaults. Set TagFilter, Kick and
-// Cloning before first use; a TagFilter regex that does not compile is
-// logged and ignored (main validates them when it reads the config).
+// NewService returns a Service with cfg in force, no tag filters, a no-op
+// Kick, time.Now and, for a nil logger, one that discards. Tag filters
+// ([tagfilter]) come with a configuration: SetConfig(cfg, tagFilter); a
+// regex that does not compile is logged and ignored (main validates them
+// when it reads the config).
 func NewService(cfg *Config, st *store.Store, logger *slog.Logger) *Service {
-	return &Service{Config: cfg, Store: st, Logger: logger, Now: time.Now}
-}
-
-func (s *Service) init() {
-	s.initOnce.Do(func() {
-		if s.Now == nil {
-			s.Now = time.Now
-		}
-		if s.Logger == nil {
-			s.Logger = slog.New(slog.DiscardHandler)
-		}
-		if s.Kick == nil {
-			s.Kick = func() {}
-		}
-		s.cur.Store(newSvcState(s.Config, s.TagFilter, s.Logger))
-		s.waits = &waitQueue{}
-	})
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Service{Store: st, Logger: logger, Now: time.Now, Kick: func() {}, waits: &waitQueue{}}
+	s.cur.Store(newSvcState(cfg, nil, logger))
+	return s
 }
 
 // Caller is who makes a request. User is the owner of a valid token ("" when
@@ -263,6 +249,3 @@ func svcAssign(vms []store.VM, shares []svcShare) map[string][]store.VM {
 	}
 	return out
 }
-
-// svcOwner enforces the ownership rule: a VM checked out with a token may be
-// changed only with a token of the same user. With auth off nobody is checked.

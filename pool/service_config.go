@@ -133,7 +133,6 @@ func (s *Service) SetCloneTargets(body map[string]any, c Caller) (bool, error) {
 // bad values), then stores the overrides and kicks the manager. It reports
 // whether any effective value changed. 401 without a token when auth is on.
 func (s *Service) setOverrides(body map[string]any, c Caller, f overrideField) (bool, error) {
-	s.init()
 	if err := svcNeedToken(c); err != nil {
 		return false, err
 	} else if len(body) == 0 {
@@ -214,7 +213,6 @@ func (s *Service) ResetCloneTarget(pool string, c Caller) (Reset, error) {
 }
 
 func (s *Service) resetOverride(pool string, c Caller, f overrideField) (Reset, error) {
-	s.init()
 	if err := svcNeedToken(c); err != nil {
 		return Reset{}, err
 	}
@@ -250,7 +248,6 @@ func (s *Service) resetOverride(pool string, c Caller, f overrideField) (Reset, 
 // current template). EINVALID *NamesError for unknown pools; 401 without a
 // token when auth is on. It returns how many VMs it scheduled.
 func (s *Service) ResetPools(body map[string]any, c Caller) (int, error) {
-	s.init()
 	if err := svcNeedToken(c); err != nil {
 		return 0, err
 	} else if len(body) == 0 {

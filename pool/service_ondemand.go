@@ -196,7 +196,6 @@ func (s *Service) Ondemand(id string) (OndemandView, error) {
 // request was deleted already. 401 without a token when auth is on, 403 for
 // another user's request, ENOTFOUND if unknown.
 func (s *Service) DeleteOndemand(id string, c Caller) (already bool, err error) {
-	s.init()
 	if err := svcNeedToken(c); err != nil {
 		return false, err
 	}

@@ -49,12 +49,11 @@ func newSvcState(cfg *Config, tagFilter map[string]string, logger *slog.Logger) 
 
 // state returns the configuration in force and what derives from it.
 func (s *Service) state() *svcState {
-	s.init()
 	return s.cur.Load()
 }
 
-// Current returns the configuration in force: Config until the first
-// SetConfig, then the last one set. Callers must not modify it.
+// Current returns the configuration in force: NewService's until the
+// first SetConfig, then the last one set. Callers must not modify it.
 func (s *Service) Current() *Config { return s.state().cfg }
 
 // SetConfig puts a new configuration in force at once (a reload): pools,
@@ -63,7 +62,6 @@ func (s *Service) Current() *Config { return s.state().cfg }
 // no longer configured is no longer handed out; its VMs stay in the store
 // for the manager (see Manager.SetConfig).
 func (s *Service) SetConfig(cfg *Config, tagFilter map[string]string) {
-	s.init()
 	s.cur.Store(newSvcState(cfg, tagFilter, s.Logger))
 	s.InvalidateStatus()
 }

@@ -48,7 +48,6 @@ const statusTTL = time.Second
 // Status builds the /status data from the in-memory counts and today's
 // rollup (read at most once per second).
 func (s *Service) Status() (Status, error) {
-	s.init()
 	day, ovr, err := s.svcStatusData()
 	if err != nil {
 		return Status{}, err
@@ -152,7 +151,6 @@ const MaxSummaryDays = 3660
 // today). EINVALID for a bad date, to before from, from in the future or a
 // range longer than MaxSummaryDays.
 func (s *Service) Summary(from, to string) ([]store.DayRollup, error) {
-	s.init()
 	today := s.Now().UTC().Format(time.DateOnly)
 	if from == "" {
 		from = today

@@ -37,7 +37,7 @@ func mustServiceEnv(t *testing.T) *svcEnv {
 	cfg.Defaults()
 	e.svc = NewService(cfg, e.st, nil)
 	e.svc.Now = clock
-	e.svc.TagFilter = map[string]string{"url": `^(.*)/`}
+	e.svc.SetConfig(cfg, map[string]string{"url": `^(.*)/`})
 	e.svc.Kick = func() { e.kicks++ }
 	return e
 }
@@ -219,7 +219,9 @@ func TestServiceSummaryDates(t *testing.T) {
 // must not get twice the limit of one pool.
 func TestServiceOndemandLimitCountsAliases(t *testing.T) {
 	e := mustServiceEnv(t)
-	e.svc.Config.Pools = append(e.svc.Config.Pools, PoolConfig{Name: "c", Alias: Aliases{"c-alias", "c-other"}})
+	cfg := *e.svc.Current()
+	cfg.Pools = append(cfg.Pools[:len(cfg.Pools):len(cfg.Pools)], PoolConfig{Name: "c", Alias: Aliases{"c-alias", "c-other"}})
+	e.svc.SetConfig(&cfg, nil)
 	user := Caller{User: "jdoe", Auth: true}
 	for _, c := range []struct {
 		name  string
@@ -245,15 +247,15 @@ func TestServiceTemplateReady(t *testing.T) {
 	e := mustServiceEnv(t)
 	prov := NewFakeProvider()
 	e.svc.Templates = prov
-	e.svc.Config.Pools[0].Template = "t/a"
-	e.svc.Config.Pools[1].Template = "t/missing"
+	e.svc.Current().Pools[0].Template = "t/a"
+	e.svc.Current().Pools[1].Template = "t/missing"
 	prov.SetCloneError(func(spec CloneSpec) error {
 		if spec.Template == "t/missing" {
 			return ErrNotFound
 		}
 		return nil
 	})
-	if !e.svc.TemplateReady(e.svc.Config.Pools[0]) || e.svc.TemplateReady(e.svc.Config.Pools[1]) {
+	if !e.svc.TemplateReady(e.svc.Current().Pools[0]) || e.svc.TemplateReady(e.svc.Current().Pools[1]) {
 		t.Error("want a ready, b (missing template) not")
 	}
 	prov.SetDown(ErrTransient)
@@ -265,7 +267,7 @@ func TestServiceTemplateReady(t *testing.T) {
 	if e.svc.TemplateReady(p) {
 		t.Error("cached failure: want not ready until the TTL passes")
 	}
-	e.svc.Config.ExperimentalFeatures = true
+	e.svc.Current().ExperimentalFeatures = true
 	if _, err := e.svc.SetPoolTemplates(map[string]any{"a": "t/other"}, Caller{}); err != nil {
 		t.Errorf("override with an existing template: %v", err)
 	}

@@ -10,7 +10,9 @@ import (
 	"github.com/vmpooler/vmpooler/store"
 )
 
-func svcOwner(vm store.VM, c Caller) error {
+// owner enforces the ownership rule: a VM checked out with a token may be
+// changed only with a token of the same user. With auth off nobody is checked.
+func owner(vm store.VM, c Caller) error {
 	if !c.Auth || vm.User == "" {
 		return nil
 	} else if c.User == "" {
@@ -24,13 +26,10 @@ func svcOwner(vm store.VM, c Caller) error {
 // Return schedules a running VM for destruction (DELETE /vm/<host>).
 // ENOTFOUND unless the VM is running.
 func (s *Service) Return(host string, c Caller) error {
-	s.init()
-	vm, err := s.Store.Get(host)
+	vm, err := s.runningVM(host)
 	if err != nil {
 		return err
-	} else if vm.State != store.StateRunning {
-		return store.Errorf(store.ENOTFOUND, "VM %s is not running", host)
-	} else if err := svcOwner(vm, c); err != nil {
+	} else if err := owner(vm, c); err != nil {
 		return err
 	}
 	if err := s.Store.Return(host, "returned"); err != nil {
@@ -69,36 +68,54 @@ func (e *FailureError) Unwrap() error { return store.Errorf(store.EINVALID, "%s"
 // Tags honour allowed_tags and [tagfilter].
 func (s *Service) Modify(host string, m Modification, c Caller) error {
 	cur := s.state()
-	vm, err := s.Store.Get(host)
+	// A tag or lifetime set on a ready VM would follow it to its next user.
+	vm, err := s.runningVM(host)
 	if err != nil {
 		return err
-	} else if vm.State != store.StateRunning {
-		// A tag or lifetime set on a ready VM would follow it to its next user.
-		return store.Errorf(store.ENOTFOUND, "VM %s is not running", host)
 	}
-	if m.Lifetime != nil && c.Auth && c.User == "" {
+	if err := m.needsToken(c); err != nil {
+		return err
+	} else if err := cur.validate(m); err != nil {
+		return err
+	} else if err := owner(vm, c); err != nil {
+		return err
+	}
+	return s.apply(cur, host, m)
+}
+
+// runningVM returns a running VM; ENOTFOUND for any other.
+func (s *Service) runningVM(host string) (store.VM, error) {
+	vm, err := s.Store.Get(host)
+	if err != nil {
+		return store.VM{}, err
+	} else if vm.State != store.StateRunning {
+		return store.VM{}, store.Errorf(store.ENOTFOUND, "VM %s is not running", host)
+	}
+	return vm, nil
+}
+
+// needsToken says EUNAUTHORIZED for a lifetime or a disk asked for without
+// a token while auth is on.
+func (m Modification) needsToken(c Caller) error {
+	if !c.Auth || c.User != "" {
+		return nil
+	} else if m.Lifetime != nil {
 		return store.Errorf(store.EUNAUTHORIZED, "changing the lifetime needs a token")
-	} else if m.Disk != nil && c.Auth && c.User == "" {
+	} else if m.Disk != nil {
 		return store.Errorf(store.EUNAUTHORIZED, "adding a disk needs a token")
 	}
+	return nil
+}
+
+// validate lists every problem of m: the decoding failures, then lifetime,
+// disk and tags; a FailureError when there is any.
+func (cur *svcState) validate(m Modification) error {
 	failures := append([]string(nil), m.Failures...)
-	lifetime := 0
 	if m.Lifetime != nil {
-		lifetime = *m.Lifetime
-		if lim := cur.cfg.MaxLifetimeUpperLimit; lifetime <= 0 {
-			failures = append(failures, fmt.Sprintf("You provided a lifetime (%s) but you must provide a positive number.", m.LifetimeArg))
-		} else if lim > 0 && lifetime >= lim {
-			failures = append(failures, fmt.Sprintf("You provided a lifetime (%s) that exceeds the configured maximum of %d.", m.LifetimeArg, lim))
-		} else if lifetime > MaxLifetime {
-			failures = append(failures, fmt.Sprintf("You provided a lifetime (%s) that exceeds the maximum of %d hours.", m.LifetimeArg, MaxLifetime))
-		}
+		failures = appendNonEmpty(failures, cur.lifetimeProblem(*m.Lifetime, m.LifetimeArg))
 	}
-	if m.Disk != nil {
-		if *m.Disk < 1 || *m.Disk > MaxDiskGB {
-			failures = append(failures, fmt.Sprintf("You provided a disk size (%s) but it must be a whole number of GB from 1 to %d.", m.DiskArg, MaxDiskGB))
-		} else if vm.State == store.StateCompleted {
-			return store.Errorf(store.ENOTFOUND, "VM %s is not live", host)
-		}
+	if m.Disk != nil && (*m.Disk < 1 || *m.Disk > MaxDiskGB) {
+		failures = append(failures, fmt.Sprintf("You provided a disk size (%s) but it must be a whole number of GB from 1 to %d.", m.DiskArg, MaxDiskGB))
 	}
 	var bad []string
 	for k := range m.Tags {
@@ -113,11 +130,37 @@ func (s *Service) Modify(host string, m Modification, c Caller) error {
 	if len(failures) > 0 {
 		return &FailureError{Failures: failures}
 	}
-	if err := svcOwner(vm, c); err != nil {
-		return err
+	return nil
+}
+
+// lifetimeProblem is what is wrong with a lifetime of hours ("" if nothing).
+func (cur *svcState) lifetimeProblem(hours int, arg string) string {
+	if lim := cur.cfg.MaxLifetimeUpperLimit; hours <= 0 {
+		return fmt.Sprintf("You provided a lifetime (%s) but you must provide a positive number.", arg)
+	} else if lim > 0 && hours >= lim {
+		return fmt.Sprintf("You provided a lifetime (%s) that exceeds the configured maximum of %d.", arg, lim)
+	} else if hours > MaxLifetime {
+		return fmt.Sprintf("You provided a lifetime (%s) that exceeds the maximum of %d hours.", arg, MaxLifetime)
 	}
+	return ""
+}
+
+func appendNonEmpty(list []string, s string) []string {
+	if s == "" {
+		return list
+	}
+	return append(list, s)
+}
+
+// apply stores a valid, authorized modification: lifetime and tags (also
+// when the body asked for nothing at all), then the disk.
+func (s *Service) apply(cur *svcState, host string, m Modification) error {
 	if m.Disk == nil || m.Lifetime != nil || len(m.Tags) > 0 {
-		if _, err = s.Store.Modify(host, lifetime, cur.filterTags(m.Tags)); err != nil {
+		lifetime := 0
+		if m.Lifetime != nil {
+			lifetime = *m.Lifetime
+		}
+		if _, err := s.Store.Modify(host, lifetime, cur.filterTags(m.Tags)); err != nil {
 			return err
 		}
 	}
@@ -152,7 +195,6 @@ func (cur *svcState) filterTags(tags map[string]string) map[string]string {
 // svcJobTarget checks a snapshot, revert or disk request: token (401 when
 // auth is on), VM exists and is live (404), ownership (403).
 func (s *Service) svcJobTarget(host string, c Caller) error {
-	s.init()
 	if c.Auth && c.User == "" {
 		return store.Errorf(store.EUNAUTHORIZED, "a token is required")
 	}
@@ -162,7 +204,7 @@ func (s *Service) svcJobTarget(host string, c Caller) error {
 	} else if vm.State == store.StateDestroyed || vm.State == store.StateCompleted {
 		return store.Errorf(store.ENOTFOUND, "VM %s is not live", host)
 	}
-	return svcOwner(vm, c)
+	return owner(vm, c)
 }
 
 // Snapshot queues a snapshot and returns its generated 32-character name.
@@ -230,7 +272,6 @@ type VMView struct {
 
 // Get returns a VM with its effective lifetime, running and remaining hours.
 func (s *Service) Get(host string) (VMView, error) {
-	s.init()
 	vm, err := s.Store.Get(host)
 	if err != nil {
 		return VMView{}, err
