@@ -171,8 +171,33 @@ func (s *server) experimental(h handler) handler {
 	})
 }
 
-// setter is a pool.Service method that applies overrides from a body.
+// setter applies overrides from a body {"<pool>": <value>}: a
+// pool.Service method with the values typed.
 type setter func(body map[string]any, c pool.Caller) (bool, error)
+
+// setSizes is SetPoolSizes of {"<pool>": "<size>"|<size>}; a value that is not
+// a whole number becomes -1, which pool refuses with the other bad values.
+func (s *server) setSizes(body map[string]any, c pool.Caller) (bool, error) {
+	sizes := make(map[string]int, len(body))
+	for name, v := range body {
+		n, ok := wholeNumber(v)
+		if !ok {
+			n = -1
+		}
+		sizes[name] = n
+	}
+	return s.svc.SetPoolSizes(sizes, c)
+}
+
+// stringValues reads {"<pool>": "<text>"}; a value that is not a JSON string
+// becomes "", which pool refuses as a template or clone target.
+func stringValues(body map[string]any) map[string]string {
+	out := make(map[string]string, len(body))
+	for name, v := range body {
+		out[name], _ = v.(string)
+	}
+	return out
+}
 
 // override answers a POST /config/* write: 201 if anything changed, else
 // 200; bad names and values are 400 with them listed under key.
@@ -233,15 +258,19 @@ func (s *server) reset(w http.ResponseWriter, r *http.Request, c call, undo rese
 }
 
 func (s *server) handlePoolSize(w http.ResponseWriter, r *http.Request, c call) error {
-	return s.override(w, r, s.svc.SetPoolSizes, "not_configured")
+	return s.override(w, r, s.setSizes, "not_configured")
 }
 
 func (s *server) handlePoolTemplate(w http.ResponseWriter, r *http.Request, c call) error {
-	return s.override(w, r, s.svc.SetPoolTemplates, "bad_templates")
+	return s.override(w, r, func(body map[string]any, c pool.Caller) (bool, error) {
+		return s.svc.SetPoolTemplates(stringValues(body), c)
+	}, "bad_templates")
 }
 
 func (s *server) handleCloneTarget(w http.ResponseWriter, r *http.Request, c call) error {
-	return s.override(w, r, s.svc.SetCloneTargets, "bad_templates")
+	return s.override(w, r, func(body map[string]any, c pool.Caller) (bool, error) {
+		return s.svc.SetCloneTargets(stringValues(body), c)
+	}, "bad_templates")
 }
 
 func (s *server) handlePoolSizeReset(w http.ResponseWriter, r *http.Request, c call) error {
@@ -267,10 +296,11 @@ func (s *server) handlePoolReset(w http.ResponseWriter, r *http.Request, c call)
 	if err := readJSON(w, r, &body); err != nil {
 		return err
 	}
-	if _, err := s.svc.ResetPools(body, caller); err != nil {
+	names := slices.Sorted(maps.Keys(body))
+	if _, err := s.svc.ResetPools(names, caller); err != nil {
 		return withNames(err, "bad_pools")
 	}
-	s.auditCaller(r, "pool_reset", caller, "pools", strings.Join(slices.Sorted(maps.Keys(body)), ","))
+	s.auditCaller(r, "pool_reset", caller, "pools", strings.Join(names, ","))
 	writeJSON(w, http.StatusCreated, obj{{"ok", true}})
 	return nil
 }

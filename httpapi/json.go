@@ -261,6 +261,43 @@ func decodeJSON(data []byte, v any) error {
 	return nil
 }
 
+// scalar is a decoded JSON string or number (readJSON decodes numbers as
+// json.Number) as text; ok is false for anything else.
+func scalar(v any) (s string, ok bool) {
+	switch v := v.(type) {
+	case string:
+		return v, true
+	case json.Number:
+		return v.String(), true
+	}
+	return "", false
+}
+
+// wholeNumber reads a decoded JSON string or number as a whole number; a
+// string may have spaces around it.
+func wholeNumber(v any) (int, bool) {
+	s, ok := scalar(v)
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	return n, err == nil
+}
+
+// parseCount reads a VM count given as a JSON string or number: a whole
+// number from 1 to pool.MaxCheckoutCount, else EINVALID.
+func parseCount(v any) (int, error) {
+	n, ok := wholeNumber(v)
+	if !ok {
+		return 0, store.Errorf(store.EINVALID, "VM count must be a valid integer")
+	} else if n < 1 {
+		return 0, store.Errorf(store.EINVALID, "VM count must be at least 1")
+	} else if n > pool.MaxCheckoutCount {
+		return 0, store.Errorf(store.EINVALID, "VM count must be at most %d", pool.MaxCheckoutCount)
+	}
+	return n, nil
+}
+
 // kv is one member of an obj.
 type kv struct {
 	k string

@@ -93,7 +93,7 @@ func wantList(wants []pool.Want) string {
 func parseCheckoutBody(body map[string]any) ([]pool.Want, error) {
 	wants := make([]pool.Want, 0, len(body))
 	for name, v := range body {
-		n, err := pool.ParseCount(v)
+		n, err := parseCount(v)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
@@ -389,17 +389,14 @@ func parseTags(raw json.RawMessage, failures *[]string) map[string]string {
 			*failures = append(*failures, fmt.Sprintf("Invalid tag key format (%q): 1 to %d of A-Z a-z 0-9 _ . -", k, maxTagKey))
 			continue
 		}
-		var val string
-		switch v := v.(type) {
-		case nil:
+		if v == nil {
 			continue
-		case string:
-			val = v
-		case json.Number:
-			val = v.String()
-		case bool:
-			val = strconv.FormatBool(v)
-		default:
+		}
+		val, ok := scalar(v)
+		if b, isBool := v.(bool); isBool {
+			val, ok = strconv.FormatBool(b), true
+		}
+		if !ok {
 			*failures = append(*failures, fmt.Sprintf("Tag %q must have a string value.", k))
 			continue
 		}

@@ -1,12 +1,8 @@
 package pool
 
 import (
-	"fmt"
 	"log/slog"
-	"math"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -90,36 +86,6 @@ func (s *Service) Resolve(name string) ([]string, bool) {
 type Want struct {
 	Name  string
 	Count int
-}
-
-// ParseCount reads a VM count given as a JSON string or number: a whole
-// number from 1 to MaxCheckoutCount, else EINVALID.
-func ParseCount(v any) (int, error) {
-	var s string
-	switch v := v.(type) {
-	case string:
-		s = strings.TrimSpace(v)
-	case fmt.Stringer: // json.Number
-		s = v.String()
-	case float64:
-		if v != math.Trunc(v) || math.IsInf(v, 0) {
-			return 0, store.Errorf(store.EINVALID, "VM count must be a valid integer")
-		}
-		s = strconv.FormatFloat(v, 'f', -1, 64)
-	case int:
-		s = strconv.Itoa(v)
-	default:
-		return 0, store.Errorf(store.EINVALID, "VM count must be a valid integer")
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil {
-		return 0, store.Errorf(store.EINVALID, "VM count must be a valid integer")
-	} else if n < 1 {
-		return 0, store.Errorf(store.EINVALID, "VM count must be at least 1")
-	} else if n > MaxCheckoutCount {
-		return 0, store.Errorf(store.EINVALID, "VM count must be at most %d", MaxCheckoutCount)
-	}
-	return n, nil
 }
 
 // Checkout hands out VMs for every want, all or nothing, and returns them by

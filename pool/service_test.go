@@ -1,7 +1,6 @@
 package pool
 
 import (
-	"encoding/json"
 	"path/filepath"
 	"testing"
 	"time"
@@ -52,28 +51,6 @@ func (e *svcEnv) ready(pool string, hosts ...string) {
 			e.t.Fatal(err)
 		}
 		e.now = e.now.Add(time.Second)
-	}
-}
-
-func TestServiceParseCount(t *testing.T) {
-	for _, c := range []struct {
-		in   string // JSON
-		want int
-		code string
-	}{
-		{`"2"`, 2, ""}, {`3`, 3, ""}, {`" 4 "`, 4, ""}, {`"100"`, 100, ""}, {`1.0`, 1, ""},
-		{`"0"`, 0, store.EINVALID}, {`-1`, 0, store.EINVALID}, {`101`, 0, store.EINVALID},
-		{`"x"`, 0, store.EINVALID}, {`1.5`, 0, store.EINVALID}, {`true`, 0, store.EINVALID},
-		{`null`, 0, store.EINVALID}, {`"99999999999999999999"`, 0, store.EINVALID},
-	} {
-		var v any
-		if err := json.Unmarshal([]byte(c.in), &v); err != nil {
-			t.Fatal(err)
-		}
-		got, err := ParseCount(v)
-		if got != c.want || store.ErrorCode(err) != c.code {
-			t.Errorf("ParseCount(%s) = %d, %v; want %d, code %q", c.in, got, err, c.want, c.code)
-		}
 	}
 }
 
@@ -268,10 +245,10 @@ func TestServiceTemplateReady(t *testing.T) {
 		t.Error("cached failure: want not ready until the TTL passes")
 	}
 	e.svc.Current().ExperimentalFeatures = true
-	if _, err := e.svc.SetPoolTemplates(map[string]any{"a": "t/other"}, Caller{}); err != nil {
+	if _, err := e.svc.SetPoolTemplates(map[string]string{"a": "t/other"}, Caller{}); err != nil {
 		t.Errorf("override with an existing template: %v", err)
 	}
-	if _, err := e.svc.SetPoolTemplates(map[string]any{"a": "t/missing"}, Caller{}); store.ErrorCode(err) != store.EINVALID {
+	if _, err := e.svc.SetPoolTemplates(map[string]string{"a": "t/missing"}, Caller{}); store.ErrorCode(err) != store.EINVALID {
 		t.Errorf("override with a missing template: %v, want EINVALID", err)
 	}
 }
