@@ -343,24 +343,15 @@ func (s *server) handleDashboardHistory(w http.ResponseWriter, r *http.Request, 
 	today := s.now().UTC()
 	from := today.AddDate(0, 0, 1-days).Format(time.DateOnly)
 	to := today.Format(time.DateOnly)
-	rollups, err := s.svc.Summary(from, to)
+	rollups, err := s.svc.Rollups(from, to)
 	if err != nil {
 		return err
 	}
 	daily := make([]obj, len(rollups))
-	tags := map[string]map[string]int{}
 	for i, d := range rollups {
 		daily[i] = obj{{"date", d.Date}, {"clone", historyTask(d.Clone)}, {"boot", historyTask(d.Boot)}}
-		for t, vals := range d.Tags {
-			if tags[t] == nil {
-				tags[t] = map[string]int{}
-			}
-			for val, n := range vals {
-				tags[t][val] += n
-			}
-		}
 	}
-	writeJSON(w, http.StatusOK, obj{{"ok", true}, {"from", from}, {"to", to}, {"days", daily}, {"tags", topTags(tags)}})
+	writeJSON(w, http.StatusOK, obj{{"ok", true}, {"from", from}, {"to", to}, {"days", daily}, {"tags", topTags(pool.SumTags(rollups))}})
 	return nil
 }
 
