@@ -200,8 +200,8 @@ func stringValues(body map[string]any) map[string]string {
 }
 
 // override answers a POST /config/* write: 201 if anything changed, else
-// 200; bad names and values are 400 with them listed under key.
-func (s *server) override(w http.ResponseWriter, r *http.Request, set setter, key string) error {
+// 200; bad names and values are 400 with them listed (pool names the key).
+func (s *server) override(w http.ResponseWriter, r *http.Request, set setter) error {
 	caller, err := s.operator(r)
 	if err != nil {
 		return err
@@ -212,7 +212,7 @@ func (s *server) override(w http.ResponseWriter, r *http.Request, set setter, ke
 	}
 	changed, err := set(body, caller)
 	if err != nil {
-		return withNames(err, key)
+		return err
 	}
 	if changed {
 		s.auditCaller(r, "config_override", caller, "route", r.URL.Path, "pools", strings.Join(slices.Sorted(maps.Keys(body)), ","))
@@ -258,19 +258,19 @@ func (s *server) reset(w http.ResponseWriter, r *http.Request, c call, undo rese
 }
 
 func (s *server) handlePoolSize(w http.ResponseWriter, r *http.Request, c call) error {
-	return s.override(w, r, s.setSizes, "not_configured")
+	return s.override(w, r, s.setSizes)
 }
 
 func (s *server) handlePoolTemplate(w http.ResponseWriter, r *http.Request, c call) error {
 	return s.override(w, r, func(body map[string]any, c pool.Caller) (bool, error) {
 		return s.svc.SetPoolTemplates(stringValues(body), c)
-	}, "bad_templates")
+	})
 }
 
 func (s *server) handleCloneTarget(w http.ResponseWriter, r *http.Request, c call) error {
 	return s.override(w, r, func(body map[string]any, c pool.Caller) (bool, error) {
 		return s.svc.SetCloneTargets(stringValues(body), c)
-	}, "bad_templates")
+	})
 }
 
 func (s *server) handlePoolSizeReset(w http.ResponseWriter, r *http.Request, c call) error {
@@ -298,7 +298,7 @@ func (s *server) handlePoolReset(w http.ResponseWriter, r *http.Request, c call)
 	}
 	names := slices.Sorted(maps.Keys(body))
 	if _, err := s.svc.ResetPools(names, caller); err != nil {
-		return withNames(err, "bad_pools")
+		return err
 	}
 	s.auditCaller(r, "pool_reset", caller, "pools", strings.Join(names, ","))
 	writeJSON(w, http.StatusCreated, obj{{"ok", true}})

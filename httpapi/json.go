@@ -43,7 +43,8 @@ var statusOf = map[string]int{
 	eTooMany:            http.StatusTooManyRequests,
 }
 
-// writeError writes err as {"ok":false,"error":...} with its code's status.
+// writeError writes err as {"ok":false,"error":...} with its code's status
+// and its details (store.ErrorDetails) after; it is the only mapper.
 // Internal errors are logged and shown only as "internal error"; a 401
 // carries the Basic challenge.
 func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
@@ -59,51 +60,10 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="Authentication required"`)
 	}
 	body := obj{{"ok", false}, {"error", store.ErrorMessage(err)}}
-	var fe *pool.FailureError
-	if errors.As(err, &fe) {
-		body = append(body, kv{"failure", fe.Failures})
-	}
-	var de *detailError
-	if errors.As(err, &de) {
-		body = append(body, de.extra...)
-	}
-	var qe *store.QuotaError
-	if errors.As(err, &qe) {
-		if qe.Pool != "" {
-			body = append(body, kv{"pool", qe.Pool})
-		}
-		body = append(body, kv{"limit", qe.Limit}, kv{"running", qe.Running}, kv{"requested", qe.Requested})
+	for _, d := range store.ErrorDetails(err) {
+		body = append(body, kv{d.Key, d.Value})
 	}
 	writeJSON(w, status, body)
-}
-
-// detailError adds members to an error's answer (upstream's "message",
-// "bad_templates", ...), after "ok" and "error".
-type detailError struct {
-	error
-	extra obj
-}
-
-func (e *detailError) Unwrap() error { return e.error }
-
-// withDetail returns err with members added to its answer.
-func withDetail(err error, extra ...kv) error {
-	var de *detailError
-	if errors.As(err, &de) {
-		de.extra = append(de.extra, extra...)
-		return err
-	}
-	return &detailError{error: err, extra: extra}
-}
-
-// withNames lists the names of a *pool.NamesError under key, as upstream
-// does ("bad_templates", "not_configured", "bad_pools").
-func withNames(err error, key string) error {
-	var ne *pool.NamesError
-	if errors.As(err, &ne) {
-		return withDetail(err, kv{key, ne.Names})
-	}
-	return err
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}

@@ -15,7 +15,7 @@ func (s *server) messages(h handler) handler {
 	return func(w http.ResponseWriter, r *http.Request, c call) error {
 		err := h(w, r, c)
 		if err != nil {
-			err = withDetail(err, kv{"message", store.ErrorMessage(err)})
+			err = store.WithDetails(err, store.Detail{Key: "message", Value: store.ErrorMessage(err)})
 		}
 		return err
 	}
@@ -75,7 +75,7 @@ func (s *server) handleOndemandPath(w http.ResponseWriter, r *http.Request, c ca
 func (s *server) ondemand(w http.ResponseWriter, r *http.Request, c call, wants []pool.Want, id string, caller pool.Caller) error {
 	id, err := s.svc.RequestOndemand(wants, id, caller)
 	if err != nil {
-		return withNames(err, "bad_templates")
+		return err
 	}
 	s.auditCaller(r, "ondemand_request", caller, "request_id", id, "pools", wantList(wants))
 	out := obj{{"ok", true}, {"request_id", id}}

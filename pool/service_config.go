@@ -112,7 +112,7 @@ func (s *Service) SetCloneTargets(targets map[string]string, c Caller) (bool, er
 }
 
 // setOverrides validates every pool and value first (EINVALID
-// *NamesError listing the bad ones: unknown pools, aliases included, and
+// listing, under f.key, the bad ones: unknown pools, aliases included, and
 // bad values), then stores the overrides and kicks the manager. It reports
 // whether any effective value changed. 401 without a token when auth is on.
 func (s *Service) setOverrides(body map[string]string, c Caller, f overrideField) (bool, error) {
@@ -142,7 +142,7 @@ func (s *Service) setOverrides(body map[string]string, c Caller, f overrideField
 		vals[name] = v
 	}
 	if len(bad) > 0 {
-		return false, &NamesError{Code: store.EINVALID, Message: "unknown pools or bad values", Names: bad}
+		return false, namesError(store.EINVALID, "unknown pools or bad values", f.key, bad)
 	}
 	s.ovrMu.Lock()
 	defer s.ovrMu.Unlock()
@@ -228,7 +228,7 @@ func (s *Service) resetOverride(pool string, c Caller, f overrideField) (Reset, 
 // ResetPools drains the named pools (POST /poolreset {"<pool>": ...}): their
 // ready and pending VMs, except those cloned for ondemand requests, are
 // scheduled for destruction, so the manager clones fresh ones (from the
-// current template). EINVALID *NamesError for unknown pools; 401 without a
+// current template). EINVALID listing unknown pools under "bad_pools"; 401 without a
 // token when auth is on. It returns how many VMs it scheduled.
 func (s *Service) ResetPools(pools []string, c Caller) (int, error) {
 	if err := svcNeedToken(c); err != nil {
@@ -244,7 +244,7 @@ func (s *Service) ResetPools(pools []string, c Caller) (int, error) {
 		}
 	}
 	if len(bad) > 0 {
-		return 0, &NamesError{Code: store.EINVALID, Message: "unknown pools", Names: bad}
+		return 0, namesError(store.EINVALID, "unknown pools", "bad_pools", bad)
 	}
 	n := 0
 	for _, name := range names {

@@ -8,20 +8,13 @@ import (
 	"github.com/vmpooler/vmpooler/store"
 )
 
-// NamesError is an error about some of the names a request gave (pools,
-// aliases, templates), listed in Names so the API can show them the way
-// upstream does (bad_templates, not_configured, bad_pools). It unwraps to
-// a store.Error of Code.
-type NamesError struct {
-	Code    string
-	Message string
-	Names   []string
+// namesError is an error about some of the names a request gave (pools,
+// aliases, templates), listed in a detail under key the way upstream does
+// (bad_templates, not_configured, bad_pools).
+func namesError(code, message, key string, names []string) error {
+	return &store.Error{Code: code, Message: message + ": " + strings.Join(names, ", "),
+		Details: []store.Detail{{Key: key, Value: names}}}
 }
-
-func (e *NamesError) Error() string { return e.Message + ": " + strings.Join(e.Names, ", ") }
-
-// Unwrap makes store.ErrorCode report Code.
-func (e *NamesError) Unwrap() error { return store.Errorf(e.Code, "%s", e.Error()) }
 
 // MaxRequestIDLen bounds a caller-chosen ondemand request id.
 const MaxRequestIDLen = 100
@@ -41,7 +34,7 @@ func svcNeedToken(c Caller) error {
 // spreads its count over its pools in turn.
 //
 // Errors: 401 without a token when auth is on; EINVALID for nothing
-// requested, a bad count or id; ENOTFOUND (*NamesError) for unknown names;
+// requested, a bad count or id; ENOTFOUND for unknown names (listed under "bad_templates");
 // EFORBIDDEN for more than max_ondemand_instances_per_request of one name
 // or of one pool once aliases are resolved;
 // ECONFLICT if the id exists.
@@ -59,7 +52,7 @@ func (s *Service) RequestOndemand(wants []Want, id string, c Caller) (string, er
 		}
 	}
 	if len(unknown) > 0 {
-		return "", &NamesError{Code: store.ENOTFOUND, Message: "unknown pools or aliases", Names: unknown}
+		return "", namesError(store.ENOTFOUND, "unknown pools or aliases", "bad_templates", unknown)
 	}
 	limit := positive(cur.cfg.MaxOndemandPerRequest, 10)
 	for _, w := range wants {

@@ -52,13 +52,12 @@ type Modification struct {
 	Failures []string
 }
 
-// FailureError lists every problem of a PUT body. It unwraps to EINVALID.
-type FailureError struct{ Failures []string }
-
-func (e *FailureError) Error() string { return strings.Join(e.Failures, " ") }
-
-// Unwrap makes store.ErrorCode report EINVALID.
-func (e *FailureError) Unwrap() error { return store.Errorf(store.EINVALID, "%s", e.Error()) }
+// failureError is EINVALID listing every problem of a PUT body, also under
+// "failure".
+func failureError(failures []string) error {
+	return &store.Error{Code: store.EINVALID, Message: strings.Join(failures, " "),
+		Details: []store.Detail{{Key: "failure", Value: failures}}}
+}
 
 // Modify changes a running VM's lifetime and tags, and queues a disk when
 // asked (ENOTFOUND for a VM that is not running). A lifetime or a disk needs
@@ -108,7 +107,7 @@ func (m Modification) needsToken(c Caller) error {
 }
 
 // validate lists every problem of m: the decoding failures, then lifetime,
-// disk and tags; a FailureError when there is any.
+// disk and tags; a failureError when there is any.
 func (cur *svcState) validate(m Modification) error {
 	failures := append([]string(nil), m.Failures...)
 	if m.Lifetime != nil {
@@ -128,7 +127,7 @@ func (cur *svcState) validate(m Modification) error {
 		failures = append(failures, fmt.Sprintf("You provided unsupported tags (%s).", strings.Join(bad, ", ")))
 	}
 	if len(failures) > 0 {
-		return &FailureError{Failures: failures}
+		return failureError(failures)
 	}
 	return nil
 }
