@@ -263,7 +263,7 @@ func (s *server) handleDashboardRunning(w http.ResponseWriter, r *http.Request, 
 		}
 		list[i] = append(o, kv{"tags", tags}, kv{"lifetime", cfg.Lifetime(vm.Lifetime)},
 			kv{"checked_out", vm.CheckedOut.UTC().Format(time.RFC3339)}, kv{"end_time", rw.end.UTC().Format(time.RFC3339)},
-			kv{"remaining", svcHours(rw.end.Sub(now))}, kv{"request_id", vm.RequestID})
+			kv{"remaining", hoursOf(rw.end.Sub(now))}, kv{"request_id", vm.RequestID})
 	}
 	ondemand, err := s.dashboardOndemand(v, now)
 	if err != nil {
@@ -274,8 +274,8 @@ func (s *server) handleDashboardRunning(w http.ResponseWriter, r *http.Request, 
 	return nil
 }
 
-// svcHours is a duration in hours, 2 dp, never -0.
-func svcHours(d time.Duration) float64 {
+// hoursOf is a duration in hours, 2 dp, never -0.
+func hoursOf(d time.Duration) float64 {
 	h := round(d.Hours(), 2)
 	if h == 0 {
 		return 0

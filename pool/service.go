@@ -32,9 +32,9 @@ type Service struct {
 	// Templates, when set, checks that templates exist (template.go).
 	Templates TemplateFinder
 
-	cur   atomic.Pointer[svcState] // the configuration in force (SetConfig swaps it)
-	waits *waitQueue               // waiting checkouts (wait.go)
-	pass  passes                   // the manager's passes, for long-polls (wait.go)
+	cur   atomic.Pointer[serviceState] // the configuration in force (SetConfig swaps it)
+	waits *waitQueue                   // waiting checkouts (wait.go)
+	pass  passes                       // the manager's passes, for long-polls (wait.go)
 
 	ovrMu sync.Mutex // serialises read-modify-write of overrides
 	tmpl  templateCache
@@ -55,7 +55,7 @@ func NewService(cfg *Config, st *store.Store, logger *slog.Logger) *Service {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{Store: st, Logger: logger, Now: time.Now, Kick: func() {}, waits: &waitQueue{}}
-	s.cur.Store(newSvcState(cfg, nil, logger))
+	s.cur.Store(newServiceState(cfg, nil, logger))
 	return s
 }
 
@@ -106,7 +106,7 @@ func (s *Service) Checkout(wants []Want, c Caller) (map[string][]store.VM, error
 }
 
 // validWants checks the names and counts of a checkout.
-func validWants(cur *svcState, wants []Want) error {
+func validWants(cur *serviceState, wants []Want) error {
 	if len(wants) == 0 {
 		return store.Errorf(store.ENOTFOUND, "no pool requested")
 	}
@@ -122,7 +122,7 @@ func validWants(cur *svcState, wants []Want) error {
 }
 
 // checkoutNow is Checkout of valid wants, waiters or not.
-func (s *Service) checkoutNow(cur *svcState, wants []Want, c Caller) (map[string][]store.VM, error) {
+func (s *Service) checkoutNow(cur *serviceState, wants []Want, c Caller) (map[string][]store.VM, error) {
 	lifetime := 0
 	if c.User != "" && cur.cfg.VMLifetimeAuth > 0 {
 		lifetime = cur.cfg.VMLifetimeAuth
@@ -131,14 +131,14 @@ func (s *Service) checkoutNow(cur *svcState, wants []Want, c Caller) (map[string
 	// A plan rests on counts that a concurrent checkout may change; an alias
 	// with another candidate deserves a second plan.
 	for range 3 {
-		plan, perName := svcPlan(s.Store.Counts(), cur.aliases, wants)
+		plan, perName := planCheckout(s.Store.Counts(), cur.aliases, wants)
 		var vms []store.VM
 		vms, err = s.Store.Checkout(store.CheckoutRequest{Pools: plan, Lifetime: lifetime, User: c.User, Quota: cur.quota(c.User)})
 		if err == nil {
 			s.Kick()
-			return svcAssign(vms, perName), nil
+			return assign(vms, perName), nil
 		}
-		if store.ErrorCode(err) != store.EEMPTY || !svcHasAlias(cur.aliases, wants) {
+		if store.ErrorCode(err) != store.EEMPTY || !hasAlias(cur.aliases, wants) {
 			break
 		}
 	}
@@ -148,25 +148,25 @@ func (s *Service) checkoutNow(cur *svcState, wants []Want, c Caller) (map[string
 	return nil, err
 }
 
-type svcShare struct {
+type share struct {
 	name, pool string
 	count      int
 }
 
-// svcPlan picks, VM by VM, a candidate pool with ready VMs left (else the
+// planCheckout picks, VM by VM, a candidate pool with ready VMs left (else the
 // first candidate), and merges the picks per pool.
-func svcPlan(counts map[string]store.PoolCounts, aliases map[string][]string, wants []Want) ([]store.PoolCount, []svcShare) {
+func planCheckout(counts map[string]store.PoolCounts, aliases map[string][]string, wants []Want) ([]store.PoolCount, []share) {
 	left := make(map[string]int)
 	for name, c := range counts {
 		left[name] = c.Ready
 	}
-	var shares []svcShare
+	var shares []share
 	var plan []store.PoolCount
 	add := func(name, pool string) {
-		if i := slices.IndexFunc(shares, func(sh svcShare) bool { return sh.name == name && sh.pool == pool }); i >= 0 {
+		if i := slices.IndexFunc(shares, func(sh share) bool { return sh.name == name && sh.pool == pool }); i >= 0 {
 			shares[i].count++
 		} else {
-			shares = append(shares, svcShare{name, pool, 1})
+			shares = append(shares, share{name, pool, 1})
 		}
 		if i := slices.IndexFunc(plan, func(pc store.PoolCount) bool { return pc.Pool == pool }); i >= 0 {
 			plan[i].Count++
@@ -191,7 +191,7 @@ func svcPlan(counts map[string]store.PoolCounts, aliases map[string][]string, wa
 	return plan, shares
 }
 
-func svcHasAlias(aliases map[string][]string, wants []Want) bool {
+func hasAlias(aliases map[string][]string, wants []Want) bool {
 	for _, w := range wants {
 		if len(aliases[w.Name]) > 1 {
 			return true
@@ -200,8 +200,8 @@ func svcHasAlias(aliases map[string][]string, wants []Want) bool {
 	return false
 }
 
-// svcAssign deals the VMs handed out to the names that asked for them.
-func svcAssign(vms []store.VM, shares []svcShare) map[string][]store.VM {
+// assign deals the VMs handed out to the names that asked for them.
+func assign(vms []store.VM, shares []share) map[string][]store.VM {
 	byPool := make(map[string][]store.VM)
 	for _, vm := range vms {
 		byPool[vm.Pool] = append(byPool[vm.Pool], vm)

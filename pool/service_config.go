@@ -116,7 +116,7 @@ func (s *Service) SetCloneTargets(targets map[string]string, c Caller) (bool, er
 // bad values), then stores the overrides and kicks the manager. It reports
 // whether any effective value changed. 401 without a token when auth is on.
 func (s *Service) setOverrides(body map[string]string, c Caller, f overrideField) (bool, error) {
-	if err := svcNeedToken(c); err != nil {
+	if err := needToken(c); err != nil {
 		return false, err
 	} else if len(body) == 0 {
 		return false, store.Errorf(store.EINVALID, "Request body must name at least one pool")
@@ -196,7 +196,7 @@ func (s *Service) ResetCloneTarget(pool string, c Caller) (Reset, error) {
 }
 
 func (s *Service) resetOverride(pool string, c Caller, f overrideField) (Reset, error) {
-	if err := svcNeedToken(c); err != nil {
+	if err := needToken(c); err != nil {
 		return Reset{}, err
 	}
 	p, ok := s.Current().Pool(pool)
@@ -231,7 +231,7 @@ func (s *Service) resetOverride(pool string, c Caller, f overrideField) (Reset, 
 // current template). EINVALID listing unknown pools under "bad_pools"; 401 without a
 // token when auth is on. It returns how many VMs it scheduled.
 func (s *Service) ResetPools(pools []string, c Caller) (int, error) {
-	if err := svcNeedToken(c); err != nil {
+	if err := needToken(c); err != nil {
 		return 0, err
 	} else if len(pools) == 0 {
 		return 0, store.Errorf(store.EINVALID, "Request body must name at least one pool")

@@ -19,9 +19,9 @@ func namesError(code, message, key string, names []string) error {
 // MaxRequestIDLen bounds a caller-chosen ondemand request id.
 const MaxRequestIDLen = 100
 
-// svcNeedToken is the rule of every ondemand and configuration write:
+// needToken is the rule of every ondemand and configuration write:
 // with auth on, a valid token is required (401).
-func svcNeedToken(c Caller) error {
+func needToken(c Caller) error {
 	if c.Auth && c.User == "" {
 		return store.Errorf(store.EUNAUTHORIZED, "a token is required")
 	}
@@ -40,7 +40,7 @@ func svcNeedToken(c Caller) error {
 // ECONFLICT if the id exists.
 func (s *Service) RequestOndemand(wants []Want, id string, c Caller) (string, error) {
 	cur := s.state()
-	if err := svcNeedToken(c); err != nil {
+	if err := needToken(c); err != nil {
 		return "", err
 	} else if len(wants) == 0 {
 		return "", store.Errorf(store.EINVALID, "no pool requested")
@@ -63,7 +63,7 @@ func (s *Service) RequestOndemand(wants []Want, id string, c Caller) (string, er
 		}
 	}
 	if id == "" {
-		id = svcUUID()
+		id = newUUID()
 	} else if !validRequestID(id) {
 		return "", store.Errorf(store.EINVALID, "request_id must be 1 to %d of A-Z a-z 0-9 . _ -", MaxRequestIDLen)
 	}
@@ -114,8 +114,8 @@ func validRequestID(id string) bool {
 	return true
 }
 
-// svcUUID returns a random (version 4) UUID, as upstream's request ids.
-func svcUUID() string {
+// newUUID returns a random (version 4) UUID, as upstream's request ids.
+func newUUID() string {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		panic(err) // crypto/rand never fails on supported platforms
@@ -189,7 +189,7 @@ func (s *Service) Ondemand(id string) (OndemandView, error) {
 // request was deleted already. 401 without a token when auth is on, 403 for
 // another user's request, ENOTFOUND if unknown.
 func (s *Service) DeleteOndemand(id string, c Caller) (already bool, err error) {
-	if err := svcNeedToken(c); err != nil {
+	if err := needToken(c); err != nil {
 		return false, err
 	}
 	r, err := s.Store.GetRequest(id)

@@ -108,7 +108,7 @@ func (m Modification) needsToken(c Caller) error {
 
 // validate lists every problem of m: the decoding failures, then lifetime,
 // disk and tags; a failureError when there is any.
-func (cur *svcState) validate(m Modification) error {
+func (cur *serviceState) validate(m Modification) error {
 	failures := append([]string(nil), m.Failures...)
 	if m.Lifetime != nil {
 		failures = appendNonEmpty(failures, cur.lifetimeProblem(*m.Lifetime, m.LifetimeArg))
@@ -133,7 +133,7 @@ func (cur *svcState) validate(m Modification) error {
 }
 
 // lifetimeProblem is what is wrong with a lifetime of hours ("" if nothing).
-func (cur *svcState) lifetimeProblem(hours int, arg string) string {
+func (cur *serviceState) lifetimeProblem(hours int, arg string) string {
 	if lim := cur.cfg.MaxLifetimeUpperLimit; hours <= 0 {
 		return fmt.Sprintf("You provided a lifetime (%s) but you must provide a positive number.", arg)
 	} else if lim > 0 && hours >= lim {
@@ -153,7 +153,7 @@ func appendNonEmpty(list []string, s string) []string {
 
 // apply stores a valid, authorized modification: lifetime and tags (also
 // when the body asked for nothing at all), then the disk.
-func (s *Service) apply(cur *svcState, host string, m Modification) error {
+func (s *Service) apply(cur *serviceState, host string, m Modification) error {
 	if m.Disk == nil || m.Lifetime != nil || len(m.Tags) > 0 {
 		lifetime := 0
 		if m.Lifetime != nil {
@@ -173,7 +173,7 @@ func (s *Service) apply(cur *svcState, host string, m Modification) error {
 }
 
 // filterTags drops empty values and applies [tagfilter].
-func (cur *svcState) filterTags(tags map[string]string) map[string]string {
+func (cur *serviceState) filterTags(tags map[string]string) map[string]string {
 	if len(tags) == 0 {
 		return nil
 	}
@@ -191,9 +191,9 @@ func (cur *svcState) filterTags(tags map[string]string) map[string]string {
 	return out
 }
 
-// svcJobTarget checks a snapshot, revert or disk request: token (401 when
+// jobTarget checks a snapshot, revert or disk request: token (401 when
 // auth is on), VM exists and is live (404), ownership (403).
-func (s *Service) svcJobTarget(host string, c Caller) error {
+func (s *Service) jobTarget(host string, c Caller) error {
 	if c.Auth && c.User == "" {
 		return store.Errorf(store.EUNAUTHORIZED, "a token is required")
 	}
@@ -208,10 +208,10 @@ func (s *Service) svcJobTarget(host string, c Caller) error {
 
 // Snapshot queues a snapshot and returns its generated 32-character name.
 func (s *Service) Snapshot(host string, c Caller) (string, error) {
-	if err := s.svcJobTarget(host, c); err != nil {
+	if err := s.jobTarget(host, c); err != nil {
 		return "", err
 	}
-	name := svcRandomName()
+	name := randomName()
 	if err := s.Store.RequestSnapshot(host, name); err != nil {
 		return "", err
 	}
@@ -221,7 +221,7 @@ func (s *Service) Snapshot(host string, c Caller) (string, error) {
 
 // Revert queues a revert to a taken snapshot. ENOTFOUND if there is none of that name.
 func (s *Service) Revert(host, snapshot string, c Caller) error {
-	if err := s.svcJobTarget(host, c); err != nil {
+	if err := s.jobTarget(host, c); err != nil {
 		return err
 	}
 	if err := s.Store.RequestRevert(host, snapshot); err != nil {
@@ -244,7 +244,7 @@ func (s *Service) AddDisk(host string, sizeGB int, c Caller) error {
 	if sizeGB < 1 || sizeGB > MaxDiskGB {
 		return store.Errorf(store.EINVALID, "disk size must be from 1 to %d", MaxDiskGB)
 	}
-	if err := s.svcJobTarget(host, c); err != nil {
+	if err := s.jobTarget(host, c); err != nil {
 		return err
 	}
 	if err := s.Store.RequestDisk(host, sizeGB); err != nil {
@@ -254,8 +254,8 @@ func (s *Service) AddDisk(host string, sizeGB int, c Caller) error {
 	return nil
 }
 
-// svcRandomName returns 32 characters in the token alphabet (first a..y).
-func svcRandomName() string {
+// randomName returns 32 characters in the token alphabet (first a..y).
+func randomName() string {
 	return randomString("abcdefghijklmnopqrstuvwxy", hostnameAlphabet, 32)
 }
 
@@ -283,10 +283,10 @@ func (s *Service) Get(host string) (VMView, error) {
 		} else if !vm.Destroyed.IsZero() {
 			until = vm.Destroyed
 		}
-		v.Running = svcRound2(until.Sub(vm.CheckedOut).Hours())
+		v.Running = round2(until.Sub(vm.CheckedOut).Hours())
 		v.End = vm.CheckedOut.Add(Hours(v.Lifetime))
 		if vm.State == store.StateRunning {
-			v.Remaining = svcRound2(v.End.Sub(s.Now()).Hours())
+			v.Remaining = round2(v.End.Sub(s.Now()).Hours())
 		}
 	}
 	return v, nil
@@ -301,7 +301,7 @@ func (s *Service) Domain(pool string) string {
 	return cfg.Domain
 }
 
-func svcRound2(f float64) float64 {
+func round2(f float64) float64 {
 	r := math.Round(f*100) / 100
 	if r == 0 {
 		return 0 // no -0

@@ -219,7 +219,7 @@ func (s *Service) Waiters() map[string]Waiting {
 
 // waitersHold reports whether waiting checkouts hold one of the pools of
 // wants: a checkout that does not wait must not take their VMs.
-func (s *Service) waitersHold(cur *svcState, wants []Want) bool {
+func (s *Service) waitersHold(cur *serviceState, wants []Want) bool {
 	q := s.queue()
 	var pools []string
 	for _, w := range wants {
