@@ -23,13 +23,8 @@ func parseHost(name string) (string, error) {
 		return "", bad
 	}
 	for label := range strings.SplitSeq(name, ".") {
-		if label == "" || len(label) > 63 {
+		if label == "" || len(label) > 63 || !pool.ValidChars(label, "-_") {
 			return "", bad
-		}
-		for i := 0; i < len(label); i++ {
-			if c := label[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return "", bad
-			}
 		}
 	}
 	short, _, _ := strings.Cut(name, ".")
@@ -404,15 +399,7 @@ func parseTags(raw json.RawMessage, failures *[]string) map[string]string {
 }
 
 func validTagKey(k string) bool {
-	if k == "" || len(k) > maxTagKey {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		if c := k[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
-			return false
-		}
-	}
-	return true
+	return k != "" && len(k) <= maxTagKey && pool.ValidChars(k, "_.-")
 }
 
 // who says whose token a VM route reads.

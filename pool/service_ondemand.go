@@ -103,15 +103,7 @@ func (s *Service) RequestOndemand(wants []Want, id string, c Caller) (string, er
 }
 
 func validRequestID(id string) bool {
-	if id == "" || len(id) > MaxRequestIDLen {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		if c := id[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
+	return id != "" && len(id) <= MaxRequestIDLen && ValidChars(id, "._-")
 }
 
 // newUUID returns a random (version 4) UUID, as upstream's request ids.
