@@ -106,50 +106,13 @@ func newline(b []byte, depth int) []byte {
 // numbers and booleans are written directly (the hot paths: /status,
 // checkout); anything else goes through encoding/json and json.Indent.
 func appendJSON(b []byte, v any, depth int) ([]byte, error) {
-	var err error
 	switch v := v.(type) {
 	case obj:
-		if len(v) == 0 {
-			return append(b, "{}"...), nil
-		}
-		b = append(b, '{')
-		for i, m := range v {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(newline(b, depth+1), m.k)
-			b = append(b, ": "...)
-			if b, err = appendJSON(b, m.v, depth+1); err != nil {
-				return b, err
-			}
-		}
-		return append(newline(b, depth), '}'), nil
+		return appendObj(b, v, depth)
 	case []string:
-		if len(v) == 0 {
-			return append(b, "[]"...), nil
-		}
-		b = append(b, '[')
-		for i, s := range v {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(newline(b, depth+1), s)
-		}
-		return append(newline(b, depth), ']'), nil
+		return appendArray(b, v, depth, func(b []byte, s string) ([]byte, error) { return appendString(b, s), nil })
 	case []obj:
-		if len(v) == 0 {
-			return append(b, "[]"...), nil
-		}
-		b = append(b, '[')
-		for i, o := range v {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			if b, err = appendJSON(newline(b, depth+1), o, depth+1); err != nil {
-				return b, err
-			}
-		}
-		return append(newline(b, depth), ']'), nil
+		return appendArray(b, v, depth, func(b []byte, o obj) ([]byte, error) { return appendObj(b, o, depth+1) })
 	case string:
 		return appendString(b, v), nil
 	case int:
@@ -172,6 +135,44 @@ func appendJSON(b []byte, v any, depth int) ([]byte, error) {
 		return b, err
 	}
 	return append(b, out.Bytes()...), nil
+}
+
+// appendObj appends o pretty-printed at depth.
+func appendObj(b []byte, o obj, depth int) ([]byte, error) {
+	if len(o) == 0 {
+		return append(b, "{}"...), nil
+	}
+	b = append(b, '{')
+	var err error
+	for i, m := range o {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(newline(b, depth+1), m.k)
+		b = append(b, ": "...)
+		if b, err = appendJSON(b, m.v, depth+1); err != nil {
+			return b, err
+		}
+	}
+	return append(newline(b, depth), '}'), nil
+}
+
+// appendArray appends the elements of v, one a line, at depth+1.
+func appendArray[T any](b []byte, v []T, depth int, elem func([]byte, T) ([]byte, error)) ([]byte, error) {
+	if len(v) == 0 {
+		return append(b, "[]"...), nil
+	}
+	b = append(b, '[')
+	var err error
+	for i, e := range v {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if b, err = elem(newline(b, depth+1), e); err != nil {
+			return b, err
+		}
+	}
+	return append(newline(b, depth), ']'), nil
 }
 
 // appendString appends s as a JSON string; plain ASCII is copied as it is.

@@ -45,22 +45,9 @@ func (s *Service) RequestOndemand(wants []Want, id string, c Caller) (string, er
 	} else if len(wants) == 0 {
 		return "", store.Errorf(store.EINVALID, "no pool requested")
 	}
-	var unknown []string
-	for _, w := range wants {
-		if _, ok := cur.aliases[w.Name]; !ok {
-			unknown = append(unknown, w.Name)
-		}
-	}
-	if len(unknown) > 0 {
-		return "", namesError(store.ENOTFOUND, "unknown pools or aliases", "bad_templates", unknown)
-	}
 	limit := positive(cur.cfg.MaxOndemandPerRequest, 10)
-	for _, w := range wants {
-		if w.Count < 1 {
-			return "", store.Errorf(store.EINVALID, "VM count must be at least 1")
-		} else if w.Count > limit {
-			return "", store.Errorf(store.EFORBIDDEN, "requested amount of instances exceeds the maximum %d", limit)
-		}
+	if err := cur.validOndemand(wants, limit); err != nil {
+		return "", err
 	}
 	if id == "" {
 		id = newUUID()
@@ -71,19 +58,7 @@ func (s *Service) RequestOndemand(wants []Want, id string, c Caller) (string, er
 	if c.User != "" && cur.cfg.VMLifetimeAuth > 0 {
 		r.Lifetime = cur.cfg.VMLifetimeAuth
 	}
-	for _, w := range wants {
-		cands := cur.aliases[w.Name]
-		for i, p := range cands {
-			n := w.Count / len(cands)
-			if i < w.Count%len(cands) {
-				n++
-			}
-			if n > 0 {
-				r.Requested = append(r.Requested, store.PoolCount{Pool: p, Count: n})
-				r.Names = append(r.Names, w.Name)
-			}
-		}
-	}
+	r.Requested, r.Names = cur.spread(wants)
 	// The limit is per pool: count after resolving aliases, or a pool and
 	// two of its aliases get three times the limit of one pool.
 	perPool := make(map[string]int)
@@ -100,6 +75,48 @@ func (s *Service) RequestOndemand(wants []Want, id string, c Caller) (string, er
 	}
 	s.Kick()
 	return id, nil
+}
+
+// validOndemand checks the wants of an ondemand request: ENOTFOUND listing
+// the unknown names, then EINVALID or EFORBIDDEN for a count below 1 or
+// over limit.
+func (cur *serviceState) validOndemand(wants []Want, limit int) error {
+	var unknown []string
+	for _, w := range wants {
+		if _, ok := cur.aliases[w.Name]; !ok {
+			unknown = append(unknown, w.Name)
+		}
+	}
+	if len(unknown) > 0 {
+		return namesError(store.ENOTFOUND, "unknown pools or aliases", "bad_templates", unknown)
+	}
+	for _, w := range wants {
+		if w.Count < 1 {
+			return store.Errorf(store.EINVALID, "VM count must be at least 1")
+		} else if w.Count > limit {
+			return store.Errorf(store.EFORBIDDEN, "requested amount of instances exceeds the maximum %d", limit)
+		}
+	}
+	return nil
+}
+
+// spread resolves wants to pools: an alias spreads its count over its
+// pools in turn. names[i] is the name that asked for requested[i].
+func (cur *serviceState) spread(wants []Want) (requested []store.PoolCount, names []string) {
+	for _, w := range wants {
+		cands := cur.aliases[w.Name]
+		for i, p := range cands {
+			n := w.Count / len(cands)
+			if i < w.Count%len(cands) {
+				n++
+			}
+			if n > 0 {
+				requested = append(requested, store.PoolCount{Pool: p, Count: n})
+				names = append(names, w.Name)
+			}
+		}
+	}
+	return requested, names
 }
 
 func validRequestID(id string) bool {
