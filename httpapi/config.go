@@ -199,15 +199,23 @@ func stringValues(body map[string]any) map[string]string {
 	return out
 }
 
+// operatorBody resolves the caller of a configuration write (see
+// operator), then reads its body {"<pool>": ...}.
+func (s *server) operatorBody(w http.ResponseWriter, r *http.Request) (pool.Caller, map[string]any, error) {
+	caller, err := s.operator(r)
+	if err != nil {
+		return caller, nil, err
+	}
+	var body map[string]any
+	err = readJSON(w, r, &body)
+	return caller, body, err
+}
+
 // override answers a POST /config/* write: 201 if anything changed, else
 // 200; bad names and values are 400 with them listed (pool names the key).
 func (s *server) override(w http.ResponseWriter, r *http.Request, set setter) error {
-	caller, err := s.operator(r)
+	caller, body, err := s.operatorBody(w, r)
 	if err != nil {
-		return err
-	}
-	var body map[string]any
-	if err := readJSON(w, r, &body); err != nil {
 		return err
 	}
 	changed, err := set(body, caller)
@@ -288,12 +296,8 @@ func (s *server) handleCloneTargetReset(w http.ResponseWriter, r *http.Request, 
 // handlePoolReset answers POST /poolreset {"<pool>": ...}: the pools' ready
 // and pending VMs are drained so the manager clones fresh ones; 201.
 func (s *server) handlePoolReset(w http.ResponseWriter, r *http.Request, c call) error {
-	caller, err := s.operator(r)
+	caller, body, err := s.operatorBody(w, r)
 	if err != nil {
-		return err
-	}
-	var body map[string]any
-	if err := readJSON(w, r, &body); err != nil {
 		return err
 	}
 	names := slices.Sorted(maps.Keys(body))
