@@ -193,6 +193,36 @@ func (c *Config) defaults() {
 func (c *Config) validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	c.validateGlobal(bad)
+	names := c.validatePools(bad)
+	for _, p := range c.Pools {
+		for _, a := range p.Alias {
+			if names[a] {
+				bad("[[pools]] %q: alias %q is the name of a pool", p.Name, a)
+			}
+		}
+	}
+	tags := make([]string, 0, len(c.TagFilter))
+	for k := range c.TagFilter {
+		tags = append(tags, k)
+	}
+	sort.Strings(tags)
+	for _, k := range tags {
+		if _, err := regexp.Compile(c.TagFilter[k]); err != nil {
+			bad("[tagfilter] %s: %v", k, err)
+		}
+	}
+	if c.Auth != nil && c.Auth.Provider == "" {
+		bad("[auth] provider is required (htpasswd, ldap or dummy)")
+	}
+	return errors.Join(errs...)
+}
+
+// badf records one problem of the configuration.
+type badf func(format string, args ...any)
+
+// validateGlobal checks the [config] section.
+func (c *Config) validateGlobal(bad badf) {
 	g := &c.Global.Config
 	for _, f := range []struct {
 		key string
@@ -231,6 +261,10 @@ func (c *Config) validate() error {
 	if !validPrefix(g.Prefix) {
 		bad("[config] prefix %q: at most %d of a-z 0-9 '-', not starting with '-' (it begins every hostname)", g.Prefix, maxPrefixLen)
 	}
+}
+
+// validatePools checks every [[pools]] entry and returns the pool names.
+func (c *Config) validatePools(bad badf) map[string]bool {
 	if len(c.Pools) == 0 {
 		bad("[[pools]]: no pool configured")
 	}
@@ -249,50 +283,36 @@ func (c *Config) validate() error {
 			bad("%s: name must not contain '+', '/' or spaces", where)
 		}
 		names[p.Name] = true
-		if p.Template == "" {
-			bad("%s: template is required", where)
-		} else if !pool.ValidTemplate(p.Template) {
-			bad("%s: template %q must be <folder>/<name>: no leading or trailing '/', no empty, '.' or '..' element", where, p.Template)
-		}
-		if err := pool.CheckFolder(p); err != nil {
-			bad("%s: %v", where, err)
-		}
-		if p.Size < 0 {
-			bad("%s: size must not be negative (got %d)", where, p.Size)
-		}
-		if p.MaxRunningPerUser < 0 {
-			bad("%s: max_running_per_user must not be negative (got %d)", where, p.MaxRunningPerUser)
-		}
-		// A pool without its own value inherits the global one, whose
-		// problem is reported once under [config].
-		if p.Timeout < 0 && p.Timeout != g.Timeout {
-			bad("%s: timeout must not be negative (got %d)", where, p.Timeout)
-		}
-		if p.ReadyTTL < 0 && p.ReadyTTL != g.ReadyTTL {
-			bad("%s: ready_ttl must not be negative (got %d)", where, p.ReadyTTL)
-		}
+		c.validatePool(p, where, bad)
 	}
-	for _, p := range c.Pools {
-		for _, a := range p.Alias {
-			if names[a] {
-				bad("[[pools]] %q: alias %q is the name of a pool", p.Name, a)
-			}
-		}
+	return names
+}
+
+// validatePool checks one pool's settings (where names it in messages).
+func (c *Config) validatePool(p pool.PoolConfig, where string, bad badf) {
+	g := &c.Global.Config
+	if p.Template == "" {
+		bad("%s: template is required", where)
+	} else if !pool.ValidTemplate(p.Template) {
+		bad("%s: template %q must be <folder>/<name>: no leading or trailing '/', no empty, '.' or '..' element", where, p.Template)
 	}
-	tags := make([]string, 0, len(c.TagFilter))
-	for k := range c.TagFilter {
-		tags = append(tags, k)
+	if err := pool.CheckFolder(p); err != nil {
+		bad("%s: %v", where, err)
 	}
-	sort.Strings(tags)
-	for _, k := range tags {
-		if _, err := regexp.Compile(c.TagFilter[k]); err != nil {
-			bad("[tagfilter] %s: %v", k, err)
-		}
+	if p.Size < 0 {
+		bad("%s: size must not be negative (got %d)", where, p.Size)
 	}
-	if c.Auth != nil && c.Auth.Provider == "" {
-		bad("[auth] provider is required (htpasswd, ldap or dummy)")
+	if p.MaxRunningPerUser < 0 {
+		bad("%s: max_running_per_user must not be negative (got %d)", where, p.MaxRunningPerUser)
 	}
-	return errors.Join(errs...)
+	// A pool without its own value inherits the global one, whose
+	// problem is reported once under [config].
+	if p.Timeout < 0 && p.Timeout != g.Timeout {
+		bad("%s: timeout must not be negative (got %d)", where, p.Timeout)
+	}
+	if p.ReadyTTL < 0 && p.ReadyTTL != g.ReadyTTL {
+		bad("%s: ready_ttl must not be negative (got %d)", where, p.ReadyTTL)
+	}
 }
 
 // redacted returns the configuration with every secret replaced, for GET /config.

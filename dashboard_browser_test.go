@@ -16,6 +16,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/vmpooler/vmpooler/internal/clocktest"
+	"github.com/vmpooler/vmpooler/internal/storetest"
 	"github.com/vmpooler/vmpooler/store"
 )
 
@@ -37,20 +39,15 @@ func findChromium() string {
 func seedRollups(t *testing.T, path string, pools []string) map[string]int {
 	t.Helper()
 	now := time.Now().UTC()
-	var clk time.Time
-	st := store.New(path)
-	st.Now = func() time.Time { return clk }
-	if err := st.Open(); err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	clk := clocktest.New(time.Time{})
+	st := storetest.MustOpen(t, storetest.Path(path), storetest.Now(clk.Now))
 	clones := map[string]int{}
 	for back := 29; back >= 1; back-- {
 		if back%5 == 0 {
 			continue
 		}
 		day := now.AddDate(0, 0, -back)
-		clk = time.Date(day.Year(), day.Month(), day.Day(), 9, 0, 0, 0, time.UTC)
+		clk.Set(time.Date(day.Year(), day.Month(), day.Day(), 9, 0, 0, 0, time.UTC))
 		for pi, p := range pools {
 			n := 1 + (back*7+pi*3)%5
 			for i := range n {
@@ -64,7 +61,7 @@ func seedRollups(t *testing.T, path string, pools []string) map[string]int {
 					{time.Duration(30+(back*3)%11+i) * time.Second, func() error { return st.MarkReady(host, "10.0.0.9") }},
 				}
 				for _, s := range steps {
-					clk = clk.Add(s.wait)
+					clk.Advance(s.wait)
 					if err := s.do(); err != nil {
 						t.Fatal(err)
 					}
@@ -81,9 +78,12 @@ func seedRollups(t *testing.T, path string, pools []string) map[string]int {
 				if err := st.Destroy(host, "seeded history"); err != nil {
 					t.Fatal(err)
 				}
-				clones[clk.Format(time.DateOnly)]++
+				clones[clk.Now().Format(time.DateOnly)]++
 			}
 		}
+	}
+	if err := st.Close(); err != nil { // the pooler opens the file next
+		t.Fatal(err)
 	}
 	return clones
 }

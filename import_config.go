@@ -220,31 +220,7 @@ func (c *converter) config() {
 	c.line("database = \"vmpooler.db\"")
 	purge := false
 	for _, k := range g.sortedKeys() {
-		v := g[k]
-		m, ok := configKeys[k]
-		switch {
-		case k == "purge_unconfigured_folders" || k == "purge_unconfigured_resources":
-			if b, err := toBool(v); err == nil && b {
-				purge = true
-			} else if err != nil {
-				c.todo("config."+k, err.Error())
-			}
-			if k == "purge_unconfigured_folders" {
-				c.line("# %s: upstream's deprecated name of purge_unconfigured_resources", k)
-			}
-		case ok && k == "prefix":
-			if s, _ := v.(string); !validPrefix(s) {
-				c.todo("config.prefix", fmt.Sprintf("%q is not a valid prefix here: at most %d of a-z 0-9 '-', not starting with '-' (it begins every hostname)", s, maxPrefixLen))
-			} else {
-				c.set("config.", m.key, v, m.kind)
-			}
-		case ok:
-			c.set("config.", m.key, v, m.kind)
-		case k == "check_loop_delay_max" || k == "check_loop_delay_decay":
-			c.drop(k, "one fixed check_loop_delay (from check_loop_delay_min); a checkout or a return wakes the manager at once")
-		default:
-			c.dropUpstream("config", k)
-		}
+		purge = c.configKey(k, g[k]) || purge
 	}
 	if p := c.src.section("providers").section(c.vsphereName()); p != nil {
 		for _, k := range []string{"purge_unconfigured_resources", "purge_unconfigured_folders"} {
@@ -263,6 +239,36 @@ func (c *converter) config() {
 		c.set("redis.", "data_ttl", r["data_ttl"], "int")
 	}
 	c.line("")
+}
+
+// configKey converts one :config: key; it reports whether the key asks
+// for purge_unconfigured_resources.
+func (c *converter) configKey(k string, v any) (purge bool) {
+	m, ok := configKeys[k]
+	switch {
+	case k == "purge_unconfigured_folders" || k == "purge_unconfigured_resources":
+		if b, err := toBool(v); err == nil && b {
+			purge = true
+		} else if err != nil {
+			c.todo("config."+k, err.Error())
+		}
+		if k == "purge_unconfigured_folders" {
+			c.line("# %s: upstream's deprecated name of purge_unconfigured_resources", k)
+		}
+	case ok && k == "prefix":
+		if s, _ := v.(string); !validPrefix(s) {
+			c.todo("config.prefix", fmt.Sprintf("%q is not a valid prefix here: at most %d of a-z 0-9 '-', not starting with '-' (it begins every hostname)", s, maxPrefixLen))
+		} else {
+			c.set("config.", m.key, v, m.kind)
+		}
+	case ok:
+		c.set("config.", m.key, v, m.kind)
+	case k == "check_loop_delay_max" || k == "check_loop_delay_decay":
+		c.drop(k, "one fixed check_loop_delay (from check_loop_delay_min); a checkout or a return wakes the manager at once")
+	default:
+		c.dropUpstream("config", k)
+	}
+	return purge
 }
 
 // dropUpstream comments out a key of section sect with the reason

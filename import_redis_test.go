@@ -18,6 +18,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/vmpooler/vmpooler/internal/storetest"
 	"github.com/vmpooler/vmpooler/store"
 )
 
@@ -154,10 +155,7 @@ func TestImportRedis(t *testing.T) {
 		t.Errorf("the report shows a token:\n%s", report)
 	}
 
-	st := store.New(db)
-	if err := st.Open(); err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.MustOpen(t, storetest.Path(db))
 	tok, err := st.GetToken("abcdefghijklmnopqrstuvwxyz012345")
 	if err != nil {
 		t.Fatal(err)
@@ -189,7 +187,9 @@ func TestImportRedis(t *testing.T) {
 	if !errors.Is(err, store.ErrInUse) || !strings.Contains(err.Error(), "stop the pooler") {
 		t.Errorf("import into a held database: %v", err)
 	}
-	st.Close()
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
 
 	out.Reset()
 	if err := run(ctx, []string{"import-redis", "-config", cfg, url}, &out, io.Discard); err != nil {

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/vmpooler/vmpooler/auth"
-	"github.com/vmpooler/vmpooler/store"
+	"github.com/vmpooler/vmpooler/internal/storetest"
 )
 
 // TestTokenCommand: "vmpooler token list|revoke" on a stopped pooler's
@@ -21,10 +21,7 @@ func TestTokenCommand(t *testing.T) {
 	db := filepath.Join(dir, "vmpooler.db")
 	cfg := filepath.Join(dir, "vmpooler.toml")
 	os.WriteFile(cfg, []byte("[config]\ndatabase = \""+db+"\"\n"+minimal), 0o600)
-	st := store.New(db)
-	if err := st.Open(); err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.MustOpen(t, storetest.Path(db))
 	a, err := auth.New(&auth.Config{Provider: auth.ProviderDummy}, st, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +37,9 @@ func TestTokenCommand(t *testing.T) {
 	if err := run(context.Background(), []string{"token", "list", "-config", cfg}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "stop it first") {
 		t.Errorf("list while the file is open: %v, want in use, stop it first", err)
 	}
-	st.Close()
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
 
 	cmd := func(args ...string) string {
 		t.Helper()

@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/vmpooler/vmpooler/store"
+	"github.com/vmpooler/vmpooler/internal/storetest"
 )
 
 // TestMain lets a test start this test binary as a pooler child process
@@ -113,17 +113,13 @@ boot_delay = 600   # clones never become ready while the test runs
 		}
 	}
 
-	st := store.New(filepath.Join(dir, "vmpooler.db"))
-	if err := st.Open(); err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.MustOpen(t, storetest.Path(filepath.Join(dir, "vmpooler.db")))
 	if err := st.Check(); err != nil {
 		t.Errorf("store after the crash: %v", err)
 	}
 	if c := st.Counts()["slow"]; c.Running != 0 {
 		t.Errorf("after the crash %d VMs are running: handed out to nobody", c.Running)
 	}
-	st.Close()
 	if strings.Contains(logs.String(), "panic") {
 		t.Errorf("the pooler panicked:\n%s", logs)
 	}

@@ -109,6 +109,41 @@ func newLDAP(cfg *LDAPConfig, logger *slog.Logger) (*ldapAuth, error) {
 	if cfg == nil {
 		return nil, errors.New("auth: provider \"ldap\" needs an [auth.ldap] section")
 	}
+	bad := ldapNameProblems(cfg)
+	enc, port, problems := ldapTransport(cfg)
+	bad = append(bad, problems...)
+	a := &ldapAuth{
+		addr: net.JoinHostPort(cfg.Host, strconv.Itoa(port)), host: cfg.Host,
+		bases: cfg.Base, objects: cfg.UserObject, enc: enc,
+		timeout: DefaultLDAPTimeout, logger: logger,
+		dialer: net.DialTimeout,
+	}
+	if cfg.Timeout > 0 {
+		a.timeout = time.Duration(cfg.Timeout) * time.Second
+	}
+	if enc != EncPlain {
+		var err error
+		if a.tls, err = ldapTLS(cfg); err != nil {
+			bad = append(bad, err.Error())
+		}
+	}
+	if sa := cfg.ServiceAccount; sa != nil {
+		bad = append(bad, a.serviceAccount(sa)...)
+	}
+	if len(bad) > 0 {
+		return nil, fmt.Errorf("auth: [auth.ldap]: %s", strings.Join(bad, "; "))
+	}
+	a.errorNote = fmt.Sprintf("the LDAP server %s cannot be reached; try again later", a.addr)
+	mode := "direct bind"
+	if a.saDN != "" {
+		mode = "service account search"
+	}
+	logger.Info("auth: LDAP provider", "server", a.addr, "encryption", enc, "bases", len(a.bases), "user_objects", strings.Join(a.objects, ","), "mode", mode)
+	return a, nil
+}
+
+// ldapNameProblems checks host, base and user_object.
+func ldapNameProblems(cfg *LDAPConfig) []string {
 	var bad []string
 	if cfg.Host == "" {
 		bad = append(bad, "host is required")
@@ -129,7 +164,16 @@ func newLDAP(cfg *LDAPConfig, logger *slog.Logger) (*ldapAuth, error) {
 			bad = append(bad, fmt.Sprintf("user_object %q is not an attribute name", o))
 		}
 	}
-	enc := cfg.Encryption
+	if cfg.Timeout < 0 {
+		bad = append(bad, "timeout must not be negative")
+	}
+	return bad
+}
+
+// ldapTransport returns the encryption and port in force (defaults: StartTLS
+// on 389, 636 for simple_tls) and what is wrong with them.
+func ldapTransport(cfg *LDAPConfig) (enc string, port int, bad []string) {
+	enc = cfg.Encryption
 	if enc == "" {
 		enc = EncStartTLS
 	}
@@ -142,7 +186,7 @@ func newLDAP(cfg *LDAPConfig, logger *slog.Logger) (*ldapAuth, error) {
 	default:
 		bad = append(bad, fmt.Sprintf("encryption %q: want start_tls, simple_tls or plain", cfg.Encryption))
 	}
-	port := cfg.Port
+	port = cfg.Port
 	if port == 0 {
 		port = 389
 		if enc == EncSimpleTLS {
@@ -151,57 +195,45 @@ func newLDAP(cfg *LDAPConfig, logger *slog.Logger) (*ldapAuth, error) {
 	} else if port < 1 || port > 65535 {
 		bad = append(bad, fmt.Sprintf("port %d is out of range", port))
 	}
-	if cfg.Timeout < 0 {
-		bad = append(bad, "timeout must not be negative")
+	return enc, port, bad
+}
+
+// ldapTLS is the TLS configuration: TLS 1.2 or later, the host's name, and
+// ca_file's certificates as roots when given.
+func ldapTLS(cfg *LDAPConfig) (*tls.Config, error) {
+	t := &tls.Config{ServerName: cfg.Host, MinVersion: tls.VersionTLS12}
+	if cfg.CAFile == "" {
+		return t, nil
 	}
-	a := &ldapAuth{
-		addr: net.JoinHostPort(cfg.Host, strconv.Itoa(port)), host: cfg.Host,
-		bases: cfg.Base, objects: cfg.UserObject, enc: enc,
-		timeout: DefaultLDAPTimeout, logger: logger,
-		dialer: net.DialTimeout,
+	pem, err := os.ReadFile(cfg.CAFile)
+	if err != nil {
+		return t, fmt.Errorf("ca_file: %v", err)
 	}
-	if cfg.Timeout > 0 {
-		a.timeout = time.Duration(cfg.Timeout) * time.Second
+	t.RootCAs = x509.NewCertPool()
+	if !t.RootCAs.AppendCertsFromPEM(pem) {
+		return t, fmt.Errorf("ca_file %s holds no PEM certificate", cfg.CAFile)
 	}
-	if enc != EncPlain {
-		a.tls = &tls.Config{ServerName: cfg.Host, MinVersion: tls.VersionTLS12}
-		if cfg.CAFile != "" {
-			pem, err := os.ReadFile(cfg.CAFile)
-			if err != nil {
-				bad = append(bad, fmt.Sprintf("ca_file: %v", err))
-			} else {
-				a.tls.RootCAs = x509.NewCertPool()
-				if !a.tls.RootCAs.AppendCertsFromPEM(pem) {
-					bad = append(bad, fmt.Sprintf("ca_file %s holds no PEM certificate", cfg.CAFile))
-				}
-			}
+	return t, nil
+}
+
+// serviceAccount takes the service account's DN and password (from
+// password or password_env) and says what is wrong with them.
+func (a *ldapAuth) serviceAccount(sa *LDAPServiceAccount) []string {
+	var bad []string
+	a.saDN, a.saPass = sa.UserDN, sa.Password
+	if sa.PasswordEnv != "" {
+		a.saPass = os.Getenv(sa.PasswordEnv)
+		if a.saPass == "" {
+			bad = append(bad, fmt.Sprintf("service_account password_env: environment variable %s is empty or unset", sa.PasswordEnv))
 		}
 	}
-	if sa := cfg.ServiceAccount; sa != nil {
-		a.saDN, a.saPass = sa.UserDN, sa.Password
-		if sa.PasswordEnv != "" {
-			a.saPass = os.Getenv(sa.PasswordEnv)
-			if a.saPass == "" {
-				bad = append(bad, fmt.Sprintf("service_account password_env: environment variable %s is empty or unset", sa.PasswordEnv))
-			}
-		}
-		if _, err := ldap.ParseDN(a.saDN); err != nil || a.saDN == "" {
-			bad = append(bad, "service_account user_dn is required and must be a DN")
-		}
-		if a.saPass == "" && sa.PasswordEnv == "" {
-			bad = append(bad, "service_account needs password or password_env")
-		}
+	if _, err := ldap.ParseDN(a.saDN); err != nil || a.saDN == "" {
+		bad = append(bad, "service_account user_dn is required and must be a DN")
 	}
-	if len(bad) > 0 {
-		return nil, fmt.Errorf("auth: [auth.ldap]: %s", strings.Join(bad, "; "))
+	if a.saPass == "" && sa.PasswordEnv == "" {
+		bad = append(bad, "service_account needs password or password_env")
 	}
-	a.errorNote = fmt.Sprintf("the LDAP server %s cannot be reached; try again later", a.addr)
-	mode := "direct bind"
-	if a.saDN != "" {
-		mode = "service account search"
-	}
-	logger.Info("auth: LDAP provider", "server", a.addr, "encryption", enc, "bases", len(a.bases), "user_objects", strings.Join(a.objects, ","), "mode", mode)
-	return a, nil
+	return bad
 }
 
 // validAttr reports whether s is an attribute description an admin would

@@ -4,43 +4,18 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/clocktest"
+	"github.com/vmpooler/vmpooler/internal/storetest"
 	"github.com/vmpooler/vmpooler/store"
 )
 
-// clock is a settable time source shared by the Auth and its store.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-
-func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
-
-// MustOpenStore opens a store in a temporary directory, closed on cleanup.
-func MustOpenStore(tb testing.TB, now func() time.Time) *store.Store {
-	tb.Helper()
-	st := store.New(filepath.Join(tb.TempDir(), "vmpooler.db"))
-	st.Now = now
-	if err := st.Open(); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		if err := st.Close(); err != nil {
-			tb.Error(err)
-		}
-	})
-	return st
-}
-
 // MustNewTokenAuth returns a dummy-provider Auth over a fresh store, both on clk.
-func MustNewTokenAuth(tb testing.TB, clk *clock) (*Auth, *store.Store) {
+func MustNewTokenAuth(tb testing.TB, clk *clocktest.Clock) (*Auth, *store.Store) {
 	tb.Helper()
-	st := MustOpenStore(tb, clk.Now)
+	st := storetest.MustOpen(tb, storetest.Now(clk.Now))
 	a, err := New(&Config{Provider: "dummy"}, st, nil)
 	if err != nil {
 		tb.Fatal(err)
@@ -103,7 +78,7 @@ func TestWellFormed(t *testing.T) {
 }
 
 func TestTokenRoundTrip(t *testing.T) {
-	clk := &clock{t: time.Date(2015, 4, 28, 19, 17, 47, 0, time.FixedZone("", -7*3600))}
+	clk := clocktest.New(time.Date(2015, 4, 28, 19, 17, 47, 0, time.FixedZone("", -7*3600)))
 	a, _ := MustNewTokenAuth(t, clk)
 
 	t1, err := a.CreateToken("jdoe")
@@ -113,7 +88,7 @@ func TestTokenRoundTrip(t *testing.T) {
 	if t1.User != "jdoe" || !t1.Created.Equal(clk.Now()) || !wellFormed(t1.Token) {
 		t.Fatalf("CreateToken = %+v", t1)
 	}
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	t2, err := a.CreateToken("jdoe")
 	if err != nil {
 		t.Fatal(err)
@@ -156,7 +131,7 @@ func TestTokenRoundTrip(t *testing.T) {
 }
 
 func TestTokenErrors(t *testing.T) {
-	clk := &clock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := clocktest.New(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	a, _ := MustNewTokenAuth(t, clk)
 	for _, tok := range []string{"", "short", "utpg2i2xswor6h8ttjhu3d47z53yy47y", "ZZZZ2i2xswor6h8ttjhu3d47z53yy47y"} {
 		_, err := a.Validate(tok)
@@ -176,7 +151,7 @@ func TestTokenErrors(t *testing.T) {
 }
 
 func TestValidateTouchEvery(t *testing.T) {
-	clk := &clock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := clocktest.New(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	a, st := MustNewTokenAuth(t, clk)
 	t0 := clk.Now()
 	tok, err := a.CreateToken("jdoe")
@@ -212,7 +187,7 @@ func TestValidateTouchEvery(t *testing.T) {
 	}
 
 	// Within TouchEvery (default 1m): read only.
-	clk.Add(59 * time.Second)
+	clk.Advance(59 * time.Second)
 	if got := validate(); !got.LastUsed.Equal(t0) {
 		t.Fatalf("Validate at +59s LastUsed = %v, want %v", got.LastUsed, t0)
 	}
@@ -221,7 +196,7 @@ func TestValidateTouchEvery(t *testing.T) {
 	}
 
 	// Once TouchEvery has passed: written again.
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	t1 := clk.Now()
 	if got := validate(); !got.LastUsed.Equal(t1) {
 		t.Fatalf("Validate at +60s LastUsed = %v, want %v", got.LastUsed, t1)
@@ -236,14 +211,14 @@ func TestValidateTouchEvery(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.Now, b.TouchEvery = clk.Now, 10*time.Minute
-	clk.Add(5 * time.Minute)
+	clk.Advance(5 * time.Minute)
 	if _, err := b.Validate(tok.Token); err != nil {
 		t.Fatal(err)
 	}
 	if got := stored(); !got.Equal(t1) {
 		t.Fatalf("stored LastUsed after restart within TouchEvery = %v, want %v", got, t1)
 	}
-	clk.Add(5 * time.Minute)
+	clk.Advance(5 * time.Minute)
 	if _, err := b.Validate(tok.Token); err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +246,7 @@ func tokenNames(ts []store.Token) []string {
 }
 
 func BenchmarkValidate(b *testing.B) {
-	clk := &clock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := clocktest.New(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	a, _ := MustNewTokenAuth(b, clk)
 	tok, err := a.CreateToken("jdoe")
 	if err != nil {
@@ -299,8 +274,8 @@ func TestTokenOfRemovedUser(t *testing.T) {
 	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	alice, bob := hashLine(t, "alice", "wonderland"), hashLine(t, "bob", "builder")
 	writeFile(t, path, alice+bob, t0)
-	clk := &clock{t: t0}
-	a, err := New(&Config{Provider: "htpasswd", File: path, Admins: []string{"alice"}}, MustOpenStore(t, clk.Now), nil)
+	clk := clocktest.New(t0)
+	a, err := New(&Config{Provider: "htpasswd", File: path, Admins: []string{"alice"}}, storetest.MustOpen(t, storetest.Now(clk.Now)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -214,7 +214,7 @@ func TestDashboardRunningList(t *testing.T) {
 	e.addReady("debian-7-i386", "r1", "r2")
 	e.do(req{method: "POST", path: "/api/v1/vm/debian-7-i386"})
 	e.do(req{method: "PUT", path: "/api/v1/vm/r1", body: `{"lifetime":2,"tags":{"project":"demo"}}`})
-	e.clock.Add(30 * time.Minute)
+	e.clock.Advance(30 * time.Minute)
 	e.do(req{method: "POST", path: "/api/v1/vm/debian-7-i386"})
 	r := e.do(req{method: "GET", path: "/api/v3/dashboard/running"})
 	want(t, "count", r.body["count"], 2.0)
@@ -232,7 +232,7 @@ func TestDashboardRunningList(t *testing.T) {
 
 	e.do(req{method: "POST", path: "/api/v1/ondemandvm", body: `{"debian-7-x86_64":"2","debian-7-64":1,"request_id":"req-9"}`})
 	e.deliver("req-9", "debian-7-x86_64", "od1")
-	e.clock.Add(90 * time.Second)
+	e.clock.Advance(90 * time.Second)
 	od := e.do(req{method: "GET", path: "/api/v1/dashboard/running"}).body["ondemand"].([]any)
 	want(t, "ondemand", od, []any{map[string]any{"request_id": "req-9", "state": "pending", "created": "2015-03-11T10:32:10Z",
 		"age": 90.0, "pools": []any{map[string]any{"pool": "debian-7-x86_64", "wanted": 3.0, "delivered": 1.0}}, "user": ""}})
@@ -245,7 +245,7 @@ func TestDashboardHistory(t *testing.T) {
 	e.addReady("debian-7-i386", "a1", "a2") // 2015-03-11: clones of 5 s, boots of 60 s
 	e.do(req{method: "POST", path: "/api/v1/vm/debian-7-i386"})
 	e.do(req{method: "PUT", path: "/api/v1/vm/a1", body: `{"tags":{"project":"demo"}}`})
-	e.clock.Add(24 * time.Hour)
+	e.clock.Advance(24 * time.Hour)
 	e.addReady("debian-7-x86_64", "b1")
 	r := e.do(req{method: "GET", path: "/api/v1/dashboard/history?days=7"})
 	want(t, "status", r.status, 200)

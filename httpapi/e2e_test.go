@@ -6,15 +6,14 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vmpooler/vmpooler/auth"
 	"github.com/vmpooler/vmpooler/httpapi"
+	"github.com/vmpooler/vmpooler/internal/storetest"
 	"github.com/vmpooler/vmpooler/pool"
-	"github.com/vmpooler/vmpooler/store"
 	"github.com/vmpooler/vmpooler/vsphere"
 )
 
@@ -42,11 +41,7 @@ func TestOndemandEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer prov.Close()
-	st := store.New(filepath.Join(t.TempDir(), "db"))
-	if err := st.Open(); err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := storetest.MustOpen(t)
 	metrics := httpapi.NewMetrics()
 	mgr := pool.NewManager(cfg, st, prov, nil)
 	svc := pool.NewService(cfg, st, nil)

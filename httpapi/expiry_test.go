@@ -28,7 +28,7 @@ func TestTokenTTL(t *testing.T) {
 	if r := e.do(req{method: "POST", path: "/api/v1/vm/debian-7-i386", token: tok}); r.status != 200 {
 		t.Fatalf("checkout before expiry: %d %s", r.status, r.raw)
 	}
-	e.clock.Add(24*time.Hour + time.Second)
+	e.clock.Advance(24*time.Hour + time.Second)
 	r = e.do(req{method: "POST", path: "/api/v1/vm/debian-7-i386", token: tok})
 	if r.status != 401 || r.body["error"] != "token expired; ask for a new one with POST /token" {
 		t.Errorf("checkout after expiry: %d %s", r.status, r.raw)
@@ -48,7 +48,7 @@ func TestTokenTTL(t *testing.T) {
 func TestTokenNoTTL(t *testing.T) {
 	e := mustEnv(t, envOptions{auth: true})
 	tok := e.token("alice")
-	e.clock.Add(10 * 365 * 24 * time.Hour)
+	e.clock.Advance(10 * 365 * 24 * time.Hour)
 	r := e.do(req{method: "GET", path: "/api/v1/token/" + tok})
 	if info, _ := r.body[tok].(map[string]any); info == nil || info["expires"] != nil {
 		t.Errorf("GET /token/<t>: %s", r.raw)

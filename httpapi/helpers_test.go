@@ -13,11 +13,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/vmpooler/vmpooler/auth"
+	"github.com/vmpooler/vmpooler/internal/clocktest"
+	"github.com/vmpooler/vmpooler/internal/storetest"
 	"github.com/vmpooler/vmpooler/pool"
 	"github.com/vmpooler/vmpooler/store"
 )
@@ -29,24 +30,6 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// clock is a settable clock shared by the store, the service and auth.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // env is a running API on a real store.
 type env struct {
 	tb    testing.TB
@@ -54,7 +37,7 @@ type env struct {
 	st    *store.Store
 	svc   *pool.Service
 	auth  *auth.Auth
-	clock *clock
+	clock *clocktest.Clock
 	cfg   *pool.Config
 	prov  *pool.FakeProvider // svc.Templates
 }
@@ -97,7 +80,7 @@ func testConfig() *pool.Config {
 // unless realClock) and closes both on cleanup.
 func mustEnv(tb testing.TB, o envOptions) *env {
 	tb.Helper()
-	clk := &clock{t: time.Date(2015, 3, 11, 10, 0, 0, 0, time.UTC)}
+	clk := clocktest.New(time.Date(2015, 3, 11, 10, 0, 0, 0, time.UTC))
 	now := clk.Now
 	if o.realClock {
 		now = time.Now
@@ -112,12 +95,7 @@ func mustEnv(tb testing.TB, o envOptions) *env {
 		}
 		tb.Cleanup(func() { os.RemoveAll(dir) })
 	}
-	st := store.New(filepath.Join(dir, "db"))
-	st.Now = now
-	if err := st.Open(); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { st.Close() })
+	st := storetest.MustOpen(tb, storetest.Path(filepath.Join(dir, "db")), storetest.Now(now))
 	cfg := testConfig()
 	cfg.AllowedTags = o.allowedTags
 	cfg.ExperimentalFeatures = o.experimental
@@ -155,11 +133,11 @@ func (e *env) addReady(poolName string, hosts ...string) {
 		if err := e.st.AddPending(store.VM{Hostname: h, Pool: poolName, Template: "templates/" + poolName}); err != nil {
 			e.tb.Fatal(err)
 		}
-		e.clock.Add(5 * time.Second)
+		e.clock.Advance(5 * time.Second)
 		if err := e.st.MarkCloned(h); err != nil {
 			e.tb.Fatal(err)
 		}
-		e.clock.Add(60 * time.Second)
+		e.clock.Advance(60 * time.Second)
 		if err := e.st.MarkReady(h, "10.0.0.1"); err != nil {
 			e.tb.Fatal(err)
 		}

@@ -36,7 +36,7 @@ func TestLoginThrottle(t *testing.T) {
 		if st, _, body := e.basicFrom("alice", "alice", "10.0.0.1"); st != 401 {
 			t.Fatalf("failure %d: %d %s", i, st, body)
 		}
-		e.clock.Add(time.Second)
+		e.clock.Advance(time.Second)
 	}
 	st, retry, body := e.basicFrom("alice", "alice", "10.0.0.1")
 	if n, _ := strconv.Atoi(retry); st != 429 || n < 1 || n > 60 || !strings.Contains(body, "too many failed logins") {
@@ -54,7 +54,7 @@ func TestLoginThrottle(t *testing.T) {
 	if st, _, body := e.basicFrom("bob", "right", "10.0.0.2"); st != 200 {
 		t.Errorf("bob from elsewhere: %d %s", st, body)
 	}
-	e.clock.Add(LoginWindow)
+	e.clock.Advance(LoginWindow)
 	if st, _, body := e.basicFrom("alice", "right", "10.0.0.1"); st != 200 {
 		t.Errorf("after the window: %d %s", st, body)
 	}
@@ -94,7 +94,7 @@ func TestRateLimits(t *testing.T) {
 	if r.status != 429 || r.header.Get("Retry-After") == "" || r.body["ok"] != false {
 		t.Errorf("6th: %d %v %s", r.status, r.header, r.raw)
 	}
-	e.clock.Add(time.Minute)
+	e.clock.Advance(time.Minute)
 	if r := e.do(req{method: "GET", path: "/api/v1/status"}); r.status != 200 {
 		t.Errorf("next minute: %d", r.status)
 	}

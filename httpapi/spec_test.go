@@ -68,12 +68,12 @@ func want(t *testing.T, what string, got, want any) {
 // api-v1.txt as curl sends it, without authentication configured.
 func TestSpecVMExamples(t *testing.T) {
 	e := mustEnv(t, envOptions{})
-	e.clock.Add(-24 * time.Hour) // boots of 2015-03-10 ...
+	e.clock.Advance(-24 * time.Hour) // boots of 2015-03-10 ...
 	e.addReady("debian-7-i386", "old1")
 	if _, err := e.svc.Checkout([]pool.Want{{Name: "debian-7-i386", Count: 1}}, pool.Caller{}); err != nil {
 		t.Fatal(err)
 	}
-	e.clock.Add(24 * time.Hour) // ... and of 2015-03-11
+	e.clock.Advance(24 * time.Hour) // ... and of 2015-03-11
 	specVMs(e)
 	e.addReady("debian-7-i386", "spare1", "spare2")
 	vars := map[string]string{}
@@ -94,7 +94,7 @@ func TestSpecVMExamples(t *testing.T) {
 			}},
 		{req: req{method: "POST", path: "/api/v1/vm/centos-6-x86_64"}, status: 200},
 		{req: req{method: "PUT", path: "/api/v1/vm/pxpmtoonx7fiqg6", body: `{"tags":{"department":"engineering","user":"jdoe"}}`}, status: 200},
-		{req: req{method: "GET", path: "/api/v1/vm/pxpmtoonx7fiqg6"}, status: 200, before: func() { e.clock.Add(186 * time.Minute) },
+		{req: req{method: "GET", path: "/api/v1/vm/pxpmtoonx7fiqg6"}, status: 200, before: func() { e.clock.Advance(186 * time.Minute) },
 			check: func(t *testing.T, r resp) {
 				vm := r.body["pxpmtoonx7fiqg6"].(map[string]any)
 				want(t, "template", vm["template"], "centos-6-x86_64")
@@ -114,7 +114,7 @@ func TestSpecVMExamples(t *testing.T) {
 					t.Errorf("snapshot name %q, want 32 characters", vars["snapshot"])
 				}
 			}},
-		{req: req{method: "GET", path: "/api/v1/vm/fq6qlpjlsskycq6"}, status: 200, before: func() { e.finishJobs(); e.clock.Add(5 * time.Minute) },
+		{req: req{method: "GET", path: "/api/v1/vm/fq6qlpjlsskycq6"}, status: 200, before: func() { e.finishJobs(); e.clock.Advance(5 * time.Minute) },
 			check: func(t *testing.T, r resp) {
 				vm := r.body["fq6qlpjlsskycq6"].(map[string]any)
 				want(t, "snapshots", vm["snapshots"], []any{vars["snapshot"]})

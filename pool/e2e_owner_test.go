@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/clocktest"
+	"github.com/vmpooler/vmpooler/internal/storetest"
 	"github.com/vmpooler/vmpooler/pool"
 	"github.com/vmpooler/vmpooler/store"
 	"github.com/vmpooler/vmpooler/vsphere"
@@ -19,7 +21,7 @@ type simLab struct {
 	t    *testing.T
 	ctx  context.Context
 	prov *vsphere.Provider
-	clk  *e2eClock
+	clk  *clocktest.Clock
 }
 
 func newSimLab(t *testing.T, pools []pool.PoolConfig) *simLab {
@@ -34,18 +36,13 @@ func newSimLab(t *testing.T, pools []pool.PoolConfig) *simLab {
 		t.Fatalf("vsphere Open: %v", err)
 	}
 	t.Cleanup(func() { prov.Close() })
-	return &simLab{t: t, ctx: ctx, prov: prov, clk: &e2eClock{t: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}}
+	return &simLab{t: t, ctx: ctx, prov: prov, clk: clocktest.New(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))}
 }
 
 // manager opens (or reopens) the database at path and runs a manager on it.
 func (l *simLab) manager(path string, pools []pool.PoolConfig) (*pool.Manager, *store.Store) {
 	l.t.Helper()
-	st := store.New(path)
-	st.Now = l.clk.Now
-	if err := st.Open(); err != nil {
-		l.t.Fatal(err)
-	}
-	l.t.Cleanup(func() { st.Close() })
+	st := storetest.MustOpen(l.t, storetest.Path(path), storetest.Now(l.clk.Now))
 	cfg := &pool.Config{Pools: slices.Clone(pools)}
 	cfg.Defaults()
 	m := pool.NewManager(cfg, st, l.prov, slog.New(slog.DiscardHandler))

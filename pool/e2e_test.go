@@ -4,33 +4,16 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/clocktest"
+	"github.com/vmpooler/vmpooler/internal/storetest"
 	"github.com/vmpooler/vmpooler/pool"
 	"github.com/vmpooler/vmpooler/store"
 	"github.com/vmpooler/vmpooler/vsphere"
 )
-
-type e2eClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *e2eClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *e2eClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // TestManagerOnSimulator runs the manager against the vsphere provider on
 // the in-process vCenter simulator: the pool fills, a VM is checked out,
@@ -60,13 +43,8 @@ func TestManagerOnSimulator(t *testing.T) {
 	}
 	defer prov.Close()
 
-	clk := &e2eClock{t: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}
-	st := store.New(filepath.Join(t.TempDir(), "vmpooler.db"))
-	st.Now = clk.Now
-	if err := st.Open(); err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	clk := clocktest.New(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
+	st := storetest.MustOpen(t, storetest.Now(clk.Now))
 	m := pool.NewManager(cfg, st, prov, logger)
 	m.Now = clk.Now
 	defer m.Close()

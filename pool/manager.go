@@ -107,6 +107,7 @@ func NewManager(cfg *Config, st *store.Store, p Provider, logger *slog.Logger) *
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	cfg.Defaults() // settings are read without fallbacks from here on
 	ctx, cancel := context.WithCancel(context.Background())
 	adopted := make(map[string]bool)
 	for _, id := range st.Adopted() {
@@ -289,9 +290,9 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 // initLimits sizes the semaphores from the config on the first pass.
 func (m *Manager) initLimits() {
 	if m.cloneSem == nil {
-		m.cloneSem = make(chan struct{}, positive(m.Config.TaskLimit, 10))
-		m.odSem = make(chan struct{}, positive(m.Config.OndemandCloneLimit, 10))
-		m.jobSem = make(chan struct{}, positive(m.Config.TaskLimit, 10))
+		m.cloneSem = make(chan struct{}, m.Config.TaskLimit)
+		m.odSem = make(chan struct{}, m.Config.OndemandCloneLimit)
+		m.jobSem = make(chan struct{}, m.Config.TaskLimit)
 	}
 }
 
@@ -476,12 +477,12 @@ func tryAcquire(sem chan struct{}) bool {
 
 // poolTimeout is how long a VM may stay pending.
 func (m *Manager) poolTimeout(pc PoolConfig) time.Duration {
-	return Minutes(positive(pc.Timeout, positive(m.Config.Timeout, 15)))
+	return Minutes(pc.Timeout)
 }
 
 // poolReadyTTL is how long a VM may stay ready.
 func (m *Manager) poolReadyTTL(pc PoolConfig) time.Duration {
-	return Minutes(positive(pc.ReadyTTL, positive(m.Config.ReadyTTL, 60)))
+	return Minutes(pc.ReadyTTL)
 }
 
 // location names a VM of a pool for the provider; known says the store

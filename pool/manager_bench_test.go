@@ -2,10 +2,11 @@ package pool
 
 import (
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/clocktest"
+	"github.com/vmpooler/vmpooler/internal/storetest"
 	"github.com/vmpooler/vmpooler/store"
 )
 
@@ -19,8 +20,8 @@ func BenchmarkReconcile(b *testing.B) {
 	for i := range pools {
 		cfgs = append(cfgs, mgrTestPool(fmt.Sprintf("pool%02d", i), perPool))
 	}
-	clk := &mgrClock{t: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}
-	st := mustOpenMgrStore(b, filepath.Join(b.TempDir(), "vmpooler.db"), clk)
+	clk := clocktest.New(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
+	st := storetest.MustOpen(b, storetest.Now(clk.Now))
 	e := mustManagerOn(b, st, clk, NewFakeProvider(), func(c *Config) {
 		c.TaskLimit = pools * perPool
 		c.ReadyTTL = 1 << 30

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/clocktest"
+	"github.com/vmpooler/vmpooler/internal/storetest"
 	"github.com/vmpooler/vmpooler/store"
 )
 
@@ -15,8 +17,8 @@ import (
 // with another instance's, is foreign: never destroyed, through many passes
 // and a restart, logged once, and reported in Health.
 func TestManagerForeignVMsUntouched(t *testing.T) {
-	clk := &mgrClock{t: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}
-	st := mustOpenMgrStore(t, filepath.Join(t.TempDir(), "vmpooler.db"), clk)
+	clk := clocktest.New(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
+	st := storetest.MustOpen(t, storetest.Now(clk.Now))
 	fp := NewFakeProvider()
 	e := mustManagerOn(t, st, clk, fp, nil, mgrTestPool("p1", 2))
 	e.fillReady(t, "p1", 2)
@@ -74,9 +76,9 @@ func TestManagerForeignVMsUntouched(t *testing.T) {
 // nothing the first one made, checked-out VMs included (E6's cousin: the
 // database moved with the working directory).
 func TestManagerFreshDatabaseDestroysNothing(t *testing.T) {
-	clk := &mgrClock{t: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}
+	clk := clocktest.New(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
 	fp := NewFakeProvider()
-	st1 := mustOpenMgrStore(t, filepath.Join(t.TempDir(), "a.db"), clk)
+	st1 := storetest.MustOpen(t, storetest.Now(clk.Now))
 	e1 := mustManagerOn(t, st1, clk, fp, nil, mgrTestPool("p1", 3))
 	e1.fillReady(t, "p1", 3)
 	running := e1.checkout(t, "p1")
@@ -85,7 +87,7 @@ func TestManagerFreshDatabaseDestroysNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	st2 := mustOpenMgrStore(t, filepath.Join(t.TempDir(), "b.db"), clk)
+	st2 := storetest.MustOpen(t, storetest.Now(clk.Now))
 	if st2.Instance() == st1.Instance() {
 		t.Fatal("two databases share an instance id")
 	}
@@ -134,9 +136,9 @@ func TestManagerKnownVMWithOtherMarkerIsKept(t *testing.T) {
 // Adopting a lost database's instance: its checked-out VMs become running
 // here, its others are destroyed and refilled.
 func TestManagerAdopt(t *testing.T) {
-	clk := &mgrClock{t: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}
+	clk := clocktest.New(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
 	fp := NewFakeProvider()
-	st1 := mustOpenMgrStore(t, filepath.Join(t.TempDir(), "a.db"), clk)
+	st1 := storetest.MustOpen(t, storetest.Now(clk.Now))
 	e1 := mustManagerOn(t, st1, clk, fp, nil, mgrTestPool("p1", 2))
 	e1.fillReady(t, "p1", 2)
 	running := e1.checkout(t, "p1")
@@ -148,7 +150,7 @@ func TestManagerAdopt(t *testing.T) {
 	}
 
 	path := filepath.Join(t.TempDir(), "b.db")
-	st2 := mustOpenMgrStore(t, path, clk)
+	st2 := storetest.MustOpen(t, storetest.Path(path), storetest.Now(clk.Now))
 	if err := st2.Adopt(old); err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +160,7 @@ func TestManagerAdopt(t *testing.T) {
 	if err := st2.Close(); err != nil {
 		t.Fatal(err)
 	}
-	st2 = mustOpenMgrStore(t, path, clk) // Adopt takes effect at the next open
+	st2 = storetest.MustOpen(t, storetest.Path(path), storetest.Now(clk.Now)) // Adopt takes effect at the next open
 	e2 := mustManagerOn(t, st2, clk, fp, nil, mgrTestPool("p1", 2))
 	e2.pass(t)
 	vm := e2.get(t, running.Hostname)

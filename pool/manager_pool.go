@@ -97,18 +97,10 @@ func (m *Manager) fetchPools(ctx context.Context, now time.Time) []poolFetch {
 
 // reconcilePool runs the pool's part of a pass.
 func (m *Manager) reconcilePool(ctx context.Context, pc PoolConfig, f *poolFetch, ov store.Override, liveReqs map[string]bool, now time.Time, waiting int) (*poolPass, error) {
-	p := &poolPass{cfg: pc, size: pc.Size, template: pc.Template, cloneTarget: pc.CloneTarget,
+	eff := pc.WithOverride(ov)
+	p := &poolPass{cfg: pc, size: eff.Size, template: eff.Template, cloneTarget: eff.CloneTarget,
 		odPending: make(map[string]int), odHosts: make(map[string][]string)}
-	if ov.Size != nil {
-		p.size = *ov.Size
-	}
 	p.size += waiting // VMs waiting checkouts ask for, beyond the size
-	if ov.Template != "" {
-		p.template = ov.Template
-	}
-	if ov.CloneTarget != "" {
-		p.cloneTarget = ov.CloneTarget
-	}
 	if errors.Is(f.listErr, ErrNotFound) && f.err == nil && len(f.vms) == 0 {
 		// A pool folder that does not exist yet holds no VMs; the first
 		// clone may create it. With live records, it is a fault: back off
@@ -241,7 +233,7 @@ func (r *poolRun) classifyReady(vm store.VM) {
 		r.fail(vm, why)
 		return
 	}
-	every := Minutes(positive(r.m.Config.VMCheckTime, 1))
+	every := Minutes(r.m.Config.VMCheckTime)
 	if last, ok := r.checked[vm.Hostname]; ok && r.now.Sub(last) < every {
 		r.ready = append(r.ready, vm)
 		return

@@ -24,6 +24,7 @@ func (m *Manager) SetConfig(cfg *Config) {
 	defer m.passMu.Unlock()
 	next := *cfg
 	next.Pools = slices.Clone(cfg.Pools)
+	next.Defaults()
 	counts := m.Store.Counts()
 	if m.retired == nil {
 		m.retired = make(map[string]bool)
@@ -46,8 +47,8 @@ func (m *Manager) SetConfig(cfg *Config) {
 	}
 	if m.cloneSem != nil && (next.TaskLimit != m.Config.TaskLimit || next.OndemandCloneLimit != m.Config.OndemandCloneLimit) {
 		// Clones in flight release the semaphore they were started with.
-		m.cloneSem = make(chan struct{}, positive(next.TaskLimit, 10))
-		m.odSem = make(chan struct{}, positive(next.OndemandCloneLimit, 10))
+		m.cloneSem = make(chan struct{}, next.TaskLimit)
+		m.odSem = make(chan struct{}, next.OndemandCloneLimit)
 	}
 	m.setConfig(&next)
 	m.unconf.due = true // look into the folders of removed pools
@@ -98,5 +99,5 @@ func (m *Manager) pruneRetired() {
 func (m *Manager) loopDelay() time.Duration {
 	m.passMu.Lock()
 	defer m.passMu.Unlock()
-	return time.Duration(positive(m.Config.CheckLoopDelay, 5)) * time.Second
+	return time.Duration(m.Config.CheckLoopDelay) * time.Second
 }

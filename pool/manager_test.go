@@ -5,32 +5,15 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/clocktest"
+	"github.com/vmpooler/vmpooler/internal/storetest"
 	"github.com/vmpooler/vmpooler/store"
 )
-
-// mgrClock is a settable clock shared by the manager and the store.
-type mgrClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *mgrClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *mgrClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // syncBuffer is a goroutine-safe log sink.
 type syncBuffer struct {
@@ -55,7 +38,7 @@ type mgrEnv struct {
 	m   *Manager
 	fp  *FakeProvider
 	st  *store.Store
-	clk *mgrClock
+	clk *clocktest.Clock
 	log *syncBuffer
 	ctx context.Context
 }
@@ -65,27 +48,15 @@ func mgrTestPool(name string, size int) PoolConfig {
 	return PoolConfig{Name: name, Template: "templates/" + name, Folder: "vmpooler/" + name, Size: size, Datacenter: "DC0"}
 }
 
-// mustOpenMgrStore opens a store in a temporary directory.
-func mustOpenMgrStore(tb testing.TB, path string, clk *mgrClock) *store.Store {
-	tb.Helper()
-	st := store.New(path)
-	st.Now = clk.Now
-	if err := st.Open(); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { st.Close() })
-	return st
-}
-
 // mustManager builds a manager over pools (cfg tweaks applied first).
 func mustManager(tb testing.TB, tweak func(*Config), pools ...PoolConfig) *mgrEnv {
 	tb.Helper()
-	clk := &mgrClock{t: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}
-	st := mustOpenMgrStore(tb, filepath.Join(tb.TempDir(), "vmpooler.db"), clk)
+	clk := clocktest.New(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
+	st := storetest.MustOpen(tb, storetest.Now(clk.Now))
 	return mustManagerOn(tb, st, clk, NewFakeProvider(), tweak, pools...)
 }
 
-func mustManagerOn(tb testing.TB, st *store.Store, clk *mgrClock, fp *FakeProvider, tweak func(*Config), pools ...PoolConfig) *mgrEnv {
+func mustManagerOn(tb testing.TB, st *store.Store, clk *clocktest.Clock, fp *FakeProvider, tweak func(*Config), pools ...PoolConfig) *mgrEnv {
 	tb.Helper()
 	cfg := &Config{Pools: pools}
 	if tweak != nil {
@@ -600,8 +571,8 @@ func TestManagerCloneTargetOverride(t *testing.T) {
 }
 
 func TestManagerRestart(t *testing.T) {
-	clk := &mgrClock{t: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}
-	st := mustOpenMgrStore(t, filepath.Join(t.TempDir(), "vmpooler.db"), clk)
+	clk := clocktest.New(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
+	st := storetest.MustOpen(t, storetest.Now(clk.Now))
 	fp := NewFakeProvider()
 	e := mustManagerOn(t, st, clk, fp, nil, mgrTestPool("p1", 2))
 	e.fillReady(t, "p1", 2)

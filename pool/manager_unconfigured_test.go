@@ -1,12 +1,13 @@
 package pool
 
 import (
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/clocktest"
+	"github.com/vmpooler/vmpooler/internal/storetest"
 	"github.com/vmpooler/vmpooler/store"
 )
 
@@ -17,8 +18,8 @@ import (
 // not a VM without a marker, not another instance's, not a VM in a
 // configured pool's folder.
 func TestManagerPurgeUnconfiguredResources(t *testing.T) {
-	clk := &mgrClock{t: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}
-	st := mustOpenMgrStore(t, filepath.Join(t.TempDir(), "vmpooler.db"), clk)
+	clk := clocktest.New(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
+	st := storetest.MustOpen(t, storetest.Now(clk.Now))
 	fp := NewFakeProvider()
 	e := mustManagerOn(t, st, clk, fp, nil, mgrTestPool("keep", 1), mgrTestPool("gone", 2))
 	e.fillReady(t, "gone", 2)

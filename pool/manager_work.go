@@ -154,7 +154,7 @@ func (m *Manager) runClone(ctx context.Context, spec CloneSpec, sem chan struct{
 // reconcileRequests expires old ondemand requests, marks filled ones ready
 // and clones what the others still lack, within ondemand_clone_limit.
 func (m *Manager) reconcileRequests(reqs []store.Request, passes map[string]*poolPass, now time.Time) error {
-	ttl := Minutes(positive(m.Config.OndemandRequestTTL, 5))
+	ttl := Minutes(m.Config.OndemandRequestTTL)
 	var errs []error
 	for i := range reqs {
 		req := &reqs[i]

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vmpooler/vmpooler/store"
 )
 
 // Config is the global [config] section plus the pools, with upstream's
@@ -262,7 +264,9 @@ var (
 	ErrPermission = errors.New("permission denied")
 )
 
-// Defaults fills zero values with upstream's defaults.
+// Defaults fills zero values with upstream's defaults. It is idempotent;
+// the manager and the Service call it on every configuration they are
+// given, so the rest of the code reads settings without fallbacks.
 func (c *Config) Defaults() {
 	def := func(p *int, v int) {
 		if *p == 0 {
@@ -278,7 +282,7 @@ func (c *Config) Defaults() {
 	def(&c.OndemandRequestTTL, 5)
 	def(&c.MaxOndemandPerRequest, 10)
 	def(&c.CheckLoopDelay, 5)
-	def(&c.DataTTL, 168)
+	def(&c.DataTTL, int(store.DefaultRetention/time.Hour))
 	def(&c.MaxCheckoutWait, 300)
 	def(&c.JobTimeout, 30)
 	for i := range c.Pools {
@@ -313,6 +317,22 @@ func CheckFolder(p PoolConfig) error {
 		return fmt.Errorf("folder %q holds the pool's template %q: put the template in another folder", p.Folder, p.Template)
 	}
 	return nil
+}
+
+// WithOverride returns the pool's settings with a runtime override
+// (/config/*) applied: the one place that says what is in force, for the
+// manager, /config and /status.
+func (p PoolConfig) WithOverride(o store.Override) PoolConfig {
+	if o.Size != nil {
+		p.Size = *o.Size
+	}
+	if o.Template != "" {
+		p.Template = o.Template
+	}
+	if o.CloneTarget != "" {
+		p.CloneTarget = o.CloneTarget
+	}
+	return p
 }
 
 // Pool returns the named pool's config.

@@ -21,21 +21,9 @@ func (s *Service) Effective() ([]PoolConfig, error) {
 	}
 	out := slices.Clone(s.Current().Pools)
 	for i := range out {
-		applyOverride(&out[i], ovr[out[i].Name])
+		out[i] = out[i].WithOverride(ovr[out[i].Name])
 	}
 	return out, nil
-}
-
-func applyOverride(p *PoolConfig, o store.Override) {
-	if o.Size != nil {
-		p.Size = *o.Size
-	}
-	if o.Template != "" {
-		p.Template = o.Template
-	}
-	if o.CloneTarget != "" {
-		p.CloneTarget = o.CloneTarget
-	}
 }
 
 // overrideField is one setting /config/* changes.
@@ -154,7 +142,7 @@ func (s *Service) setOverrides(body map[string]string, c Caller, f overrideField
 	for _, name := range names {
 		p, _ := cfg.Pool(name)
 		o := ovr[name]
-		applyOverride(&p, o)
+		p = p.WithOverride(o)
 		if f.get(p) == vals[name] {
 			continue
 		}
@@ -210,8 +198,7 @@ func (s *Service) resetOverride(pool string, c Caller, f overrideField) (Reset, 
 		return Reset{}, err
 	}
 	o := ovr[pool]
-	eff := p
-	applyOverride(&eff, o)
+	eff := p.WithOverride(o)
 	r := Reset{Before: f.get(eff), Configured: f.get(p)}
 	before := o
 	f.set(&o, "")

@@ -61,10 +61,7 @@ func (s *Service) Status() (Status, error) {
 	var st Status
 	for _, p := range s.Current().Pools {
 		c := counts[p.Name]
-		size := p.Size
-		if o, ok := ovr[p.Name]; ok && o.Size != nil {
-			size = *o.Size
-		}
+		size := p.WithOverride(ovr[p.Name]).Size
 		st.Pools = append(st.Pools, PoolStatus{Name: p.Name, Ready: c.Ready, Running: c.Running,
 			Pending: c.Pending, Max: size, LastBoot: c.LastReady, Alias: p.Alias, Health: health[p.Name], Waiting: waiting[p.Name]})
 		st.Current += c.Ready

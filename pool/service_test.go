@@ -1,10 +1,11 @@
 package pool
 
 import (
-	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/clocktest"
+	"github.com/vmpooler/vmpooler/internal/storetest"
 	"github.com/vmpooler/vmpooler/store"
 )
 
@@ -13,20 +14,15 @@ type svcEnv struct {
 	t     *testing.T
 	svc   *Service
 	st    *store.Store
-	now   time.Time
+	clk   *clocktest.Clock
 	kicks int
 }
 
 func mustServiceEnv(t *testing.T) *svcEnv {
 	t.Helper()
-	e := &svcEnv{t: t, now: time.Date(2015, 3, 11, 10, 0, 0, 0, time.UTC)}
-	clock := func() time.Time { return e.now }
-	e.st = store.New(filepath.Join(t.TempDir(), "db"))
-	e.st.Now = clock
-	if err := e.st.Open(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.st.Close() })
+	e := &svcEnv{t: t, clk: clocktest.New(time.Date(2015, 3, 11, 10, 0, 0, 0, time.UTC))}
+	clock := e.clk.Now
+	e.st = storetest.MustOpen(t, storetest.Now(clock))
 	cfg := &Config{Domain: "example.com", VMLifetime: 12, VMLifetimeAuth: 48, MaxLifetimeUpperLimit: 100,
 		AllowedTags: []string{"url", "project"},
 		Pools: []PoolConfig{
@@ -50,7 +46,7 @@ func (e *svcEnv) ready(pool string, hosts ...string) {
 		if err := e.st.MarkReady(h, ""); err != nil {
 			e.t.Fatal(err)
 		}
-		e.now = e.now.Add(time.Second)
+		e.clk.Advance(time.Second)
 	}
 }
 
@@ -148,7 +144,7 @@ func TestServiceGetEffectiveLifetime(t *testing.T) {
 	if _, err := e.svc.Checkout([]Want{{"b", 1}}, Caller{}); err != nil {
 		t.Fatal(err)
 	}
-	e.now = e.now.Add(90 * time.Minute)
+	e.clk.Advance(90 * time.Minute)
 	v, err := e.svc.Get("b1")
 	if err != nil {
 		t.Fatal(err)

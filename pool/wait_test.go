@@ -3,12 +3,12 @@ package pool
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/storetest"
 	"github.com/vmpooler/vmpooler/store"
 )
 
@@ -25,11 +25,7 @@ type waitEnv struct {
 func mustWaitEnv(t *testing.T, pools ...PoolConfig) *waitEnv {
 	t.Helper()
 	e := &waitEnv{t: t}
-	e.st = store.New(filepath.Join(t.TempDir(), "db"))
-	if err := e.st.Open(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.st.Close() })
+	e.st = storetest.MustOpen(t)
 	cfg := &Config{Pools: pools}
 	cfg.Defaults()
 	e.svc = NewService(cfg, e.st, nil)

@@ -62,11 +62,10 @@ func TestCommitPanicIsAnError(t *testing.T) {
 }
 
 func TestCommitAfterClose(t *testing.T) {
-	s := New(t.TempDir() + "/c.db")
-	if err := s.Open(); err != nil {
+	s := MustOpenStore(t)
+	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s.Close()
 	if err := s.commit(func(*bolt.Tx) error { return nil }); !errors.Is(err, errNotOpen) {
 		t.Fatalf("err = %v, want errNotOpen", err)
 	}

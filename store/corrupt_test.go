@@ -39,12 +39,16 @@ func TestCorruptFile(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "vmpooler.db")
+			// By hand, not MustOpenStoreAt: its cleanup check would
+			// (rightly) fail on the file this test damages.
 			s := New(path)
 			if err := s.Open(); err != nil {
 				t.Fatal(err)
 			}
 			fillReady(t, s, "p", "", 200)
-			s.Close()
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
 			corruptFile(t, path, c.off, c.n)
 			s = New(path)
 			err := s.Open()

@@ -32,6 +32,8 @@ func TestCrash(t *testing.T) {
 	start := time.Now()
 	for i := 0; i < 8 && time.Since(start) < 5*time.Second; i++ {
 		out, stderr := runAndKill(t, path)
+		// By hand, not MustOpenStoreAt: each run reopens the file the
+		// next child works on, so it is checked and closed here.
 		s := New(path)
 		if err := s.Open(); err != nil {
 			t.Fatalf("run %d: reopen: %v", i, err)

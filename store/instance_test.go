@@ -12,10 +12,7 @@ import (
 // records a taken-over VM as running with its checkout time.
 func TestInstanceAndAdopt(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "a.db")
-	s := New(path)
-	if err := s.Open(); err != nil {
-		t.Fatal(err)
-	}
+	s := MustOpenStoreAt(t, path, nil)
 	id := s.Instance()
 	if !ValidInstance(id) {
 		t.Fatalf("instance id %q is not valid", id)

@@ -137,7 +137,7 @@ func TestPurgeRequests(t *testing.T) {
 			t.Errorf("%s purged too early: %v", id, err)
 		}
 	}
-	clk.Add(2 * time.Hour)
+	clk.Advance(2 * time.Hour)
 	if _, err := s.Purge(); err != nil {
 		t.Fatal(err)
 	}

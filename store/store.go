@@ -71,9 +71,13 @@ type Store struct {
 	adopted  []string // instance ids taken over, as of Open
 }
 
+// DefaultRetention is how long destroyed records are kept unless set
+// (upstream's data_ttl default).
+const DefaultRetention = 168 * time.Hour
+
 // New returns a Store for the file at path with defaults set.
 func New(path string) *Store {
-	return &Store{Path: path, Now: time.Now, Timeout: time.Second, Retention: 168 * time.Hour}
+	return &Store{Path: path, Now: time.Now, Timeout: time.Second, Retention: DefaultRetention}
 }
 
 // inUseError names the file another process holds; it wraps ErrInUse.

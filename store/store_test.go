@@ -5,52 +5,48 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/vmpooler/vmpooler/internal/clocktest"
 )
 
-// testClock is an injected clock that moves on a millisecond at every
-// reading, so that each transaction gets its own, ordered time.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
+// newTestClock returns a clock at 2024-03-10 12:00 UTC that moves on a
+// millisecond at every reading, so that each transaction gets its own,
+// ordered time.
+func newTestClock() *clocktest.Clock {
+	return clocktest.NewTicking(time.Date(2024, 3, 10, 12, 0, 0, 0, time.UTC), time.Millisecond)
 }
 
-func newTestClock() *testClock {
-	return &testClock{now: time.Date(2024, 3, 10, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := c.now
-	c.now = c.now.Add(time.Millisecond)
-	return t
-}
-
-func (c *testClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-// MustOpenStore opens a store on a new file with a test clock. Cleanup runs
-// Check, compares the in-memory counts with the indexes and closes it.
+// MustOpenStore opens a store on a new file with a test clock. Cleanup
+// checks and closes it (see mustOpen).
 func MustOpenStore(tb testing.TB) *Store {
 	tb.Helper()
 	return MustOpenStoreAt(tb, filepath.Join(tb.TempDir(), "vmpooler.db"), newTestClock())
 }
 
 // MustOpenStoreAt opens the store at path with clock clk (nil: time.Now).
-func MustOpenStoreAt(tb testing.TB, path string, clk *testClock) *Store {
+func MustOpenStoreAt(tb testing.TB, path string, clk *clocktest.Clock) *Store {
+	tb.Helper()
+	now := time.Now
+	if clk != nil {
+		now = clk.Now
+	}
+	return mustOpen(tb, path, now)
+}
+
+// mustOpen opens the store at path on the clock now. Unless the test has
+// closed it (and so owns the file: NewerSchema spoils it on purpose),
+// cleanup runs Check and compares the in-memory counts with the indexes,
+// closes it, then runs VerifyFile on the closed file, as
+// internal/storetest.MustOpen does for the other packages' tests (which
+// this package cannot import: it imports store).
+func mustOpen(tb testing.TB, path string, now func() time.Time) *Store {
 	tb.Helper()
 	s := New(path)
-	if clk != nil {
-		s.Now = clk.Now
-	}
+	s.Now = now
 	if err := s.Open(); err != nil {
 		tb.Fatal(err)
 	}
@@ -60,7 +56,11 @@ func MustOpenStoreAt(tb testing.TB, path string, clk *testClock) *Store {
 		}
 		mustCheck(tb, s)
 		if err := s.Close(); err != nil {
-			tb.Error(err)
+			tb.Errorf("close %s: %v", s.Path, err)
+			return
+		}
+		if err := VerifyFile(s.Path); err != nil {
+			tb.Errorf("check on cleanup: %v", err)
 		}
 	})
 	return s
@@ -93,17 +93,10 @@ func mustCheck(tb testing.TB, s *Store) {
 // reopen closes s and opens its file again with the same clock.
 func reopen(tb testing.TB, s *Store) *Store {
 	tb.Helper()
-	now := s.Now
 	if err := s.Close(); err != nil {
 		tb.Fatal(err)
 	}
-	s2 := New(s.Path)
-	s2.Now = now
-	if err := s2.Open(); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { mustCheck(tb, s2); s2.Close() })
-	return s2
+	return mustOpen(tb, s.Path, s.Now)
 }
 
 // mustCode fails tb unless err has code.
@@ -175,7 +168,9 @@ func TestOpen(t *testing.T) {
 		s.db.Update(func(tx *bolt.Tx) error {
 			return tx.Bucket(bucketMeta).Put(keyVersion, []byte{0, 0, 0, 0, 0, 0, 0, 99})
 		})
-		s.Close()
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
 		err := New(s.Path).Open()
 		if err == nil || !strings.Contains(err.Error(), "newer") {
 			t.Fatalf("got %v, want a newer-schema error", err)

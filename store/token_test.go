@@ -33,7 +33,7 @@ func TestTokens(t *testing.T) {
 	if err != nil || tok.User != "alice" || tok.Created.IsZero() || !tok.LastUsed.IsZero() {
 		t.Errorf("get: %+v, %v", tok, err)
 	}
-	clk.Add(time.Hour)
+	clk.Advance(time.Hour)
 	if err := s.TouchToken("tok-a"); err != nil {
 		t.Fatal(err)
 	}

@@ -54,9 +54,9 @@ func TestMarkReady(t *testing.T) {
 	clk := newTestClock()
 	s := MustOpenStoreAt(t, t.TempDir()+"/x.db", clk)
 	s.AddPending(VM{Hostname: "h1", Pool: "p"}) // Started = T
-	clk.Add(10 * time.Second)
+	clk.Advance(10 * time.Second)
 	s.MarkCloned("h1") // Cloned = T+10s+1ms
-	clk.Add(20 * time.Second)
+	clk.Advance(20 * time.Second)
 	if err := s.MarkReady("h1", "10.1.2.3"); err != nil { // Ready = T+30s+2ms
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestMarkReady(t *testing.T) {
 	t.Run("Unknown", func(t *testing.T) { mustCode(t, s.MarkReady("nope", ""), ENOTFOUND) })
 	t.Run("WithoutClone", func(t *testing.T) {
 		s.AddPending(VM{Hostname: "h2", Pool: "p"})
-		clk.Add(5 * time.Second)
+		clk.Advance(5 * time.Second)
 		s.MarkReady("h2", "")
 		r, _ := s.Rollups(day, day)
 		if c, b := r[0].Clone["p"], r[0].Boot["p"]; c.Count != 1 || b.Count != 2 || b.Min != 5.001 || b.Max != 20.001 {
@@ -182,7 +182,7 @@ func TestDestroyAndPurge(t *testing.T) {
 	if n, err := s.Purge(); err != nil || n != 0 {
 		t.Errorf("early purge: got %d, %v; want 0", n, err)
 	}
-	clk.Add(time.Hour)
+	clk.Advance(time.Hour)
 	if n, err := s.Purge(); err != nil || n != 4 {
 		t.Errorf("purge: got %d, %v; want 4", n, err)
 	}

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/vmpooler/vmpooler/auth"
 	"github.com/vmpooler/vmpooler/httpapi"
+	"github.com/vmpooler/vmpooler/internal/storetest"
 	"github.com/vmpooler/vmpooler/pool"
 	"github.com/vmpooler/vmpooler/store"
 )
@@ -31,11 +31,7 @@ func TestSlowJobsThroughAPI(t *testing.T) {
 		Folder: "pools/centos-7", Datacenter: "dc1", Size: 1, ReadyCheck: "tools"}}}
 	cfg.Defaults()
 	p := MustOpenSim(t, cfg.Pools, func(c *Config) { c.Timeout = 2 })
-	st := store.New(filepath.Join(t.TempDir(), "vmpooler.db"))
-	if err := st.Open(); err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := storetest.MustOpen(t)
 	mgr := pool.NewManager(cfg, st, p, testLogger(t))
 	defer mgr.Close()
 	svc := pool.NewService(cfg, st, nil)

@@ -13,6 +13,7 @@ import (
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/vmpooler/vmpooler/internal/clocktest"
 	"github.com/vmpooler/vmpooler/pool"
 )
 
@@ -22,10 +23,8 @@ import (
 func TestLoginHoldoff(t *testing.T) {
 	pc := testPools()[0]
 	p := MustOpenSim(t, testPools())
-	var mu sync.Mutex
-	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	p.rt.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	clk := clocktest.New(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
+	p.rt.now = clk.Now
 	terminate(t, p)
 	svc := p.simModel().Service
 	svc.AddFaultRule(&simulator.FaultInjectionRule{
@@ -48,18 +47,18 @@ func TestLoginHoldoff(t *testing.T) {
 	if n := logins(); n != 1 {
 		t.Fatalf("16 concurrent calls made %d login attempts, want 1", n)
 	}
-	advance(4 * time.Minute)
+	clk.Advance(4 * time.Minute)
 	burst()
 	if n := logins(); n != 1 {
 		t.Fatalf("within the 5 minute hold-off: %d login attempts, want still 1", n)
 	}
-	advance(time.Minute + time.Second)
+	clk.Advance(time.Minute + time.Second)
 	burst()
 	if n := logins(); n != 2 {
 		t.Fatalf("after the hold-off: %d login attempts, want 2", n)
 	}
 	svc.ClearFaultRules() // the password is fixed
-	advance(5*time.Minute + time.Second)
+	clk.Advance(5*time.Minute + time.Second)
 	if _, err := p.List(ctxT(t), pc.Datacenter, pc.Folder); err != nil {
 		t.Fatalf("List once the login works: %v", err)
 	}
