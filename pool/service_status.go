@@ -48,7 +48,7 @@ const statusTTL = time.Second
 // Status builds the /status data from the in-memory counts and today's
 // rollup (read at most once per second).
 func (s *Service) Status() (Status, error) {
-	day, ovr, err := s.svcStatusData()
+	day, ovr, err := s.statusData()
 	if err != nil {
 		return Status{}, err
 	}
@@ -92,7 +92,9 @@ func (s *Service) Status() (Status, error) {
 	return st, nil
 }
 
-func (s *Service) svcStatusData() (store.DayRollup, map[string]store.Override, error) {
+// statusData returns today's rollup and the overrides, read at most once
+// per statusTTL.
+func (s *Service) statusData() (store.DayRollup, map[string]store.Override, error) {
 	s.statusMu.Lock()
 	defer s.statusMu.Unlock()
 	now := time.Now() // real time: the cache bounds load, not semantics
