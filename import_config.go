@@ -767,10 +767,8 @@ func quote(s string) string {
 
 // tomlKey renders a key: bare when it can be, else quoted.
 func tomlKey(k string) string {
-	for _, r := range k {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
-			return quote(k)
-		}
+	if !pool.ValidChars(k, "_-") {
+		return quote(k)
 	}
 	if k == "" {
 		return `""`

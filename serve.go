@@ -109,7 +109,7 @@ func (d *daemon) serve(ctx context.Context, cfg *Config, hup <-chan os.Signal, r
 	d.mgr.JobTimeout = pool.Minutes(cfg.Global.JobTimeout)
 	d.mgr.PurgeTokens = d.auth.PurgeExpired
 	d.svc = pool.NewService(&cfg.Global.Config, d.st, logger)
-	d.svc.TagFilter = cfg.TagFilter
+	d.svc.SetConfig(&cfg.Global.Config, cfg.TagFilter)
 	d.svc.Kick = d.mgr.Kick
 	d.svc.Cloning = d.mgr.Cloning
 	d.svc.Health = d.mgr.Health

@@ -18,11 +18,3 @@ func (a *Auth) SetFile(path string) error {
 	a.logger.Info("auth: htpasswd file switched", "file", path, "users", h.count())
 	return nil
 }
-
-// Provider returns the configured provider ("" when auth is off).
-func (a *Auth) Provider() string {
-	if a == nil {
-		return ""
-	}
-	return a.provider
-}

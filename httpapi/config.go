@@ -171,23 +171,56 @@ func (s *server) experimental(h handler) handler {
 	})
 }
 
-// setter is a pool.Service method that applies overrides from a body.
+// setter applies overrides from a body {"<pool>": <value>}: a
+// pool.Service method with the values typed.
 type setter func(body map[string]any, c pool.Caller) (bool, error)
 
-// override answers a POST /config/* write: 201 if anything changed, else
-// 200; bad names and values are 400 with them listed under key.
-func (s *server) override(w http.ResponseWriter, r *http.Request, set setter, key string) error {
+// setSizes is SetPoolSizes of {"<pool>": "<size>"|<size>}; a value that is not
+// a whole number becomes -1, which pool refuses with the other bad values.
+func (s *server) setSizes(body map[string]any, c pool.Caller) (bool, error) {
+	sizes := make(map[string]int, len(body))
+	for name, v := range body {
+		n, ok := wholeNumber(v)
+		if !ok {
+			n = -1
+		}
+		sizes[name] = n
+	}
+	return s.svc.SetPoolSizes(sizes, c)
+}
+
+// stringValues reads {"<pool>": "<text>"}; a value that is not a JSON string
+// becomes "", which pool refuses as a template or clone target.
+func stringValues(body map[string]any) map[string]string {
+	out := make(map[string]string, len(body))
+	for name, v := range body {
+		out[name], _ = v.(string)
+	}
+	return out
+}
+
+// operatorBody resolves the caller of a configuration write (see
+// operator), then reads its body {"<pool>": ...}.
+func (s *server) operatorBody(w http.ResponseWriter, r *http.Request) (pool.Caller, map[string]any, error) {
 	caller, err := s.operator(r)
 	if err != nil {
-		return err
+		return caller, nil, err
 	}
 	var body map[string]any
-	if err := readJSON(w, r, &body); err != nil {
+	err = readJSON(w, r, &body)
+	return caller, body, err
+}
+
+// override answers a POST /config/* write: 201 if anything changed, else
+// 200; bad names and values are 400 with them listed (pool names the key).
+func (s *server) override(w http.ResponseWriter, r *http.Request, set setter) error {
+	caller, body, err := s.operatorBody(w, r)
+	if err != nil {
 		return err
 	}
 	changed, err := set(body, caller)
 	if err != nil {
-		return withNames(err, key)
+		return err
 	}
 	if changed {
 		s.auditCaller(r, "config_override", caller, "route", r.URL.Path, "pools", strings.Join(slices.Sorted(maps.Keys(body)), ","))
@@ -233,15 +266,19 @@ func (s *server) reset(w http.ResponseWriter, r *http.Request, c call, undo rese
 }
 
 func (s *server) handlePoolSize(w http.ResponseWriter, r *http.Request, c call) error {
-	return s.override(w, r, s.svc.SetPoolSizes, "not_configured")
+	return s.override(w, r, s.setSizes)
 }
 
 func (s *server) handlePoolTemplate(w http.ResponseWriter, r *http.Request, c call) error {
-	return s.override(w, r, s.svc.SetPoolTemplates, "bad_templates")
+	return s.override(w, r, func(body map[string]any, c pool.Caller) (bool, error) {
+		return s.svc.SetPoolTemplates(stringValues(body), c)
+	})
 }
 
 func (s *server) handleCloneTarget(w http.ResponseWriter, r *http.Request, c call) error {
-	return s.override(w, r, s.svc.SetCloneTargets, "bad_templates")
+	return s.override(w, r, func(body map[string]any, c pool.Caller) (bool, error) {
+		return s.svc.SetCloneTargets(stringValues(body), c)
+	})
 }
 
 func (s *server) handlePoolSizeReset(w http.ResponseWriter, r *http.Request, c call) error {
@@ -259,18 +296,15 @@ func (s *server) handleCloneTargetReset(w http.ResponseWriter, r *http.Request, 
 // handlePoolReset answers POST /poolreset {"<pool>": ...}: the pools' ready
 // and pending VMs are drained so the manager clones fresh ones; 201.
 func (s *server) handlePoolReset(w http.ResponseWriter, r *http.Request, c call) error {
-	caller, err := s.operator(r)
+	caller, body, err := s.operatorBody(w, r)
 	if err != nil {
 		return err
 	}
-	var body map[string]any
-	if err := readJSON(w, r, &body); err != nil {
+	names := slices.Sorted(maps.Keys(body))
+	if _, err := s.svc.ResetPools(names, caller); err != nil {
 		return err
 	}
-	if _, err := s.svc.ResetPools(body, caller); err != nil {
-		return withNames(err, "bad_pools")
-	}
-	s.auditCaller(r, "pool_reset", caller, "pools", strings.Join(slices.Sorted(maps.Keys(body)), ","))
+	s.auditCaller(r, "pool_reset", caller, "pools", strings.Join(names, ","))
 	writeJSON(w, http.StatusCreated, obj{{"ok", true}})
 	return nil
 }

@@ -263,7 +263,7 @@ func (s *server) handleDashboardRunning(w http.ResponseWriter, r *http.Request, 
 		}
 		list[i] = append(o, kv{"tags", tags}, kv{"lifetime", cfg.Lifetime(vm.Lifetime)},
 			kv{"checked_out", vm.CheckedOut.UTC().Format(time.RFC3339)}, kv{"end_time", rw.end.UTC().Format(time.RFC3339)},
-			kv{"remaining", svcHours(rw.end.Sub(now))}, kv{"request_id", vm.RequestID})
+			kv{"remaining", hoursOf(rw.end.Sub(now))}, kv{"request_id", vm.RequestID})
 	}
 	ondemand, err := s.dashboardOndemand(v, now)
 	if err != nil {
@@ -274,8 +274,8 @@ func (s *server) handleDashboardRunning(w http.ResponseWriter, r *http.Request, 
 	return nil
 }
 
-// svcHours is a duration in hours, 2 dp, never -0.
-func svcHours(d time.Duration) float64 {
+// hoursOf is a duration in hours, 2 dp, never -0.
+func hoursOf(d time.Duration) float64 {
 	h := round(d.Hours(), 2)
 	if h == 0 {
 		return 0
@@ -343,24 +343,15 @@ func (s *server) handleDashboardHistory(w http.ResponseWriter, r *http.Request, 
 	today := s.now().UTC()
 	from := today.AddDate(0, 0, 1-days).Format(time.DateOnly)
 	to := today.Format(time.DateOnly)
-	rollups, err := s.svc.Summary(from, to)
+	rollups, err := s.svc.Rollups(from, to)
 	if err != nil {
 		return err
 	}
 	daily := make([]obj, len(rollups))
-	tags := map[string]map[string]int{}
 	for i, d := range rollups {
 		daily[i] = obj{{"date", d.Date}, {"clone", historyTask(d.Clone)}, {"boot", historyTask(d.Boot)}}
-		for t, vals := range d.Tags {
-			if tags[t] == nil {
-				tags[t] = map[string]int{}
-			}
-			for val, n := range vals {
-				tags[t][val] += n
-			}
-		}
 	}
-	writeJSON(w, http.StatusOK, obj{{"ok", true}, {"from", from}, {"to", to}, {"days", daily}, {"tags", topTags(tags)}})
+	writeJSON(w, http.StatusOK, obj{{"ok", true}, {"from", from}, {"to", to}, {"days", daily}, {"tags", topTags(pool.SumTags(rollups))}})
 	return nil
 }
 

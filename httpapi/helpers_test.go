@@ -100,7 +100,7 @@ func mustEnv(tb testing.TB, o envOptions) *env {
 	cfg.AllowedTags = o.allowedTags
 	cfg.ExperimentalFeatures = o.experimental
 	svc := pool.NewService(cfg, st, nil)
-	svc.TagFilter = o.tagFilter
+	svc.SetConfig(cfg, o.tagFilter)
 	svc.Now = now
 	prov := pool.NewFakeProvider() // answers template_ready
 	svc.Templates = prov

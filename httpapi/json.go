@@ -43,7 +43,8 @@ var statusOf = map[string]int{
 	eTooMany:            http.StatusTooManyRequests,
 }
 
-// writeError writes err as {"ok":false,"error":...} with its code's status.
+// writeError writes err as {"ok":false,"error":...} with its code's status
+// and its details (store.ErrorDetails) after; it is the only mapper.
 // Internal errors are logged and shown only as "internal error"; a 401
 // carries the Basic challenge.
 func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
@@ -59,51 +60,10 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="Authentication required"`)
 	}
 	body := obj{{"ok", false}, {"error", store.ErrorMessage(err)}}
-	var fe *pool.FailureError
-	if errors.As(err, &fe) {
-		body = append(body, kv{"failure", fe.Failures})
-	}
-	var de *detailError
-	if errors.As(err, &de) {
-		body = append(body, de.extra...)
-	}
-	var qe *store.QuotaError
-	if errors.As(err, &qe) {
-		if qe.Pool != "" {
-			body = append(body, kv{"pool", qe.Pool})
-		}
-		body = append(body, kv{"limit", qe.Limit}, kv{"running", qe.Running}, kv{"requested", qe.Requested})
+	for _, d := range store.ErrorDetails(err) {
+		body = append(body, kv{d.Key, d.Value})
 	}
 	writeJSON(w, status, body)
-}
-
-// detailError adds members to an error's answer (upstream's "message",
-// "bad_templates", ...), after "ok" and "error".
-type detailError struct {
-	error
-	extra obj
-}
-
-func (e *detailError) Unwrap() error { return e.error }
-
-// withDetail returns err with members added to its answer.
-func withDetail(err error, extra ...kv) error {
-	var de *detailError
-	if errors.As(err, &de) {
-		de.extra = append(de.extra, extra...)
-		return err
-	}
-	return &detailError{error: err, extra: extra}
-}
-
-// withNames lists the names of a *pool.NamesError under key, as upstream
-// does ("bad_templates", "not_configured", "bad_pools").
-func withNames(err error, key string) error {
-	var ne *pool.NamesError
-	if errors.As(err, &ne) {
-		return withDetail(err, kv{key, ne.Names})
-	}
-	return err
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
@@ -146,50 +106,13 @@ func newline(b []byte, depth int) []byte {
 // numbers and booleans are written directly (the hot paths: /status,
 // checkout); anything else goes through encoding/json and json.Indent.
 func appendJSON(b []byte, v any, depth int) ([]byte, error) {
-	var err error
 	switch v := v.(type) {
 	case obj:
-		if len(v) == 0 {
-			return append(b, "{}"...), nil
-		}
-		b = append(b, '{')
-		for i, m := range v {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(newline(b, depth+1), m.k)
-			b = append(b, ": "...)
-			if b, err = appendJSON(b, m.v, depth+1); err != nil {
-				return b, err
-			}
-		}
-		return append(newline(b, depth), '}'), nil
+		return appendObj(b, v, depth)
 	case []string:
-		if len(v) == 0 {
-			return append(b, "[]"...), nil
-		}
-		b = append(b, '[')
-		for i, s := range v {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(newline(b, depth+1), s)
-		}
-		return append(newline(b, depth), ']'), nil
+		return appendArray(b, v, depth, func(b []byte, s string) ([]byte, error) { return appendString(b, s), nil })
 	case []obj:
-		if len(v) == 0 {
-			return append(b, "[]"...), nil
-		}
-		b = append(b, '[')
-		for i, o := range v {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			if b, err = appendJSON(newline(b, depth+1), o, depth+1); err != nil {
-				return b, err
-			}
-		}
-		return append(newline(b, depth), ']'), nil
+		return appendArray(b, v, depth, func(b []byte, o obj) ([]byte, error) { return appendObj(b, o, depth+1) })
 	case string:
 		return appendString(b, v), nil
 	case int:
@@ -212,6 +135,44 @@ func appendJSON(b []byte, v any, depth int) ([]byte, error) {
 		return b, err
 	}
 	return append(b, out.Bytes()...), nil
+}
+
+// appendObj appends o pretty-printed at depth.
+func appendObj(b []byte, o obj, depth int) ([]byte, error) {
+	if len(o) == 0 {
+		return append(b, "{}"...), nil
+	}
+	b = append(b, '{')
+	var err error
+	for i, m := range o {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(newline(b, depth+1), m.k)
+		b = append(b, ": "...)
+		if b, err = appendJSON(b, m.v, depth+1); err != nil {
+			return b, err
+		}
+	}
+	return append(newline(b, depth), '}'), nil
+}
+
+// appendArray appends the elements of v, one a line, at depth+1.
+func appendArray[T any](b []byte, v []T, depth int, elem func([]byte, T) ([]byte, error)) ([]byte, error) {
+	if len(v) == 0 {
+		return append(b, "[]"...), nil
+	}
+	b = append(b, '[')
+	var err error
+	for i, e := range v {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if b, err = elem(newline(b, depth+1), e); err != nil {
+			return b, err
+		}
+	}
+	return append(newline(b, depth), ']'), nil
 }
 
 // appendString appends s as a JSON string; plain ASCII is copied as it is.
@@ -259,6 +220,43 @@ func decodeJSON(data []byte, v any) error {
 		return store.Errorf(store.EINVALID, "Invalid JSON: data after the JSON value")
 	}
 	return nil
+}
+
+// scalar is a decoded JSON string or number (readJSON decodes numbers as
+// json.Number) as text; ok is false for anything else.
+func scalar(v any) (s string, ok bool) {
+	switch v := v.(type) {
+	case string:
+		return v, true
+	case json.Number:
+		return v.String(), true
+	}
+	return "", false
+}
+
+// wholeNumber reads a decoded JSON string or number as a whole number; a
+// string may have spaces around it.
+func wholeNumber(v any) (int, bool) {
+	s, ok := scalar(v)
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	return n, err == nil
+}
+
+// parseCount reads a VM count given as a JSON string or number: a whole
+// number from 1 to pool.MaxCheckoutCount, else EINVALID.
+func parseCount(v any) (int, error) {
+	n, ok := wholeNumber(v)
+	if !ok {
+		return 0, store.Errorf(store.EINVALID, "VM count must be a valid integer")
+	} else if n < 1 {
+		return 0, store.Errorf(store.EINVALID, "VM count must be at least 1")
+	} else if n > pool.MaxCheckoutCount {
+		return 0, store.Errorf(store.EINVALID, "VM count must be at most %d", pool.MaxCheckoutCount)
+	}
+	return n, nil
 }
 
 // kv is one member of an obj.

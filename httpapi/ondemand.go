@@ -2,9 +2,7 @@ package httpapi
 
 import (
 	"net/http"
-	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/vmpooler/vmpooler/pool"
@@ -17,7 +15,7 @@ func (s *server) messages(h handler) handler {
 	return func(w http.ResponseWriter, r *http.Request, c call) error {
 		err := h(w, r, c)
 		if err != nil {
-			err = withDetail(err, kv{"message", store.ErrorMessage(err)})
+			err = store.WithDetails(err, store.Detail{Key: "message", Value: store.ErrorMessage(err)})
 		}
 		return err
 	}
@@ -77,7 +75,7 @@ func (s *server) handleOndemandPath(w http.ResponseWriter, r *http.Request, c ca
 func (s *server) ondemand(w http.ResponseWriter, r *http.Request, c call, wants []pool.Want, id string, caller pool.Caller) error {
 	id, err := s.svc.RequestOndemand(wants, id, caller)
 	if err != nil {
-		return withNames(err, "bad_templates")
+		return err
 	}
 	s.auditCaller(r, "ondemand_request", caller, "request_id", id, "pools", wantList(wants))
 	out := obj{{"ok", true}, {"request_id", id}}
@@ -159,49 +157,5 @@ func (s *server) handleOndemandDelete(w http.ResponseWriter, r *http.Request, c 
 		out = append(out, kv{"message", "the request has already been deleted"})
 	}
 	writeJSON(w, http.StatusOK, out)
-	return nil
-}
-
-// handlePoolStat answers GET /poolstat?pool=a,b: the pools named or
-// aliased in the list, {"pools":{"<pool>":{"max","alias","ready"}}}.
-func (s *server) handlePoolStat(w http.ResponseWriter, r *http.Request, c call) error {
-	var names []string
-	if q := r.URL.Query().Get("pool"); q != "" {
-		names = strings.Split(q, ",")
-	}
-	pools, err := s.svc.PoolStat(slices.DeleteFunc(names, func(n string) bool { return n == "" }))
-	if err != nil {
-		return err
-	}
-	out := make(obj, 0, len(pools))
-	for _, p := range pools {
-		po := obj{{"max", p.Max}}
-		if len(p.Alias) > 0 {
-			po = append(po, kv{"alias", []string(p.Alias)})
-		}
-		out = append(out, kv{p.Name, append(po, kv{"ready", p.Ready})})
-	}
-	writeJSON(w, http.StatusOK, obj{{"ok", true}, {"pools", out}})
-	return nil
-}
-
-// handleTotalRunning answers GET /totalrunning.
-func (s *server) handleTotalRunning(w http.ResponseWriter, r *http.Request, c call) error {
-	writeJSON(w, http.StatusOK, obj{{"ok", true}, {"running", s.svc.TotalRunning()}})
-	return nil
-}
-
-// handleHealthcheck answers GET /healthcheck: 200 {"ok":true} while the
-// process serves requests and reaches vCenter; 503 with the reason while
-// vCenter is unreachable (ready VMs are still handed out meanwhile, but
-// pools do not refill).
-func (s *server) handleHealthcheck(w http.ResponseWriter, r *http.Request, c call) error {
-	if s.svc.Backend != nil {
-		if ok, reason := s.svc.Backend(); !ok {
-			writeJSON(w, http.StatusServiceUnavailable, obj{{"ok", false}, {"error", "vCenter unreachable: " + reason}})
-			return nil
-		}
-	}
-	writeJSON(w, http.StatusOK, obj{{"ok", true}})
 	return nil
 }

@@ -119,6 +119,50 @@ func (s *server) handleStatus(w http.ResponseWriter, r *http.Request, c call) er
 	return nil
 }
 
+// handlePoolStat answers GET /poolstat?pool=a,b: the pools named or
+// aliased in the list, {"pools":{"<pool>":{"max","alias","ready"}}}.
+func (s *server) handlePoolStat(w http.ResponseWriter, r *http.Request, c call) error {
+	var names []string
+	if q := r.URL.Query().Get("pool"); q != "" {
+		names = strings.Split(q, ",")
+	}
+	pools, err := s.svc.PoolStat(slices.DeleteFunc(names, func(n string) bool { return n == "" }))
+	if err != nil {
+		return err
+	}
+	out := make(obj, 0, len(pools))
+	for _, p := range pools {
+		po := obj{{"max", p.Max}}
+		if len(p.Alias) > 0 {
+			po = append(po, kv{"alias", []string(p.Alias)})
+		}
+		out = append(out, kv{p.Name, append(po, kv{"ready", p.Ready})})
+	}
+	writeJSON(w, http.StatusOK, obj{{"ok", true}, {"pools", out}})
+	return nil
+}
+
+// handleTotalRunning answers GET /totalrunning.
+func (s *server) handleTotalRunning(w http.ResponseWriter, r *http.Request, c call) error {
+	writeJSON(w, http.StatusOK, obj{{"ok", true}, {"running", s.svc.TotalRunning()}})
+	return nil
+}
+
+// handleHealthcheck answers GET /healthcheck: 200 {"ok":true} while the
+// process serves requests and reaches vCenter; 503 with the reason while
+// vCenter is unreachable (ready VMs are still handed out meanwhile, but
+// pools do not refill).
+func (s *server) handleHealthcheck(w http.ResponseWriter, r *http.Request, c call) error {
+	if s.svc.Backend != nil {
+		if ok, reason := s.svc.Backend(); !ok {
+			writeJSON(w, http.StatusServiceUnavailable, obj{{"ok", false}, {"error", "vCenter unreachable: " + reason}})
+			return nil
+		}
+	}
+	writeJSON(w, http.StatusOK, obj{{"ok", true}})
+	return nil
+}
+
 // summaryTask is a boot or clone section: durations and counts, overall
 // (with average/min/max over days for count) or per day (total only).
 type summaryTask struct {
@@ -171,62 +215,59 @@ func (s *server) handleSummary(w http.ResponseWriter, r *http.Request, c call) e
 	}
 	defer release()
 	q := r.URL.Query()
-	days, err := s.svc.Summary(q.Get("from"), q.Get("to"))
+	sum, err := s.svc.Summary(q.Get("from"), q.Get("to"))
 	if err != nil {
 		return err
 	}
-	part := func(name string, v any) (kv, bool) {
-		if section != "" && section != name {
-			return kv{}, false
-		}
-		if key != "" {
-			switch v := v.(type) {
-			case summaryTask:
-				if key == "duration" {
-					return kv{name, obj{{"duration", v.Duration}}}, true
-				}
-				return kv{name, obj{{"count", v.Count}}}, true
-			case obj:
-				for _, m := range v {
-					if m.k == key {
-						return kv{name, obj{m}}, true
-					}
-				}
-				return kv{name, obj{}}, true
-			}
-		}
-		return kv{name, v}, true
+	daily := make([]obj, 0, len(sum.Days))
+	for _, d := range sum.Days {
+		day := obj{{"date", d.Date}}
+		daily = append(daily, append(day, summaryParts(section, key, dayTask(d.Boot), dayTask(d.Clone), tagCounts(d.Tags))...))
 	}
 	out := obj{{"ok", true}}
-	var all store.DayRollup
-	all.Clone, all.Boot, all.Tags = map[string]store.Durations{}, map[string]store.Durations{}, map[string]map[string]int{}
-	daily := make([]obj, 0, len(days))
-	for _, d := range days {
-		day := obj{{"date", d.Date}}
-		for _, p := range []struct {
-			name string
-			v    any
-		}{{"boot", dayTask(d.Boot)}, {"clone", dayTask(d.Clone)}, {"tag", tagCounts(d.Tags)}} {
-			if m, ok := part(p.name, p.v); ok {
-				day = append(day, m)
-			}
-		}
-		daily = append(daily, day)
-		mergeDay(&all, d)
-	}
-	for _, p := range []struct {
-		name string
-		v    any
-	}{{"boot", rangeTask(all.Boot, days, func(d store.DayRollup) map[string]store.Durations { return d.Boot })},
-		{"clone", rangeTask(all.Clone, days, func(d store.DayRollup) map[string]store.Durations { return d.Clone })},
-		{"tag", tagCounts(all.Tags)}} {
-		if m, ok := part(p.name, p.v); ok {
-			out = append(out, m)
-		}
-	}
-	out = append(out, kv{"daily", daily})
-	writeJSON(w, http.StatusOK, out)
+	out = append(out, summaryParts(section, key, rangeTask(sum.Boot), rangeTask(sum.Clone), tagCounts(sum.Tags))...)
+	writeJSON(w, http.StatusOK, append(out, kv{"daily", daily}))
 	return nil
+}
+
+// summaryParts is the boot, clone and tag sections that section ("" for
+// all) and key ("" for the whole section) select.
+func summaryParts(section, key string, boot, clone summaryTask, tags obj) obj {
+	var out obj
+	if section == "" || section == "boot" {
+		out = append(out, kv{"boot", boot.part(key)})
+	}
+	if section == "" || section == "clone" {
+		out = append(out, kv{"clone", clone.part(key)})
+	}
+	if section == "" || section == "tag" {
+		out = append(out, kv{"tag", tagPart(tags, key)})
+	}
+	return out
+}
+
+// part is the section with only key ("duration" or "count"), or whole.
+func (t summaryTask) part(key string) any {
+	switch key {
+	case "duration":
+		return obj{{"duration", t.Duration}}
+	case "count":
+		return obj{{"count", t.Count}}
+	}
+	return t
+}
+
+// tagPart is the tag section with only the tag key ({} if absent), or whole.
+func tagPart(tags obj, key string) obj {
+	if key == "" {
+		return tags
+	}
+	for _, m := range tags {
+		if m.k == key {
+			return obj{m}
+		}
+	}
+	return obj{}
 }
 
 func poolDurations(m map[string]store.Durations) map[string]durations {
@@ -260,39 +301,9 @@ func withPoolCounts(count obj, m map[string]store.Durations) obj {
 
 // rangeTask is the overall section: durations over the range, and the
 // count's total with its average, min and max per day.
-func rangeTask(m map[string]store.Durations, days []store.DayRollup, get func(store.DayRollup) map[string]store.Durations) summaryTask {
-	all := pool.MergeDurations(m)
-	lo, hi := 0, 0
-	for i, d := range days {
-		n := pool.MergeDurations(get(d)).Count
-		if i == 0 || n < lo {
-			lo = n
-		}
-		hi = max(hi, n)
-	}
-	avg := 0.0
-	if len(days) > 0 {
-		avg = round(float64(all.Count)/float64(len(days)), 1)
-	}
-	return summaryTask{summaryDurations{toDurations(all), poolDurations(m)},
-		withPoolCounts(obj{{"average", avg}, {"min", lo}, {"max", hi}, {"total", all.Count}}, m)}
-}
-
-func mergeDay(all *store.DayRollup, d store.DayRollup) {
-	for p, v := range d.Boot {
-		all.Boot[p] = pool.MergeDurations(map[string]store.Durations{"a": all.Boot[p], "b": v})
-	}
-	for p, v := range d.Clone {
-		all.Clone[p] = pool.MergeDurations(map[string]store.Durations{"a": all.Clone[p], "b": v})
-	}
-	for tag, vals := range d.Tags {
-		if all.Tags[tag] == nil {
-			all.Tags[tag] = map[string]int{}
-		}
-		for v, n := range vals {
-			all.Tags[tag][v] += n
-		}
-	}
+func rangeTask(t pool.SummaryTask) summaryTask {
+	return summaryTask{summaryDurations{toDurations(t.All), poolDurations(t.Pools)},
+		withPoolCounts(obj{{"average", round(t.PerDay, 1)}, {"min", t.MinDay}, {"max", t.MaxDay}, {"total", t.All.Count}}, t.Pools)}
 }
 
 // tagCounts writes {"<tag>":{"<value>":n,...,"total":n}} with sorted keys.

@@ -23,13 +23,8 @@ func parseHost(name string) (string, error) {
 		return "", bad
 	}
 	for label := range strings.SplitSeq(name, ".") {
-		if label == "" || len(label) > 63 {
+		if label == "" || len(label) > 63 || !pool.ValidChars(label, "-_") {
 			return "", bad
-		}
-		for i := 0; i < len(label); i++ {
-			if c := label[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return "", bad
-			}
 		}
 	}
 	short, _, _ := strings.Cut(name, ".")
@@ -93,7 +88,7 @@ func wantList(wants []pool.Want) string {
 func parseCheckoutBody(body map[string]any) ([]pool.Want, error) {
 	wants := make([]pool.Want, 0, len(body))
 	for name, v := range body {
-		n, err := pool.ParseCount(v)
+		n, err := parseCount(v)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
@@ -238,7 +233,7 @@ type vmDetail struct {
 // when asked with a fully qualified name, as upstream's v1 and v3
 // (result[hostname_shorten(...)]).
 func (s *server) handleVMGet(w http.ResponseWriter, r *http.Request, c call) error {
-	host, err := parseHost(c.ps.ByName("name"))
+	host, _, err := s.vmTarget(r, c, anyone, nil)
 	if err != nil {
 		return err
 	}
@@ -277,15 +272,8 @@ func (s *server) handleVMGet(w http.ResponseWriter, r *http.Request, c call) err
 // handleVMModify answers PUT /vm/<host> {"lifetime":n,"tags":{...},"disk":n}:
 // 200, or 202 when a disk was queued.
 func (s *server) handleVMModify(w http.ResponseWriter, r *http.Request, c call) error {
-	host, err := parseHost(c.ps.ByName("name"))
-	if err != nil {
-		return err
-	}
 	var body map[string]json.RawMessage
-	if err := readJSON(w, r, &body); err != nil {
-		return err
-	}
-	caller, err := s.caller(r, false)
+	host, caller, err := s.vmTarget(r, c, lenient, func() error { return readJSON(w, r, &body) })
 	if err != nil {
 		return err
 	}
@@ -389,17 +377,14 @@ func parseTags(raw json.RawMessage, failures *[]string) map[string]string {
 			*failures = append(*failures, fmt.Sprintf("Invalid tag key format (%q): 1 to %d of A-Z a-z 0-9 _ . -", k, maxTagKey))
 			continue
 		}
-		var val string
-		switch v := v.(type) {
-		case nil:
+		if v == nil {
 			continue
-		case string:
-			val = v
-		case json.Number:
-			val = v.String()
-		case bool:
-			val = strconv.FormatBool(v)
-		default:
+		}
+		val, ok := scalar(v)
+		if b, isBool := v.(bool); isBool {
+			val, ok = strconv.FormatBool(b), true
+		}
+		if !ok {
 			*failures = append(*failures, fmt.Sprintf("Tag %q must have a string value.", k))
 			continue
 		}
@@ -414,33 +399,42 @@ func parseTags(raw json.RawMessage, failures *[]string) map[string]string {
 }
 
 func validTagKey(k string) bool {
-	if k == "" || len(k) > maxTagKey {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		if c := k[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
-			return false
-		}
-	}
-	return true
+	return k != "" && len(k) <= maxTagKey && pool.ValidChars(k, "_.-")
 }
 
-// vmTarget reads a /vm/<name>/... route: the key answers use (the short
-// hostname, as upstream's hostname_shorten, also for a fully qualified
-// name), the host it names, and the caller (strict: an invalid token is a
-// 401 rather than anonymous).
-func (s *server) vmTarget(r *http.Request, c call, strict bool) (name, host string, caller pool.Caller, err error) {
+// who says whose token a VM route reads.
+type who int
+
+const (
+	anyone  who = iota // no token read: reads of a VM
+	lenient            // an invalid token is anonymous
+	strict             // an invalid token is 401
+)
+
+// vmTarget reads a /vm/<name>/... route: the host it names, the short
+// hostname also for a fully qualified name (as upstream's
+// hostname_shorten; answers are keyed by it), and, unless w is anyone,
+// the caller. before, when set, runs between the two: the route's other
+// parts and the body are checked before the token, as they always were.
+func (s *server) vmTarget(r *http.Request, c call, w who, before func() error) (host string, caller pool.Caller, err error) {
 	if host, err = parseHost(c.ps.ByName("name")); err != nil {
-		return "", "", caller, err
+		return "", caller, err
 	}
-	caller, err = s.caller(r, strict)
-	return host, host, caller, err
+	if before != nil {
+		if err := before(); err != nil {
+			return "", caller, err
+		}
+	}
+	if w != anyone {
+		caller, err = s.caller(r, w == strict)
+	}
+	return host, caller, err
 }
 
 // handleVMDelete answers DELETE /vm/<host>: a running VM is scheduled for
 // destruction; any other is 404.
 func (s *server) handleVMDelete(w http.ResponseWriter, r *http.Request, c call) error {
-	_, host, caller, err := s.vmTarget(r, c, false)
+	host, caller, err := s.vmTarget(r, c, lenient, nil)
 	if err != nil {
 		return err
 	}
@@ -454,7 +448,7 @@ func (s *server) handleVMDelete(w http.ResponseWriter, r *http.Request, c call) 
 
 // handleSnapshot answers POST /vm/<host>/snapshot with 202 and the snapshot's name.
 func (s *server) handleSnapshot(w http.ResponseWriter, r *http.Request, c call) error {
-	name, host, caller, err := s.vmTarget(r, c, true)
+	host, caller, err := s.vmTarget(r, c, strict, nil)
 	if err != nil {
 		return err
 	}
@@ -463,13 +457,13 @@ func (s *server) handleSnapshot(w http.ResponseWriter, r *http.Request, c call) 
 		return err
 	}
 	s.auditCaller(r, "snapshot", caller, "host", host, "snapshot", snap)
-	writeJSON(w, http.StatusAccepted, obj{{"ok", true}, {name, obj{{"snapshot", snap}}}})
+	writeJSON(w, http.StatusAccepted, obj{{"ok", true}, {host, obj{{"snapshot", snap}}}})
 	return nil
 }
 
 // handleRevert answers POST /vm/<host>/snapshot/<snapshot> with 202.
 func (s *server) handleRevert(w http.ResponseWriter, r *http.Request, c call) error {
-	_, host, caller, err := s.vmTarget(r, c, true)
+	host, caller, err := s.vmTarget(r, c, strict, nil)
 	if err != nil {
 		return err
 	}
@@ -487,7 +481,7 @@ func (s *server) handleRevert(w http.ResponseWriter, r *http.Request, c call) er
 // example ("curl X POST ...") sends a GET by mistake, and gets {"ok":true}
 // for an existing snapshot instead of reverting.
 func (s *server) handleSnapshotGet(w http.ResponseWriter, r *http.Request, c call) error {
-	host, err := parseHost(c.ps.ByName("name"))
+	host, _, err := s.vmTarget(r, c, anyone, nil)
 	if err != nil {
 		return err
 	}
@@ -523,15 +517,13 @@ func (s *server) handleSnapshotGet(w http.ResponseWriter, r *http.Request, c cal
 
 // handleDisk answers POST /vm/<host>/disk/<size> with 202.
 func (s *server) handleDisk(w http.ResponseWriter, r *http.Request, c call) error {
-	host, err := parseHost(c.ps.ByName("name"))
-	if err != nil {
-		return err
-	}
-	size, err := strconv.Atoi(c.ps.ByName("size"))
-	if err != nil {
-		return store.Errorf(store.EINVALID, "Disk size must be a valid integer")
-	}
-	caller, err := s.caller(r, true)
+	var size int
+	host, caller, err := s.vmTarget(r, c, strict, func() (err error) {
+		if size, err = strconv.Atoi(c.ps.ByName("size")); err != nil {
+			return store.Errorf(store.EINVALID, "Disk size must be a valid integer")
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}

@@ -3,9 +3,23 @@ package pool
 import (
 	"crypto/rand"
 	"errors"
+	"strings"
 
 	"github.com/vmpooler/vmpooler/store"
 )
+
+// ValidChars reports whether s is made only of ASCII letters, digits and
+// the characters of punct: the one character-set check behind host labels,
+// tag keys, request ids, disk ids and bare TOML keys. Lengths and the empty
+// string are each caller's rule.
+func ValidChars(s, punct string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte(punct, c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
 
 // hostnameAlphabet is the seed's hostname alphabet (fq6qlpjlsskycq6).
 const hostnameAlphabet = "abcdefghijklmnopqrstuvwxyz0123456789"

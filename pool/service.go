@@ -1,12 +1,8 @@
 package pool
 
 import (
-	"fmt"
 	"log/slog"
-	"math"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,17 +15,13 @@ const MaxCheckoutCount = 100
 
 // Service is what the API asks of the pooler: checkout, return, modify,
 // snapshot, revert and disk requests, VM details, status and summaries.
-// Set the exported fields, then use it; a zero Now, Kick or Logger is
-// replaced by a default on first use.
+// Build it with NewService, then set the hooks you need (Kick, Now,
+// Cloning, Health, Backend, Templates) before first use.
 type Service struct {
-	Config *Config
 	Store  *store.Store
 	Kick   func()           // wakes the manager after checkout, return or override
 	Now    func() time.Time // clock
 	Logger *slog.Logger
-	// TagFilter is [tagfilter]: tag name → regex; a matching value is
-	// replaced by the concatenation of the regex's capture groups.
-	TagFilter map[string]string
 	// Cloning, when set, reports how many clones are in flight (for /status).
 	Cloning func() int
 	// Health, when set, reports each pool's PoolHealth (the manager's).
@@ -40,10 +32,9 @@ type Service struct {
 	// Templates, when set, checks that templates exist (template.go).
 	Templates TemplateFinder
 
-	initOnce sync.Once
-	cur      atomic.Pointer[svcState] // the configuration in force (SetConfig swaps it)
-	waits    *waitQueue               // waiting checkouts (wait.go)
-	pass     passes                   // the manager's passes, for long-polls (wait.go)
+	cur   atomic.Pointer[serviceState] // the configuration in force (SetConfig swaps it)
+	waits *waitQueue                   // waiting checkouts (wait.go)
+	pass  passes                       // the manager's passes, for long-polls (wait.go)
 
 	ovrMu sync.Mutex // serialises read-modify-write of overrides
 	tmpl  templateCache
@@ -54,27 +45,18 @@ type Service struct {
 	statusOvr map[string]store.Override
 }
 
-// NewService returns a Service with defaults. Set TagFilter, Kick and
-// Cloning before first use; a TagFilter regex that does not compile is
-// logged and ignored (main validates them when it reads the config).
+// NewService returns a Service with cfg in force, no tag filters, a no-op
+// Kick, time.Now and, for a nil logger, one that discards. Tag filters
+// ([tagfilter]) come with a configuration: SetConfig(cfg, tagFilter); a
+// regex that does not compile is logged and ignored (main validates them
+// when it reads the config).
 func NewService(cfg *Config, st *store.Store, logger *slog.Logger) *Service {
-	return &Service{Config: cfg, Store: st, Logger: logger, Now: time.Now}
-}
-
-func (s *Service) init() {
-	s.initOnce.Do(func() {
-		if s.Now == nil {
-			s.Now = time.Now
-		}
-		if s.Logger == nil {
-			s.Logger = slog.New(slog.DiscardHandler)
-		}
-		if s.Kick == nil {
-			s.Kick = func() {}
-		}
-		s.cur.Store(newSvcState(s.Config, s.TagFilter, s.Logger))
-		s.waits = &waitQueue{}
-	})
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Service{Store: st, Logger: logger, Now: time.Now, Kick: func() {}, waits: &waitQueue{}}
+	s.cur.Store(newServiceState(cfg, nil, logger))
+	return s
 }
 
 // Caller is who makes a request. User is the owner of a valid token ("" when
@@ -106,36 +88,6 @@ type Want struct {
 	Count int
 }
 
-// ParseCount reads a VM count given as a JSON string or number: a whole
-// number from 1 to MaxCheckoutCount, else EINVALID.
-func ParseCount(v any) (int, error) {
-	var s string
-	switch v := v.(type) {
-	case string:
-		s = strings.TrimSpace(v)
-	case fmt.Stringer: // json.Number
-		s = v.String()
-	case float64:
-		if v != math.Trunc(v) || math.IsInf(v, 0) {
-			return 0, store.Errorf(store.EINVALID, "VM count must be a valid integer")
-		}
-		s = strconv.FormatFloat(v, 'f', -1, 64)
-	case int:
-		s = strconv.Itoa(v)
-	default:
-		return 0, store.Errorf(store.EINVALID, "VM count must be a valid integer")
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil {
-		return 0, store.Errorf(store.EINVALID, "VM count must be a valid integer")
-	} else if n < 1 {
-		return 0, store.Errorf(store.EINVALID, "VM count must be at least 1")
-	} else if n > MaxCheckoutCount {
-		return 0, store.Errorf(store.EINVALID, "VM count must be at most %d", MaxCheckoutCount)
-	}
-	return n, nil
-}
-
 // Checkout hands out VMs for every want, all or nothing, and returns them by
 // requested name. ENOTFOUND for an unknown pool or alias, EINVALID for a bad
 // count, EEMPTY (503) when any pool is short; then nothing is handed out.
@@ -154,7 +106,7 @@ func (s *Service) Checkout(wants []Want, c Caller) (map[string][]store.VM, error
 }
 
 // validWants checks the names and counts of a checkout.
-func validWants(cur *svcState, wants []Want) error {
+func validWants(cur *serviceState, wants []Want) error {
 	if len(wants) == 0 {
 		return store.Errorf(store.ENOTFOUND, "no pool requested")
 	}
@@ -170,7 +122,7 @@ func validWants(cur *svcState, wants []Want) error {
 }
 
 // checkoutNow is Checkout of valid wants, waiters or not.
-func (s *Service) checkoutNow(cur *svcState, wants []Want, c Caller) (map[string][]store.VM, error) {
+func (s *Service) checkoutNow(cur *serviceState, wants []Want, c Caller) (map[string][]store.VM, error) {
 	lifetime := 0
 	if c.User != "" && cur.cfg.VMLifetimeAuth > 0 {
 		lifetime = cur.cfg.VMLifetimeAuth
@@ -179,14 +131,14 @@ func (s *Service) checkoutNow(cur *svcState, wants []Want, c Caller) (map[string
 	// A plan rests on counts that a concurrent checkout may change; an alias
 	// with another candidate deserves a second plan.
 	for range 3 {
-		plan, perName := svcPlan(s.Store.Counts(), cur.aliases, wants)
+		plan, perName := planCheckout(s.Store.Counts(), cur.aliases, wants)
 		var vms []store.VM
 		vms, err = s.Store.Checkout(store.CheckoutRequest{Pools: plan, Lifetime: lifetime, User: c.User, Quota: cur.quota(c.User)})
 		if err == nil {
 			s.Kick()
-			return svcAssign(vms, perName), nil
+			return assign(vms, perName), nil
 		}
-		if store.ErrorCode(err) != store.EEMPTY || !svcHasAlias(cur.aliases, wants) {
+		if store.ErrorCode(err) != store.EEMPTY || !hasAlias(cur.aliases, wants) {
 			break
 		}
 	}
@@ -196,25 +148,25 @@ func (s *Service) checkoutNow(cur *svcState, wants []Want, c Caller) (map[string
 	return nil, err
 }
 
-type svcShare struct {
+type share struct {
 	name, pool string
 	count      int
 }
 
-// svcPlan picks, VM by VM, a candidate pool with ready VMs left (else the
+// planCheckout picks, VM by VM, a candidate pool with ready VMs left (else the
 // first candidate), and merges the picks per pool.
-func svcPlan(counts map[string]store.PoolCounts, aliases map[string][]string, wants []Want) ([]store.PoolCount, []svcShare) {
+func planCheckout(counts map[string]store.PoolCounts, aliases map[string][]string, wants []Want) ([]store.PoolCount, []share) {
 	left := make(map[string]int)
 	for name, c := range counts {
 		left[name] = c.Ready
 	}
-	var shares []svcShare
+	var shares []share
 	var plan []store.PoolCount
 	add := func(name, pool string) {
-		if i := slices.IndexFunc(shares, func(sh svcShare) bool { return sh.name == name && sh.pool == pool }); i >= 0 {
+		if i := slices.IndexFunc(shares, func(sh share) bool { return sh.name == name && sh.pool == pool }); i >= 0 {
 			shares[i].count++
 		} else {
-			shares = append(shares, svcShare{name, pool, 1})
+			shares = append(shares, share{name, pool, 1})
 		}
 		if i := slices.IndexFunc(plan, func(pc store.PoolCount) bool { return pc.Pool == pool }); i >= 0 {
 			plan[i].Count++
@@ -239,7 +191,7 @@ func svcPlan(counts map[string]store.PoolCounts, aliases map[string][]string, wa
 	return plan, shares
 }
 
-func svcHasAlias(aliases map[string][]string, wants []Want) bool {
+func hasAlias(aliases map[string][]string, wants []Want) bool {
 	for _, w := range wants {
 		if len(aliases[w.Name]) > 1 {
 			return true
@@ -248,8 +200,8 @@ func svcHasAlias(aliases map[string][]string, wants []Want) bool {
 	return false
 }
 
-// svcAssign deals the VMs handed out to the names that asked for them.
-func svcAssign(vms []store.VM, shares []svcShare) map[string][]store.VM {
+// assign deals the VMs handed out to the names that asked for them.
+func assign(vms []store.VM, shares []share) map[string][]store.VM {
 	byPool := make(map[string][]store.VM)
 	for _, vm := range vms {
 		byPool[vm.Pool] = append(byPool[vm.Pool], vm)
@@ -263,6 +215,3 @@ func svcAssign(vms []store.VM, shares []svcShare) map[string][]store.VM {
 	}
 	return out
 }
-
-// svcOwner enforces the ownership rule: a VM checked out with a token may be
-// changed only with a token of the same user. With auth off nobody is checked.

@@ -1,7 +1,6 @@
 package pool
 
 import (
-	"fmt"
 	"maps"
 	"slices"
 	"strconv"
@@ -29,8 +28,8 @@ func (s *Service) Effective() ([]PoolConfig, error) {
 
 // overrideField is one setting /config/* changes.
 type overrideField struct {
-	key   string // upstream's error key for bad names
-	parse func(v any) (string, bool)
+	key   string            // upstream's error key for bad names
+	valid func(string) bool // whether a value may be set
 	get   func(p PoolConfig) string
 	set   func(o *store.Override, v string) // v == "" resets
 	// template: the value is a template, refused when the provider says
@@ -41,9 +40,9 @@ type overrideField struct {
 var (
 	fieldSize = overrideField{
 		key: "not_configured",
-		parse: func(v any) (string, bool) {
-			n, err := strconv.Atoi(strings.TrimSpace(jsonScalar(v)))
-			return strconv.Itoa(n), err == nil && n >= 0 && n <= MaxPoolSize
+		valid: func(v string) bool {
+			n, err := strconv.Atoi(v)
+			return err == nil && n >= 0 && n <= MaxPoolSize
 		},
 		get: func(p PoolConfig) string { return strconv.Itoa(p.Size) },
 		set: func(o *store.Override, v string) {
@@ -58,38 +57,17 @@ var (
 	fieldTemplate = overrideField{
 		key:      "bad_templates",
 		template: true,
-		parse: func(v any) (string, bool) {
-			t, ok := v.(string)
-			return t, ok && ValidTemplate(t)
-		},
-		get: func(p PoolConfig) string { return p.Template },
-		set: func(o *store.Override, v string) { o.Template = v },
+		valid:    ValidTemplate,
+		get:      func(p PoolConfig) string { return p.Template },
+		set:      func(o *store.Override, v string) { o.Template = v },
 	}
 	fieldCloneTarget = overrideField{
-		key: "bad_templates",
-		parse: func(v any) (string, bool) {
-			t, ok := v.(string)
-			return t, ok && validPath(t)
-		},
-		get: func(p PoolConfig) string { return p.CloneTarget },
-		set: func(o *store.Override, v string) { o.CloneTarget = v },
+		key:   "bad_templates",
+		valid: validPath,
+		get:   func(p PoolConfig) string { return p.CloneTarget },
+		set:   func(o *store.Override, v string) { o.CloneTarget = v },
 	}
 )
-
-// jsonScalar is a JSON string or number as text ("" for anything else).
-func jsonScalar(v any) string {
-	switch v := v.(type) {
-	case string:
-		return v
-	case fmt.Stringer: // json.Number
-		return v.String()
-	case float64:
-		return strconv.FormatFloat(v, 'f', -1, 64)
-	case int:
-		return strconv.Itoa(v)
-	}
-	return ""
-}
 
 // validPath accepts an inventory path: not empty, no leading or trailing
 // '/', no empty element, at most 255 bytes, no control characters.
@@ -100,29 +78,33 @@ func validPath(p string) bool {
 	return !strings.ContainsFunc(p, func(r rune) bool { return r < ' ' || r == 0x7f })
 }
 
-// SetPoolSizes overrides pool sizes: {"<pool>": "<size>"|<size>}. See setOverrides.
-func (s *Service) SetPoolSizes(body map[string]any, c Caller) (bool, error) {
-	return s.setOverrides(body, c, fieldSize)
+// SetPoolSizes overrides pool sizes (pool → size, 0..MaxPoolSize; a
+// size out of range is a bad value). See setOverrides.
+func (s *Service) SetPoolSizes(sizes map[string]int, c Caller) (bool, error) {
+	vals := make(map[string]string, len(sizes))
+	for name, n := range sizes {
+		vals[name] = strconv.Itoa(n)
+	}
+	return s.setOverrides(vals, c, fieldSize)
 }
 
-// SetPoolTemplates overrides pool templates: {"<pool>": "<folder/template>"}.
+// SetPoolTemplates overrides pool templates (pool → "<folder/template>").
 // A template must be ValidTemplate and, when s.Templates can tell, exist.
-func (s *Service) SetPoolTemplates(body map[string]any, c Caller) (bool, error) {
-	return s.setOverrides(body, c, fieldTemplate)
+func (s *Service) SetPoolTemplates(templates map[string]string, c Caller) (bool, error) {
+	return s.setOverrides(templates, c, fieldTemplate)
 }
 
-// SetCloneTargets overrides pool clone targets: {"<pool>": "<cluster>"}.
-func (s *Service) SetCloneTargets(body map[string]any, c Caller) (bool, error) {
-	return s.setOverrides(body, c, fieldCloneTarget)
+// SetCloneTargets overrides pool clone targets (pool → "<cluster>").
+func (s *Service) SetCloneTargets(targets map[string]string, c Caller) (bool, error) {
+	return s.setOverrides(targets, c, fieldCloneTarget)
 }
 
 // setOverrides validates every pool and value first (EINVALID
-// *NamesError listing the bad ones: unknown pools, aliases included, and
+// listing, under f.key, the bad ones: unknown pools, aliases included, and
 // bad values), then stores the overrides and kicks the manager. It reports
 // whether any effective value changed. 401 without a token when auth is on.
-func (s *Service) setOverrides(body map[string]any, c Caller, f overrideField) (bool, error) {
-	s.init()
-	if err := svcNeedToken(c); err != nil {
+func (s *Service) setOverrides(body map[string]string, c Caller, f overrideField) (bool, error) {
+	if err := needToken(c); err != nil {
 		return false, err
 	} else if len(body) == 0 {
 		return false, store.Errorf(store.EINVALID, "Request body must name at least one pool")
@@ -132,9 +114,9 @@ func (s *Service) setOverrides(body map[string]any, c Caller, f overrideField) (
 	vals := make(map[string]string, len(body))
 	var bad []string
 	for _, name := range names {
-		v, ok := f.parse(body[name])
+		v := body[name]
 		p, known := cfg.Pool(name)
-		if !known || !ok {
+		if !known || !f.valid(v) {
 			bad = append(bad, name)
 			continue
 		}
@@ -148,7 +130,7 @@ func (s *Service) setOverrides(body map[string]any, c Caller, f overrideField) (
 		vals[name] = v
 	}
 	if len(bad) > 0 {
-		return false, &NamesError{Code: store.EINVALID, Message: "unknown pools or bad values", Names: bad}
+		return false, namesError(store.EINVALID, "unknown pools or bad values", f.key, bad)
 	}
 	s.ovrMu.Lock()
 	defer s.ovrMu.Unlock()
@@ -202,8 +184,7 @@ func (s *Service) ResetCloneTarget(pool string, c Caller) (Reset, error) {
 }
 
 func (s *Service) resetOverride(pool string, c Caller, f overrideField) (Reset, error) {
-	s.init()
-	if err := svcNeedToken(c); err != nil {
+	if err := needToken(c); err != nil {
 		return Reset{}, err
 	}
 	p, ok := s.Current().Pool(pool)
@@ -234,16 +215,15 @@ func (s *Service) resetOverride(pool string, c Caller, f overrideField) (Reset, 
 // ResetPools drains the named pools (POST /poolreset {"<pool>": ...}): their
 // ready and pending VMs, except those cloned for ondemand requests, are
 // scheduled for destruction, so the manager clones fresh ones (from the
-// current template). EINVALID *NamesError for unknown pools; 401 without a
+// current template). EINVALID listing unknown pools under "bad_pools"; 401 without a
 // token when auth is on. It returns how many VMs it scheduled.
-func (s *Service) ResetPools(body map[string]any, c Caller) (int, error) {
-	s.init()
-	if err := svcNeedToken(c); err != nil {
+func (s *Service) ResetPools(pools []string, c Caller) (int, error) {
+	if err := needToken(c); err != nil {
 		return 0, err
-	} else if len(body) == 0 {
+	} else if len(pools) == 0 {
 		return 0, store.Errorf(store.EINVALID, "Request body must name at least one pool")
 	}
-	names := slices.Sorted(maps.Keys(body))
+	names := slices.Compact(slices.Sorted(slices.Values(pools)))
 	var bad []string
 	for _, name := range names {
 		if _, ok := s.Current().Pool(name); !ok {
@@ -251,7 +231,7 @@ func (s *Service) ResetPools(body map[string]any, c Caller) (int, error) {
 		}
 	}
 	if len(bad) > 0 {
-		return 0, &NamesError{Code: store.EINVALID, Message: "unknown pools", Names: bad}
+		return 0, namesError(store.EINVALID, "unknown pools", "bad_pools", bad)
 	}
 	n := 0
 	for _, name := range names {

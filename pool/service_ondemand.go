@@ -8,27 +8,20 @@ import (
 	"github.com/vmpooler/vmpooler/store"
 )
 
-// NamesError is an error about some of the names a request gave (pools,
-// aliases, templates), listed in Names so the API can show them the way
-// upstream does (bad_templates, not_configured, bad_pools). It unwraps to
-// a store.Error of Code.
-type NamesError struct {
-	Code    string
-	Message string
-	Names   []string
+// namesError is an error about some of the names a request gave (pools,
+// aliases, templates), listed in a detail under key the way upstream does
+// (bad_templates, not_configured, bad_pools).
+func namesError(code, message, key string, names []string) error {
+	return &store.Error{Code: code, Message: message + ": " + strings.Join(names, ", "),
+		Details: []store.Detail{{Key: key, Value: names}}}
 }
-
-func (e *NamesError) Error() string { return e.Message + ": " + strings.Join(e.Names, ", ") }
-
-// Unwrap makes store.ErrorCode report Code.
-func (e *NamesError) Unwrap() error { return store.Errorf(e.Code, "%s", e.Error()) }
 
 // MaxRequestIDLen bounds a caller-chosen ondemand request id.
 const MaxRequestIDLen = 100
 
-// svcNeedToken is the rule of every ondemand and configuration write:
+// needToken is the rule of every ondemand and configuration write:
 // with auth on, a valid token is required (401).
-func svcNeedToken(c Caller) error {
+func needToken(c Caller) error {
 	if c.Auth && c.User == "" {
 		return store.Errorf(store.EUNAUTHORIZED, "a token is required")
 	}
@@ -41,36 +34,23 @@ func svcNeedToken(c Caller) error {
 // spreads its count over its pools in turn.
 //
 // Errors: 401 without a token when auth is on; EINVALID for nothing
-// requested, a bad count or id; ENOTFOUND (*NamesError) for unknown names;
+// requested, a bad count or id; ENOTFOUND for unknown names (listed under "bad_templates");
 // EFORBIDDEN for more than max_ondemand_instances_per_request of one name
 // or of one pool once aliases are resolved;
 // ECONFLICT if the id exists.
 func (s *Service) RequestOndemand(wants []Want, id string, c Caller) (string, error) {
 	cur := s.state()
-	if err := svcNeedToken(c); err != nil {
+	if err := needToken(c); err != nil {
 		return "", err
 	} else if len(wants) == 0 {
 		return "", store.Errorf(store.EINVALID, "no pool requested")
 	}
-	var unknown []string
-	for _, w := range wants {
-		if _, ok := cur.aliases[w.Name]; !ok {
-			unknown = append(unknown, w.Name)
-		}
-	}
-	if len(unknown) > 0 {
-		return "", &NamesError{Code: store.ENOTFOUND, Message: "unknown pools or aliases", Names: unknown}
-	}
 	limit := positive(cur.cfg.MaxOndemandPerRequest, 10)
-	for _, w := range wants {
-		if w.Count < 1 {
-			return "", store.Errorf(store.EINVALID, "VM count must be at least 1")
-		} else if w.Count > limit {
-			return "", store.Errorf(store.EFORBIDDEN, "requested amount of instances exceeds the maximum %d", limit)
-		}
+	if err := cur.validOndemand(wants, limit); err != nil {
+		return "", err
 	}
 	if id == "" {
-		id = svcUUID()
+		id = newUUID()
 	} else if !validRequestID(id) {
 		return "", store.Errorf(store.EINVALID, "request_id must be 1 to %d of A-Z a-z 0-9 . _ -", MaxRequestIDLen)
 	}
@@ -78,19 +58,7 @@ func (s *Service) RequestOndemand(wants []Want, id string, c Caller) (string, er
 	if c.User != "" && cur.cfg.VMLifetimeAuth > 0 {
 		r.Lifetime = cur.cfg.VMLifetimeAuth
 	}
-	for _, w := range wants {
-		cands := cur.aliases[w.Name]
-		for i, p := range cands {
-			n := w.Count / len(cands)
-			if i < w.Count%len(cands) {
-				n++
-			}
-			if n > 0 {
-				r.Requested = append(r.Requested, store.PoolCount{Pool: p, Count: n})
-				r.Names = append(r.Names, w.Name)
-			}
-		}
-	}
+	r.Requested, r.Names = cur.spread(wants)
 	// The limit is per pool: count after resolving aliases, or a pool and
 	// two of its aliases get three times the limit of one pool.
 	perPool := make(map[string]int)
@@ -109,20 +77,54 @@ func (s *Service) RequestOndemand(wants []Want, id string, c Caller) (string, er
 	return id, nil
 }
 
-func validRequestID(id string) bool {
-	if id == "" || len(id) > MaxRequestIDLen {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		if c := id[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
+// validOndemand checks the wants of an ondemand request: ENOTFOUND listing
+// the unknown names, then EINVALID or EFORBIDDEN for a count below 1 or
+// over limit.
+func (cur *serviceState) validOndemand(wants []Want, limit int) error {
+	var unknown []string
+	for _, w := range wants {
+		if _, ok := cur.aliases[w.Name]; !ok {
+			unknown = append(unknown, w.Name)
 		}
 	}
-	return true
+	if len(unknown) > 0 {
+		return namesError(store.ENOTFOUND, "unknown pools or aliases", "bad_templates", unknown)
+	}
+	for _, w := range wants {
+		if w.Count < 1 {
+			return store.Errorf(store.EINVALID, "VM count must be at least 1")
+		} else if w.Count > limit {
+			return store.Errorf(store.EFORBIDDEN, "requested amount of instances exceeds the maximum %d", limit)
+		}
+	}
+	return nil
 }
 
-// svcUUID returns a random (version 4) UUID, as upstream's request ids.
-func svcUUID() string {
+// spread resolves wants to pools: an alias spreads its count over its
+// pools in turn. names[i] is the name that asked for requested[i].
+func (cur *serviceState) spread(wants []Want) (requested []store.PoolCount, names []string) {
+	for _, w := range wants {
+		cands := cur.aliases[w.Name]
+		for i, p := range cands {
+			n := w.Count / len(cands)
+			if i < w.Count%len(cands) {
+				n++
+			}
+			if n > 0 {
+				requested = append(requested, store.PoolCount{Pool: p, Count: n})
+				names = append(names, w.Name)
+			}
+		}
+	}
+	return requested, names
+}
+
+func validRequestID(id string) bool {
+	return id != "" && len(id) <= MaxRequestIDLen && ValidChars(id, "._-")
+}
+
+// newUUID returns a random (version 4) UUID, as upstream's request ids.
+func newUUID() string {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		panic(err) // crypto/rand never fails on supported platforms
@@ -196,8 +198,7 @@ func (s *Service) Ondemand(id string) (OndemandView, error) {
 // request was deleted already. 401 without a token when auth is on, 403 for
 // another user's request, ENOTFOUND if unknown.
 func (s *Service) DeleteOndemand(id string, c Caller) (already bool, err error) {
-	s.init()
-	if err := svcNeedToken(c); err != nil {
+	if err := needToken(c); err != nil {
 		return false, err
 	}
 	r, err := s.Store.GetRequest(id)

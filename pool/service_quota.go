@@ -5,7 +5,7 @@ import "github.com/vmpooler/vmpooler/store"
 // quota is the per-user limit of cfg for user: nil when user is anonymous
 // or no max_running_per_user is set. The store checks it in the
 // transaction that hands VMs out (or records an ondemand request).
-func (cur *svcState) quota(user string) *store.Quota {
+func (cur *serviceState) quota(user string) *store.Quota {
 	if user == "" {
 		return nil
 	}

@@ -6,18 +6,18 @@ import (
 	"slices"
 )
 
-// svcState is the configuration a Service has in force with what it
+// serviceState is the configuration a Service has in force with what it
 // derives from it. A request reads it once, so a reload never shows it half
 // of one configuration and half of another.
-type svcState struct {
+type serviceState struct {
 	cfg     *Config
 	filters map[string]*regexp.Regexp // [tagfilter]
 	allowed map[string]bool           // allowed_tags
 	aliases map[string][]string       // name → candidate pools, config order
 }
 
-func newSvcState(cfg *Config, tagFilter map[string]string, logger *slog.Logger) *svcState {
-	st := &svcState{
+func newServiceState(cfg *Config, tagFilter map[string]string, logger *slog.Logger) *serviceState {
+	st := &serviceState{
 		cfg:     cfg,
 		filters: make(map[string]*regexp.Regexp),
 		allowed: make(map[string]bool),
@@ -48,13 +48,12 @@ func newSvcState(cfg *Config, tagFilter map[string]string, logger *slog.Logger) 
 }
 
 // state returns the configuration in force and what derives from it.
-func (s *Service) state() *svcState {
-	s.init()
+func (s *Service) state() *serviceState {
 	return s.cur.Load()
 }
 
-// Current returns the configuration in force: Config until the first
-// SetConfig, then the last one set. Callers must not modify it.
+// Current returns the configuration in force: NewService's until the
+// first SetConfig, then the last one set. Callers must not modify it.
 func (s *Service) Current() *Config { return s.state().cfg }
 
 // SetConfig puts a new configuration in force at once (a reload): pools,
@@ -63,7 +62,6 @@ func (s *Service) Current() *Config { return s.state().cfg }
 // no longer configured is no longer handed out; its VMs stay in the store
 // for the manager (see Manager.SetConfig).
 func (s *Service) SetConfig(cfg *Config, tagFilter map[string]string) {
-	s.init()
-	s.cur.Store(newSvcState(cfg, tagFilter, s.Logger))
+	s.cur.Store(newServiceState(cfg, tagFilter, s.Logger))
 	s.InvalidateStatus()
 }

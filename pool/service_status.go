@@ -48,8 +48,7 @@ const statusTTL = time.Second
 // Status builds the /status data from the in-memory counts and today's
 // rollup (read at most once per second).
 func (s *Service) Status() (Status, error) {
-	s.init()
-	day, ovr, err := s.svcStatusData()
+	day, ovr, err := s.statusData()
 	if err != nil {
 		return Status{}, err
 	}
@@ -93,7 +92,9 @@ func (s *Service) Status() (Status, error) {
 	return st, nil
 }
 
-func (s *Service) svcStatusData() (store.DayRollup, map[string]store.Override, error) {
+// statusData returns today's rollup and the overrides, read at most once
+// per statusTTL.
+func (s *Service) statusData() (store.DayRollup, map[string]store.Override, error) {
 	s.statusMu.Lock()
 	defer s.statusMu.Unlock()
 	now := time.Now() // real time: the cache bounds load, not semantics
@@ -129,58 +130,9 @@ func (s *Service) InvalidateStatus() {
 func MergeDurations(m map[string]store.Durations) store.Durations {
 	var out store.Durations
 	for _, d := range m {
-		if d.Count == 0 {
-			continue
-		}
-		if out.Count == 0 || d.Min < out.Min {
-			out.Min = d.Min
-		}
-		out.Max = max(out.Max, d.Max)
-		out.Count += d.Count
-		out.Sum += d.Sum
+		out = out.Add(d)
 	}
 	return out
-}
-
-// MaxSummaryDays bounds a /summary range.
-const MaxSummaryDays = 3660
-
-// Summary returns the day rollups from..to (YYYY-MM-DD, inclusive; "" =
-// today). EINVALID for a bad date, to before from, from in the future or a
-// range longer than MaxSummaryDays.
-func (s *Service) Summary(from, to string) ([]store.DayRollup, error) {
-	s.init()
-	today := s.Now().UTC().Format(time.DateOnly)
-	if from == "" {
-		from = today
-	}
-	if to == "" {
-		to = today
-	}
-	f, err := svcParseDate(from)
-	if err != nil {
-		return nil, err
-	}
-	t, err := svcParseDate(to)
-	if err != nil {
-		return nil, err
-	}
-	if t.Before(f) {
-		return nil, store.Errorf(store.EINVALID, "Date range is invalid, 'to' cannot come before 'from'.")
-	} else if from > today {
-		return nil, store.Errorf(store.EINVALID, "Date range is invalid, 'from' must be in the past.")
-	} else if t.Sub(f) > Hours(24*MaxSummaryDays) {
-		return nil, store.Errorf(store.EINVALID, "Date range is invalid, at most %d days.", MaxSummaryDays)
-	}
-	return s.Store.Rollups(from, to)
-}
-
-func svcParseDate(v string) (time.Time, error) {
-	t, err := time.Parse(time.DateOnly, v)
-	if err != nil || len(v) != len(time.DateOnly) {
-		return time.Time{}, store.Errorf(store.EINVALID, "Invalid date format '%s', must match YYYY-MM-DD.", v)
-	}
-	return t, nil
 }
 
 // PoolStat returns the pools whose name or one of whose aliases is in

@@ -1,7 +1,6 @@
 package pool
 
 import (
-	"encoding/json"
 	"testing"
 	"time"
 
@@ -33,7 +32,7 @@ func mustServiceEnv(t *testing.T) *svcEnv {
 	cfg.Defaults()
 	e.svc = NewService(cfg, e.st, nil)
 	e.svc.Now = clock
-	e.svc.TagFilter = map[string]string{"url": `^(.*)/`}
+	e.svc.SetConfig(cfg, map[string]string{"url": `^(.*)/`})
 	e.svc.Kick = func() { e.kicks++ }
 	return e
 }
@@ -48,28 +47,6 @@ func (e *svcEnv) ready(pool string, hosts ...string) {
 			e.t.Fatal(err)
 		}
 		e.clk.Advance(time.Second)
-	}
-}
-
-func TestServiceParseCount(t *testing.T) {
-	for _, c := range []struct {
-		in   string // JSON
-		want int
-		code string
-	}{
-		{`"2"`, 2, ""}, {`3`, 3, ""}, {`" 4 "`, 4, ""}, {`"100"`, 100, ""}, {`1.0`, 1, ""},
-		{`"0"`, 0, store.EINVALID}, {`-1`, 0, store.EINVALID}, {`101`, 0, store.EINVALID},
-		{`"x"`, 0, store.EINVALID}, {`1.5`, 0, store.EINVALID}, {`true`, 0, store.EINVALID},
-		{`null`, 0, store.EINVALID}, {`"99999999999999999999"`, 0, store.EINVALID},
-	} {
-		var v any
-		if err := json.Unmarshal([]byte(c.in), &v); err != nil {
-			t.Fatal(err)
-		}
-		got, err := ParseCount(v)
-		if got != c.want || store.ErrorCode(err) != c.code {
-			t.Errorf("ParseCount(%s) = %d, %v; want %d, code %q", c.in, got, err, c.want, c.code)
-		}
 	}
 }
 
@@ -215,7 +192,9 @@ func TestServiceSummaryDates(t *testing.T) {
 // must not get twice the limit of one pool.
 func TestServiceOndemandLimitCountsAliases(t *testing.T) {
 	e := mustServiceEnv(t)
-	e.svc.Config.Pools = append(e.svc.Config.Pools, PoolConfig{Name: "c", Alias: Aliases{"c-alias", "c-other"}})
+	cfg := *e.svc.Current()
+	cfg.Pools = append(cfg.Pools[:len(cfg.Pools):len(cfg.Pools)], PoolConfig{Name: "c", Alias: Aliases{"c-alias", "c-other"}})
+	e.svc.SetConfig(&cfg, nil)
 	user := Caller{User: "jdoe", Auth: true}
 	for _, c := range []struct {
 		name  string
@@ -241,15 +220,15 @@ func TestServiceTemplateReady(t *testing.T) {
 	e := mustServiceEnv(t)
 	prov := NewFakeProvider()
 	e.svc.Templates = prov
-	e.svc.Config.Pools[0].Template = "t/a"
-	e.svc.Config.Pools[1].Template = "t/missing"
+	e.svc.Current().Pools[0].Template = "t/a"
+	e.svc.Current().Pools[1].Template = "t/missing"
 	prov.SetCloneError(func(spec CloneSpec) error {
 		if spec.Template == "t/missing" {
 			return ErrNotFound
 		}
 		return nil
 	})
-	if !e.svc.TemplateReady(e.svc.Config.Pools[0]) || e.svc.TemplateReady(e.svc.Config.Pools[1]) {
+	if !e.svc.TemplateReady(e.svc.Current().Pools[0]) || e.svc.TemplateReady(e.svc.Current().Pools[1]) {
 		t.Error("want a ready, b (missing template) not")
 	}
 	prov.SetDown(ErrTransient)
@@ -261,11 +240,11 @@ func TestServiceTemplateReady(t *testing.T) {
 	if e.svc.TemplateReady(p) {
 		t.Error("cached failure: want not ready until the TTL passes")
 	}
-	e.svc.Config.ExperimentalFeatures = true
-	if _, err := e.svc.SetPoolTemplates(map[string]any{"a": "t/other"}, Caller{}); err != nil {
+	e.svc.Current().ExperimentalFeatures = true
+	if _, err := e.svc.SetPoolTemplates(map[string]string{"a": "t/other"}, Caller{}); err != nil {
 		t.Errorf("override with an existing template: %v", err)
 	}
-	if _, err := e.svc.SetPoolTemplates(map[string]any{"a": "t/missing"}, Caller{}); store.ErrorCode(err) != store.EINVALID {
+	if _, err := e.svc.SetPoolTemplates(map[string]string{"a": "t/missing"}, Caller{}); store.ErrorCode(err) != store.EINVALID {
 		t.Errorf("override with a missing template: %v, want EINVALID", err)
 	}
 }

@@ -10,7 +10,9 @@ import (
 	"github.com/vmpooler/vmpooler/store"
 )
 
-func svcOwner(vm store.VM, c Caller) error {
+// owner enforces the ownership rule: a VM checked out with a token may be
+// changed only with a token of the same user. With auth off nobody is checked.
+func owner(vm store.VM, c Caller) error {
 	if !c.Auth || vm.User == "" {
 		return nil
 	} else if c.User == "" {
@@ -24,13 +26,10 @@ func svcOwner(vm store.VM, c Caller) error {
 // Return schedules a running VM for destruction (DELETE /vm/<host>).
 // ENOTFOUND unless the VM is running.
 func (s *Service) Return(host string, c Caller) error {
-	s.init()
-	vm, err := s.Store.Get(host)
+	vm, err := s.runningVM(host)
 	if err != nil {
 		return err
-	} else if vm.State != store.StateRunning {
-		return store.Errorf(store.ENOTFOUND, "VM %s is not running", host)
-	} else if err := svcOwner(vm, c); err != nil {
+	} else if err := owner(vm, c); err != nil {
 		return err
 	}
 	if err := s.Store.Return(host, "returned"); err != nil {
@@ -53,13 +52,12 @@ type Modification struct {
 	Failures []string
 }
 
-// FailureError lists every problem of a PUT body. It unwraps to EINVALID.
-type FailureError struct{ Failures []string }
-
-func (e *FailureError) Error() string { return strings.Join(e.Failures, " ") }
-
-// Unwrap makes store.ErrorCode report EINVALID.
-func (e *FailureError) Unwrap() error { return store.Errorf(store.EINVALID, "%s", e.Error()) }
+// failureError is EINVALID listing every problem of a PUT body, also under
+// "failure".
+func failureError(failures []string) error {
+	return &store.Error{Code: store.EINVALID, Message: strings.Join(failures, " "),
+		Details: []store.Detail{{Key: "failure", Value: failures}}}
+}
 
 // Modify changes a running VM's lifetime and tags, and queues a disk when
 // asked (ENOTFOUND for a VM that is not running). A lifetime or a disk needs
@@ -69,36 +67,54 @@ func (e *FailureError) Unwrap() error { return store.Errorf(store.EINVALID, "%s"
 // Tags honour allowed_tags and [tagfilter].
 func (s *Service) Modify(host string, m Modification, c Caller) error {
 	cur := s.state()
-	vm, err := s.Store.Get(host)
+	// A tag or lifetime set on a ready VM would follow it to its next user.
+	vm, err := s.runningVM(host)
 	if err != nil {
 		return err
-	} else if vm.State != store.StateRunning {
-		// A tag or lifetime set on a ready VM would follow it to its next user.
-		return store.Errorf(store.ENOTFOUND, "VM %s is not running", host)
 	}
-	if m.Lifetime != nil && c.Auth && c.User == "" {
+	if err := m.needsToken(c); err != nil {
+		return err
+	} else if err := cur.validate(m); err != nil {
+		return err
+	} else if err := owner(vm, c); err != nil {
+		return err
+	}
+	return s.apply(cur, host, m)
+}
+
+// runningVM returns a running VM; ENOTFOUND for any other.
+func (s *Service) runningVM(host string) (store.VM, error) {
+	vm, err := s.Store.Get(host)
+	if err != nil {
+		return store.VM{}, err
+	} else if vm.State != store.StateRunning {
+		return store.VM{}, store.Errorf(store.ENOTFOUND, "VM %s is not running", host)
+	}
+	return vm, nil
+}
+
+// needsToken says EUNAUTHORIZED for a lifetime or a disk asked for without
+// a token while auth is on.
+func (m Modification) needsToken(c Caller) error {
+	if !c.Auth || c.User != "" {
+		return nil
+	} else if m.Lifetime != nil {
 		return store.Errorf(store.EUNAUTHORIZED, "changing the lifetime needs a token")
-	} else if m.Disk != nil && c.Auth && c.User == "" {
+	} else if m.Disk != nil {
 		return store.Errorf(store.EUNAUTHORIZED, "adding a disk needs a token")
 	}
+	return nil
+}
+
+// validate lists every problem of m: the decoding failures, then lifetime,
+// disk and tags; a failureError when there is any.
+func (cur *serviceState) validate(m Modification) error {
 	failures := append([]string(nil), m.Failures...)
-	lifetime := 0
 	if m.Lifetime != nil {
-		lifetime = *m.Lifetime
-		if lim := cur.cfg.MaxLifetimeUpperLimit; lifetime <= 0 {
-			failures = append(failures, fmt.Sprintf("You provided a lifetime (%s) but you must provide a positive number.", m.LifetimeArg))
-		} else if lim > 0 && lifetime >= lim {
-			failures = append(failures, fmt.Sprintf("You provided a lifetime (%s) that exceeds the configured maximum of %d.", m.LifetimeArg, lim))
-		} else if lifetime > MaxLifetime {
-			failures = append(failures, fmt.Sprintf("You provided a lifetime (%s) that exceeds the maximum of %d hours.", m.LifetimeArg, MaxLifetime))
-		}
+		failures = appendNonEmpty(failures, cur.lifetimeProblem(*m.Lifetime, m.LifetimeArg))
 	}
-	if m.Disk != nil {
-		if *m.Disk < 1 || *m.Disk > MaxDiskGB {
-			failures = append(failures, fmt.Sprintf("You provided a disk size (%s) but it must be a whole number of GB from 1 to %d.", m.DiskArg, MaxDiskGB))
-		} else if vm.State == store.StateCompleted {
-			return store.Errorf(store.ENOTFOUND, "VM %s is not live", host)
-		}
+	if m.Disk != nil && (*m.Disk < 1 || *m.Disk > MaxDiskGB) {
+		failures = append(failures, fmt.Sprintf("You provided a disk size (%s) but it must be a whole number of GB from 1 to %d.", m.DiskArg, MaxDiskGB))
 	}
 	var bad []string
 	for k := range m.Tags {
@@ -111,13 +127,39 @@ func (s *Service) Modify(host string, m Modification, c Caller) error {
 		failures = append(failures, fmt.Sprintf("You provided unsupported tags (%s).", strings.Join(bad, ", ")))
 	}
 	if len(failures) > 0 {
-		return &FailureError{Failures: failures}
+		return failureError(failures)
 	}
-	if err := svcOwner(vm, c); err != nil {
-		return err
+	return nil
+}
+
+// lifetimeProblem is what is wrong with a lifetime of hours ("" if nothing).
+func (cur *serviceState) lifetimeProblem(hours int, arg string) string {
+	if lim := cur.cfg.MaxLifetimeUpperLimit; hours <= 0 {
+		return fmt.Sprintf("You provided a lifetime (%s) but you must provide a positive number.", arg)
+	} else if lim > 0 && hours >= lim {
+		return fmt.Sprintf("You provided a lifetime (%s) that exceeds the configured maximum of %d.", arg, lim)
+	} else if hours > MaxLifetime {
+		return fmt.Sprintf("You provided a lifetime (%s) that exceeds the maximum of %d hours.", arg, MaxLifetime)
 	}
+	return ""
+}
+
+func appendNonEmpty(list []string, s string) []string {
+	if s == "" {
+		return list
+	}
+	return append(list, s)
+}
+
+// apply stores a valid, authorized modification: lifetime and tags (also
+// when the body asked for nothing at all), then the disk.
+func (s *Service) apply(cur *serviceState, host string, m Modification) error {
 	if m.Disk == nil || m.Lifetime != nil || len(m.Tags) > 0 {
-		if _, err = s.Store.Modify(host, lifetime, cur.filterTags(m.Tags)); err != nil {
+		lifetime := 0
+		if m.Lifetime != nil {
+			lifetime = *m.Lifetime
+		}
+		if _, err := s.Store.Modify(host, lifetime, cur.filterTags(m.Tags)); err != nil {
 			return err
 		}
 	}
@@ -131,7 +173,7 @@ func (s *Service) Modify(host string, m Modification, c Caller) error {
 }
 
 // filterTags drops empty values and applies [tagfilter].
-func (cur *svcState) filterTags(tags map[string]string) map[string]string {
+func (cur *serviceState) filterTags(tags map[string]string) map[string]string {
 	if len(tags) == 0 {
 		return nil
 	}
@@ -149,10 +191,9 @@ func (cur *svcState) filterTags(tags map[string]string) map[string]string {
 	return out
 }
 
-// svcJobTarget checks a snapshot, revert or disk request: token (401 when
+// jobTarget checks a snapshot, revert or disk request: token (401 when
 // auth is on), VM exists and is live (404), ownership (403).
-func (s *Service) svcJobTarget(host string, c Caller) error {
-	s.init()
+func (s *Service) jobTarget(host string, c Caller) error {
 	if c.Auth && c.User == "" {
 		return store.Errorf(store.EUNAUTHORIZED, "a token is required")
 	}
@@ -162,15 +203,15 @@ func (s *Service) svcJobTarget(host string, c Caller) error {
 	} else if vm.State == store.StateDestroyed || vm.State == store.StateCompleted {
 		return store.Errorf(store.ENOTFOUND, "VM %s is not live", host)
 	}
-	return svcOwner(vm, c)
+	return owner(vm, c)
 }
 
 // Snapshot queues a snapshot and returns its generated 32-character name.
 func (s *Service) Snapshot(host string, c Caller) (string, error) {
-	if err := s.svcJobTarget(host, c); err != nil {
+	if err := s.jobTarget(host, c); err != nil {
 		return "", err
 	}
-	name := svcRandomName()
+	name := randomName()
 	if err := s.Store.RequestSnapshot(host, name); err != nil {
 		return "", err
 	}
@@ -180,7 +221,7 @@ func (s *Service) Snapshot(host string, c Caller) (string, error) {
 
 // Revert queues a revert to a taken snapshot. ENOTFOUND if there is none of that name.
 func (s *Service) Revert(host, snapshot string, c Caller) error {
-	if err := s.svcJobTarget(host, c); err != nil {
+	if err := s.jobTarget(host, c); err != nil {
 		return err
 	}
 	if err := s.Store.RequestRevert(host, snapshot); err != nil {
@@ -203,7 +244,7 @@ func (s *Service) AddDisk(host string, sizeGB int, c Caller) error {
 	if sizeGB < 1 || sizeGB > MaxDiskGB {
 		return store.Errorf(store.EINVALID, "disk size must be from 1 to %d", MaxDiskGB)
 	}
-	if err := s.svcJobTarget(host, c); err != nil {
+	if err := s.jobTarget(host, c); err != nil {
 		return err
 	}
 	if err := s.Store.RequestDisk(host, sizeGB); err != nil {
@@ -213,8 +254,8 @@ func (s *Service) AddDisk(host string, sizeGB int, c Caller) error {
 	return nil
 }
 
-// svcRandomName returns 32 characters in the token alphabet (first a..y).
-func svcRandomName() string {
+// randomName returns 32 characters in the token alphabet (first a..y).
+func randomName() string {
 	return randomString("abcdefghijklmnopqrstuvwxy", hostnameAlphabet, 32)
 }
 
@@ -230,7 +271,6 @@ type VMView struct {
 
 // Get returns a VM with its effective lifetime, running and remaining hours.
 func (s *Service) Get(host string) (VMView, error) {
-	s.init()
 	vm, err := s.Store.Get(host)
 	if err != nil {
 		return VMView{}, err
@@ -243,10 +283,10 @@ func (s *Service) Get(host string) (VMView, error) {
 		} else if !vm.Destroyed.IsZero() {
 			until = vm.Destroyed
 		}
-		v.Running = svcRound2(until.Sub(vm.CheckedOut).Hours())
+		v.Running = round2(until.Sub(vm.CheckedOut).Hours())
 		v.End = vm.CheckedOut.Add(Hours(v.Lifetime))
 		if vm.State == store.StateRunning {
-			v.Remaining = svcRound2(v.End.Sub(s.Now()).Hours())
+			v.Remaining = round2(v.End.Sub(s.Now()).Hours())
 		}
 	}
 	return v, nil
@@ -261,7 +301,7 @@ func (s *Service) Domain(pool string) string {
 	return cfg.Domain
 }
 
-func svcRound2(f float64) float64 {
+func round2(f float64) float64 {
 	r := math.Round(f*100) / 100
 	if r == 0 {
 		return 0 // no -0

@@ -91,7 +91,6 @@ func (s *Service) templateExists(p PoolConfig, t string, fresh bool) (exists, kn
 // exist: GET /config's template_ready. False when it is missing or when
 // the provider cannot tell.
 func (s *Service) TemplateReady(p PoolConfig) bool {
-	s.init()
 	ok, known := s.templateExists(p, p.Template, false)
 	return ok && known
 }

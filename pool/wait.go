@@ -51,7 +51,6 @@ type waitQueue struct {
 
 // queue returns the Service's wait queue.
 func (s *Service) queue() *waitQueue {
-	s.init()
 	return s.waits
 }
 
@@ -220,7 +219,7 @@ func (s *Service) Waiters() map[string]Waiting {
 
 // waitersHold reports whether waiting checkouts hold one of the pools of
 // wants: a checkout that does not wait must not take their VMs.
-func (s *Service) waitersHold(cur *svcState, wants []Want) bool {
+func (s *Service) waitersHold(cur *serviceState, wants []Want) bool {
 	q := s.queue()
 	var pools []string
 	for _, w := range wants {
@@ -251,7 +250,6 @@ func (p *passes) next() <-chan struct{} {
 // PassDone tells long-polls that the manager finished a pass (it fills
 // ondemand requests in passes). The manager calls it (Manager.AfterPass).
 func (s *Service) PassDone() {
-	s.init()
 	s.pass.mu.Lock()
 	defer s.pass.mu.Unlock()
 	if s.pass.ch != nil {
@@ -264,7 +262,6 @@ func (s *Service) PassDone() {
 // to wait for it to be filled (or to fail), looking again after each of
 // the manager's passes.
 func (s *Service) OndemandWait(ctx context.Context, id string, wait time.Duration) (OndemandView, error) {
-	s.init()
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {

@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Error codes. httpapi maps each to one HTTP status in one table.
@@ -16,14 +17,48 @@ const (
 	EEMPTY        = "empty"        // 503: a pool has too few ready VMs
 )
 
-// Error is an application error with a code and a message safe to show a client.
+// Error is an application error with a code and a message safe to show a
+// client, and optional details: more members of the answer, in order
+// (upstream's "failure" list, bad names, a quota's figures).
 type Error struct {
 	Code    string
 	Message string
+	Details []Detail
+	err     error // what WithDetails added details to
+}
+
+// Detail is one member of an error's answer beside its message.
+type Detail struct {
+	Key   string
+	Value any
 }
 
 // Error implements the error interface.
-func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }
+func (e *Error) Error() string {
+	if e.err != nil {
+		return e.err.Error()
+	}
+	return fmt.Sprintf("%s: %s", e.Code, e.Message)
+}
+
+// Unwrap returns the error WithDetails added details to, if any.
+func (e *Error) Unwrap() error { return e.err }
+
+// WithDetails returns err, with its code and message, and details added
+// after those it has.
+func WithDetails(err error, details ...Detail) error {
+	return &Error{Code: ErrorCode(err), Message: ErrorMessage(err),
+		Details: append(ErrorDetails(err), details...), err: err}
+}
+
+// ErrorDetails returns the details of the first *Error in err's chain.
+func ErrorDetails(err error) []Detail {
+	var e *Error
+	if errors.As(err, &e) {
+		return slices.Clip(e.Details)
+	}
+	return nil
+}
 
 // Errorf returns an *Error with the code and a formatted message.
 func Errorf(code, format string, args ...any) *Error {

@@ -50,8 +50,16 @@ func (e *QuotaError) Error() string {
 		e.User, e.Running, e.Requested, e.Limit)
 }
 
-// Unwrap gives the error its code (EFORBIDDEN) and message.
-func (e *QuotaError) Unwrap() error { return Errorf(EFORBIDDEN, "%s", e.Error()) }
+// Unwrap gives the error its code (EFORBIDDEN), message and details: the
+// pool (if any), limit, running and requested.
+func (e *QuotaError) Unwrap() error {
+	var d []Detail
+	if e.Pool != "" {
+		d = append(d, Detail{"pool", e.Pool})
+	}
+	d = append(d, Detail{"limit", e.Limit}, Detail{"running", e.Running}, Detail{"requested", e.Requested})
+	return &Error{Code: EFORBIDDEN, Message: e.Error(), Details: d}
+}
 
 // usage counts user's running VMs and the VMs still owed to the user's
 // pending ondemand requests, in all and per pool.

@@ -155,6 +155,17 @@ type Durations struct {
 	Max   float64 `json:"max"`
 }
 
+// Add returns d and o together: counts and sums added, the lower min and
+// the higher max of those that count anything.
+func (d Durations) Add(o Durations) Durations {
+	if o.Count == 0 {
+		return d
+	} else if d.Count == 0 {
+		return o
+	}
+	return Durations{Count: d.Count + o.Count, Sum: d.Sum + o.Sum, Min: min(d.Min, o.Min), Max: max(d.Max, o.Max)}
+}
+
 // DayRollup is one day's metrics, written in the same transaction as the
 // state changes it counts. Date is YYYY-MM-DD in UTC.
 type DayRollup struct {

@@ -288,10 +288,8 @@ func validDiskID(id string) error {
 	if id == "" || len(id) > 64 {
 		return errors.New("disk id must have 1 to 64 characters")
 	}
-	for _, r := range id {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return fmt.Errorf("disk id %q: only letters, digits, '-' and '_'", id)
-		}
+	if !pool.ValidChars(id, "-_") {
+		return fmt.Errorf("disk id %q: only letters, digits, '-' and '_'", id)
 	}
 	return nil
 }
