@@ -45,7 +45,7 @@ func (s *Service) RequestOndemand(wants []Want, id string, c Caller) (string, er
 	} else if len(wants) == 0 {
 		return "", store.Errorf(store.EINVALID, "no pool requested")
 	}
-	limit := positive(cur.cfg.MaxOndemandPerRequest, 10)
+	limit := cur.cfg.MaxOndemandPerRequest
 	if err := cur.validOndemand(wants, limit); err != nil {
 		return "", err
 	}

@@ -17,6 +17,7 @@ type serviceState struct {
 }
 
 func newServiceState(cfg *Config, tagFilter map[string]string, logger *slog.Logger) *serviceState {
+	cfg.Defaults() // settings are read without fallbacks from here on
 	st := &serviceState{
 		cfg:     cfg,
 		filters: make(map[string]*regexp.Regexp),
