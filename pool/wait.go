@@ -95,6 +95,14 @@ func (s *Service) CheckoutWait(ctx context.Context, wants []Want, c Caller, wait
 	case <-timer.C:
 	case <-ctx.Done():
 	}
+	return s.leave(ctx, w, wait)
+}
+
+// leave ends a wait cut short by its deadline or its client: a waiter
+// still queued leaves the queue; one served at that very moment keeps its
+// VMs if its client is still there, and gives them back if not.
+func (s *Service) leave(ctx context.Context, w *waiter, wait time.Duration) (map[string][]store.VM, error) {
+	q := s.queue()
 	q.mu.Lock()
 	queued := q.remove(w)
 	q.mu.Unlock()

@@ -3,7 +3,6 @@ package pool
 import (
 	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -194,44 +193,54 @@ func TestWaitDeadlineAndDisconnect(t *testing.T) {
 }
 
 // A waiter's client that goes away just as it is served gives its VMs
-// back: ready again, first in line.
+// back: ready again, first in line. (The race itself is decided by a
+// select; leave is what runs after it, driven here in both orders.)
 func TestWaitServedAfterDisconnectGivesBack(t *testing.T) {
 	e := mustWaitEnv(t, PoolConfig{Name: "p"})
-	for range 20 { // the race is decided by select: try until both sides were seen
-		ctx, cancel := context.WithCancel(context.Background())
-		ch := e.wait(ctx, []Want{{Name: "p", Count: 1}}, time.Minute)
-		var wg sync.WaitGroup
-		wg.Go(func() { e.ready("p") })
-		cancel()
-		wg.Wait()
-		o := got(t, ch)
-		c := e.st.Counts()["p"]
-		if o.err == nil {
-			if c.Running != 1 {
-				t.Fatalf("served: counts %+v", c)
-			}
-			if err := e.st.Return(o.vms["p"][0].Hostname, "test"); err != nil {
-				t.Fatal(err)
-			}
-		} else if c.Running != 0 {
-			t.Fatalf("client gone (%v) but %d VM(s) running: not given back", o.err, c.Running)
-		}
-		if e.queued() != 0 {
-			t.Fatal("waiter left in the queue")
-		}
-		// Whatever happened, the VM is handed out or ready for the next:
-		// take it and return it, so that the next round starts empty.
-		if c.Ready > 0 {
-			vms, err := e.svc.Checkout([]Want{{Name: "p", Count: c.Ready}}, Caller{})
-			if err != nil {
-				t.Fatalf("ready VMs not available: %v", err)
-			}
-			for _, vm := range vms["p"] {
-				if err := e.st.Return(vm.Hostname, "test"); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
+	enqueue := func() *waiter {
+		w := &waiter{wants: []Want{{Name: "p", Count: 1}}, pools: []string{"p"},
+			demand: map[string]int{"p": 1}, done: make(chan waitResult, 1)}
+		q := e.svc.queue()
+		q.mu.Lock()
+		q.waiters = append(q.waiters, w)
+		q.mu.Unlock()
+		return w
+	}
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+
+	// Served first, then the client is found gone: the VM goes back.
+	w := enqueue()
+	host := e.ready("p") // serves w
+	if e.queued() != 0 {
+		t.Fatal("the waiter was not served")
+	}
+	if vms, err := e.svc.leave(gone, w, time.Minute); err != context.Canceled || vms != nil {
+		t.Fatalf("leave after serve, client gone: %v %v, want context.Canceled", vms, err)
+	}
+	vm, err := e.st.Get(host)
+	if err != nil || vm.State != store.StateReady {
+		t.Fatalf("the VM handed to the gone client is %s (%v), want ready again", vm.State, err)
+	}
+	if c := e.st.Counts()["p"]; c.Running != 0 || c.Ready != 1 {
+		t.Fatalf("counts %+v, want the VM ready", c)
+	}
+	// It is first in line for the next checkout.
+	if vms, err := e.svc.Checkout([]Want{{Name: "p", Count: 1}}, Caller{}); err != nil || vms["p"][0].Hostname != host {
+		t.Fatalf("next checkout: %v %v, want %s", vms, err, host)
+	}
+
+	// Served at the deadline with the client still there: it keeps the VM.
+	w = enqueue()
+	host = e.ready("p")
+	if vms, err := e.svc.leave(context.Background(), w, time.Minute); err != nil || vms["p"][0].Hostname != host {
+		t.Fatalf("leave after serve, client there: %v %v, want %s", vms, err, host)
+	}
+
+	// Still queued when the client goes: it leaves the queue, nothing served.
+	w = enqueue()
+	if _, err := e.svc.leave(gone, w, time.Minute); err != context.Canceled || e.queued() != 0 {
+		t.Fatalf("leave while queued: %v, %d queued", err, e.queued())
 	}
 }
 
