@@ -18,6 +18,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	"github.com/vmpooler/vmpooler/internal/storetest"
 	"github.com/vmpooler/vmpooler/store"
 )
@@ -178,7 +179,7 @@ func TestImportRedis(t *testing.T) {
 	if vm2, err := st.Get("upstreamvm2"); err != nil || vm2.Lifetime != 0 || vm2.User != "" {
 		t.Errorf("vm2 = %+v, %v; want lifetime 0 (the default), anonymous", vm2, err)
 	}
-	if _, err := st.Get("upstreamready1"); store.ErrorCode(err) != store.ENOTFOUND {
+	if _, err := st.Get("upstreamready1"); errs.ErrorCode(err) != errs.ENOTFOUND {
 		t.Errorf("a ready VM was imported: %v", err)
 	}
 

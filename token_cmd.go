@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vmpooler/vmpooler/auth"
+	"github.com/vmpooler/vmpooler/internal/errs"
 	"github.com/vmpooler/vmpooler/store"
 )
 
@@ -106,7 +107,7 @@ func revokeTokens(w io.Writer, st *store.Store, toks []store.Token, user string,
 		if done[t.Token] {
 			continue
 		}
-		if err := st.DeleteToken(t.Token); err != nil && store.ErrorCode(err) != store.ENOTFOUND {
+		if err := st.DeleteToken(t.Token); err != nil && errs.ErrorCode(err) != errs.ENOTFOUND {
 			return err
 		}
 		done[t.Token] = true

@@ -3,7 +3,7 @@
 // store.
 //
 // It never imports net/http: httpapi turns Basic credentials and the
-// X-AUTH-TOKEN header into calls here and maps the *store.Error codes this
+// X-AUTH-TOKEN header into calls here and maps the *errs.Error codes this
 // package returns to statuses. Secrets (passwords, tokens, hashes) never
 // appear in logs or error messages.
 package auth
@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	"github.com/vmpooler/vmpooler/store"
 )
 
@@ -164,6 +165,6 @@ func (a *Auth) Login(user, password string) error {
 }
 
 var (
-	errDisabled = store.Errorf(store.ENOTFOUND, "authentication is not configured")
-	errLogin    = store.Errorf(store.EUNAUTHORIZED, "authentication failed")
+	errDisabled = errs.Errorf(errs.ENOTFOUND, "authentication is not configured")
+	errLogin    = errs.Errorf(errs.EUNAUTHORIZED, "authentication failed")
 )

@@ -4,10 +4,11 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	"github.com/vmpooler/vmpooler/store"
 )
 
-var errExpired = store.Errorf(store.EUNAUTHORIZED, "token expired; ask for a new one with POST /token")
+var errExpired = errs.Errorf(errs.EUNAUTHORIZED, "token expired; ask for a new one with POST /token")
 
 // Expires is when t stops being valid ([auth] token_ttl after its
 // creation), zero when tokens never expire.

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vmpooler/vmpooler/store"
+	"github.com/vmpooler/vmpooler/internal/errs"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -118,8 +118,8 @@ func TestNew(t *testing.T) {
 		if a.Enabled() {
 			t.Fatal("enabled without a config")
 		}
-		if got := store.ErrorCode(a.Login("alice", "wonderland")); got != store.ENOTFOUND {
-			t.Fatalf("Login code %q, want %q", got, store.ENOTFOUND)
+		if got := errs.ErrorCode(a.Login("alice", "wonderland")); got != errs.ENOTFOUND {
+			t.Fatalf("Login code %q, want %q", got, errs.ENOTFOUND)
 		}
 		var nilAuth *Auth
 		if nilAuth.Enabled() {
@@ -181,8 +181,8 @@ func TestLoginHtpasswd(t *testing.T) {
 		err := a.Login(tt.user, tt.password)
 		if tt.ok && err != nil {
 			t.Errorf("Login(%q, %q) = %v, want success", tt.user, tt.password, err)
-		} else if !tt.ok && store.ErrorCode(err) != store.EUNAUTHORIZED {
-			t.Errorf("Login(%q, %q) = %v, want %s", tt.user, tt.password, err, store.EUNAUTHORIZED)
+		} else if !tt.ok && errs.ErrorCode(err) != errs.EUNAUTHORIZED {
+			t.Errorf("Login(%q, %q) = %v, want %s", tt.user, tt.password, err, errs.EUNAUTHORIZED)
 		}
 		if !tt.ok && err != nil && strings.Contains(err.Error(), tt.user) && tt.user != "" {
 			t.Errorf("Login error %q names the user; unknown and wrong must look alike", err)
@@ -294,8 +294,8 @@ func TestDummy(t *testing.T) {
 		if tt.ok != (err == nil) {
 			t.Errorf("Login(%q, %q) = %v, want ok=%v", tt.user, tt.password, err, tt.ok)
 		}
-		if err != nil && store.ErrorCode(err) != store.EUNAUTHORIZED {
-			t.Errorf("Login(%q, %q) code %q", tt.user, tt.password, store.ErrorCode(err))
+		if err != nil && errs.ErrorCode(err) != errs.EUNAUTHORIZED {
+			t.Errorf("Login(%q, %q) code %q", tt.user, tt.password, errs.ErrorCode(err))
 		}
 	}
 }

@@ -13,16 +13,14 @@ import (
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
-
-	"github.com/vmpooler/vmpooler/store"
+	"github.com/vmpooler/vmpooler/internal/errs"
 )
 
 // ProviderLDAP checks users by binding to an LDAP or Active Directory server.
 const ProviderLDAP = "ldap"
 
-// EUNAVAILABLE is the code of an error that says the user directory cannot
+// errs.EUNAVAILABLE is the code of an error that says the user directory cannot
 // be reached or refused the service account (httpapi: 503).
-const EUNAVAILABLE = "unavailable"
 
 // Encryption values of [auth.ldap] encryption.
 const (
@@ -259,7 +257,7 @@ func validAttr(s string) bool {
 // errLDAPDown is the 503 answer; the cause goes to the log only.
 func (a *ldapAuth) down(user string, err error) error {
 	a.logger.Error("auth: LDAP server unavailable", "server", a.addr, "user", user, "err", err)
-	return store.Errorf(EUNAVAILABLE, "%s", a.errorNote)
+	return errs.Errorf(errs.EUNAVAILABLE, "%s", a.errorNote)
 }
 
 // connect dials the server with one deadline for the whole exchange,
@@ -295,7 +293,7 @@ func (a *ldapAuth) connect(deadline time.Time) (*ldap.Conn, error) {
 }
 
 // login checks user's password. EUNAUTHORIZED for a wrong password or an
-// unknown user (the same message), EUNAVAILABLE when the server cannot be
+// unknown user (the same message), errs.EUNAVAILABLE when the server cannot be
 // reached or answers with anything but success or invalid credentials.
 func (a *ldapAuth) login(user, password string) error {
 	// An empty password would be an "unauthenticated bind", which servers
@@ -339,7 +337,7 @@ func (a *ldapAuth) searchBind(c *ldap.Conn, user, password string) error {
 	if err := c.Bind(a.saDN, a.saPass); err != nil {
 		if refused(err) {
 			a.logger.Error("auth: the LDAP service account was refused; check [auth.ldap.service_account]", "server", a.addr, "user_dn", a.saDN)
-			return store.Errorf(EUNAVAILABLE, "the LDAP service account cannot log in; tell the administrator")
+			return errs.Errorf(errs.EUNAVAILABLE, "the LDAP service account cannot log in; tell the administrator")
 		}
 		return a.down(user, err)
 	}

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vmpooler/vmpooler/store"
+	"github.com/vmpooler/vmpooler/internal/errs"
 )
 
 // slapdBin finds Debian's slapd and slapadd (in /usr/sbin, often not on a
@@ -192,13 +192,13 @@ ca_file = "`+s.ca.caFile+`"
 	if err := a.Login("Bob Builder", "canwefixit"); err != nil { // second base, second object
 		t.Errorf("bob: %v", err)
 	}
-	wantCode(t, "wrong password", a.Login("alice", "wrong"), store.EUNAUTHORIZED)
-	wantCode(t, "unknown user", a.Login("mallory", "wonderland"), store.EUNAUTHORIZED)
-	wantCode(t, "empty password", a.Login("alice", ""), store.EUNAUTHORIZED)
-	wantCode(t, "injection", a.Login("*)(uid=*", "wonderland"), store.EUNAUTHORIZED)
-	wantCode(t, "DN injection", a.Login("alice,ou=people,dc=example,dc=org", "wonderland"), store.EUNAUTHORIZED)
+	wantCode(t, "wrong password", a.Login("alice", "wrong"), errs.EUNAUTHORIZED)
+	wantCode(t, "unknown user", a.Login("mallory", "wonderland"), errs.EUNAUTHORIZED)
+	wantCode(t, "empty password", a.Login("alice", ""), errs.EUNAUTHORIZED)
+	wantCode(t, "injection", a.Login("*)(uid=*", "wonderland"), errs.EUNAUTHORIZED)
+	wantCode(t, "DN injection", a.Login("alice,ou=people,dc=example,dc=org", "wonderland"), errs.EUNAUTHORIZED)
 	s.stop()
-	wantCode(t, "server gone", a.Login("alice", "wonderland"), EUNAVAILABLE)
+	wantCode(t, "server gone", a.Login("alice", "wonderland"), errs.EUNAVAILABLE)
 }
 
 func TestSlapdServiceAccountSearch(t *testing.T) {
@@ -219,14 +219,14 @@ password_env = "TEST_SLAPD_SVC_PASSWORD"
 	if err := a.Login("bob", "canwefixit"); err != nil { // found by uid though its DN is cn=...
 		t.Errorf("bob: %v", err)
 	}
-	wantCode(t, "wrong password", a.Login("alice", "wrong"), store.EUNAUTHORIZED)
-	wantCode(t, "unknown user", a.Login("mallory", "wonderland"), store.EUNAUTHORIZED)
-	wantCode(t, "two entries", a.Login("twin", "twin"), store.EUNAUTHORIZED)
+	wantCode(t, "wrong password", a.Login("alice", "wrong"), errs.EUNAUTHORIZED)
+	wantCode(t, "unknown user", a.Login("mallory", "wonderland"), errs.EUNAUTHORIZED)
+	wantCode(t, "two entries", a.Login("twin", "twin"), errs.EUNAUTHORIZED)
 	// Unescaped, (uid=*)(uid=*) would match every entry; escaped it matches none.
-	wantCode(t, "injection", a.Login("*)(uid=*", "wonderland"), store.EUNAUTHORIZED)
-	wantCode(t, "wildcard", a.Login("al*", "wonderland"), store.EUNAUTHORIZED)
+	wantCode(t, "injection", a.Login("*)(uid=*", "wonderland"), errs.EUNAUTHORIZED)
+	wantCode(t, "wildcard", a.Login("al*", "wonderland"), errs.EUNAUTHORIZED)
 	s.stop()
-	wantCode(t, "server gone", a.Login("alice", "wonderland"), EUNAVAILABLE)
+	wantCode(t, "server gone", a.Login("alice", "wonderland"), errs.EUNAVAILABLE)
 }
 
 func TestSlapdStartTLS(t *testing.T) {
@@ -243,7 +243,7 @@ encryption = "start_tls"
 	// The system roots do not know the test CA: the handshake fails before
 	// any password is sent, and the answer is 503, not 401.
 	untrusted := newLDAPAuth(t, s.config(cfg))
-	wantCode(t, "untrusted certificate", untrusted.Login("alice", "wonderland"), EUNAVAILABLE)
+	wantCode(t, "untrusted certificate", untrusted.Login("alice", "wonderland"), errs.EUNAVAILABLE)
 	plain := newLDAPAuth(t, s.config(`
 base = "ou=people,dc=example,dc=org"
 user_object = "uid"

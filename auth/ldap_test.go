@@ -23,8 +23,7 @@ import (
 	"github.com/go-ldap/ldap/v3"
 	"github.com/hashicorp/go-hclog"
 	"github.com/jimlambrt/gldap"
-
-	"github.com/vmpooler/vmpooler/store"
+	"github.com/vmpooler/vmpooler/internal/errs"
 )
 
 // fakeDir is an in-process LDAP server (gldap) with users by DN. It
@@ -165,7 +164,7 @@ func newLDAPAuth(t *testing.T, text string) *Auth {
 
 func wantCode(t *testing.T, what string, err error, code string) {
 	t.Helper()
-	if store.ErrorCode(err) != code {
+	if errs.ErrorCode(err) != code {
 		t.Errorf("%s: got %v, want code %q", what, err, code)
 	}
 }
@@ -192,12 +191,12 @@ insecure = true
 	if err := a.Login("bob", "builder"); err != nil { // last base, last object
 		t.Errorf("bob: %v", err)
 	}
-	wantCode(t, "wrong password", a.Login("alice", "nope"), store.EUNAUTHORIZED)
-	wantCode(t, "unknown user", a.Login("mallory", "x"), store.EUNAUTHORIZED)
+	wantCode(t, "wrong password", a.Login("alice", "nope"), errs.EUNAUTHORIZED)
+	wantCode(t, "unknown user", a.Login("mallory", "x"), errs.EUNAUTHORIZED)
 	binds, _ := d.seen()
 	n := len(binds)
-	wantCode(t, "empty password", a.Login("alice", ""), store.EUNAUTHORIZED)
-	wantCode(t, "empty user", a.Login("", "x"), store.EUNAUTHORIZED)
+	wantCode(t, "empty password", a.Login("alice", ""), errs.EUNAUTHORIZED)
+	wantCode(t, "empty user", a.Login("", "x"), errs.EUNAUTHORIZED)
 	if binds, _ = d.seen(); len(binds) != n {
 		t.Errorf("an empty password or user reached the server: %q", binds[n:])
 	}
@@ -205,7 +204,7 @@ insecure = true
 	if err := a.Login("a,b", "comma"); err != nil {
 		t.Errorf("a,b: %v", err)
 	}
-	wantCode(t, "DN injection", a.Login("alice,ou=people,dc=example,dc=org", "wonderland"), store.EUNAUTHORIZED)
+	wantCode(t, "DN injection", a.Login("alice,ou=people,dc=example,dc=org", "wonderland"), errs.EUNAUTHORIZED)
 	binds, _ = d.seen()
 	for _, b := range binds {
 		if strings.HasPrefix(b, "uid=alice,ou=people,dc=example,dc=org,") {
@@ -238,11 +237,11 @@ password_env = "TEST_LDAP_SVC_PASSWORD"
 	if err := a.Login("alice", "wonderland"); err != nil {
 		t.Errorf("alice: %v", err)
 	}
-	wantCode(t, "wrong password", a.Login("alice", "nope"), store.EUNAUTHORIZED)
-	wantCode(t, "unknown user", a.Login("mallory", "x"), store.EUNAUTHORIZED)
-	wantCode(t, "two entries", a.Login("twin", "one"), store.EUNAUTHORIZED)
-	wantCode(t, "injection", a.Login("*)(sAMAccountName=*", "wonderland"), store.EUNAUTHORIZED)
-	wantCode(t, "wildcard", a.Login("*", "wonderland"), store.EUNAUTHORIZED)
+	wantCode(t, "wrong password", a.Login("alice", "nope"), errs.EUNAUTHORIZED)
+	wantCode(t, "unknown user", a.Login("mallory", "x"), errs.EUNAUTHORIZED)
+	wantCode(t, "two entries", a.Login("twin", "one"), errs.EUNAUTHORIZED)
+	wantCode(t, "injection", a.Login("*)(sAMAccountName=*", "wonderland"), errs.EUNAUTHORIZED)
+	wantCode(t, "wildcard", a.Login("*", "wonderland"), errs.EUNAUTHORIZED)
 	_, filters := d.seen()
 	if len(filters) == 0 || filters[0] != "(sAMAccountName=alice)" {
 		t.Errorf("filters %q", filters)
@@ -275,7 +274,7 @@ insecure = true
 user_dn = "cn=svc,dc=example,dc=org"
 password = "wrong"
 `)
-	wantCode(t, "service account refused", b.Login("alice", "wonderland"), EUNAVAILABLE)
+	wantCode(t, "service account refused", b.Login("alice", "wonderland"), errs.EUNAVAILABLE)
 }
 
 func TestLDAPUnavailable(t *testing.T) {
@@ -301,9 +300,9 @@ timeout = 1
 	}
 	d.srv.Stop() // the server goes away
 	err := a.Login("alice", "wonderland")
-	wantCode(t, "server gone", err, EUNAVAILABLE)
-	if !strings.Contains(store.ErrorMessage(err), "cannot be reached") {
-		t.Errorf("message %q", store.ErrorMessage(err))
+	wantCode(t, "server gone", err, errs.EUNAVAILABLE)
+	if !strings.Contains(errs.ErrorMessage(err), "cannot be reached") {
+		t.Errorf("message %q", errs.ErrorMessage(err))
 	}
 
 	// A server that accepts and never answers: the deadline ends the login.
@@ -323,7 +322,7 @@ timeout = 1
 	}()
 	b := newLDAPAuth(t, cfg(l.Addr().(*net.TCPAddr).Port))
 	start := time.Now()
-	wantCode(t, "silent server", b.Login("alice", "wonderland"), EUNAVAILABLE)
+	wantCode(t, "silent server", b.Login("alice", "wonderland"), errs.EUNAVAILABLE)
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("login took %v with timeout = 1", d)
 	}
@@ -349,10 +348,10 @@ timeout = 2
 	if err := a.Login("alice", "wonderland"); err != nil {
 		t.Errorf("with the test CA: %v", err)
 	}
-	wantCode(t, "wrong password over TLS", a.Login("alice", "x"), store.EUNAUTHORIZED)
+	wantCode(t, "wrong password over TLS", a.Login("alice", "x"), errs.EUNAUTHORIZED)
 	// Without the CA the certificate is not trusted: no password is sent.
 	b := newLDAPAuth(t, base)
-	wantCode(t, "untrusted certificate", b.Login("alice", "wonderland"), EUNAVAILABLE)
+	wantCode(t, "untrusted certificate", b.Login("alice", "wonderland"), errs.EUNAVAILABLE)
 }
 
 func TestLDAPConfigErrors(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	"github.com/vmpooler/vmpooler/store"
 )
 
@@ -25,20 +26,20 @@ func (a *Auth) CreateToken(user string) (store.Token, error) {
 	if a.st == nil {
 		return store.Token{}, errDisabled
 	} else if user == "" {
-		return store.Token{}, store.Errorf(store.EINVALID, "user name is required")
+		return store.Token{}, errs.Errorf(errs.EINVALID, "user name is required")
 	}
 	// A collision is 1 in 25·36³¹; retrying on ECONFLICT costs nothing.
 	for range 3 {
 		t := store.Token{Token: newToken(), User: user, Created: a.Now()}
 		err := a.st.CreateToken(t)
-		if store.ErrorCode(err) == store.ECONFLICT {
+		if errs.ErrorCode(err) == errs.ECONFLICT {
 			continue
 		} else if err != nil {
 			return store.Token{}, fmt.Errorf("auth: create token: %w", err)
 		}
 		return t, nil
 	}
-	return store.Token{}, store.Errorf(store.EINTERNAL, "could not create a unique token")
+	return store.Token{}, errs.Errorf(errs.EINTERNAL, "could not create a unique token")
 }
 
 // Validate returns the token's record, or EUNAUTHORIZED if the token is
@@ -52,7 +53,7 @@ func (a *Auth) Validate(token string) (store.Token, error) {
 		return store.Token{}, errBadToken
 	}
 	t, err := a.st.GetToken(token)
-	if store.ErrorCode(err) == store.ENOTFOUND {
+	if errs.ErrorCode(err) == errs.ENOTFOUND {
 		return store.Token{}, errBadToken
 	} else if err != nil {
 		return store.Token{}, fmt.Errorf("auth: validate token: %w", err)
@@ -67,7 +68,7 @@ func (a *Auth) Validate(token string) (store.Token, error) {
 	if !a.touchDue(token, t, now) {
 		return t, nil
 	}
-	if err := a.st.TouchToken(token); store.ErrorCode(err) == store.ENOTFOUND {
+	if err := a.st.TouchToken(token); errs.ErrorCode(err) == errs.ENOTFOUND {
 		a.forget(token) // deleted meanwhile
 		return store.Token{}, errBadToken
 	} else if err != nil {
@@ -131,7 +132,7 @@ func (a *Auth) DeleteToken(token string) error {
 	}
 	err := a.st.DeleteToken(token)
 	a.forget(token)
-	if store.ErrorCode(err) == store.ENOTFOUND {
+	if errs.ErrorCode(err) == errs.ENOTFOUND {
 		return errNoToken
 	} else if err != nil {
 		return fmt.Errorf("auth: delete token: %w", err)
@@ -140,8 +141,8 @@ func (a *Auth) DeleteToken(token string) error {
 }
 
 var (
-	errBadToken = store.Errorf(store.EUNAUTHORIZED, "invalid token")
-	errNoToken  = store.Errorf(store.ENOTFOUND, "token not found")
+	errBadToken = errs.Errorf(errs.EUNAUTHORIZED, "invalid token")
+	errNoToken  = errs.Errorf(errs.ENOTFOUND, "token not found")
 )
 
 // newToken returns a random token from crypto/rand. Each character is drawn

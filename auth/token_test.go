@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vmpooler/vmpooler/internal/clocktest"
+	"github.com/vmpooler/vmpooler/internal/errs"
 	"github.com/vmpooler/vmpooler/internal/storetest"
 	"github.com/vmpooler/vmpooler/store"
 )
@@ -119,11 +120,11 @@ func TestTokenRoundTrip(t *testing.T) {
 	if err := a.DeleteToken(t1.Token); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Validate(t1.Token); store.ErrorCode(err) != store.EUNAUTHORIZED {
-		t.Fatalf("Validate(deleted) = %v, want %s", err, store.EUNAUTHORIZED)
+	if _, err := a.Validate(t1.Token); errs.ErrorCode(err) != errs.EUNAUTHORIZED {
+		t.Fatalf("Validate(deleted) = %v, want %s", err, errs.EUNAUTHORIZED)
 	}
-	if err := a.DeleteToken(t1.Token); store.ErrorCode(err) != store.ENOTFOUND {
-		t.Fatalf("DeleteToken(deleted) = %v, want %s", err, store.ENOTFOUND)
+	if err := a.DeleteToken(t1.Token); errs.ErrorCode(err) != errs.ENOTFOUND {
+		t.Fatalf("DeleteToken(deleted) = %v, want %s", err, errs.ENOTFOUND)
 	}
 	if list, _ := a.Tokens("jdoe"); !slices.Equal(tokenNames(list), []string{t2.Token}) {
 		t.Fatalf("Tokens(jdoe) after delete = %q", tokenNames(list))
@@ -135,18 +136,18 @@ func TestTokenErrors(t *testing.T) {
 	a, _ := MustNewTokenAuth(t, clk)
 	for _, tok := range []string{"", "short", "utpg2i2xswor6h8ttjhu3d47z53yy47y", "ZZZZ2i2xswor6h8ttjhu3d47z53yy47y"} {
 		_, err := a.Validate(tok)
-		if store.ErrorCode(err) != store.EUNAUTHORIZED {
-			t.Errorf("Validate(%q) = %v, want %s", tok, err, store.EUNAUTHORIZED)
+		if errs.ErrorCode(err) != errs.EUNAUTHORIZED {
+			t.Errorf("Validate(%q) = %v, want %s", tok, err, errs.EUNAUTHORIZED)
 		}
 		if tok != "" && err != nil && strings.Contains(err.Error(), tok) {
 			t.Errorf("Validate error %q shows the token", err)
 		}
-		if err := a.DeleteToken(tok); store.ErrorCode(err) != store.ENOTFOUND {
-			t.Errorf("DeleteToken(%q) = %v, want %s", tok, err, store.ENOTFOUND)
+		if err := a.DeleteToken(tok); errs.ErrorCode(err) != errs.ENOTFOUND {
+			t.Errorf("DeleteToken(%q) = %v, want %s", tok, err, errs.ENOTFOUND)
 		}
 	}
-	if _, err := a.CreateToken(""); store.ErrorCode(err) != store.EINVALID {
-		t.Errorf("CreateToken(\"\") = %v, want %s", err, store.EINVALID)
+	if _, err := a.CreateToken(""); errs.ErrorCode(err) != errs.EINVALID {
+		t.Errorf("CreateToken(\"\") = %v, want %s", err, errs.EINVALID)
 	}
 }
 
@@ -229,10 +230,10 @@ func TestValidateTouchEvery(t *testing.T) {
 
 func TestTokensWithoutStore(t *testing.T) {
 	a, _ := MustNew(t, nil)
-	if _, err := a.CreateToken("jdoe"); store.ErrorCode(err) != store.ENOTFOUND {
+	if _, err := a.CreateToken("jdoe"); errs.ErrorCode(err) != errs.ENOTFOUND {
 		t.Fatalf("CreateToken without a store = %v", err)
 	}
-	if _, err := a.Validate(newToken()); store.ErrorCode(err) != store.ENOTFOUND {
+	if _, err := a.Validate(newToken()); errs.ErrorCode(err) != errs.ENOTFOUND {
 		t.Fatalf("Validate without a store = %v", err)
 	}
 }
@@ -288,7 +289,7 @@ func TestTokenOfRemovedUser(t *testing.T) {
 		t.Fatalf("bob's token while bob exists: %v", err)
 	}
 	writeFile(t, path, alice, t0.Add(time.Second))
-	if _, err := a.Validate(tok.Token); store.ErrorCode(err) != store.EUNAUTHORIZED {
+	if _, err := a.Validate(tok.Token); errs.ErrorCode(err) != errs.EUNAUTHORIZED {
 		t.Errorf("bob's token after removing bob: %v, want EUNAUTHORIZED", err)
 	}
 	writeFile(t, path, alice+bob, t0.Add(2*time.Second))

@@ -3,8 +3,8 @@ package httpapi
 import (
 	"net/http"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	"github.com/vmpooler/vmpooler/pool"
-	"github.com/vmpooler/vmpooler/store"
 )
 
 // operator resolves the caller of an operator route (/config/* writes,
@@ -18,7 +18,7 @@ func (s *server) operator(r *http.Request) (pool.Caller, error) {
 	}
 	if c.Auth && s.auth.AdminsSet() && !s.auth.IsAdmin(c.User) {
 		s.auditCaller(r, "operator_refused", c, "route", r.URL.Path)
-		return c, store.Errorf(store.EFORBIDDEN, "only administrators ([auth] admins) may call %s %s; %s is not one", r.Method, r.URL.Path, c.User)
+		return c, errs.Errorf(errs.EFORBIDDEN, "only administrators ([auth] admins) may call %s %s; %s is not one", r.Method, r.URL.Path, c.User)
 	}
 	return c, nil
 }

@@ -8,8 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	"github.com/vmpooler/vmpooler/pool"
-	"github.com/vmpooler/vmpooler/store"
 )
 
 // redactedValue replaces a secret's value in /config answers.
@@ -120,7 +120,7 @@ func (s *server) handleConfig(w http.ResponseWriter, r *http.Request, c call) er
 	if err != nil {
 		return err
 	} else if len(pools) == 0 {
-		return store.Errorf(store.ENOTFOUND, "no pools configured")
+		return errs.Errorf(errs.ENOTFOUND, "no pools configured")
 	}
 	list := make([]obj, len(pools))
 	for i, p := range pools {
@@ -165,7 +165,7 @@ func (s *server) redacted() any {
 func (s *server) experimental(h handler) handler {
 	return s.messages(func(w http.ResponseWriter, r *http.Request, c call) error {
 		if !s.svc.Current().ExperimentalFeatures {
-			return store.Errorf(eMethod, "%s %s needs experimental_features = true", r.Method, r.URL.Path)
+			return errs.Errorf(eMethod, "%s %s needs experimental_features = true", r.Method, r.URL.Path)
 		}
 		return h(w, r, c)
 	})

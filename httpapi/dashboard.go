@@ -15,6 +15,7 @@ import (
 
 	"github.com/julienschmidt/httprouter"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	"github.com/vmpooler/vmpooler/pool"
 	"github.com/vmpooler/vmpooler/store"
 )
@@ -227,7 +228,7 @@ func (s *server) handleDashboardRunning(w http.ResponseWriter, r *http.Request, 
 		return err
 	}
 	if v.auth && !s.public() && !v.loggedIn {
-		return store.Errorf(store.EUNAUTHORIZED, "the running list needs a token (dashboard_public = false)")
+		return errs.Errorf(errs.EUNAUTHORIZED, "the running list needs a token (dashboard_public = false)")
 	}
 	cfg := s.svc.Current()
 	now := s.now()
@@ -331,7 +332,7 @@ func (s *server) handleDashboardHistory(w http.ResponseWriter, r *http.Request, 
 	if q := r.URL.Query(); q.Has("days") {
 		n, err := strconv.Atoi(q.Get("days"))
 		if err != nil || n < 1 || n > maxHistoryDays {
-			return store.Errorf(store.EINVALID, "days must be a whole number from 1 to %d", maxHistoryDays)
+			return errs.Errorf(errs.EINVALID, "days must be a whole number from 1 to %d", maxHistoryDays)
 		}
 		days = n
 	}

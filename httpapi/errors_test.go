@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	"github.com/vmpooler/vmpooler/pool"
 	"github.com/vmpooler/vmpooler/store"
 )
@@ -252,7 +253,7 @@ func TestSummarySlots(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if _, err := s.summarySlot(rec, httptest.NewRequest("GET", "/summary", nil).WithContext(ctx)); store.ErrorCode(err) != store.EEMPTY {
+	if _, err := s.summarySlot(rec, httptest.NewRequest("GET", "/summary", nil).WithContext(ctx)); errs.ErrorCode(err) != errs.EEMPTY {
 		t.Errorf("second request with the only slot taken: %v, want EEMPTY", err)
 	}
 	release()

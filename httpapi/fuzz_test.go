@@ -8,8 +8,8 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	"github.com/vmpooler/vmpooler/pool"
-	"github.com/vmpooler/vmpooler/store"
 )
 
 // FuzzPoolList checks the a+b+a path parser: counts add up to the
@@ -21,7 +21,7 @@ func FuzzPoolList(f *testing.F) {
 	f.Fuzz(func(t *testing.T, list string) {
 		wants, err := parsePoolList(list)
 		if err != nil {
-			if store.ErrorCode(err) != store.EINVALID {
+			if errs.ErrorCode(err) != errs.EINVALID {
 				t.Fatalf("error %v, want EINVALID", err)
 			}
 			return

@@ -15,6 +15,7 @@ import (
 	"github.com/julienschmidt/httprouter"
 
 	"github.com/vmpooler/vmpooler/auth"
+	"github.com/vmpooler/vmpooler/internal/errs"
 	"github.com/vmpooler/vmpooler/pool"
 	"github.com/vmpooler/vmpooler/store"
 )
@@ -112,10 +113,10 @@ func New(cfg Config, svc *pool.Service, a *auth.Auth, st *store.Store, logger *s
 	r.RedirectTrailingSlash, r.RedirectFixedPath = false, false
 	r.HandleMethodNotAllowed = true
 	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, store.Errorf(store.ENOTFOUND, "no such route: %s %s", r.Method, r.URL.Path))
+		s.writeError(w, r, errs.Errorf(errs.ENOTFOUND, "no such route: %s %s", r.Method, r.URL.Path))
 	})
 	r.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, store.Errorf(eMethod, "method %s not allowed on %s", r.Method, r.URL.Path))
+		s.writeError(w, r, errs.Errorf(eMethod, "method %s not allowed on %s", r.Method, r.URL.Path))
 	})
 	r.PanicHandler = s.panicked
 	// OPTIONS: httprouter sets Allow; the body is JSON like every answer.
@@ -154,7 +155,7 @@ func (s *server) limitURI(next http.Handler) http.Handler {
 			n = len(r.URL.EscapedPath()) + len(r.URL.RawQuery)
 		}
 		if n > MaxURIBytes {
-			s.writeError(w, r, store.Errorf(eURITooLong, "Request URI too long (at most %d bytes)", MaxURIBytes))
+			s.writeError(w, r, errs.Errorf(eURITooLong, "Request URI too long (at most %d bytes)", MaxURIBytes))
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -11,9 +11,8 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/vmpooler/vmpooler/auth"
+	"github.com/vmpooler/vmpooler/internal/errs"
 	"github.com/vmpooler/vmpooler/pool"
-	"github.com/vmpooler/vmpooler/store"
 )
 
 // MaxBodyBytes is the largest request body read; a larger one gets 413.
@@ -29,26 +28,26 @@ const (
 
 // statusOf maps every error code to its HTTP status: the one table.
 var statusOf = map[string]int{
-	store.EINVALID:      http.StatusBadRequest,
-	store.EUNAUTHORIZED: http.StatusUnauthorized,
-	store.EFORBIDDEN:    http.StatusForbidden,
-	store.ENOTFOUND:     http.StatusNotFound,
-	eMethod:             http.StatusMethodNotAllowed,
-	store.ECONFLICT:     http.StatusConflict,
-	eTooLarge:           http.StatusRequestEntityTooLarge,
-	eURITooLong:         http.StatusRequestURITooLong,
-	store.EINTERNAL:     http.StatusInternalServerError,
-	store.EEMPTY:        http.StatusServiceUnavailable,
-	auth.EUNAVAILABLE:   http.StatusServiceUnavailable,
-	eTooMany:            http.StatusTooManyRequests,
+	errs.EINVALID:      http.StatusBadRequest,
+	errs.EUNAUTHORIZED: http.StatusUnauthorized,
+	errs.EFORBIDDEN:    http.StatusForbidden,
+	errs.ENOTFOUND:     http.StatusNotFound,
+	eMethod:            http.StatusMethodNotAllowed,
+	errs.ECONFLICT:     http.StatusConflict,
+	eTooLarge:          http.StatusRequestEntityTooLarge,
+	eURITooLong:        http.StatusRequestURITooLong,
+	errs.EINTERNAL:     http.StatusInternalServerError,
+	errs.EEMPTY:        http.StatusServiceUnavailable,
+	errs.EUNAVAILABLE:  http.StatusServiceUnavailable,
+	eTooMany:           http.StatusTooManyRequests,
 }
 
 // writeError writes err as {"ok":false,"error":...} with its code's status
-// and its details (store.ErrorDetails) after; it is the only mapper.
+// and its details (errs.ErrorDetails) after; it is the only mapper.
 // Internal errors are logged and shown only as "internal error"; a 401
 // carries the Basic challenge.
 func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	code := store.ErrorCode(err)
+	code := errs.ErrorCode(err)
 	status, ok := statusOf[code]
 	if !ok {
 		status = http.StatusInternalServerError
@@ -59,8 +58,8 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Basic realm="Authentication required"`)
 	}
-	body := obj{{"ok", false}, {"error", store.ErrorMessage(err)}}
-	for _, d := range store.ErrorDetails(err) {
+	body := obj{{"ok", false}, {"error", errs.ErrorMessage(err)}}
+	for _, d := range errs.ErrorDetails(err) {
 		body = append(body, kv{d.Key, d.Value})
 	}
 	writeJSON(w, status, body)
@@ -195,9 +194,9 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		return store.Errorf(eTooLarge, "Request body too large (at most %d bytes)", MaxBodyBytes)
+		return errs.Errorf(eTooLarge, "Request body too large (at most %d bytes)", MaxBodyBytes)
 	} else if err != nil {
-		return store.Errorf(store.EINVALID, "cannot read request body")
+		return errs.Errorf(errs.EINVALID, "cannot read request body")
 	}
 	return decodeJSON(data, v)
 }
@@ -212,12 +211,12 @@ func decodeJSON(data []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field == "" {
-			return store.Errorf(store.EINVALID, "Request body must be a JSON object")
+			return errs.Errorf(errs.EINVALID, "Request body must be a JSON object")
 		}
-		return store.Errorf(store.EINVALID, "Invalid JSON: %s", strings.TrimPrefix(err.Error(), "json: "))
+		return errs.Errorf(errs.EINVALID, "Invalid JSON: %s", strings.TrimPrefix(err.Error(), "json: "))
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return store.Errorf(store.EINVALID, "Invalid JSON: data after the JSON value")
+		return errs.Errorf(errs.EINVALID, "Invalid JSON: data after the JSON value")
 	}
 	return nil
 }
@@ -250,11 +249,11 @@ func wholeNumber(v any) (int, bool) {
 func parseCount(v any) (int, error) {
 	n, ok := wholeNumber(v)
 	if !ok {
-		return 0, store.Errorf(store.EINVALID, "VM count must be a valid integer")
+		return 0, errs.Errorf(errs.EINVALID, "VM count must be a valid integer")
 	} else if n < 1 {
-		return 0, store.Errorf(store.EINVALID, "VM count must be at least 1")
+		return 0, errs.Errorf(errs.EINVALID, "VM count must be at least 1")
 	} else if n > pool.MaxCheckoutCount {
-		return 0, store.Errorf(store.EINVALID, "VM count must be at most %d", pool.MaxCheckoutCount)
+		return 0, errs.Errorf(errs.EINVALID, "VM count must be at most %d", pool.MaxCheckoutCount)
 	}
 	return n, nil
 }

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vmpooler/vmpooler/store"
+	"github.com/vmpooler/vmpooler/internal/errs"
 )
 
 // Failed HTTP Basic logins: after MaxLoginFailures failures within
@@ -131,7 +131,7 @@ func tooMany(w http.ResponseWriter, wait time.Duration, format string, args ...a
 		secs = 1
 	}
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	return store.Errorf(eTooMany, format, args...)
+	return errs.Errorf(eTooMany, format, args...)
 }
 
 // loginThrottled answers a Basic login for user from the request's client

@@ -12,8 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	"github.com/vmpooler/vmpooler/pool"
-	"github.com/vmpooler/vmpooler/store"
 )
 
 // Metrics holds what GET /metrics serves, in Prometheus text format, from
@@ -143,12 +143,12 @@ func (m *Metrics) observeWait(d time.Duration, timedOut bool) {
 // countCheckout records a checkout result: success, empty (503) or invalid
 // (unknown pool, bad count or body). Authentication failures are not counted.
 func (m *Metrics) countCheckout(err error) {
-	switch store.ErrorCode(err) {
+	switch errs.ErrorCode(err) {
 	case "":
 		m.checkouts.WithLabelValues("success").Inc()
-	case store.EEMPTY:
+	case errs.EEMPTY:
 		m.checkouts.WithLabelValues("empty").Inc()
-	case store.ENOTFOUND, store.EINVALID, eTooLarge:
+	case errs.ENOTFOUND, errs.EINVALID, eTooLarge:
 		m.checkouts.WithLabelValues("invalid").Inc()
 	}
 }

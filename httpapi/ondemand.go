@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	"github.com/vmpooler/vmpooler/pool"
 	"github.com/vmpooler/vmpooler/store"
 )
@@ -15,7 +16,7 @@ func (s *server) messages(h handler) handler {
 	return func(w http.ResponseWriter, r *http.Request, c call) error {
 		err := h(w, r, c)
 		if err != nil {
-			err = store.WithDetails(err, store.Detail{Key: "message", Value: store.ErrorMessage(err)})
+			err = errs.WithDetails(err, errs.Detail{Key: "message", Value: errs.ErrorMessage(err)})
 		}
 		return err
 	}
@@ -28,7 +29,7 @@ func (s *server) writer(r *http.Request) (pool.Caller, error) {
 	if err != nil {
 		return c, err
 	} else if c.Auth && c.User == "" {
-		return c, store.Errorf(store.EUNAUTHORIZED, "a token is required")
+		return c, errs.Errorf(errs.EUNAUTHORIZED, "a token is required")
 	}
 	return c, nil
 }
@@ -46,7 +47,7 @@ func (s *server) handleOndemandBody(w http.ResponseWriter, r *http.Request, c ca
 	id := ""
 	if v, ok := body["request_id"]; ok {
 		if id, ok = v.(string); !ok || id == "" {
-			return store.Errorf(store.EINVALID, "request_id must be a non-empty string")
+			return errs.Errorf(errs.EINVALID, "request_id must be a non-empty string")
 		}
 		delete(body, "request_id")
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	"github.com/vmpooler/vmpooler/pool"
 	"github.com/vmpooler/vmpooler/store"
 )
@@ -192,9 +193,9 @@ func (s *server) summarySlot(w http.ResponseWriter, r *http.Request) (release fu
 	select {
 	case s.summary <- struct{}{}:
 	case <-t.C:
-		return nil, store.Errorf(store.EEMPTY, "too many /summary requests at once; try again")
+		return nil, errs.Errorf(errs.EEMPTY, "too many /summary requests at once; try again")
 	case <-r.Context().Done():
-		return nil, store.Errorf(store.EEMPTY, "request cancelled")
+		return nil, errs.Errorf(errs.EEMPTY, "request cancelled")
 	}
 	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(summaryDeadline)) // unsupported in tests: fine
 	return func() { <-s.summary }, nil
@@ -204,10 +205,10 @@ func (s *server) summarySlot(w http.ResponseWriter, r *http.Request) (release fu
 func (s *server) handleSummary(w http.ResponseWriter, r *http.Request, c call) error {
 	section, key := c.ps.ByName("section"), c.ps.ByName("key")
 	if section != "" && section != "boot" && section != "clone" && section != "tag" {
-		return store.Errorf(store.ENOTFOUND, "unknown summary section %q (want boot, clone or tag)", section)
+		return errs.Errorf(errs.ENOTFOUND, "unknown summary section %q (want boot, clone or tag)", section)
 	}
 	if key != "" && section != "tag" && key != "duration" && key != "count" {
-		return store.Errorf(store.ENOTFOUND, "unknown %s key %q (want duration or count)", section, key)
+		return errs.Errorf(errs.ENOTFOUND, "unknown %s key %q (want duration or count)", section, key)
 	}
 	release, err := s.summarySlot(w, r)
 	if err != nil {

@@ -4,8 +4,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	"github.com/vmpooler/vmpooler/pool"
-	"github.com/vmpooler/vmpooler/store"
 )
 
 // rubyTime is the token record time format of the seed (Ruby's Time#to_s).
@@ -18,7 +18,7 @@ func formatRuby(t time.Time) string {
 	return t.Local().Format(rubyTime)
 }
 
-var errNoAuth = store.Errorf(store.ENOTFOUND, "authentication is not configured")
+var errNoAuth = errs.Errorf(errs.ENOTFOUND, "authentication is not configured")
 
 // tokens wraps a token route: 404 when authentication is off.
 func (s *server) tokens(h handler) handler {
@@ -38,13 +38,13 @@ func (s *server) basic(h basicHandler) handler {
 	return s.tokens(func(w http.ResponseWriter, r *http.Request, c call) error {
 		user, password, ok := r.BasicAuth()
 		if !ok {
-			return store.Errorf(store.EUNAUTHORIZED, "HTTP Basic credentials are required")
+			return errs.Errorf(errs.EUNAUTHORIZED, "HTTP Basic credentials are required")
 		}
 		if err := s.loginThrottled(w, r, user); err != nil {
 			return err
 		}
 		if err := s.auth.Login(user, password); err != nil {
-			if store.ErrorCode(err) == store.EUNAUTHORIZED {
+			if errs.ErrorCode(err) == errs.EUNAUTHORIZED {
 				s.audit(r, "login_failed", user, "")
 				s.loginFailed(r, user)
 			}
@@ -67,10 +67,10 @@ func (s *server) caller(r *http.Request, strict bool) (pool.Caller, error) {
 		return c, nil
 	}
 	t, err := s.auth.Validate(tok)
-	if store.ErrorCode(err) == store.EUNAUTHORIZED {
+	if errs.ErrorCode(err) == errs.EUNAUTHORIZED {
 		s.audit(r, "token_refused", "", tok)
 	}
-	if store.ErrorCode(err) == store.EUNAUTHORIZED && !strict {
+	if errs.ErrorCode(err) == errs.EUNAUTHORIZED && !strict {
 		return c, nil
 	} else if err != nil {
 		return c, err
@@ -85,7 +85,7 @@ func (s *server) handleTokenList(w http.ResponseWriter, r *http.Request, c call,
 	if err != nil {
 		return err
 	} else if len(toks) == 0 {
-		return store.Errorf(store.ENOTFOUND, "user %s has no tokens", user)
+		return errs.Errorf(errs.ENOTFOUND, "user %s has no tokens", user)
 	}
 	out := obj{{"ok", true}}
 	for _, t := range toks {
@@ -120,8 +120,8 @@ func (s *server) handleTokenCreate(w http.ResponseWriter, r *http.Request, c cal
 func (s *server) handleTokenGet(w http.ResponseWriter, r *http.Request, c call) error {
 	name := c.ps.ByName("token")
 	t, err := s.st.GetToken(name)
-	if store.ErrorCode(err) == store.ENOTFOUND {
-		return store.Errorf(store.ENOTFOUND, "unknown token")
+	if errs.ErrorCode(err) == errs.ENOTFOUND {
+		return errs.Errorf(errs.ENOTFOUND, "unknown token")
 	} else if err != nil {
 		return err
 	}
@@ -153,15 +153,15 @@ func (s *server) handleTokenGet(w http.ResponseWriter, r *http.Request, c call) 
 func (s *server) handleTokenDelete(w http.ResponseWriter, r *http.Request, c call, user string) error {
 	name := c.ps.ByName("token")
 	t, err := s.st.GetToken(name)
-	if store.ErrorCode(err) == store.ENOTFOUND {
-		return store.Errorf(store.EUNAUTHORIZED, "unknown token")
+	if errs.ErrorCode(err) == errs.ENOTFOUND {
+		return errs.Errorf(errs.EUNAUTHORIZED, "unknown token")
 	} else if err != nil {
 		return err
 	} else if t.User != user && !s.auth.IsAdmin(user) {
-		return store.Errorf(store.EFORBIDDEN, "the token belongs to another user")
+		return errs.Errorf(errs.EFORBIDDEN, "the token belongs to another user")
 	}
-	if err := s.auth.DeleteToken(name); store.ErrorCode(err) == store.ENOTFOUND {
-		return store.Errorf(store.EUNAUTHORIZED, "unknown token")
+	if err := s.auth.DeleteToken(name); errs.ErrorCode(err) == errs.ENOTFOUND {
+		return errs.Errorf(errs.EUNAUTHORIZED, "unknown token")
 	} else if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	"github.com/vmpooler/vmpooler/pool"
 	"github.com/vmpooler/vmpooler/store"
 )
@@ -18,7 +19,7 @@ import (
 // the part before the first dot, as upstream's hostname_shorten. EINVALID
 // unless every label is 1..63 of [A-Za-z0-9_-] and the name is ≤ 253 bytes.
 func parseHost(name string) (string, error) {
-	bad := store.Errorf(store.EINVALID, "Invalid hostname format")
+	bad := errs.Errorf(errs.EINVALID, "Invalid hostname format")
 	if name == "" || len(name) > 253 {
 		return "", bad
 	}
@@ -50,13 +51,13 @@ const MaxPoolListNames = 256
 // pool.MaxCheckoutCount of one name.
 func parsePoolList(list string) ([]pool.Want, error) {
 	if n := strings.Count(list, "+") + 1; n > MaxPoolListNames {
-		return nil, store.Errorf(store.EINVALID, "At most %d pool names in one request (got %d)", MaxPoolListNames, n)
+		return nil, errs.Errorf(errs.EINVALID, "At most %d pool names in one request (got %d)", MaxPoolListNames, n)
 	}
 	var wants []pool.Want
 	at := make(map[string]int) // name → index in wants
 	for name := range strings.SplitSeq(list, "+") {
 		if name == "" {
-			return nil, store.Errorf(store.EINVALID, "Pool name is required (empty name in %q)", list)
+			return nil, errs.Errorf(errs.EINVALID, "Pool name is required (empty name in %q)", list)
 		}
 		i, ok := at[name]
 		if !ok {
@@ -65,7 +66,7 @@ func parsePoolList(list string) ([]pool.Want, error) {
 			continue
 		}
 		if wants[i].Count++; wants[i].Count > pool.MaxCheckoutCount {
-			return nil, store.Errorf(store.EINVALID, "VM count must be at most %d", pool.MaxCheckoutCount)
+			return nil, errs.Errorf(errs.EINVALID, "VM count must be at most %d", pool.MaxCheckoutCount)
 		}
 	}
 	return wants, nil
@@ -131,11 +132,11 @@ func (s *server) handleCheckoutPath(w http.ResponseWriter, r *http.Request, c ca
 // v1 "domain" key. Unknown names are 404 before the token is looked at.
 func (s *server) checkout(w http.ResponseWriter, r *http.Request, c call, wants []pool.Want) error {
 	if len(wants) == 0 {
-		return store.Errorf(store.ENOTFOUND, "no pool requested")
+		return errs.Errorf(errs.ENOTFOUND, "no pool requested")
 	}
 	for _, want := range wants {
 		if _, ok := s.svc.Resolve(want.Name); !ok {
-			return store.Errorf(store.ENOTFOUND, "unknown pool or alias %q", want.Name)
+			return errs.Errorf(errs.ENOTFOUND, "unknown pool or alias %q", want.Name)
 		}
 	}
 	caller, err := s.caller(r, true)
@@ -156,7 +157,7 @@ func (s *server) checkout(w http.ResponseWriter, r *http.Request, c call, wants 
 		if r.Context().Err() != nil {
 			return nil // the client went away: nobody to answer
 		}
-		s.metrics.observeWait(time.Since(start), store.ErrorCode(err) == store.EEMPTY)
+		s.metrics.observeWait(time.Since(start), errs.ErrorCode(err) == errs.EEMPTY)
 	} else {
 		got, err = s.svc.Checkout(wants, caller)
 	}
@@ -202,7 +203,7 @@ func (s *server) checkoutWait(r *http.Request) (time.Duration, error) {
 	if q := r.URL.Query(); q.Has("wait") {
 		n, err := strconv.Atoi(q.Get("wait"))
 		if err != nil || n < 0 {
-			return 0, store.Errorf(store.EINVALID, "wait must be a whole number of seconds from 0 (got %q)", q.Get("wait"))
+			return 0, errs.Errorf(errs.EINVALID, "wait must be a whole number of seconds from 0 (got %q)", q.Get("wait"))
 		}
 		secs = n
 	}
@@ -509,7 +510,7 @@ func (s *server) handleSnapshotGet(w http.ResponseWriter, r *http.Request, c cal
 		return nil
 	}
 	if len(snaps) == 0 {
-		return store.Errorf(store.ENOTFOUND, "vm %s has no snapshot %s", host, want)
+		return errs.Errorf(errs.ENOTFOUND, "vm %s has no snapshot %s", host, want)
 	}
 	writeJSON(w, http.StatusOK, obj{{"ok", true}, {host, snaps[0]}})
 	return nil
@@ -520,7 +521,7 @@ func (s *server) handleDisk(w http.ResponseWriter, r *http.Request, c call) erro
 	var size int
 	host, caller, err := s.vmTarget(r, c, strict, func() (err error) {
 		if size, err = strconv.Atoi(c.ps.ByName("size")); err != nil {
-			return store.Errorf(store.EINVALID, "Disk size must be a valid integer")
+			return errs.Errorf(errs.EINVALID, "Disk size must be a valid integer")
 		}
 		return nil
 	})

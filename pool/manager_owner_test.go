@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vmpooler/vmpooler/internal/clocktest"
+	"github.com/vmpooler/vmpooler/internal/errs"
 	"github.com/vmpooler/vmpooler/internal/storetest"
 	"github.com/vmpooler/vmpooler/store"
 )
@@ -154,7 +155,7 @@ func TestManagerAdopt(t *testing.T) {
 	if err := st2.Adopt(old); err != nil {
 		t.Fatal(err)
 	}
-	if err := st2.Adopt(st2.Instance()); store.ErrorCode(err) != store.EINVALID {
+	if err := st2.Adopt(st2.Instance()); errs.ErrorCode(err) != errs.EINVALID {
 		t.Errorf("adopting its own instance: %v, want EINVALID", err)
 	}
 	if err := st2.Close(); err != nil {

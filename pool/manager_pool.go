@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	"github.com/vmpooler/vmpooler/store"
 )
 
@@ -45,7 +46,7 @@ type poolRun struct {
 	annotate []store.VM
 	ready    []store.VM // pooled ready VMs still ready
 	pending  []store.VM // pooled pending VMs still pending
-	errs     []error
+	problems []error
 
 	readyOK   int    // VMs that proved ready this pass (see proved)
 	readyFail string // why a VM failed its ready check this pass, if one did
@@ -149,7 +150,7 @@ func (m *Manager) reconcilePool(ctx context.Context, pc PoolConfig, f *poolFetch
 	}
 	m.checked[pc.Name] = next
 	m.annotated[pc.Name] = r.nextNoted
-	return p, errors.Join(r.errs...)
+	return p, errors.Join(r.problems...)
 }
 
 // classify decides what to do with each live VM of the pool.
@@ -286,8 +287,8 @@ func (r *poolRun) findOrphans(vms []store.VM) {
 		vm, err := r.m.Store.Get(name)
 		if err == nil && vm.State != store.StateDestroyed {
 			continue
-		} else if err != nil && store.ErrorCode(err) != store.ENOTFOUND {
-			r.errs = append(r.errs, err)
+		} else if err != nil && errs.ErrorCode(err) != errs.ENOTFOUND {
+			r.problems = append(r.problems, err)
 			continue
 		}
 		switch {
@@ -319,7 +320,7 @@ func (r *poolRun) adoptRunning(info VMInfo) bool {
 	vm := store.VM{Hostname: info.Name, Pool: r.pass.cfg.Name, Template: r.pass.template,
 		CloneTarget: r.pass.cloneTarget, CheckedOut: at, User: info.Attributes["vmpooler_user"], IP: info.IP}
 	if err := r.m.Store.AddRunning(vm); err != nil {
-		r.errs = append(r.errs, fmt.Errorf("adopting %s: %w", info.Name, err))
+		r.problems = append(r.problems, fmt.Errorf("adopting %s: %w", info.Name, err))
 		return true // neither destroy it nor call it foreign; try again next pass
 	}
 	r.m.Logger.Info("vm adopted", "pool", vm.Pool, "hostname", vm.Hostname, "to", store.StateRunning,
@@ -379,7 +380,7 @@ func (r *poolRun) applyPending(c readyCheck) {
 			r.readyOK++
 		}
 		if err := r.m.Store.MarkReady(vm.Hostname, c.info.IP); err != nil {
-			r.errs = append(r.errs, fmt.Errorf("marking %s ready: %w", vm.Hostname, err))
+			r.problems = append(r.problems, fmt.Errorf("marking %s ready: %w", vm.Hostname, err))
 			return
 		}
 		log := r.m.Logger.With("pool", vm.Pool, "hostname", vm.Hostname, "from", store.StatePending)
@@ -399,7 +400,7 @@ func (r *poolRun) applyPending(c readyCheck) {
 		// request no longer wants it.
 		cur, err := r.m.Store.Get(vm.Hostname)
 		if err != nil {
-			r.errs = append(r.errs, err)
+			r.problems = append(r.problems, err)
 			return
 		}
 		log.Info("vm ready", "to", cur.State, "request", vm.RequestID, "ip", c.info.IP, "reason", cur.Reason)
@@ -509,10 +510,10 @@ func (r *poolRun) removeExcess() {
 func (r *poolRun) fail(vm store.VM, reason string) {
 	m := r.m
 	if err := m.Store.Fail(vm.Hostname, vm.State, reason); err != nil {
-		if code := store.ErrorCode(err); code == store.ECONFLICT {
+		if code := errs.ErrorCode(err); code == errs.ECONFLICT {
 			m.Logger.Debug("vm changed state before it could be failed", "pool", vm.Pool, "hostname", vm.Hostname, "reason", reason)
-		} else if code != store.ENOTFOUND {
-			r.errs = append(r.errs, fmt.Errorf("failing %s: %w", vm.Hostname, err))
+		} else if code != errs.ENOTFOUND {
+			r.problems = append(r.problems, fmt.Errorf("failing %s: %w", vm.Hostname, err))
 		}
 		return
 	}
@@ -533,13 +534,13 @@ func (r *poolRun) fail(vm store.VM, reason string) {
 // destroyRecord moves a VM that is not (or no longer) in vSphere to destroyed.
 func (r *poolRun) destroyRecord(vm store.VM, reason string) {
 	if err := r.m.destroyRecord(vm.Pool, vm.Hostname, vm.State, reason); err != nil {
-		r.errs = append(r.errs, err)
+		r.problems = append(r.problems, err)
 	}
 }
 
 func (m *Manager) destroyRecord(pool, host string, from store.State, reason string) error {
 	if err := m.Store.Destroy(host, reason); err != nil { // "" keeps the earlier reason
-		if store.ErrorCode(err) == store.ENOTFOUND {
+		if errs.ErrorCode(err) == errs.ENOTFOUND {
 			return nil
 		}
 		return fmt.Errorf("destroying record of %s: %w", host, err)
@@ -584,7 +585,7 @@ func (r *poolRun) runDestroys() {
 		mu.Lock()
 		defer mu.Unlock()
 		if err := m.destroyRecord(r.pass.cfg.Name, name, store.StateCompleted, reason); err != nil {
-			r.errs = append(r.errs, err)
+			r.problems = append(r.problems, err)
 		}
 	})
 }

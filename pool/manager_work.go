@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
+
 	"github.com/vmpooler/vmpooler/store"
 )
 
@@ -155,11 +157,11 @@ func (m *Manager) runClone(ctx context.Context, spec CloneSpec, sem chan struct{
 // and clones what the others still lack, within ondemand_clone_limit.
 func (m *Manager) reconcileRequests(reqs []store.Request, passes map[string]*poolPass, now time.Time) error {
 	ttl := Minutes(m.Config.OndemandRequestTTL)
-	var errs []error
+	var problems []error
 	for i := range reqs {
 		req := &reqs[i]
 		if now.Sub(req.Created) > ttl {
-			errs = append(errs, m.expireRequest(req, passes, "not filled within "+fmtMinutes(ttl)))
+			problems = append(problems, m.expireRequest(req, passes, "not filled within "+fmtMinutes(ttl)))
 			continue
 		}
 		filled, unknown := true, ""
@@ -170,11 +172,11 @@ func (m *Manager) reconcileRequests(reqs []store.Request, passes map[string]*poo
 			filled = filled && len(req.Hosts[want.Pool]) >= want.Count
 		}
 		if unknown != "" {
-			errs = append(errs, m.expireRequest(req, passes, "pool "+unknown+" is not configured"))
+			problems = append(problems, m.expireRequest(req, passes, "pool "+unknown+" is not configured"))
 			continue
 		} else if filled {
 			if err := m.Store.FinishRequest(req.ID, store.RequestReady, ""); err != nil {
-				errs = append(errs, fmt.Errorf("request %s: %w", req.ID, err))
+				problems = append(problems, fmt.Errorf("request %s: %w", req.ID, err))
 				continue
 			}
 			m.Logger.Info("ondemand request ready", "request", req.ID)
@@ -182,7 +184,7 @@ func (m *Manager) reconcileRequests(reqs []store.Request, passes map[string]*poo
 		}
 		m.cloneForRequest(req, passes)
 	}
-	return errors.Join(errs...)
+	return errors.Join(problems...)
 }
 
 // cloneForRequest starts the clones a request still lacks.
@@ -224,18 +226,18 @@ func (m *Manager) expireRequest(req *store.Request, passes map[string]*poolPass,
 	for _, hs := range req.Hosts {
 		hosts = append(hosts, hs...)
 	}
-	var errs []error
+	var problems []error
 	for _, h := range hosts {
 		why := "ondemand request " + req.ID + " failed: " + reason
 		err := m.Store.Fail(h, "", why)
-		if err != nil && store.ErrorCode(err) != store.ENOTFOUND {
-			errs = append(errs, fmt.Errorf("failing %s: %w", h, err))
+		if err != nil && errs.ErrorCode(err) != errs.ENOTFOUND {
+			problems = append(problems, fmt.Errorf("failing %s: %w", h, err))
 			continue
 		}
 		m.abandonClone(h)
 		m.Logger.Info("vm failed", "hostname", h, "to", store.StateCompleted, "reason", why)
 	}
-	return errors.Join(errs...)
+	return errors.Join(problems...)
 }
 
 // startJobs runs queued snapshot, revert and add-disk jobs in goroutines,
@@ -251,15 +253,15 @@ func (m *Manager) startJobs(now time.Time) error {
 		blocked[host] = true
 	}
 	m.mu.Unlock()
-	var errs []error
+	var problems []error
 	for _, j := range jobs {
 		if blocked[j.Hostname] {
 			continue
 		}
 		blocked[j.Hostname] = true
 		vm, err := m.Store.Get(j.Hostname)
-		if err != nil && store.ErrorCode(err) != store.ENOTFOUND {
-			errs = append(errs, err)
+		if err != nil && errs.ErrorCode(err) != errs.ENOTFOUND {
+			problems = append(problems, err)
 			continue
 		}
 		pc, ok := m.Config.Pool(vm.Pool)
@@ -273,7 +275,7 @@ func (m *Manager) startJobs(now time.Time) error {
 			why = fmt.Errorf("pool %s is not configured", vm.Pool)
 		}
 		if why != nil {
-			errs = append(errs, m.finishJob(j, why))
+			problems = append(problems, m.finishJob(j, why))
 			continue
 		}
 		if !tryAcquire(m.jobSem) {
@@ -285,7 +287,7 @@ func (m *Manager) startJobs(now time.Time) error {
 		m.work.Add(1)
 		go m.runJob(j, pc)
 	}
-	return errors.Join(errs...)
+	return errors.Join(problems...)
 }
 
 // runJob carries out one job of pool pc through the provider and records

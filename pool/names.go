@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	"github.com/vmpooler/vmpooler/store"
 )
 
@@ -74,7 +75,7 @@ func (m *Manager) addPendingVM(vm store.VM) (store.VM, error) {
 			vm.State = store.StatePending
 			vm.Started = m.Now()
 			return vm, nil
-		} else if store.ErrorCode(err) != store.ECONFLICT {
+		} else if errs.ErrorCode(err) != errs.ECONFLICT {
 			return vm, err
 		}
 	}

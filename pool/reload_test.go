@@ -3,6 +3,7 @@ package pool
 import (
 	"testing"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	"github.com/vmpooler/vmpooler/store"
 )
 
@@ -34,7 +35,7 @@ func TestManagerSetConfig(t *testing.T) {
 	e.m.SetConfig(next)
 	svc.SetConfig(next, nil)
 
-	if _, err := svc.Checkout([]Want{{Name: "b", Count: 1}}, Caller{}); store.ErrorCode(err) != store.ENOTFOUND {
+	if _, err := svc.Checkout([]Want{{Name: "b", Count: 1}}, Caller{}); errs.ErrorCode(err) != errs.ENOTFOUND {
 		t.Errorf("checkout of a removed pool: err %v, want ENOTFOUND", err)
 	}
 	if got, want := svc.Pools(), []string{"a", "c", "d"}; len(got) != len(want) || got[2] != "d" {

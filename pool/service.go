@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	"github.com/vmpooler/vmpooler/store"
 )
 
@@ -100,7 +101,7 @@ func (s *Service) Checkout(wants []Want, c Caller) (map[string][]store.VM, error
 		return nil, err
 	}
 	if s.waitersHold(cur, wants) {
-		return nil, store.Errorf(store.EEMPTY, "waiting checkouts are ahead of this one")
+		return nil, errs.Errorf(errs.EEMPTY, "waiting checkouts are ahead of this one")
 	}
 	return s.checkoutNow(cur, wants, c)
 }
@@ -108,14 +109,14 @@ func (s *Service) Checkout(wants []Want, c Caller) (map[string][]store.VM, error
 // validWants checks the names and counts of a checkout.
 func validWants(cur *serviceState, wants []Want) error {
 	if len(wants) == 0 {
-		return store.Errorf(store.ENOTFOUND, "no pool requested")
+		return errs.Errorf(errs.ENOTFOUND, "no pool requested")
 	}
 	for _, w := range wants {
 		if _, ok := cur.aliases[w.Name]; !ok {
-			return store.Errorf(store.ENOTFOUND, "unknown pool or alias %q", w.Name)
+			return errs.Errorf(errs.ENOTFOUND, "unknown pool or alias %q", w.Name)
 		}
 		if w.Count < 1 || w.Count > MaxCheckoutCount {
-			return store.Errorf(store.EINVALID, "VM count for %q must be from 1 to %d", w.Name, MaxCheckoutCount)
+			return errs.Errorf(errs.EINVALID, "VM count for %q must be from 1 to %d", w.Name, MaxCheckoutCount)
 		}
 	}
 	return nil
@@ -138,11 +139,11 @@ func (s *Service) checkoutNow(cur *serviceState, wants []Want, c Caller) (map[st
 			s.Kick()
 			return assign(vms, perName), nil
 		}
-		if store.ErrorCode(err) != store.EEMPTY || !hasAlias(cur.aliases, wants) {
+		if errs.ErrorCode(err) != errs.EEMPTY || !hasAlias(cur.aliases, wants) {
 			break
 		}
 	}
-	if store.ErrorCode(err) == store.EEMPTY {
+	if errs.ErrorCode(err) == errs.EEMPTY {
 		s.Kick() // the manager may be able to refill sooner
 	}
 	return nil, err

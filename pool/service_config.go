@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	"github.com/vmpooler/vmpooler/store"
 )
 
@@ -107,7 +108,7 @@ func (s *Service) setOverrides(body map[string]string, c Caller, f overrideField
 	if err := needToken(c); err != nil {
 		return false, err
 	} else if len(body) == 0 {
-		return false, store.Errorf(store.EINVALID, "Request body must name at least one pool")
+		return false, errs.Errorf(errs.EINVALID, "Request body must name at least one pool")
 	}
 	cfg := s.Current()
 	names := slices.Sorted(maps.Keys(body))
@@ -130,7 +131,7 @@ func (s *Service) setOverrides(body map[string]string, c Caller, f overrideField
 		vals[name] = v
 	}
 	if len(bad) > 0 {
-		return false, namesError(store.EINVALID, "unknown pools or bad values", f.key, bad)
+		return false, namesError(errs.EINVALID, "unknown pools or bad values", f.key, bad)
 	}
 	s.ovrMu.Lock()
 	defer s.ovrMu.Unlock()
@@ -189,7 +190,7 @@ func (s *Service) resetOverride(pool string, c Caller, f overrideField) (Reset, 
 	}
 	p, ok := s.Current().Pool(pool)
 	if !ok {
-		return Reset{}, store.Errorf(store.ENOTFOUND, "unknown pool %q", pool)
+		return Reset{}, errs.Errorf(errs.ENOTFOUND, "unknown pool %q", pool)
 	}
 	s.ovrMu.Lock()
 	defer s.ovrMu.Unlock()
@@ -221,7 +222,7 @@ func (s *Service) ResetPools(pools []string, c Caller) (int, error) {
 	if err := needToken(c); err != nil {
 		return 0, err
 	} else if len(pools) == 0 {
-		return 0, store.Errorf(store.EINVALID, "Request body must name at least one pool")
+		return 0, errs.Errorf(errs.EINVALID, "Request body must name at least one pool")
 	}
 	names := slices.Compact(slices.Sorted(slices.Values(pools)))
 	var bad []string
@@ -231,7 +232,7 @@ func (s *Service) ResetPools(pools []string, c Caller) (int, error) {
 		}
 	}
 	if len(bad) > 0 {
-		return 0, namesError(store.EINVALID, "unknown pools", "bad_pools", bad)
+		return 0, namesError(errs.EINVALID, "unknown pools", "bad_pools", bad)
 	}
 	n := 0
 	for _, name := range names {
@@ -245,10 +246,10 @@ func (s *Service) ResetPools(pools []string, c Caller) (int, error) {
 					continue
 				}
 				// Only if still in st: a checkout may have taken it meanwhile.
-				switch err := s.Store.Fail(vm.Hostname, st, "pool reset"); store.ErrorCode(err) {
+				switch err := s.Store.Fail(vm.Hostname, st, "pool reset"); errs.ErrorCode(err) {
 				case "":
 					n++
-				case store.ENOTFOUND, store.ECONFLICT:
+				case errs.ENOTFOUND, errs.ECONFLICT:
 				default:
 					return n, err
 				}

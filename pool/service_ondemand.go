@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	"github.com/vmpooler/vmpooler/store"
 )
 
@@ -12,8 +13,8 @@ import (
 // aliases, templates), listed in a detail under key the way upstream does
 // (bad_templates, not_configured, bad_pools).
 func namesError(code, message, key string, names []string) error {
-	return &store.Error{Code: code, Message: message + ": " + strings.Join(names, ", "),
-		Details: []store.Detail{{Key: key, Value: names}}}
+	return &errs.Error{Code: code, Message: message + ": " + strings.Join(names, ", "),
+		Details: []errs.Detail{{Key: key, Value: names}}}
 }
 
 // MaxRequestIDLen bounds a caller-chosen ondemand request id.
@@ -23,7 +24,7 @@ const MaxRequestIDLen = 100
 // with auth on, a valid token is required (401).
 func needToken(c Caller) error {
 	if c.Auth && c.User == "" {
-		return store.Errorf(store.EUNAUTHORIZED, "a token is required")
+		return errs.Errorf(errs.EUNAUTHORIZED, "a token is required")
 	}
 	return nil
 }
@@ -43,7 +44,7 @@ func (s *Service) RequestOndemand(wants []Want, id string, c Caller) (string, er
 	if err := needToken(c); err != nil {
 		return "", err
 	} else if len(wants) == 0 {
-		return "", store.Errorf(store.EINVALID, "no pool requested")
+		return "", errs.Errorf(errs.EINVALID, "no pool requested")
 	}
 	limit := cur.cfg.MaxOndemandPerRequest
 	if err := cur.validOndemand(wants, limit); err != nil {
@@ -52,7 +53,7 @@ func (s *Service) RequestOndemand(wants []Want, id string, c Caller) (string, er
 	if id == "" {
 		id = newUUID()
 	} else if !validRequestID(id) {
-		return "", store.Errorf(store.EINVALID, "request_id must be 1 to %d of A-Z a-z 0-9 . _ -", MaxRequestIDLen)
+		return "", errs.Errorf(errs.EINVALID, "request_id must be 1 to %d of A-Z a-z 0-9 . _ -", MaxRequestIDLen)
 	}
 	r := store.Request{ID: id, User: c.User, Quota: cur.quota(c.User)}
 	if c.User != "" && cur.cfg.VMLifetimeAuth > 0 {
@@ -64,12 +65,12 @@ func (s *Service) RequestOndemand(wants []Want, id string, c Caller) (string, er
 	perPool := make(map[string]int)
 	for _, pc := range r.Requested {
 		if perPool[pc.Pool] += pc.Count; perPool[pc.Pool] > limit {
-			return "", store.Errorf(store.EFORBIDDEN, "requested amount of instances exceeds the maximum %d (pool %s, aliases counted)", limit, pc.Pool)
+			return "", errs.Errorf(errs.EFORBIDDEN, "requested amount of instances exceeds the maximum %d (pool %s, aliases counted)", limit, pc.Pool)
 		}
 	}
 	err := s.Store.CreateRequest(r)
-	if store.ErrorCode(err) == store.ECONFLICT {
-		return "", store.Errorf(store.ECONFLICT, "request_id '%s' has already been created", id)
+	if errs.ErrorCode(err) == errs.ECONFLICT {
+		return "", errs.Errorf(errs.ECONFLICT, "request_id '%s' has already been created", id)
 	} else if err != nil {
 		return "", err
 	}
@@ -88,13 +89,13 @@ func (cur *serviceState) validOndemand(wants []Want, limit int) error {
 		}
 	}
 	if len(unknown) > 0 {
-		return namesError(store.ENOTFOUND, "unknown pools or aliases", "bad_templates", unknown)
+		return namesError(errs.ENOTFOUND, "unknown pools or aliases", "bad_templates", unknown)
 	}
 	for _, w := range wants {
 		if w.Count < 1 {
-			return store.Errorf(store.EINVALID, "VM count must be at least 1")
+			return errs.Errorf(errs.EINVALID, "VM count must be at least 1")
 		} else if w.Count > limit {
-			return store.Errorf(store.EFORBIDDEN, "requested amount of instances exceeds the maximum %d", limit)
+			return errs.Errorf(errs.EFORBIDDEN, "requested amount of instances exceeds the maximum %d", limit)
 		}
 	}
 	return nil
@@ -159,8 +160,8 @@ type OndemandView struct {
 // Ondemand returns a request by id. ENOTFOUND if unknown.
 func (s *Service) Ondemand(id string) (OndemandView, error) {
 	r, err := s.Store.GetRequest(id)
-	if store.ErrorCode(err) == store.ENOTFOUND {
-		return OndemandView{}, store.Errorf(store.ENOTFOUND, "no request found for request_id '%s'", id)
+	if errs.ErrorCode(err) == errs.ENOTFOUND {
+		return OndemandView{}, errs.Errorf(errs.ENOTFOUND, "no request found for request_id '%s'", id)
 	} else if err != nil {
 		return OndemandView{}, err
 	}
@@ -202,13 +203,13 @@ func (s *Service) DeleteOndemand(id string, c Caller) (already bool, err error) 
 		return false, err
 	}
 	r, err := s.Store.GetRequest(id)
-	if store.ErrorCode(err) == store.ENOTFOUND {
-		return false, store.Errorf(store.ENOTFOUND, "no request found for request_id '%s'", id)
+	if errs.ErrorCode(err) == errs.ENOTFOUND {
+		return false, errs.Errorf(errs.ENOTFOUND, "no request found for request_id '%s'", id)
 	} else if err != nil {
 		return false, err
 	}
 	if c.Auth && r.User != "" && r.User != c.User {
-		return false, store.Errorf(store.EFORBIDDEN, "request %s belongs to another user", id)
+		return false, errs.Errorf(errs.EFORBIDDEN, "request %s belongs to another user", id)
 	}
 	if r.State == store.RequestDeleted {
 		return true, nil

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/vmpooler/vmpooler/internal/clocktest"
+	"github.com/vmpooler/vmpooler/internal/errs"
 	"github.com/vmpooler/vmpooler/internal/storetest"
 	"github.com/vmpooler/vmpooler/store"
 )
@@ -70,7 +71,7 @@ func TestServiceCheckout(t *testing.T) {
 	t.Run("empty is all or nothing", func(t *testing.T) {
 		e.ready("a", "a3")
 		_, err := e.svc.Checkout([]Want{{"a", 1}, {"b", 1}}, Caller{})
-		if store.ErrorCode(err) != store.EEMPTY {
+		if errs.ErrorCode(err) != errs.EEMPTY {
 			t.Fatalf("err = %v, want EEMPTY", err)
 		}
 		if r := e.st.Counts()["a"].Ready; r != 1 {
@@ -78,7 +79,7 @@ func TestServiceCheckout(t *testing.T) {
 		}
 	})
 	t.Run("unknown name", func(t *testing.T) {
-		if _, err := e.svc.Checkout([]Want{{"zzz", 1}}, Caller{}); store.ErrorCode(err) != store.ENOTFOUND {
+		if _, err := e.svc.Checkout([]Want{{"zzz", 1}}, Caller{}); errs.ErrorCode(err) != errs.ENOTFOUND {
 			t.Errorf("err = %v, want ENOTFOUND", err)
 		}
 	})
@@ -109,14 +110,14 @@ func TestServiceModifyAndOwnership(t *testing.T) {
 		c    Caller
 		code string
 	}{
-		{"no token", Modification{Lifetime: &two}, Caller{Auth: true}, store.EUNAUTHORIZED},
-		{"other user", Modification{Lifetime: &two}, Caller{User: "alice", Auth: true}, store.EFORBIDDEN},
-		{"zero", Modification{Lifetime: &zero, LifetimeArg: "0"}, Caller{User: "jdoe", Auth: true}, store.EINVALID},
-		{"at limit", Modification{Lifetime: &hundred, LifetimeArg: "100"}, Caller{User: "jdoe", Auth: true}, store.EINVALID},
-		{"tag not allowed", Modification{Tags: map[string]string{"x": "1"}}, Caller{}, store.EINVALID},
+		{"no token", Modification{Lifetime: &two}, Caller{Auth: true}, errs.EUNAUTHORIZED},
+		{"other user", Modification{Lifetime: &two}, Caller{User: "alice", Auth: true}, errs.EFORBIDDEN},
+		{"zero", Modification{Lifetime: &zero, LifetimeArg: "0"}, Caller{User: "jdoe", Auth: true}, errs.EINVALID},
+		{"at limit", Modification{Lifetime: &hundred, LifetimeArg: "100"}, Caller{User: "jdoe", Auth: true}, errs.EINVALID},
+		{"tag not allowed", Modification{Tags: map[string]string{"x": "1"}}, Caller{}, errs.EINVALID},
 		{"owner", Modification{Lifetime: &two, Tags: map[string]string{"url": "ci.example.com/job/1", "project": ""}}, Caller{User: "jdoe", Auth: true}, ""},
 	} {
-		if err := e.svc.Modify(host, c.m, c.c); store.ErrorCode(err) != c.code {
+		if err := e.svc.Modify(host, c.m, c.c); errs.ErrorCode(err) != c.code {
 			t.Errorf("%s: err = %v, want code %q", c.name, err, c.code)
 		}
 	}
@@ -127,10 +128,10 @@ func TestServiceModifyAndOwnership(t *testing.T) {
 	if vm.Lifetime != 2 || vm.Tags["url"] != "ci.example.com/job" || len(vm.Tags) != 1 {
 		t.Errorf("lifetime %d tags %v, want 2 and the filtered url only", vm.Lifetime, vm.Tags)
 	}
-	if err := e.svc.Return(host, Caller{User: "alice", Auth: true}); store.ErrorCode(err) != store.EFORBIDDEN {
+	if err := e.svc.Return(host, Caller{User: "alice", Auth: true}); errs.ErrorCode(err) != errs.EFORBIDDEN {
 		t.Errorf("return by alice: %v, want EFORBIDDEN", err)
 	}
-	if err := e.svc.Return("a2", Caller{}); store.ErrorCode(err) != store.ENOTFOUND {
+	if err := e.svc.Return("a2", Caller{}); errs.ErrorCode(err) != errs.ENOTFOUND {
 		t.Errorf("return of a ready VM: %v, want ENOTFOUND", err)
 	}
 	if err := e.svc.Return(host, Caller{User: "jdoe", Auth: true}); err != nil {
@@ -178,10 +179,10 @@ func TestServiceStatus(t *testing.T) {
 func TestServiceSummaryDates(t *testing.T) {
 	e := mustServiceEnv(t)
 	for _, c := range []struct{ from, to, code string }{
-		{"", "", ""}, {"2015-03-01", "", ""}, {"2015-3-1", "", store.EINVALID}, {"2015-03-12", "", store.EINVALID},
-		{"2015-03-10", "2015-03-09", store.EINVALID}, {"2000-01-01", "2015-03-11", store.EINVALID},
+		{"", "", ""}, {"2015-03-01", "", ""}, {"2015-3-1", "", errs.EINVALID}, {"2015-03-12", "", errs.EINVALID},
+		{"2015-03-10", "2015-03-09", errs.EINVALID}, {"2000-01-01", "2015-03-11", errs.EINVALID},
 	} {
-		if _, err := e.svc.Summary(c.from, c.to); store.ErrorCode(err) != c.code {
+		if _, err := e.svc.Summary(c.from, c.to); errs.ErrorCode(err) != c.code {
 			t.Errorf("Summary(%q, %q): %v, want code %q", c.from, c.to, err, c.code)
 		}
 	}
@@ -201,13 +202,13 @@ func TestServiceOndemandLimitCountsAliases(t *testing.T) {
 		wants []Want
 		code  string
 	}{
-		{"pool and two aliases", []Want{{"c", 10}, {"c-alias", 10}, {"c-other", 10}}, store.EFORBIDDEN},
-		{"pool and alias over", []Want{{"c", 6}, {"c-alias", 5}}, store.EFORBIDDEN},
-		{"one name over", []Want{{"c", 11}}, store.EFORBIDDEN},
+		{"pool and two aliases", []Want{{"c", 10}, {"c-alias", 10}, {"c-other", 10}}, errs.EFORBIDDEN},
+		{"pool and alias over", []Want{{"c", 6}, {"c-alias", 5}}, errs.EFORBIDDEN},
+		{"one name over", []Want{{"c", 11}}, errs.EFORBIDDEN},
 		{"pool and alias at the limit", []Want{{"c", 6}, {"c-alias", 4}}, ""},
 		{"alias spread over two pools", []Want{{"both", 10}}, ""},
 	} {
-		if _, err := e.svc.RequestOndemand(c.wants, "", user); store.ErrorCode(err) != c.code {
+		if _, err := e.svc.RequestOndemand(c.wants, "", user); errs.ErrorCode(err) != c.code {
 			t.Errorf("%s: err = %v, want code %q", c.name, err, c.code)
 		}
 	}
@@ -244,7 +245,7 @@ func TestServiceTemplateReady(t *testing.T) {
 	if _, err := e.svc.SetPoolTemplates(map[string]string{"a": "t/other"}, Caller{}); err != nil {
 		t.Errorf("override with an existing template: %v", err)
 	}
-	if _, err := e.svc.SetPoolTemplates(map[string]string{"a": "t/missing"}, Caller{}); store.ErrorCode(err) != store.EINVALID {
+	if _, err := e.svc.SetPoolTemplates(map[string]string{"a": "t/missing"}, Caller{}); errs.ErrorCode(err) != errs.EINVALID {
 		t.Errorf("override with a missing template: %v, want EINVALID", err)
 	}
 }

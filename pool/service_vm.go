@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	"github.com/vmpooler/vmpooler/store"
 )
 
@@ -16,9 +17,9 @@ func owner(vm store.VM, c Caller) error {
 	if !c.Auth || vm.User == "" {
 		return nil
 	} else if c.User == "" {
-		return store.Errorf(store.EUNAUTHORIZED, "VM %s was checked out with a token; a token is required", vm.Hostname)
+		return errs.Errorf(errs.EUNAUTHORIZED, "VM %s was checked out with a token; a token is required", vm.Hostname)
 	} else if c.User != vm.User {
-		return store.Errorf(store.EFORBIDDEN, "VM %s belongs to another user", vm.Hostname)
+		return errs.Errorf(errs.EFORBIDDEN, "VM %s belongs to another user", vm.Hostname)
 	}
 	return nil
 }
@@ -55,8 +56,8 @@ type Modification struct {
 // failureError is EINVALID listing every problem of a PUT body, also under
 // "failure".
 func failureError(failures []string) error {
-	return &store.Error{Code: store.EINVALID, Message: strings.Join(failures, " "),
-		Details: []store.Detail{{Key: "failure", Value: failures}}}
+	return &errs.Error{Code: errs.EINVALID, Message: strings.Join(failures, " "),
+		Details: []errs.Detail{{Key: "failure", Value: failures}}}
 }
 
 // Modify changes a running VM's lifetime and tags, and queues a disk when
@@ -88,7 +89,7 @@ func (s *Service) runningVM(host string) (store.VM, error) {
 	if err != nil {
 		return store.VM{}, err
 	} else if vm.State != store.StateRunning {
-		return store.VM{}, store.Errorf(store.ENOTFOUND, "VM %s is not running", host)
+		return store.VM{}, errs.Errorf(errs.ENOTFOUND, "VM %s is not running", host)
 	}
 	return vm, nil
 }
@@ -99,9 +100,9 @@ func (m Modification) needsToken(c Caller) error {
 	if !c.Auth || c.User != "" {
 		return nil
 	} else if m.Lifetime != nil {
-		return store.Errorf(store.EUNAUTHORIZED, "changing the lifetime needs a token")
+		return errs.Errorf(errs.EUNAUTHORIZED, "changing the lifetime needs a token")
 	} else if m.Disk != nil {
-		return store.Errorf(store.EUNAUTHORIZED, "adding a disk needs a token")
+		return errs.Errorf(errs.EUNAUTHORIZED, "adding a disk needs a token")
 	}
 	return nil
 }
@@ -195,13 +196,13 @@ func (cur *serviceState) filterTags(tags map[string]string) map[string]string {
 // auth is on), VM exists and is live (404), ownership (403).
 func (s *Service) jobTarget(host string, c Caller) error {
 	if c.Auth && c.User == "" {
-		return store.Errorf(store.EUNAUTHORIZED, "a token is required")
+		return errs.Errorf(errs.EUNAUTHORIZED, "a token is required")
 	}
 	vm, err := s.Store.Get(host)
 	if err != nil {
 		return err
 	} else if vm.State == store.StateDestroyed || vm.State == store.StateCompleted {
-		return store.Errorf(store.ENOTFOUND, "VM %s is not live", host)
+		return errs.Errorf(errs.ENOTFOUND, "VM %s is not live", host)
 	}
 	return owner(vm, c)
 }
@@ -242,7 +243,7 @@ const MaxDiskGB = 2048
 // AddDisk queues an extra disk of sizeGB (1..MaxDiskGB).
 func (s *Service) AddDisk(host string, sizeGB int, c Caller) error {
 	if sizeGB < 1 || sizeGB > MaxDiskGB {
-		return store.Errorf(store.EINVALID, "disk size must be from 1 to %d", MaxDiskGB)
+		return errs.Errorf(errs.EINVALID, "disk size must be from 1 to %d", MaxDiskGB)
 	}
 	if err := s.jobTarget(host, c); err != nil {
 		return err

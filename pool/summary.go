@@ -3,6 +3,7 @@ package pool
 import (
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	"github.com/vmpooler/vmpooler/store"
 )
 
@@ -93,11 +94,11 @@ func (s *Service) Rollups(from, to string) ([]store.DayRollup, error) {
 		return nil, err
 	}
 	if t.Before(f) {
-		return nil, store.Errorf(store.EINVALID, "Date range is invalid, 'to' cannot come before 'from'.")
+		return nil, errs.Errorf(errs.EINVALID, "Date range is invalid, 'to' cannot come before 'from'.")
 	} else if from > today {
-		return nil, store.Errorf(store.EINVALID, "Date range is invalid, 'from' must be in the past.")
+		return nil, errs.Errorf(errs.EINVALID, "Date range is invalid, 'from' must be in the past.")
 	} else if t.Sub(f) > Hours(24*MaxSummaryDays) {
-		return nil, store.Errorf(store.EINVALID, "Date range is invalid, at most %d days.", MaxSummaryDays)
+		return nil, errs.Errorf(errs.EINVALID, "Date range is invalid, at most %d days.", MaxSummaryDays)
 	}
 	return s.Store.Rollups(from, to)
 }
@@ -105,7 +106,7 @@ func (s *Service) Rollups(from, to string) ([]store.DayRollup, error) {
 func parseDate(v string) (time.Time, error) {
 	t, err := time.Parse(time.DateOnly, v)
 	if err != nil || len(v) != len(time.DateOnly) {
-		return time.Time{}, store.Errorf(store.EINVALID, "Invalid date format '%s', must match YYYY-MM-DD.", v)
+		return time.Time{}, errs.Errorf(errs.EINVALID, "Invalid date format '%s', must match YYYY-MM-DD.", v)
 	}
 	return t, nil
 }

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	"github.com/vmpooler/vmpooler/store"
 )
 
@@ -78,7 +79,7 @@ func (s *Service) CheckoutWait(ctx context.Context, wants []Want, c Caller, wait
 	q.mu.Lock()
 	if !q.holds(w.pools, len(q.waiters)) {
 		vms, err := s.checkoutNow(cur, wants, c)
-		if err == nil || store.ErrorCode(err) != store.EEMPTY {
+		if err == nil || errs.ErrorCode(err) != errs.EEMPTY {
 			q.mu.Unlock()
 			return vms, err
 		}
@@ -111,7 +112,7 @@ func (s *Service) leave(ctx context.Context, w *waiter, wait time.Duration) (map
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, store.Errorf(store.EEMPTY, "no VM ready within %s", wait.Round(time.Second))
+		return nil, errs.Errorf(errs.EEMPTY, "no VM ready within %s", wait.Round(time.Second))
 	}
 	r := <-w.done // served as the deadline came: it has its VMs
 	if ctx.Err() != nil && r.err == nil {
@@ -136,7 +137,7 @@ func (s *Service) ServeWaiters() {
 			continue
 		}
 		vms, err := s.checkoutNow(cur, w.wants, w.caller)
-		if store.ErrorCode(err) == store.EEMPTY {
+		if errs.ErrorCode(err) == errs.EEMPTY {
 			i++ // it holds its pools for those behind it
 			continue
 		}

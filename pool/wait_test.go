@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	"github.com/vmpooler/vmpooler/internal/storetest"
 	"github.com/vmpooler/vmpooler/store"
 )
@@ -116,7 +117,7 @@ func TestWaitFIFO(t *testing.T) {
 	}
 	for i := range chans {
 		host := e.ready("p")
-		if _, err := e.svc.Checkout([]Want{{Name: "p", Count: 1}}, Caller{}); store.ErrorCode(err) != store.EEMPTY && i < len(chans)-1 {
+		if _, err := e.svc.Checkout([]Want{{Name: "p", Count: 1}}, Caller{}); errs.ErrorCode(err) != errs.EEMPTY && i < len(chans)-1 {
 			t.Errorf("a checkout that does not wait: %v, want EEMPTY while others wait", err)
 		}
 		o := got(t, chans[i])
@@ -148,7 +149,7 @@ func TestWaitMultiPool(t *testing.T) {
 	if c := e.st.Counts()["p1"]; c.Ready != 1 {
 		t.Fatalf("p1 counts = %+v: its ready VM was taken", c)
 	}
-	if _, err := e.svc.Checkout([]Want{{Name: "p1", Count: 1}}, Caller{}); store.ErrorCode(err) != store.EEMPTY {
+	if _, err := e.svc.Checkout([]Want{{Name: "p1", Count: 1}}, Caller{}); errs.ErrorCode(err) != errs.EEMPTY {
 		t.Errorf("checkout of a held VM: %v, want EEMPTY", err)
 	}
 	h2 := e.ready("p2")
@@ -170,7 +171,7 @@ func TestWaitDeadlineAndDisconnect(t *testing.T) {
 	short := e.wait(context.Background(), []Want{{Name: "p1", Count: 1}, {Name: "p2", Count: 1}}, 300*time.Millisecond)
 	behind := e.wait(context.Background(), []Want{{Name: "p1", Count: 1}}, time.Minute)
 	h := e.ready("p1")
-	if o := got(t, short); store.ErrorCode(o.err) != store.EEMPTY || o.vms != nil {
+	if o := got(t, short); errs.ErrorCode(o.err) != errs.EEMPTY || o.vms != nil {
 		t.Fatalf("at the deadline: %v %v, want EEMPTY", o.vms, o.err)
 	}
 	if o := got(t, behind); o.err != nil || o.vms["p1"][0].Hostname != h {

@@ -3,12 +3,13 @@ package store
 import (
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	bolt "go.etcd.io/bbolt"
 )
 
 // Checkout moves VMs ready → running, oldest ready first, all or nothing.
-// The result is in request order. EEMPTY (naming the pool) if any pool is short;
-// then nothing changes. EINVALID for an empty request, a bad pool name, a
+// The result is in request order. errs.EEMPTY (naming the pool) if any pool is short;
+// then nothing changes. errs.EINVALID for an empty request, a bad pool name, a
 // count below 1 or a negative lifetime.
 //
 // Concurrent checkouts share commits (see commit), which is why the
@@ -42,21 +43,21 @@ func (s *Store) Checkout(req CheckoutRequest) ([]VM, error) {
 // validCheckout checks a request before any transaction.
 func validCheckout(req CheckoutRequest) error {
 	if len(req.Pools) == 0 {
-		return Errorf(EINVALID, "no pools requested")
+		return errs.Errorf(errs.EINVALID, "no pools requested")
 	} else if req.Lifetime < 0 {
-		return Errorf(EINVALID, "lifetime must not be negative")
+		return errs.Errorf(errs.EINVALID, "lifetime must not be negative")
 	}
 	for _, pc := range req.Pools {
 		if !validName(pc.Pool) {
-			return Errorf(EINVALID, "bad pool name %q", pc.Pool)
+			return errs.Errorf(errs.EINVALID, "bad pool name %q", pc.Pool)
 		} else if pc.Count < 1 {
-			return Errorf(EINVALID, "count for pool %s must be at least 1", pc.Pool)
+			return errs.Errorf(errs.EINVALID, "count for pool %s must be at least 1", pc.Pool)
 		}
 	}
 	return nil
 }
 
-// checkout is Checkout inside tx. On EEMPTY the caller's transaction rolls
+// checkout is Checkout inside tx. On errs.EEMPTY the caller's transaction rolls
 // back whatever earlier pools of the request already moved.
 func checkout(tx *bolt.Tx, d counts, req CheckoutRequest, now time.Time) ([]VM, error) {
 	if err := checkQuota(tx, req.Quota, req.User, req.Pools); err != nil {
@@ -69,7 +70,7 @@ func checkout(tx *bolt.Tx, d counts, req CheckoutRequest, now time.Time) ([]VM, 
 		prefix := indexPrefix(pc.Pool, StateReady)
 		keys := prefixKeys(tx.Bucket(bucketPools), prefix, pc.Count)
 		if len(keys) < pc.Count {
-			return nil, Errorf(EEMPTY, "pool %s has too few ready vms (%d requested)", pc.Pool, pc.Count)
+			return nil, errs.Errorf(errs.EEMPTY, "pool %s has too few ready vms (%d requested)", pc.Pool, pc.Count)
 		}
 		for _, k := range keys {
 			vm, err := getVM(tx, string(k[len(prefix)+8:]))

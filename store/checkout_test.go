@@ -5,6 +5,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/vmpooler/vmpooler/internal/errs"
 )
 
 func TestCheckout(t *testing.T) {
@@ -32,9 +34,9 @@ func TestCheckout(t *testing.T) {
 	t.Run("ShortPoolChangesNothing", func(t *testing.T) {
 		before := s.Counts()
 		_, err := s.Checkout(CheckoutRequest{Pools: []PoolCount{{"a", 1}, {"b", 2}}})
-		mustCode(t, err, EEMPTY)
-		if !strings.Contains(ErrorMessage(err), "pool b") {
-			t.Errorf("message %q does not name pool b", ErrorMessage(err))
+		mustCode(t, err, errs.EEMPTY)
+		if !strings.Contains(errs.ErrorMessage(err), "pool b") {
+			t.Errorf("message %q does not name pool b", errs.ErrorMessage(err))
 		}
 		if after := s.Counts(); after["a"] != before["a"] || after["b"] != before["b"] {
 			t.Errorf("counts changed: %+v → %+v", before, after)
@@ -53,7 +55,7 @@ func TestCheckout(t *testing.T) {
 		}
 		fillReady(t, s, "c", "", 2)
 		_, err = s.Checkout(CheckoutRequest{Pools: []PoolCount{{"c", 2}, {"c", 1}}})
-		mustCode(t, err, EEMPTY)
+		mustCode(t, err, errs.EEMPTY)
 		got, err = s.Checkout(CheckoutRequest{Pools: []PoolCount{{"c", 1}, {"c", 1}}})
 		if err != nil || !slices.Equal(names(got), []string{"c-0", "c-1"}) {
 			t.Errorf("got %v, %v", names(got), err)
@@ -61,7 +63,7 @@ func TestCheckout(t *testing.T) {
 	})
 	t.Run("UnknownPool", func(t *testing.T) {
 		_, err := s.Checkout(CheckoutRequest{Pools: []PoolCount{{"nope", 1}}})
-		mustCode(t, err, EEMPTY)
+		mustCode(t, err, errs.EEMPTY)
 	})
 	t.Run("Invalid", func(t *testing.T) {
 		for _, req := range []CheckoutRequest{
@@ -72,7 +74,7 @@ func TestCheckout(t *testing.T) {
 			{Pools: []PoolCount{{"a", 1}}, Lifetime: -1},
 		} {
 			_, err := s.Checkout(req)
-			mustCode(t, err, EINVALID)
+			mustCode(t, err, errs.EINVALID)
 		}
 	})
 	if got := s.Counts(); got["a"].Running != 3 || got["b"].Running != 2 || got["a"].Ready != 0 {
@@ -95,7 +97,7 @@ func TestConcurrentCheckout(t *testing.T) {
 		wg.Go(func() {
 			for {
 				vms, err := s.Checkout(CheckoutRequest{Pools: []PoolCount{{"p", 1}}})
-				if ErrorCode(err) == EEMPTY {
+				if errs.ErrorCode(err) == errs.EEMPTY {
 					return
 				} else if err != nil {
 					t.Error(err)
@@ -133,7 +135,7 @@ func TestConcurrentMultiPoolShort(t *testing.T) {
 	for range 32 {
 		wg.Go(func() {
 			_, err := s.Checkout(CheckoutRequest{Pools: []PoolCount{{"a", 1}, {"b", 2}}})
-			if ErrorCode(err) != EEMPTY {
+			if errs.ErrorCode(err) != errs.EEMPTY {
 				t.Errorf("short checkout: got %v, want EEMPTY", err)
 			}
 		})

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/vmpooler/vmpooler/internal/errs"
 )
 
 // crashEnv names the database a re-executed test binary works on until it
@@ -44,7 +46,7 @@ func TestCrash(t *testing.T) {
 			vm, err := s.Get(h)
 			if err == nil && (vm.State == StateReady || vm.State == StatePending) {
 				t.Errorf("run %d: %s was checked out but is %s after the crash", i, h, vm.State)
-			} else if err != nil && ErrorCode(err) != ENOTFOUND {
+			} else if err != nil && errs.ErrorCode(err) != errs.ENOTFOUND {
 				t.Error(err)
 			}
 		}
@@ -132,8 +134,8 @@ func crashChild(path string) {
 		mu.Unlock()
 	}
 	fail := func(err error) {
-		switch ErrorCode(err) {
-		case "", EEMPTY, ENOTFOUND, ECONFLICT:
+		switch errs.ErrorCode(err) {
+		case "", errs.EEMPTY, errs.ENOTFOUND, errs.ECONFLICT:
 			return
 		}
 		fmt.Fprintln(os.Stderr, "child:", err)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -69,12 +70,12 @@ func ValidInstance(id string) bool {
 
 // Adopt records that the VMs of another pooler instance (a lost or
 // replaced database) are to be treated as this pooler's from the next Open
-// on. EINVALID for a malformed id or this database's own.
+// on. errs.EINVALID for a malformed id or this database's own.
 func (s *Store) Adopt(id string) error {
 	if !ValidInstance(id) {
-		return Errorf(EINVALID, "instance id %q: want %d characters a-z, 2-7", id, instanceIDLen)
+		return errs.Errorf(errs.EINVALID, "instance id %q: want %d characters a-z, 2-7", id, instanceIDLen)
 	} else if id == s.instance {
-		return Errorf(EINVALID, "instance %s is this database's own", id)
+		return errs.Errorf(errs.EINVALID, "instance %s is this database's own", id)
 	}
 	return s.update(func(tx *bolt.Tx, _ time.Time, _ counts) error {
 		ids, err := loadAdopted(tx)
@@ -94,7 +95,7 @@ func (s *Store) Adopt(id string) error {
 
 // AddRunning records a VM taken over from an adopted instance that was
 // checked out there: it enters state running with the checkout time and
-// user it carries, and lives out its lifetime. ECONFLICT if the hostname
+// user it carries, and lives out its lifetime. errs.ECONFLICT if the hostname
 // has a record.
 func (s *Store) AddRunning(vm VM) error {
 	if err := checkNewVM(vm); err != nil {
@@ -108,7 +109,7 @@ func (s *Store) AddRunning(vm VM) error {
 // addRunning is AddRunning within tx.
 func addRunning(tx *bolt.Tx, now time.Time, d counts, vm VM) error {
 	if tx.Bucket(bucketVMs).Get([]byte(vm.Hostname)) != nil {
-		return Errorf(ECONFLICT, "vm %s already exists", vm.Hostname)
+		return errs.Errorf(errs.ECONFLICT, "vm %s already exists", vm.Hostname)
 	}
 	vm.State = StateRunning
 	if vm.CheckedOut.IsZero() || vm.CheckedOut.After(now) {

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/vmpooler/vmpooler/internal/errs"
 )
 
 // The instance id is made with the file and kept for its life; another
@@ -22,7 +24,7 @@ func TestInstanceAndAdopt(t *testing.T) {
 		t.Fatalf("two files share instance %q", id)
 	}
 	for _, bad := range []string{"", "short", "UPPERCASEUPPERCA", "abcdefghijklmno1", id} {
-		if err := s.Adopt(bad); ErrorCode(err) != EINVALID {
+		if err := s.Adopt(bad); errs.ErrorCode(err) != errs.EINVALID {
 			t.Errorf("Adopt(%q) = %v, want EINVALID", bad, err)
 		}
 	}
@@ -39,7 +41,7 @@ func TestInstanceAndAdopt(t *testing.T) {
 	if err := s.AddRunning(VM{Hostname: "taken", Pool: "p", CheckedOut: at, User: "jdoe"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.AddRunning(VM{Hostname: "taken", Pool: "p"}); ErrorCode(err) != ECONFLICT {
+	if err := s.AddRunning(VM{Hostname: "taken", Pool: "p"}); errs.ErrorCode(err) != errs.ECONFLICT {
 		t.Errorf("AddRunning twice: %v, want ECONFLICT", err)
 	}
 	if err := s.Close(); err != nil {

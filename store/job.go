@@ -6,15 +6,16 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	bolt "go.etcd.io/bbolt"
 )
 
-// liveVM decodes host's record for a job request: ENOTFOUND if unknown,
-// ECONFLICT if destroyed.
+// liveVM decodes host's record for a job request: errs.ENOTFOUND if unknown,
+// errs.ECONFLICT if destroyed.
 func liveVM(tx *bolt.Tx, host string) (VM, error) {
 	vm, err := getVM(tx, host)
 	if err == nil && vm.State == StateDestroyed {
-		err = Errorf(ECONFLICT, "vm %s is destroyed", host)
+		err = errs.Errorf(errs.ECONFLICT, "vm %s is destroyed", host)
 	}
 	return vm, err
 }
@@ -35,11 +36,11 @@ func queueJob(tx *bolt.Tx, j Job) error {
 }
 
 // RequestSnapshot adds a pending snapshot to a live VM and queues a job.
-// EINVALID for an empty name; ENOTFOUND if unknown; ECONFLICT if destroyed
+// errs.EINVALID for an empty name; errs.ENOTFOUND if unknown; errs.ECONFLICT if destroyed
 // or a pending or done snapshot has that name (a failed one is replaced).
 func (s *Store) RequestSnapshot(host, name string) error {
 	if name == "" {
-		return Errorf(EINVALID, "a snapshot needs a name")
+		return errs.Errorf(errs.EINVALID, "a snapshot needs a name")
 	}
 	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
 		vm, err := liveVM(tx, host)
@@ -49,7 +50,7 @@ func (s *Store) RequestSnapshot(host, name string) error {
 		snaps := vm.Snapshots[:0:0]
 		for _, sn := range vm.Snapshots {
 			if sn.Name == name && sn.State != JobFailed {
-				return Errorf(ECONFLICT, "vm %s already has a snapshot %s", host, name)
+				return errs.Errorf(errs.ECONFLICT, "vm %s already has a snapshot %s", host, name)
 			} else if sn.Name != name {
 				snaps = append(snaps, sn)
 			}
@@ -62,8 +63,8 @@ func (s *Store) RequestSnapshot(host, name string) error {
 	})
 }
 
-// RequestRevert queues a revert to a done snapshot. ENOTFOUND if the VM or a
-// done snapshot of that name does not exist; ECONFLICT if destroyed.
+// RequestRevert queues a revert to a done snapshot. errs.ENOTFOUND if the VM or a
+// done snapshot of that name does not exist; errs.ECONFLICT if destroyed.
 func (s *Store) RequestRevert(host, name string) error {
 	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
 		vm, err := liveVM(tx, host)
@@ -75,15 +76,15 @@ func (s *Store) RequestRevert(host, name string) error {
 				return queueJob(tx, Job{Kind: JobRevert, Hostname: host, Snapshot: name, Requested: now})
 			}
 		}
-		return Errorf(ENOTFOUND, "vm %s has no snapshot %s", host, name)
+		return errs.Errorf(errs.ENOTFOUND, "vm %s has no snapshot %s", host, name)
 	})
 }
 
 // RequestDisk adds a pending disk to a live VM and queues a job.
-// EINVALID for a size below 1; ENOTFOUND if unknown; ECONFLICT if destroyed.
+// errs.EINVALID for a size below 1; errs.ENOTFOUND if unknown; errs.ECONFLICT if destroyed.
 func (s *Store) RequestDisk(host string, sizeGB int) error {
 	if sizeGB < 1 {
-		return Errorf(EINVALID, "disk size must be at least 1 GB")
+		return errs.Errorf(errs.EINVALID, "disk size must be at least 1 GB")
 	}
 	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
 		vm, err := liveVM(tx, host)
@@ -115,7 +116,7 @@ func (s *Store) Jobs() ([]Job, error) {
 }
 
 // FinishJob records a job's outcome on its VM (done, or failed with jobErr)
-// and removes it from the queue. ENOTFOUND if no such job. A job whose VM
+// and removes it from the queue. errs.ENOTFOUND if no such job. A job whose VM
 // has gone is just removed. A failed revert leaves its snapshot done, with
 // the error.
 func (s *Store) FinishJob(id uint64, jobErr error) error {
@@ -123,7 +124,7 @@ func (s *Store) FinishJob(id uint64, jobErr error) error {
 		b := tx.Bucket(bucketJobs)
 		v := b.Get(seqKey(id))
 		if v == nil {
-			return Errorf(ENOTFOUND, "job %d not found", id)
+			return errs.Errorf(errs.ENOTFOUND, "job %d not found", id)
 		}
 		var j Job
 		if err := json.Unmarshal(v, &j); err != nil {
@@ -133,7 +134,7 @@ func (s *Store) FinishJob(id uint64, jobErr error) error {
 			return err
 		}
 		vm, err := getVM(tx, j.Hostname)
-		if ErrorCode(err) == ENOTFOUND {
+		if errs.ErrorCode(err) == errs.ENOTFOUND {
 			return nil
 		} else if err != nil {
 			return err

@@ -3,6 +3,8 @@ package store
 import (
 	"errors"
 	"testing"
+
+	"github.com/vmpooler/vmpooler/internal/errs"
 )
 
 func TestJobs(t *testing.T) {
@@ -11,15 +13,15 @@ func TestJobs(t *testing.T) {
 	if err := s.RequestSnapshot("p-0", "s1"); err != nil {
 		t.Fatal(err)
 	}
-	mustCode(t, s.RequestSnapshot("p-0", "s1"), ECONFLICT)
-	mustCode(t, s.RequestSnapshot("p-0", ""), EINVALID)
-	mustCode(t, s.RequestSnapshot("nope", "s1"), ENOTFOUND)
-	mustCode(t, s.RequestRevert("p-0", "s1"), ENOTFOUND) // not done yet
+	mustCode(t, s.RequestSnapshot("p-0", "s1"), errs.ECONFLICT)
+	mustCode(t, s.RequestSnapshot("p-0", ""), errs.EINVALID)
+	mustCode(t, s.RequestSnapshot("nope", "s1"), errs.ENOTFOUND)
+	mustCode(t, s.RequestRevert("p-0", "s1"), errs.ENOTFOUND) // not done yet
 	if err := s.RequestDisk("p-0", 20); err != nil {
 		t.Fatal(err)
 	}
-	mustCode(t, s.RequestDisk("p-0", 0), EINVALID)
-	mustCode(t, s.RequestDisk("nope", 1), ENOTFOUND)
+	mustCode(t, s.RequestDisk("p-0", 0), errs.EINVALID)
+	mustCode(t, s.RequestDisk("nope", 1), errs.ENOTFOUND)
 
 	jobs, err := s.Jobs()
 	if err != nil {
@@ -34,7 +36,7 @@ func TestJobs(t *testing.T) {
 	if err := s.FinishJob(jobs[1].ID, errors.New("datastore full")); err != nil {
 		t.Fatal(err)
 	}
-	mustCode(t, s.FinishJob(jobs[0].ID, nil), ENOTFOUND)
+	mustCode(t, s.FinishJob(jobs[0].ID, nil), errs.ENOTFOUND)
 	vm, _ := s.Get("p-0")
 	if sn := vm.Snapshots[0]; sn.State != JobDone || sn.Done.IsZero() {
 		t.Errorf("snapshot: %+v", sn)
@@ -69,8 +71,8 @@ func TestJobs(t *testing.T) {
 	})
 	t.Run("VMGone", func(t *testing.T) {
 		s.Destroy("p-0", "")
-		mustCode(t, s.RequestSnapshot("p-0", "s3"), ECONFLICT)
-		mustCode(t, s.RequestDisk("p-0", 1), ECONFLICT)
+		mustCode(t, s.RequestSnapshot("p-0", "s3"), errs.ECONFLICT)
+		mustCode(t, s.RequestDisk("p-0", 1), errs.ECONFLICT)
 		jobs, _ := s.Jobs()
 		for _, j := range jobs {
 			if err := s.FinishJob(j.ID, nil); err != nil {

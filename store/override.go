@@ -5,16 +5,17 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	bolt "go.etcd.io/bbolt"
 )
 
 // PutOverride replaces a pool's runtime override (an empty Override removes it).
-// EINVALID for an empty pool name or a negative size.
+// errs.EINVALID for an empty pool name or a negative size.
 func (s *Store) PutOverride(pool string, o Override) error {
 	if pool == "" {
-		return Errorf(EINVALID, "an override needs a pool")
+		return errs.Errorf(errs.EINVALID, "an override needs a pool")
 	} else if o.Size != nil && *o.Size < 0 {
-		return Errorf(EINVALID, "pool size must not be negative")
+		return errs.Errorf(errs.EINVALID, "pool size must not be negative")
 	}
 	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
 		b := tx.Bucket(bucketOverrides)

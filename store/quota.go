@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -50,15 +51,15 @@ func (e *QuotaError) Error() string {
 		e.User, e.Running, e.Requested, e.Limit)
 }
 
-// Unwrap gives the error its code (EFORBIDDEN), message and details: the
+// Unwrap gives the error its code (errs.EFORBIDDEN), message and details: the
 // pool (if any), limit, running and requested.
 func (e *QuotaError) Unwrap() error {
-	var d []Detail
+	var d []errs.Detail
 	if e.Pool != "" {
-		d = append(d, Detail{"pool", e.Pool})
+		d = append(d, errs.Detail{Key: "pool", Value: e.Pool})
 	}
-	d = append(d, Detail{"limit", e.Limit}, Detail{"running", e.Running}, Detail{"requested", e.Requested})
-	return &Error{Code: EFORBIDDEN, Message: e.Error(), Details: d}
+	d = append(d, errs.Detail{Key: "limit", Value: e.Limit}, errs.Detail{Key: "running", Value: e.Running}, errs.Detail{Key: "requested", Value: e.Requested})
+	return &errs.Error{Code: errs.EFORBIDDEN, Message: e.Error(), Details: d}
 }
 
 // usage counts user's running VMs and the VMs still owed to the user's
@@ -96,7 +97,7 @@ func usage(tx *bolt.Tx, user string) (total int, perPool map[string]int, err err
 	rc := tx.Bucket(bucketReqsPending).Cursor()
 	for k, _ := rc.First(); k != nil; k, _ = rc.Next() {
 		r, err := getRequest(tx, keyName(k))
-		if ErrorCode(err) == ENOTFOUND {
+		if errs.ErrorCode(err) == errs.ENOTFOUND {
 			continue
 		} else if err != nil {
 			return 0, nil, err

@@ -5,10 +5,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/vmpooler/vmpooler/internal/errs"
 )
 
 // One user, 32 concurrent checkouts of one VM each, a quota of 5: exactly
-// 5 are handed out, the rest refused with EFORBIDDEN naming the limit.
+// 5 are handed out, the rest refused with errs.EFORBIDDEN naming the limit.
 func TestQuotaConcurrentCheckouts(t *testing.T) {
 	s := MustOpenStore(t)
 	fillReady(t, s, "a", "", 40)
@@ -24,7 +26,7 @@ func TestQuotaConcurrentCheckouts(t *testing.T) {
 			switch {
 			case err == nil:
 				ok.Add(1)
-			case errors.As(err, &qe) && ErrorCode(err) == EFORBIDDEN && qe.Limit == 5 && qe.Running == 5:
+			case errors.As(err, &qe) && errs.ErrorCode(err) == errs.EFORBIDDEN && qe.Limit == 5 && qe.Running == 5:
 				refused.Add(1)
 			default:
 				t.Errorf("checkout: %v", err)
@@ -54,7 +56,7 @@ func TestQuotaAllOrNothing(t *testing.T) {
 	}
 	// 2 held + 3 asked > 4: refused, and nothing moves.
 	_, err := s.Checkout(CheckoutRequest{Pools: []PoolCount{{"a", 1}, {"b", 2}}, User: "alice", Quota: q})
-	mustCode(t, err, EFORBIDDEN)
+	mustCode(t, err, errs.EFORBIDDEN)
 	var qe *QuotaError
 	if !errors.As(err, &qe) || qe.Limit != 4 || qe.Running != 2 || qe.Requested != 3 || qe.Pool != "" {
 		t.Errorf("got %#v", err)
@@ -80,8 +82,8 @@ func TestQuotaAllOrNothing(t *testing.T) {
 		t.Errorf("after an ondemand request of 2: %v", err)
 	}
 	err = s.CreateRequest(Request{ID: "r2", User: "alice", Requested: []PoolCount{{"a", 1}}, Quota: q})
-	mustCode(t, err, EFORBIDDEN)
-	if _, err := s.GetRequest("r2"); ErrorCode(err) != ENOTFOUND {
+	mustCode(t, err, errs.EFORBIDDEN)
+	if _, err := s.GetRequest("r2"); errs.ErrorCode(err) != errs.ENOTFOUND {
 		t.Errorf("refused request stored: %v", err)
 	}
 }

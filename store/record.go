@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -84,12 +85,12 @@ func prefixKeys(b *bolt.Bucket, prefix []byte, n int) [][]byte {
 	return keys
 }
 
-// getVM decodes the record of host. ENOTFOUND if there is none.
+// getVM decodes the record of host. errs.ENOTFOUND if there is none.
 func getVM(tx *bolt.Tx, host string) (VM, error) {
 	var vm VM
 	v := tx.Bucket(bucketVMs).Get([]byte(host))
 	if v == nil {
-		return vm, Errorf(ENOTFOUND, "vm %s not found", host)
+		return vm, errs.Errorf(errs.ENOTFOUND, "vm %s not found", host)
 	}
 	if err := decodeVM(v, &vm); err != nil {
 		return vm, fmt.Errorf("decode vm %s: %w", host, err)
@@ -197,7 +198,7 @@ func listIndex(tx *bolt.Tx, b *bolt.Bucket, prefix []byte, keep func(*VM) bool) 
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 		vm, err := getVM(tx, string(k[len(prefix)+8:]))
 		if err != nil {
-			return nil, fmt.Errorf("index entry %x: %v", k, err) // corruption, not ENOTFOUND
+			return nil, fmt.Errorf("index entry %x: %v", k, err) // corruption, not errs.ENOTFOUND
 		}
 		if keep == nil || keep(&vm) {
 			out = append(out, vm)

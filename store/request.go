@@ -6,15 +6,16 @@ import (
 	"slices"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	bolt "go.etcd.io/bbolt"
 )
 
-// getRequest decodes request id. ENOTFOUND if there is none.
+// getRequest decodes request id. errs.ENOTFOUND if there is none.
 func getRequest(tx *bolt.Tx, id string) (Request, error) {
 	var r Request
 	v := tx.Bucket(bucketRequests).Get([]byte(id))
 	if v == nil {
-		return r, Errorf(ENOTFOUND, "request %s not found", id)
+		return r, errs.Errorf(errs.ENOTFOUND, "request %s not found", id)
 	}
 	if err := json.Unmarshal(v, &r); err != nil {
 		return r, fmt.Errorf("decode request %s: %w", id, err)
@@ -59,7 +60,7 @@ func (r *Request) complete() bool {
 // completed.
 func deliver(tx *bolt.Tx, d counts, vm *VM, now time.Time) error {
 	r, err := getRequest(tx, vm.RequestID)
-	if ErrorCode(err) == ENOTFOUND {
+	if errs.ErrorCode(err) == errs.ENOTFOUND {
 		vm.Reason = fmt.Sprintf("ondemand request %s not found", vm.RequestID)
 		return move(tx, d, vm, StateCompleted, now)
 	} else if err != nil {
@@ -101,25 +102,25 @@ func setRequestState(tx *bolt.Tx, r *Request, state string) error {
 }
 
 // CreateRequest stores a new ondemand request (State pending).
-// Created is set to now when zero. EINVALID for an empty id, nothing
+// Created is set to now when zero. errs.EINVALID for an empty id, nothing
 // requested, an empty pool, a count below 1 or a negative lifetime;
-// ECONFLICT if the id exists.
+// errs.ECONFLICT if the id exists.
 func (s *Store) CreateRequest(r Request) error {
 	if r.ID == "" {
-		return Errorf(EINVALID, "a request needs an id")
+		return errs.Errorf(errs.EINVALID, "a request needs an id")
 	} else if len(r.Requested) == 0 {
-		return Errorf(EINVALID, "request %s asks for no vms", r.ID)
+		return errs.Errorf(errs.EINVALID, "request %s asks for no vms", r.ID)
 	} else if r.Lifetime < 0 {
-		return Errorf(EINVALID, "lifetime must not be negative")
+		return errs.Errorf(errs.EINVALID, "lifetime must not be negative")
 	}
 	for _, pc := range r.Requested {
 		if pc.Pool == "" || pc.Count < 1 {
-			return Errorf(EINVALID, "request %s: each pool needs a name and a count of at least 1", r.ID)
+			return errs.Errorf(errs.EINVALID, "request %s: each pool needs a name and a count of at least 1", r.ID)
 		}
 	}
 	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
 		if tx.Bucket(bucketRequests).Get([]byte(r.ID)) != nil {
-			return Errorf(ECONFLICT, "request %s already exists", r.ID)
+			return errs.Errorf(errs.ECONFLICT, "request %s already exists", r.ID)
 		}
 		if err := checkQuota(tx, r.Quota, r.User, r.Requested); err != nil {
 			return err
@@ -135,7 +136,7 @@ func (s *Store) CreateRequest(r Request) error {
 	})
 }
 
-// GetRequest returns an ondemand request. ENOTFOUND if unknown.
+// GetRequest returns an ondemand request. errs.ENOTFOUND if unknown.
 func (s *Store) GetRequest(id string) (Request, error) {
 	var r Request
 	err := s.view(func(tx *bolt.Tx) (err error) {
@@ -168,13 +169,13 @@ func (s *Store) PendingRequests() ([]Request, error) {
 //
 // Setting the state a request already has, or anything on a deleted
 // request, changes nothing (nil). A ready or failed request may only be
-// deleted (ECONFLICT otherwise). EINVALID for another state; ENOTFOUND if
+// deleted (errs.ECONFLICT otherwise). errs.EINVALID for another state; errs.ENOTFOUND if
 // unknown.
 func (s *Store) FinishRequest(id, state, errMsg string) error {
 	switch state {
 	case RequestReady, RequestFailed, RequestDeleted:
 	default:
-		return Errorf(EINVALID, "bad request state %q", state)
+		return errs.Errorf(errs.EINVALID, "bad request state %q", state)
 	}
 	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
 		r, err := getRequest(tx, id)
@@ -185,7 +186,7 @@ func (s *Store) FinishRequest(id, state, errMsg string) error {
 		case r.State == RequestDeleted || r.State == state:
 			return nil
 		case r.State != RequestPending && state != RequestDeleted:
-			return Errorf(ECONFLICT, "request %s is %s", id, r.State)
+			return errs.Errorf(errs.ECONFLICT, "request %s is %s", id, r.State)
 		}
 		if err := setRequestState(tx, &r, state); err != nil {
 			return err
@@ -207,7 +208,7 @@ func completeRequestVMs(tx *bolt.Tx, d counts, r *Request, now time.Time) error 
 	for _, hosts := range r.Hosts {
 		for _, host := range hosts {
 			vm, err := getVM(tx, host)
-			if ErrorCode(err) == ENOTFOUND {
+			if errs.ErrorCode(err) == errs.ENOTFOUND {
 				continue // purged
 			} else if err != nil {
 				return err

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/vmpooler/vmpooler/internal/errs"
 )
 
 // pendingFor adds a pending VM of pool that belongs to request id.
@@ -20,10 +22,10 @@ func TestRequest(t *testing.T) {
 	if err := s.CreateRequest(req); err != nil {
 		t.Fatal(err)
 	}
-	mustCode(t, s.CreateRequest(req), ECONFLICT)
+	mustCode(t, s.CreateRequest(req), errs.ECONFLICT)
 	for _, bad := range []Request{{}, {ID: "x"}, {ID: "x", Requested: []PoolCount{{"a", 0}}},
 		{ID: "x", Requested: []PoolCount{{"", 1}}}, {ID: "x", Requested: []PoolCount{{"a", 1}}, Lifetime: -1}} {
-		mustCode(t, s.CreateRequest(bad), EINVALID)
+		mustCode(t, s.CreateRequest(bad), errs.EINVALID)
 	}
 	s.CreateRequest(Request{ID: "r2", Requested: []PoolCount{{"a", 1}}})
 	pend, _ := s.PendingRequests()
@@ -101,16 +103,16 @@ func TestRequest(t *testing.T) {
 		if r, _ := s.GetRequest("r3"); r.State != RequestFailed || r.Error != "no capacity" {
 			t.Errorf("got %+v", r)
 		}
-		mustCode(t, s.FinishRequest("r3", RequestReady, ""), ECONFLICT)
+		mustCode(t, s.FinishRequest("r3", RequestReady, ""), errs.ECONFLICT)
 		if err := s.FinishRequest("r3", RequestDeleted, ""); err != nil {
 			t.Errorf("delete failed request: %v", err)
 		}
 	})
 	t.Run("Errors", func(t *testing.T) {
-		mustCode(t, s.FinishRequest("nope", RequestReady, ""), ENOTFOUND)
-		mustCode(t, s.FinishRequest("r1", RequestPending, ""), EINVALID)
+		mustCode(t, s.FinishRequest("nope", RequestReady, ""), errs.ENOTFOUND)
+		mustCode(t, s.FinishRequest("r1", RequestPending, ""), errs.EINVALID)
 		_, err := s.GetRequest("nope")
-		mustCode(t, err, ENOTFOUND)
+		mustCode(t, err, errs.ENOTFOUND)
 	})
 	if pend, _ := s.PendingRequests(); len(pend) != 0 {
 		t.Errorf("pending at end: %+v", pend)
@@ -143,7 +145,7 @@ func TestPurgeRequests(t *testing.T) {
 	}
 	for _, id := range []string{"done", "failed"} {
 		_, err := s.GetRequest(id)
-		mustCode(t, err, ENOTFOUND)
+		mustCode(t, err, errs.ENOTFOUND)
 	}
 	if _, err := s.GetRequest("pending"); err != nil {
 		t.Errorf("pending request purged: %v", err)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -173,7 +174,7 @@ func migrateDayTags(tx *bolt.Tx) error {
 }
 
 // Rollups returns the day rollups from..to inclusive (YYYY-MM-DD), one per
-// day in order, empty days included. EINVALID for bad dates or from > to,
+// day in order, empty days included. errs.EINVALID for bad dates or from > to,
 // or a range longer than about ten years.
 func (s *Store) Rollups(from, to string) ([]DayRollup, error) {
 	return s.rollups(from, to, true)
@@ -188,16 +189,16 @@ func (s *Store) RollupDurations(from, to string) ([]DayRollup, error) {
 func (s *Store) rollups(from, to string, tags bool) ([]DayRollup, error) {
 	f, err := time.Parse(dateLayout, from)
 	if err != nil {
-		return nil, Errorf(EINVALID, "bad date %q: want YYYY-MM-DD", from)
+		return nil, errs.Errorf(errs.EINVALID, "bad date %q: want YYYY-MM-DD", from)
 	}
 	t, err := time.Parse(dateLayout, to)
 	if err != nil {
-		return nil, Errorf(EINVALID, "bad date %q: want YYYY-MM-DD", to)
+		return nil, errs.Errorf(errs.EINVALID, "bad date %q: want YYYY-MM-DD", to)
 	}
 	if f.After(t) {
-		return nil, Errorf(EINVALID, "from %s is after to %s", from, to)
+		return nil, errs.Errorf(errs.EINVALID, "from %s is after to %s", from, to)
 	} else if t.Sub(f) > maxRollupDays*24*time.Hour {
-		return nil, Errorf(EINVALID, "range %s..%s is longer than %d days", from, to, maxRollupDays)
+		return nil, errs.Errorf(errs.EINVALID, "range %s..%s is longer than %d days", from, to, maxRollupDays)
 	}
 	var out []DayRollup
 	err = s.view(func(tx *bolt.Tx) error {

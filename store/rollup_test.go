@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -26,7 +27,7 @@ func TestRollups(t *testing.T) {
 	}
 	for _, r := range [][2]string{{"2024-03-11", "2024-03-10"}, {"x", "2024-03-10"}, {"2024-03-10", "2024-13-01"}, {"1990-01-01", "2024-01-01"}} {
 		_, err := s.Rollups(r[0], r[1])
-		mustCode(t, err, EINVALID)
+		mustCode(t, err, errs.EINVALID)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/vmpooler/vmpooler/internal/clocktest"
+	"github.com/vmpooler/vmpooler/internal/errs"
 )
 
 // newTestClock returns a clock at 2024-03-10 12:00 UTC that moves on a
@@ -102,7 +103,7 @@ func reopen(tb testing.TB, s *Store) *Store {
 // mustCode fails tb unless err has code.
 func mustCode(tb testing.TB, err error, code string) {
 	tb.Helper()
-	if got := ErrorCode(err); got != code {
+	if got := errs.ErrorCode(err); got != code {
 		tb.Fatalf("error code: got %q (%v), want %q", got, err, code)
 	}
 }

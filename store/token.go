@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -28,13 +29,13 @@ func userKey(t *Token) []byte {
 	return append(k, tokenKey(t.Token)...)
 }
 
-// getToken decodes the token stored under key. ENOTFOUND if none.
+// getToken decodes the token stored under key. errs.ENOTFOUND if none.
 // Messages never contain the token.
 func getToken(tx *bolt.Tx, key []byte) (Token, error) {
 	var t Token
 	v := tx.Bucket(bucketTokens).Get(key)
 	if v == nil {
-		return t, Errorf(ENOTFOUND, "token not found")
+		return t, errs.Errorf(errs.ENOTFOUND, "token not found")
 	}
 	if err := json.Unmarshal(v, &t); err != nil {
 		return t, fmt.Errorf("decode token %x: %w", key, err)
@@ -51,17 +52,17 @@ func putToken(tx *bolt.Tx, t *Token) error {
 	return tx.Bucket(bucketTokens).Put(tokenKey(t.Token), v)
 }
 
-// CreateToken stores a token. ECONFLICT if it exists. Created is set to now
-// when zero. EINVALID for an empty token or user, or a user with a zero byte.
+// CreateToken stores a token. errs.ECONFLICT if it exists. Created is set to now
+// when zero. errs.EINVALID for an empty token or user, or a user with a zero byte.
 func (s *Store) CreateToken(t Token) error {
 	if t.Token == "" || t.User == "" {
-		return Errorf(EINVALID, "a token needs a value and a user")
+		return errs.Errorf(errs.EINVALID, "a token needs a value and a user")
 	} else if strings.ContainsRune(t.User, 0) {
-		return Errorf(EINVALID, "bad user name")
+		return errs.Errorf(errs.EINVALID, "bad user name")
 	}
 	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
 		if tx.Bucket(bucketTokens).Get(tokenKey(t.Token)) != nil {
-			return Errorf(ECONFLICT, "token already exists")
+			return errs.Errorf(errs.ECONFLICT, "token already exists")
 		}
 		if t.Created.IsZero() {
 			t.Created = now
@@ -73,7 +74,7 @@ func (s *Store) CreateToken(t Token) error {
 	})
 }
 
-// GetToken returns a token. ENOTFOUND if unknown.
+// GetToken returns a token. errs.ENOTFOUND if unknown.
 func (s *Store) GetToken(token string) (Token, error) {
 	var t Token
 	err := s.view(func(tx *bolt.Tx) (err error) {
@@ -101,7 +102,7 @@ func (s *Store) TokensByUser(user string) ([]Token, error) {
 	return out, err
 }
 
-// TouchToken sets a token's LastUsed to now. ENOTFOUND if unknown.
+// TouchToken sets a token's LastUsed to now. errs.ENOTFOUND if unknown.
 func (s *Store) TouchToken(token string) error {
 	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
 		t, err := getToken(tx, tokenKey(token))
@@ -113,7 +114,7 @@ func (s *Store) TouchToken(token string) error {
 	})
 }
 
-// DeleteToken removes a token. ENOTFOUND if unknown.
+// DeleteToken removes a token. errs.ENOTFOUND if unknown.
 func (s *Store) DeleteToken(token string) error {
 	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
 		key := tokenKey(token)

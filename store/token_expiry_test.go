@@ -3,6 +3,8 @@ package store
 import (
 	"testing"
 	"time"
+
+	"github.com/vmpooler/vmpooler/internal/errs"
 )
 
 func TestPurgeTokens(t *testing.T) {
@@ -17,7 +19,7 @@ func TestPurgeTokens(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("purged %d, %v; want 1", n, err)
 	}
-	if _, err := s.GetToken("aold0000000000000000000000000000"); ErrorCode(err) != ENOTFOUND {
+	if _, err := s.GetToken("aold0000000000000000000000000000"); errs.ErrorCode(err) != errs.ENOTFOUND {
 		t.Errorf("old token: %v", err)
 	}
 	ts, _ := s.TokensByUser("alice")

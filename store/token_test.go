@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -17,10 +18,10 @@ func TestTokens(t *testing.T) {
 		}
 	}
 	s.CreateToken(Token{Token: "tok-x", User: "alic"}) // a prefix of alice
-	mustCode(t, s.CreateToken(Token{Token: "tok-a", User: "bob"}), ECONFLICT)
-	mustCode(t, s.CreateToken(Token{Token: "", User: "bob"}), EINVALID)
-	mustCode(t, s.CreateToken(Token{Token: "t", User: ""}), EINVALID)
-	mustCode(t, s.CreateToken(Token{Token: "t", User: "a\x00b"}), EINVALID)
+	mustCode(t, s.CreateToken(Token{Token: "tok-a", User: "bob"}), errs.ECONFLICT)
+	mustCode(t, s.CreateToken(Token{Token: "", User: "bob"}), errs.EINVALID)
+	mustCode(t, s.CreateToken(Token{Token: "t", User: ""}), errs.EINVALID)
+	mustCode(t, s.CreateToken(Token{Token: "t", User: "a\x00b"}), errs.EINVALID)
 
 	got, err := s.TokensByUser("alice")
 	if err != nil {
@@ -44,9 +45,9 @@ func TestTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = s.GetToken("tok-a")
-	mustCode(t, err, ENOTFOUND)
-	mustCode(t, s.DeleteToken("tok-a"), ENOTFOUND)
-	mustCode(t, s.TouchToken("tok-a"), ENOTFOUND)
+	mustCode(t, err, errs.ENOTFOUND)
+	mustCode(t, s.DeleteToken("tok-a"), errs.ENOTFOUND)
+	mustCode(t, s.TouchToken("tok-a"), errs.ENOTFOUND)
 	if got, _ := s.TokensByUser("alice"); len(got) != 2 {
 		t.Errorf("after delete: %+v", got)
 	}
@@ -82,6 +83,6 @@ func TestOverrides(t *testing.T) {
 		t.Errorf("after removal: %+v", got)
 	}
 	neg := -1
-	mustCode(t, s.PutOverride("p", Override{Size: &neg}), EINVALID)
-	mustCode(t, s.PutOverride("", Override{Template: "t"}), EINVALID)
+	mustCode(t, s.PutOverride("p", Override{Size: &neg}), errs.EINVALID)
+	mustCode(t, s.PutOverride("", Override{Template: "t"}), errs.EINVALID)
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -15,7 +16,7 @@ func (s *Store) Unassign(hosts []string) error {
 	return s.update(func(tx *bolt.Tx, _ time.Time, d counts) error {
 		for _, host := range hosts {
 			vm, err := getVM(tx, host)
-			if ErrorCode(err) == ENOTFOUND {
+			if errs.ErrorCode(err) == errs.ENOTFOUND {
 				continue
 			} else if err != nil {
 				return err

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -15,7 +16,7 @@ import (
 const maxNameLen = 255
 
 // AddPending records a new VM in state pending (Started = now).
-// ECONFLICT if a record with that hostname exists (even destroyed).
+// errs.ECONFLICT if a record with that hostname exists (even destroyed).
 func (s *Store) AddPending(vm VM) error {
 	if err := checkNewVM(vm); err != nil {
 		return err
@@ -28,9 +29,9 @@ func (s *Store) AddPending(vm VM) error {
 // checkNewVM validates the names of a VM about to be recorded.
 func checkNewVM(vm VM) error {
 	if vm.Hostname == "" || len(vm.Hostname) > maxNameLen {
-		return Errorf(EINVALID, "a vm needs a hostname of at most %d bytes", maxNameLen)
+		return errs.Errorf(errs.EINVALID, "a vm needs a hostname of at most %d bytes", maxNameLen)
 	} else if !validName(vm.Pool) {
-		return Errorf(EINVALID, "bad pool name %q", vm.Pool)
+		return errs.Errorf(errs.EINVALID, "bad pool name %q", vm.Pool)
 	}
 	return nil
 }
@@ -38,7 +39,7 @@ func checkNewVM(vm VM) error {
 // addPending is AddPending inside tx.
 func addPending(tx *bolt.Tx, d counts, vm VM, now time.Time) error {
 	if tx.Bucket(bucketVMs).Get([]byte(vm.Hostname)) != nil {
-		return Errorf(ECONFLICT, "vm %s already exists", vm.Hostname)
+		return errs.Errorf(errs.ECONFLICT, "vm %s already exists", vm.Hostname)
 	}
 	vm.State = StatePending
 	vm.Started = now
@@ -56,7 +57,7 @@ func (s *Store) MarkCloned(host string) error {
 		if err != nil {
 			return err
 		} else if vm.State != StatePending {
-			return Errorf(ECONFLICT, "vm %s is %s, not pending", host, vm.State)
+			return errs.Errorf(errs.ECONFLICT, "vm %s is %s, not pending", host, vm.State)
 		}
 		vm.Cloned = now
 		return putVM(tx, &vm)
@@ -66,7 +67,7 @@ func (s *Store) MarkCloned(host string) error {
 // MarkReady moves a pending VM to ready (or, when it belongs to an ondemand
 // request, straight to running and onto the request), storing ip and adding
 // its clone (Cloned-Started) and boot (Ready-Cloned) durations to today's rollup.
-// ENOTFOUND if unknown; ECONFLICT if not pending.
+// errs.ENOTFOUND if unknown; errs.ECONFLICT if not pending.
 //
 // Without MarkCloned, no clone duration is counted and the boot duration
 // runs from Started. A VM of a request that is no longer pending, or that
@@ -83,7 +84,7 @@ func markReady(tx *bolt.Tx, d counts, host, ip string, now time.Time) error {
 	if err != nil {
 		return err
 	} else if vm.State != StatePending {
-		return Errorf(ECONFLICT, "vm %s is %s, not pending", host, vm.State)
+		return errs.Errorf(errs.ECONFLICT, "vm %s is %s, not pending", host, vm.State)
 	}
 	vm.IP = ip
 	bootFrom := vm.Started
@@ -105,14 +106,14 @@ func markReady(tx *bolt.Tx, d counts, host, ip string, now time.Time) error {
 }
 
 // Return moves a running VM to completed (DELETE /vm/<host>).
-// ENOTFOUND if no such VM or it is not running.
+// errs.ENOTFOUND if no such VM or it is not running.
 func (s *Store) Return(host, reason string) error {
 	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
 		vm, err := getVM(tx, host)
 		if err != nil {
 			return err
 		} else if vm.State != StateRunning {
-			return Errorf(ENOTFOUND, "vm %s is not running", host)
+			return errs.Errorf(errs.ENOTFOUND, "vm %s is not running", host)
 		}
 		vm.Reason = reason
 		return move(tx, d, &vm, StateCompleted, now)
@@ -122,7 +123,7 @@ func (s *Store) Return(host, reason string) error {
 // Fail moves a VM to completed with a reason, but only if it is still in
 // state from (or in any live state when from is ""): a check that decided
 // to fail a ready VM must not fail one that a checkout took meanwhile.
-// ECONFLICT if the VM left from; ENOTFOUND if unknown or destroyed. A
+// errs.ECONFLICT if the VM left from; errs.ENOTFOUND if unknown or destroyed. A
 // completed VM is left as it is (nil) when from is "" or completed.
 func (s *Store) Fail(host string, from State, reason string) error {
 	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
@@ -132,11 +133,11 @@ func (s *Store) Fail(host string, from State, reason string) error {
 		}
 		switch {
 		case vm.State == StateDestroyed:
-			return Errorf(ENOTFOUND, "vm %s is destroyed", host)
+			return errs.Errorf(errs.ENOTFOUND, "vm %s is destroyed", host)
 		case vm.State == StateCompleted && (from == "" || from == StateCompleted):
 			return nil
 		case from != "" && vm.State != from:
-			return Errorf(ECONFLICT, "vm %s is %s, not %s", host, vm.State, from)
+			return errs.Errorf(errs.ECONFLICT, "vm %s is %s, not %s", host, vm.State, from)
 		}
 		vm.Reason = reason
 		return move(tx, d, &vm, StateCompleted, now)
@@ -144,7 +145,7 @@ func (s *Store) Fail(host string, from State, reason string) error {
 }
 
 // Destroy moves a VM from any live state to destroyed, keeping the record
-// for Retention. ENOTFOUND if unknown. Destroying a destroyed VM changes
+// for Retention. errs.ENOTFOUND if unknown. Destroying a destroyed VM changes
 // nothing (nil). An empty reason keeps the VM's earlier reason.
 func (s *Store) Destroy(host, reason string) error {
 	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
@@ -194,17 +195,17 @@ func (s *Store) Purge() (int, error) {
 // Modify changes a running VM's lifetime (if lifetime > 0) and merges tags
 // (counting each new tag value in today's rollup). Returns the new record.
 // A tag is counted only when its value on the VM changes, at the cost of
-// one read and one write per such tag. EINVALID for a negative lifetime,
+// one read and one write per such tag. errs.EINVALID for a negative lifetime,
 // an empty tag name, one with a zero byte, or a name or value too long for
-// the store; ENOTFOUND unless the VM is running (a tag set on a ready VM
+// the store; errs.ENOTFOUND unless the VM is running (a tag set on a ready VM
 // would follow it to its next user).
 func (s *Store) Modify(host string, lifetime int, tags map[string]string) (VM, error) {
 	if lifetime < 0 {
-		return VM{}, Errorf(EINVALID, "lifetime must not be negative")
+		return VM{}, errs.Errorf(errs.EINVALID, "lifetime must not be negative")
 	}
 	for k, v := range tags {
 		if k == "" || strings.ContainsRune(k, 0) || len(k) > maxTagLen || len(v) > maxTagValueLen {
-			return VM{}, Errorf(EINVALID, "tag names must be 1 to %d bytes without a zero byte, values at most %d bytes", maxTagLen, maxTagValueLen)
+			return VM{}, errs.Errorf(errs.EINVALID, "tag names must be 1 to %d bytes without a zero byte, values at most %d bytes", maxTagLen, maxTagValueLen)
 		}
 	}
 	var out VM
@@ -213,7 +214,7 @@ func (s *Store) Modify(host string, lifetime int, tags map[string]string) (VM, e
 		if err != nil {
 			return err
 		} else if vm.State != StateRunning {
-			return Errorf(ENOTFOUND, "vm %s is not running", host)
+			return errs.Errorf(errs.ENOTFOUND, "vm %s is not running", host)
 		}
 		if lifetime > 0 {
 			vm.Lifetime = lifetime
@@ -239,7 +240,7 @@ func (s *Store) Modify(host string, lifetime int, tags map[string]string) (VM, e
 	return out, nil
 }
 
-// Get returns a VM record. ENOTFOUND if unknown.
+// Get returns a VM record. errs.ENOTFOUND if unknown.
 func (s *Store) Get(host string) (VM, error) {
 	var vm VM
 	err := s.view(func(tx *bolt.Tx) (err error) {
@@ -250,11 +251,11 @@ func (s *Store) Get(host string) (VM, error) {
 }
 
 // List returns the VMs of a pool in a state, in index order (oldest first).
-// For StateDestroyed the order is that of destruction. EINVALID for an
+// For StateDestroyed the order is that of destruction. errs.EINVALID for an
 // unknown state.
 func (s *Store) List(pool string, state State) ([]VM, error) {
 	if !live(state) && state != StateDestroyed {
-		return nil, Errorf(EINVALID, "unknown state %q", state)
+		return nil, errs.Errorf(errs.EINVALID, "unknown state %q", state)
 	}
 	var out []VM
 	err := s.view(func(tx *bolt.Tx) (err error) {

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vmpooler/vmpooler/internal/errs"
 )
 
 func TestAddPending(t *testing.T) {
@@ -20,25 +22,25 @@ func TestAddPending(t *testing.T) {
 		t.Errorf("got %+v, want pending with Started set", vm)
 	}
 	t.Run("Exists", func(t *testing.T) {
-		mustCode(t, s.AddPending(VM{Hostname: "h1", Pool: "p"}), ECONFLICT)
+		mustCode(t, s.AddPending(VM{Hostname: "h1", Pool: "p"}), errs.ECONFLICT)
 	})
 	t.Run("ExistsDestroyed", func(t *testing.T) {
 		if err := s.Destroy("h1", "gone"); err != nil {
 			t.Fatal(err)
 		}
-		mustCode(t, s.AddPending(VM{Hostname: "h1", Pool: "p"}), ECONFLICT)
+		mustCode(t, s.AddPending(VM{Hostname: "h1", Pool: "p"}), errs.ECONFLICT)
 	})
 	t.Run("Invalid", func(t *testing.T) {
-		mustCode(t, s.AddPending(VM{Pool: "p"}), EINVALID)
-		mustCode(t, s.AddPending(VM{Hostname: "x"}), EINVALID)
-		mustCode(t, s.AddPending(VM{Hostname: "x", Pool: "a\x00b"}), EINVALID)
-		mustCode(t, s.AddPending(VM{Hostname: strings.Repeat("x", 256), Pool: "p"}), EINVALID)
+		mustCode(t, s.AddPending(VM{Pool: "p"}), errs.EINVALID)
+		mustCode(t, s.AddPending(VM{Hostname: "x"}), errs.EINVALID)
+		mustCode(t, s.AddPending(VM{Hostname: "x", Pool: "a\x00b"}), errs.EINVALID)
+		mustCode(t, s.AddPending(VM{Hostname: strings.Repeat("x", 256), Pool: "p"}), errs.EINVALID)
 	})
 }
 
 func TestMarkCloned(t *testing.T) {
 	s := MustOpenStore(t)
-	mustCode(t, s.MarkCloned("nope"), ENOTFOUND)
+	mustCode(t, s.MarkCloned("nope"), errs.ENOTFOUND)
 	s.AddPending(VM{Hostname: "h1", Pool: "p"})
 	if err := s.MarkCloned("h1"); err != nil {
 		t.Fatal(err)
@@ -47,7 +49,7 @@ func TestMarkCloned(t *testing.T) {
 		t.Error("Cloned not set")
 	}
 	s.MarkReady("h1", "")
-	mustCode(t, s.MarkCloned("h1"), ECONFLICT)
+	mustCode(t, s.MarkCloned("h1"), errs.ECONFLICT)
 }
 
 func TestMarkReady(t *testing.T) {
@@ -76,8 +78,8 @@ func TestMarkReady(t *testing.T) {
 		t.Errorf("boot rollup: got %+v, want one of 20.001s", b)
 	}
 
-	t.Run("NotPending", func(t *testing.T) { mustCode(t, s.MarkReady("h1", ""), ECONFLICT) })
-	t.Run("Unknown", func(t *testing.T) { mustCode(t, s.MarkReady("nope", ""), ENOTFOUND) })
+	t.Run("NotPending", func(t *testing.T) { mustCode(t, s.MarkReady("h1", ""), errs.ECONFLICT) })
+	t.Run("Unknown", func(t *testing.T) { mustCode(t, s.MarkReady("nope", ""), errs.ENOTFOUND) })
 	t.Run("WithoutClone", func(t *testing.T) {
 		s.AddPending(VM{Hostname: "h2", Pool: "p"})
 		clk.Advance(5 * time.Second)
@@ -100,9 +102,9 @@ func TestReturn(t *testing.T) {
 	if vm.State != StateCompleted || vm.Completed.IsZero() || vm.Reason != "user" {
 		t.Errorf("got %+v", vm)
 	}
-	mustCode(t, s.Return(vms[0].Hostname, ""), ENOTFOUND) // completed
-	mustCode(t, s.Return("p-1", ""), ENOTFOUND)           // ready
-	mustCode(t, s.Return("nope", ""), ENOTFOUND)
+	mustCode(t, s.Return(vms[0].Hostname, ""), errs.ENOTFOUND) // completed
+	mustCode(t, s.Return("p-1", ""), errs.ENOTFOUND)           // ready
+	mustCode(t, s.Return("nope", ""), errs.ENOTFOUND)
 }
 
 func TestFail(t *testing.T) {
@@ -125,8 +127,8 @@ func TestFail(t *testing.T) {
 		t.Errorf("completed vm changed: %+v", vm)
 	}
 	s.Destroy("pend", "")
-	mustCode(t, s.Fail("pend", "", ""), ENOTFOUND)
-	mustCode(t, s.Fail("nope", "", ""), ENOTFOUND)
+	mustCode(t, s.Fail("pend", "", ""), errs.ENOTFOUND)
+	mustCode(t, s.Fail("nope", "", ""), errs.ENOTFOUND)
 	if got := s.Counts()["p"]; got.Completed != 2 || got.Ready+got.Running+got.Pending != 0 {
 		t.Errorf("counts: %+v", got)
 	}
@@ -142,14 +144,14 @@ func TestFailFromGuardsCheckout(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := vms[0].Hostname
-	mustCode(t, s.Fail(h, StateReady, "ready_ttl expired"), ECONFLICT)
+	mustCode(t, s.Fail(h, StateReady, "ready_ttl expired"), errs.ECONFLICT)
 	if vm, _ := s.Get(h); vm.State != StateRunning {
 		t.Errorf("running vm was failed: %+v", vm)
 	}
 	if err := s.Fail(h, StateRunning, "lifetime expired"); err != nil {
 		t.Fatal(err)
 	}
-	mustCode(t, s.Fail(h, StateRunning, "again"), ECONFLICT)
+	mustCode(t, s.Fail(h, StateRunning, "again"), errs.ECONFLICT)
 }
 
 func TestDestroyAndPurge(t *testing.T) {
@@ -171,7 +173,7 @@ func TestDestroyAndPurge(t *testing.T) {
 	if err := s.Destroy("p-1", "twice"); err != nil {
 		t.Errorf("destroy of destroyed: %v", err)
 	}
-	mustCode(t, s.Destroy("nope", ""), ENOTFOUND)
+	mustCode(t, s.Destroy("nope", ""), errs.ENOTFOUND)
 	if got := s.Counts()["p"]; got != (PoolCounts{LastReady: got.LastReady}) {
 		t.Errorf("counts: %+v, want all zero", got)
 	}
@@ -186,7 +188,7 @@ func TestDestroyAndPurge(t *testing.T) {
 	if n, err := s.Purge(); err != nil || n != 4 {
 		t.Errorf("purge: got %d, %v; want 4", n, err)
 	}
-	mustCode(t, func() error { _, err := s.Get("p-1"); return err }(), ENOTFOUND)
+	mustCode(t, func() error { _, err := s.Get("p-1"); return err }(), errs.ENOTFOUND)
 	if err := s.AddPending(VM{Hostname: "p-1", Pool: "p"}); err != nil {
 		t.Errorf("hostname reuse after purge: %v", err)
 	}
@@ -196,8 +198,8 @@ func TestModify(t *testing.T) {
 	clk := newTestClock()
 	s := MustOpenStoreAt(t, t.TempDir()+"/x.db", clk)
 	fillReady(t, s, "p", "", 2)
-	if _, err := s.Modify("p-0", 12, map[string]string{"a": "1"}); ErrorCode(err) != ENOTFOUND {
-		t.Fatalf("modify a ready vm: got %v, want ENOTFOUND (tags would follow it to its next user)", err)
+	if _, err := s.Modify("p-0", 12, map[string]string{"a": "1"}); errs.ErrorCode(err) != errs.ENOTFOUND {
+		t.Fatalf("modify a ready vm: got %v, want errs.ENOTFOUND (tags would follow it to its next user)", err)
 	}
 	if _, err := s.Checkout(CheckoutRequest{Pools: []PoolCount{{"p", 1}}}); err != nil {
 		t.Fatal(err)
@@ -228,16 +230,16 @@ func TestModify(t *testing.T) {
 	}
 	t.Run("Errors", func(t *testing.T) {
 		_, err := s.Modify("nope", 1, nil)
-		mustCode(t, err, ENOTFOUND)
+		mustCode(t, err, errs.ENOTFOUND)
 		_, err = s.Modify("p-0", -1, nil)
-		mustCode(t, err, EINVALID)
+		mustCode(t, err, errs.EINVALID)
 		_, err = s.Modify("p-0", 0, map[string]string{"": "x"})
-		mustCode(t, err, EINVALID)
+		mustCode(t, err, errs.EINVALID)
 		_, err = s.Modify("p-0", 0, map[string]string{"a\x00b": "x"})
-		mustCode(t, err, EINVALID)
+		mustCode(t, err, errs.EINVALID)
 		s.Destroy("p-0", "")
 		_, err = s.Modify("p-0", 1, nil)
-		mustCode(t, err, ENOTFOUND)
+		mustCode(t, err, errs.ENOTFOUND)
 	})
 }
 
@@ -263,7 +265,7 @@ func TestList(t *testing.T) {
 		t.Errorf("unknown pool: got %v", got)
 	}
 	_, err = s.List("p", "bogus")
-	mustCode(t, err, EINVALID)
+	mustCode(t, err, errs.EINVALID)
 	pools, _ := s.Pools()
 	if !slices.Equal(pools, []string{"p", "q.dots"}) {
 		t.Errorf("pools: got %v", pools)
