@@ -18,7 +18,7 @@ import (
 // announce its length and a truncated copy is detected by the reader.
 func (s *Store) BackupSized(start func(size int64) (io.Writer, error)) (int64, error) {
 	var n int64
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.viewFile(func(tx *bolt.Tx) error {
 		w, err := start(tx.Size())
 		if err != nil {
 			return err
@@ -72,7 +72,7 @@ func VerifyFile(path string) (err error) {
 		for err := range tx.Check() {
 			errs = append(errs, err)
 		}
-		errs = append(errs, checkIndexes(tx)...)
+		errs = append(errs, checkIndexes(boltTx{tx})...)
 		if len(errs) > maxCheckErrors {
 			errs = append(errs[:maxCheckErrors], fmt.Errorf("and %d more problems", len(errs)-maxCheckErrors))
 		}

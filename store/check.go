@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
+	"github.com/vmpooler/vmpooler/store/kv"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -18,53 +20,63 @@ const maxCheckErrors = 20
 // that state; the token, request and destroyed indexes match their records.
 // Problems (or a panic of bbolt's on a damaged page) are an ErrCorrupt.
 func (s *Store) Check() error {
-	return s.view(func(tx *bolt.Tx) error {
-		var errs []error
+	if s.db == nil {
+		return s.view(func(tx kv.Tx) error {
+			return s.checkResult(checkIndexes(tx))
+		})
+	}
+	return s.viewFile(func(tx *bolt.Tx) error {
+		var problems []error
 		for err := range tx.Check() {
-			errs = append(errs, err)
+			problems = append(problems, err)
 		}
-		errs = append(errs, checkIndexes(tx)...)
-		if len(errs) > maxCheckErrors {
-			errs = append(errs[:maxCheckErrors], fmt.Errorf("and %d more problems", len(errs)-maxCheckErrors))
-		}
-		if len(errs) > 0 {
-			return &corruptError{path: s.Path, cause: errors.Join(errs...)}
-		}
-		return nil
+		return s.checkResult(append(problems, checkIndexes(boltTx{tx})...))
 	})
+}
+
+// checkResult is nil for no problems, else an ErrCorrupt listing them.
+func (s *Store) checkResult(errs []error) error {
+	if len(errs) > maxCheckErrors {
+		errs = append(errs[:maxCheckErrors], fmt.Errorf("and %d more problems", len(errs)-maxCheckErrors))
+	}
+	if len(errs) > 0 {
+		return &corruptError{path: s.Path, cause: errors.Join(errs...)}
+	}
+	return nil
 }
 
 // checkIndexes checks the store's invariants. Each record's index key is
 // derived from the record, so "every record has its entry" plus "every
 // entry has a matching record" means exactly one entry per record.
-func checkIndexes(tx *bolt.Tx) []error {
+func checkIndexes(tx kv.Tx) []error {
 	errs := checkRecords(tx)
 	errs = append(errs, checkEntries(tx)...)
 	errs = append(errs, checkTokens(tx)...)
-	return append(errs, checkRequests(tx)...)
+	errs = append(errs, checkRequests(tx)...)
+	return slices.DeleteFunc(errs, func(err error) bool { return err == nil })
 }
 
 // checkRecords checks that every VM record has its index entry.
-func checkRecords(tx *bolt.Tx) []error {
+func checkRecords(tx kv.Tx) []error {
 	var errs []error
-	tx.Bucket(bucketVMs).ForEach(func(k, v []byte) error {
+	err := tx.Scan(bucketVMs, nil, nil, func(k, v []byte) (bool, error) {
 		var vm VM
 		if err := decodeVM(v, &vm); err != nil {
 			errs = append(errs, fmt.Errorf("vm %s: %v", k, err))
 		} else if vm.Hostname != string(k) {
 			errs = append(errs, fmt.Errorf("vm %s: record names %s", k, vm.Hostname))
-		} else if b, key, err := indexOf(tx, &vm); err != nil {
+		} else if b, key, err := indexOf(&vm); err != nil {
 			errs = append(errs, fmt.Errorf("vm %s: %v", k, err))
-		} else if b.Get(key) == nil {
+		} else if tx.Get(b, key) == nil {
 			errs = append(errs, fmt.Errorf("vm %s (%s, pool %s) missing from its index", k, vm.State, vm.Pool))
 		}
-		return nil
+		return true, nil
 	})
-	return errs
+	return append(errs, err)
 }
 
 // checkEntries checks that every index entry is the one its record calls for.
-func checkEntries(tx *bolt.Tx) []error {
+func checkEntries(tx kv.Tx) []error {
 	var errs []error
 	match := func(k []byte, pool string, st State, host string) {
 		vm, err := getVM(tx, host)
@@ -72,68 +84,81 @@ func checkEntries(tx *bolt.Tx) []error {
 			errs = append(errs, fmt.Errorf("%s index entry %x: %v", st, k, err))
 			return
 		}
-		_, want, _ := indexOf(tx, &vm)
+		_, want, _ := indexOf(&vm)
 		if vm.State != st || (st != StateDestroyed && vm.Pool != pool) || !bytes.Equal(k, want) {
 			errs = append(errs, fmt.Errorf("%s index entry %x (pool %s) does not match vm %s (%s, pool %s)",
 				st, k, pool, vm.Hostname, vm.State, vm.Pool))
 		}
 	}
-	tx.Bucket(bucketPools).ForEach(func(k, _ []byte) error {
+	err := tx.Scan(bucketPools, nil, nil, func(k, _ []byte) (bool, error) {
 		if pool, st, host, ok := splitIndexKey(k); ok && live(st) {
 			match(k, pool, st, host)
 		} else {
 			errs = append(errs, fmt.Errorf("bad index key %x", k))
 		}
-		return nil
+		return true, nil
 	})
-	tx.Bucket(bucketDestroyed).ForEach(func(k, _ []byte) error {
+	errs = append(errs, err)
+	err = tx.Scan(bucketDestroyed, nil, nil, func(k, _ []byte) (bool, error) {
 		match(k, "", StateDestroyed, keyName(k))
-		return nil
+		return true, nil
 	})
-	return errs
+	return append(errs, err)
 }
 
 // checkTokens checks that tokens and tokens_by_user match one to one.
-func checkTokens(tx *bolt.Tx) []error {
+func checkTokens(tx kv.Tx) []error {
 	var errs []error
 	n := 0
-	tx.Bucket(bucketTokens).ForEach(func(k, v []byte) error {
+	err := tx.Scan(bucketTokens, nil, nil, func(k, v []byte) (bool, error) {
 		var t Token
 		if err := json.Unmarshal(v, &t); err != nil {
 			errs = append(errs, fmt.Errorf("token %x: %v", k, err))
-		} else if !bytes.Equal(k, tokenKey(t.Token)) || tx.Bucket(bucketTokensUser).Get(userKey(&t)) == nil {
+		} else if !bytes.Equal(k, tokenKey(t.Token)) || tx.Get(bucketTokensUser, userKey(&t)) == nil {
 			errs = append(errs, fmt.Errorf("token %x of user %s: bad key or missing from the user index", k, t.User))
 		}
 		n++
-		return nil
+		return true, nil
 	})
-	if m := tx.Bucket(bucketTokensUser).Stats().KeyN; m != n {
+	m, err2 := countKeys(tx, bucketTokensUser)
+	if m != n {
 		errs = append(errs, fmt.Errorf("%d tokens but %d user index entries", n, m))
 	}
-	return errs
+	return append(errs, err, err2)
 }
 
 // checkRequests checks that requests_pending holds exactly the pending requests.
-func checkRequests(tx *bolt.Tx) []error {
+func checkRequests(tx kv.Tx) []error {
 	var errs []error
 	n := 0
-	tx.Bucket(bucketRequests).ForEach(func(k, v []byte) error {
+	err := tx.Scan(bucketRequests, nil, nil, func(k, v []byte) (bool, error) {
 		var r Request
 		if err := json.Unmarshal(v, &r); err != nil {
 			errs = append(errs, fmt.Errorf("request %s: %v", k, err))
-			return nil
+			return true, nil
 		}
-		in := tx.Bucket(bucketReqsPending).Get(timeKey(r.Created, r.ID)) != nil
+		in := tx.Get(bucketReqsPending, timeKey(r.Created, r.ID)) != nil
 		if in != (r.State == RequestPending) {
 			errs = append(errs, fmt.Errorf("request %s is %s; in the pending index: %v", k, r.State, in))
 		}
 		if in {
 			n++
 		}
-		return nil
+		return true, nil
 	})
-	if m := tx.Bucket(bucketReqsPending).Stats().KeyN; m != n {
+	m, err2 := countKeys(tx, bucketReqsPending)
+	if m != n {
 		errs = append(errs, fmt.Errorf("%d pending requests but %d pending index entries", n, m))
 	}
-	return errs
+	return append(errs, err, err2)
+}
+
+// countKeys counts the keys of bucket.
+func countKeys(tx kv.Tx, bucket []byte) (int, error) {
+	n := 0
+	err := tx.Scan(bucket, nil, nil, func(_, _ []byte) (bool, error) {
+		n++
+		return true, nil
+	})
+	return n, err
 }

@@ -1,10 +1,12 @@
 package store
 
 import (
+	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/vmpooler/vmpooler/internal/errs"
-	bolt "go.etcd.io/bbolt"
+	"github.com/vmpooler/vmpooler/store/kv"
 )
 
 // Checkout moves VMs ready → running, oldest ready first, all or nothing.
@@ -12,31 +14,21 @@ import (
 // then nothing changes. errs.EINVALID for an empty request, a bad pool name, a
 // count below 1 or a negative lifetime.
 //
-// Concurrent checkouts share commits (see commit), which is why the
-// transaction function below may run more than once and must start from
-// scratch each time.
+// Concurrent checkouts share commits (see commit) or, on etcd, conflict
+// and retry, which is why the transaction function below may run more
+// than once and must start from scratch each time.
 func (s *Store) Checkout(req CheckoutRequest) ([]VM, error) {
 	if err := validCheckout(req); err != nil {
 		return nil, err
 	}
-	if s.db == nil {
-		return nil, errNotOpen
-	}
-	now := s.Now()
-	var (
-		out []VM
-		d   counts
-	)
-	fn := func(tx *bolt.Tx) error {
-		out, d = nil, counts{} // reset: commit may run fn again
-		var err error
-		out, err = checkout(tx, d, req, now)
+	var out []VM
+	err := s.update(func(tx kv.Tx, now time.Time, d counts) (err error) {
+		out, err = checkout(tx, d, req, now, s.CheckoutWindow)
 		return err
-	}
-	if err := s.commit(fn); err != nil {
+	})
+	if err != nil {
 		return nil, err
 	}
-	s.apply(d)
 	return out, nil
 }
 
@@ -59,7 +51,7 @@ func validCheckout(req CheckoutRequest) error {
 
 // checkout is Checkout inside tx. On errs.EEMPTY the caller's transaction rolls
 // back whatever earlier pools of the request already moved.
-func checkout(tx *bolt.Tx, d counts, req CheckoutRequest, now time.Time) ([]VM, error) {
+func checkout(tx kv.Tx, d counts, req CheckoutRequest, now time.Time, window int) ([]VM, error) {
 	if err := checkQuota(tx, req.Quota, req.User, req.Pools); err != nil {
 		return nil, err
 	}
@@ -68,10 +60,13 @@ func checkout(tx *bolt.Tx, d counts, req CheckoutRequest, now time.Time) ([]VM, 
 		// Keys are collected before any delete: never delete while a cursor
 		// walks. A pool named twice finds its first VMs already gone.
 		prefix := indexPrefix(pc.Pool, StateReady)
-		keys := prefixKeys(tx.Bucket(bucketPools), prefix, pc.Count)
-		if len(keys) < pc.Count {
+		keys, err := prefixKeys(tx, bucketPools, prefix, pc.Count+window)
+		if err != nil {
+			return nil, err
+		} else if len(keys) < pc.Count {
 			return nil, errs.Errorf(errs.EEMPTY, "pool %s has too few ready vms (%d requested)", pc.Pool, pc.Count)
 		}
+		keys = pick(keys, pc.Count)
 		for _, k := range keys {
 			vm, err := getVM(tx, string(k[len(prefix)+8:]))
 			if err != nil {
@@ -85,4 +80,15 @@ func checkout(tx *bolt.Tx, d counts, req CheckoutRequest, now time.Time) ([]VM, 
 		}
 	}
 	return out, nil
+}
+
+// pick returns n of keys (oldest first, n <= len(keys)) chosen at random,
+// in their order: with a checkout window, concurrent checkouts on other
+// processes rarely want the same VM. Without one, keys has n entries.
+func pick(keys [][]byte, n int) [][]byte {
+	for len(keys) > n {
+		i := rand.IntN(len(keys))
+		keys = slices.Delete(keys, i, i+1)
+	}
+	return keys
 }

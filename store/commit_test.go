@@ -29,7 +29,7 @@ func TestCommitGroupIsolatesFailures(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.viewFile(func(tx *bolt.Tx) error {
 		for i, e := range errs {
 			got := tx.Bucket(bucketMeta).Get([]byte("k" + itoa(i)))
 			switch {

@@ -6,7 +6,7 @@ import (
 	"maps"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/vmpooler/vmpooler/store/kv"
 )
 
 // keyFolders is the meta key of the pool folders the pooler has used:
@@ -19,9 +19,9 @@ type PoolFolder struct {
 	Folder     string `json:"folder"`
 }
 
-func loadFolders(tx *bolt.Tx) (map[string]PoolFolder, error) {
+func loadFolders(tx kv.Tx) (map[string]PoolFolder, error) {
 	out := map[string]PoolFolder{}
-	v := tx.Bucket(bucketMeta).Get(keyFolders)
+	v := tx.Get(bucketMeta, keyFolders)
 	if v == nil {
 		return out, nil
 	}
@@ -37,7 +37,7 @@ func loadFolders(tx *bolt.Tx) (map[string]PoolFolder, error) {
 // when something changed.
 func (s *Store) RememberFolders(pools map[string]PoolFolder) error {
 	var changed bool
-	if err := s.view(func(tx *bolt.Tx) error {
+	if err := s.view(func(tx kv.Tx) error {
 		old, err := loadFolders(tx)
 		for name, f := range pools {
 			if old[name] != f {
@@ -48,7 +48,7 @@ func (s *Store) RememberFolders(pools map[string]PoolFolder) error {
 	}); err != nil || !changed {
 		return err
 	}
-	return s.update(func(tx *bolt.Tx, _ time.Time, _ counts) error {
+	return s.update(func(tx kv.Tx, _ time.Time, _ counts) error {
 		all, err := loadFolders(tx)
 		if err != nil {
 			return err
@@ -58,14 +58,14 @@ func (s *Store) RememberFolders(pools map[string]PoolFolder) error {
 		if err != nil {
 			return err
 		}
-		return tx.Bucket(bucketMeta).Put(keyFolders, b)
+		return tx.Put(bucketMeta, keyFolders, b)
 	})
 }
 
 // PoolFolders returns every remembered pool folder.
 func (s *Store) PoolFolders() (map[string]PoolFolder, error) {
 	var out map[string]PoolFolder
-	err := s.view(func(tx *bolt.Tx) (err error) {
+	err := s.view(func(tx kv.Tx) (err error) {
 		out, err = loadFolders(tx)
 		return err
 	})
@@ -75,7 +75,7 @@ func (s *Store) PoolFolders() (map[string]PoolFolder, error) {
 // ForgetFolder drops a pool's remembered folder (nothing of the pooler's
 // is left in it).
 func (s *Store) ForgetFolder(pool string) error {
-	return s.update(func(tx *bolt.Tx, _ time.Time, _ counts) error {
+	return s.update(func(tx kv.Tx, _ time.Time, _ counts) error {
 		all, err := loadFolders(tx)
 		if err != nil {
 			return err
@@ -88,6 +88,6 @@ func (s *Store) ForgetFolder(pool string) error {
 		if err != nil {
 			return err
 		}
-		return tx.Bucket(bucketMeta).Put(keyFolders, b)
+		return tx.Put(bucketMeta, keyFolders, b)
 	})
 }

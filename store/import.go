@@ -4,7 +4,7 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/vmpooler/vmpooler/store/kv"
 )
 
 // ImportResult says what an import wrote and what it left, per item.
@@ -21,21 +21,21 @@ type ImportResult struct {
 // Skipped without revealing it.
 func (s *Store) ImportTokens(toks []Token, id func(string) string) (ImportResult, error) {
 	r := ImportResult{Skipped: map[string]string{}}
-	err := s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+	err := s.update(func(tx kv.Tx, now time.Time, d counts) error {
 		r = ImportResult{Skipped: map[string]string{}}
 		for _, t := range toks {
 			switch {
 			case t.Token == "" || t.User == "" || strings.ContainsRune(t.User, 0):
 				r.Skipped[id(t.Token)] = "no token or no user"
 				continue
-			case tx.Bucket(bucketTokens).Get(tokenKey(t.Token)) != nil:
+			case tx.Get(bucketTokens, tokenKey(t.Token)) != nil:
 				r.Skipped[id(t.Token)] = "already in the database"
 				continue
 			}
 			if t.Created.IsZero() || t.Created.After(now) {
 				t.Created = now
 			}
-			if err := tx.Bucket(bucketTokensUser).Put(userKey(&t), []byte{}); err != nil {
+			if err := tx.Put(bucketTokensUser, userKey(&t), []byte{}); err != nil {
 				return err
 			}
 			if err := putToken(tx, &t); err != nil {
@@ -53,14 +53,14 @@ func (s *Store) ImportTokens(toks []Token, id func(string) string) (ImportResult
 // skipped, as is an invalid one.
 func (s *Store) ImportRunning(vms []VM) (ImportResult, error) {
 	r := ImportResult{Skipped: map[string]string{}}
-	err := s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+	err := s.update(func(tx kv.Tx, now time.Time, d counts) error {
 		r = ImportResult{Skipped: map[string]string{}}
 		for _, vm := range vms {
 			switch {
 			case vm.Hostname == "" || len(vm.Hostname) > maxNameLen || !validName(vm.Pool):
 				r.Skipped[vm.Hostname] = "bad hostname or pool name"
 				continue
-			case tx.Bucket(bucketVMs).Get([]byte(vm.Hostname)) != nil:
+			case tx.Get(bucketVMs, []byte(vm.Hostname)) != nil:
 				r.Skipped[vm.Hostname] = "already in the database"
 				continue
 			}

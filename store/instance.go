@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/vmpooler/vmpooler/internal/errs"
-	bolt "go.etcd.io/bbolt"
+	"github.com/vmpooler/vmpooler/store/kv"
 )
 
 // Meta keys of the pooler's identity.
@@ -25,18 +25,17 @@ const instanceIDLen = 16
 // ensureInstance returns the file's instance id, creating it on first
 // open: every VM this pooler clones carries it, so that a pooler with
 // another (or a fresh) database knows those VMs are not its own.
-func ensureInstance(tx *bolt.Tx) (string, error) {
-	meta := tx.Bucket(bucketMeta)
-	if v := meta.Get(keyInstance); v != nil {
+func ensureInstance(tx kv.Tx) (string, error) {
+	if v := tx.Get(bucketMeta, keyInstance); v != nil {
 		return string(v), nil
 	}
 	id := strings.ToLower(rand.Text()[:instanceIDLen])
-	return id, meta.Put(keyInstance, []byte(id))
+	return id, tx.Put(bucketMeta, keyInstance, []byte(id))
 }
 
 // loadAdopted reads the adopted instance ids.
-func loadAdopted(tx *bolt.Tx) ([]string, error) {
-	v := tx.Bucket(bucketMeta).Get(keyAdopted)
+func loadAdopted(tx kv.Tx) ([]string, error) {
+	v := tx.Get(bucketMeta, keyAdopted)
 	if v == nil {
 		return nil, nil
 	}
@@ -77,7 +76,7 @@ func (s *Store) Adopt(id string) error {
 	} else if id == s.instance {
 		return errs.Errorf(errs.EINVALID, "instance %s is this database's own", id)
 	}
-	return s.update(func(tx *bolt.Tx, _ time.Time, _ counts) error {
+	return s.update(func(tx kv.Tx, _ time.Time, _ counts) error {
 		ids, err := loadAdopted(tx)
 		if err != nil {
 			return err
@@ -89,7 +88,7 @@ func (s *Store) Adopt(id string) error {
 		if err != nil {
 			return err
 		}
-		return tx.Bucket(bucketMeta).Put(keyAdopted, b)
+		return tx.Put(bucketMeta, keyAdopted, b)
 	})
 }
 
@@ -101,14 +100,14 @@ func (s *Store) AddRunning(vm VM) error {
 	if err := checkNewVM(vm); err != nil {
 		return err
 	}
-	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+	return s.update(func(tx kv.Tx, now time.Time, d counts) error {
 		return addRunning(tx, now, d, vm)
 	})
 }
 
 // addRunning is AddRunning within tx.
-func addRunning(tx *bolt.Tx, now time.Time, d counts, vm VM) error {
-	if tx.Bucket(bucketVMs).Get([]byte(vm.Hostname)) != nil {
+func addRunning(tx kv.Tx, now time.Time, d counts, vm VM) error {
+	if tx.Get(bucketVMs, []byte(vm.Hostname)) != nil {
 		return errs.Errorf(errs.ECONFLICT, "vm %s already exists", vm.Hostname)
 	}
 	vm.State = StateRunning

@@ -7,12 +7,12 @@ import (
 	"time"
 
 	"github.com/vmpooler/vmpooler/internal/errs"
-	bolt "go.etcd.io/bbolt"
+	"github.com/vmpooler/vmpooler/store/kv"
 )
 
 // liveVM decodes host's record for a job request: errs.ENOTFOUND if unknown,
 // errs.ECONFLICT if destroyed.
-func liveVM(tx *bolt.Tx, host string) (VM, error) {
+func liveVM(tx kv.Tx, host string) (VM, error) {
 	vm, err := getVM(tx, host)
 	if err == nil && vm.State == StateDestroyed {
 		err = errs.Errorf(errs.ECONFLICT, "vm %s is destroyed", host)
@@ -21,9 +21,8 @@ func liveVM(tx *bolt.Tx, host string) (VM, error) {
 }
 
 // queueJob appends j to the job queue with the next id.
-func queueJob(tx *bolt.Tx, j Job) error {
-	b := tx.Bucket(bucketJobs)
-	id, err := b.NextSequence()
+func queueJob(tx kv.Tx, j Job) error {
+	id, err := tx.NextSequence(bucketJobs)
 	if err != nil {
 		return err
 	}
@@ -32,7 +31,7 @@ func queueJob(tx *bolt.Tx, j Job) error {
 	if err != nil {
 		return fmt.Errorf("encode job: %w", err)
 	}
-	return b.Put(seqKey(id), v)
+	return tx.Put(bucketJobs, seqKey(id), v)
 }
 
 // RequestSnapshot adds a pending snapshot to a live VM and queues a job.
@@ -42,7 +41,7 @@ func (s *Store) RequestSnapshot(host, name string) error {
 	if name == "" {
 		return errs.Errorf(errs.EINVALID, "a snapshot needs a name")
 	}
-	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+	return s.update(func(tx kv.Tx, now time.Time, d counts) error {
 		vm, err := liveVM(tx, host)
 		if err != nil {
 			return err
@@ -66,7 +65,7 @@ func (s *Store) RequestSnapshot(host, name string) error {
 // RequestRevert queues a revert to a done snapshot. errs.ENOTFOUND if the VM or a
 // done snapshot of that name does not exist; errs.ECONFLICT if destroyed.
 func (s *Store) RequestRevert(host, name string) error {
-	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+	return s.update(func(tx kv.Tx, now time.Time, d counts) error {
 		vm, err := liveVM(tx, host)
 		if err != nil {
 			return err
@@ -86,7 +85,7 @@ func (s *Store) RequestDisk(host string, sizeGB int) error {
 	if sizeGB < 1 {
 		return errs.Errorf(errs.EINVALID, "disk size must be at least 1 GB")
 	}
-	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+	return s.update(func(tx kv.Tx, now time.Time, d counts) error {
 		vm, err := liveVM(tx, host)
 		if err != nil {
 			return err
@@ -102,14 +101,14 @@ func (s *Store) RequestDisk(host string, sizeGB int) error {
 // Jobs returns the queued jobs, oldest first.
 func (s *Store) Jobs() ([]Job, error) {
 	var out []Job
-	err := s.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketJobs).ForEach(func(k, v []byte) error {
+	err := s.view(func(tx kv.Tx) error {
+		return tx.Scan(bucketJobs, nil, nil, func(k, v []byte) (bool, error) {
 			var j Job
 			if err := json.Unmarshal(v, &j); err != nil {
-				return fmt.Errorf("decode job %x: %w", k, err)
+				return false, fmt.Errorf("decode job %x: %w", k, err)
 			}
 			out = append(out, j)
-			return nil
+			return true, nil
 		})
 	})
 	return out, err
@@ -120,9 +119,8 @@ func (s *Store) Jobs() ([]Job, error) {
 // has gone is just removed. A failed revert leaves its snapshot done, with
 // the error.
 func (s *Store) FinishJob(id uint64, jobErr error) error {
-	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
-		b := tx.Bucket(bucketJobs)
-		v := b.Get(seqKey(id))
+	return s.update(func(tx kv.Tx, now time.Time, d counts) error {
+		v := tx.Get(bucketJobs, seqKey(id))
 		if v == nil {
 			return errs.Errorf(errs.ENOTFOUND, "job %d not found", id)
 		}
@@ -130,7 +128,7 @@ func (s *Store) FinishJob(id uint64, jobErr error) error {
 		if err := json.Unmarshal(v, &j); err != nil {
 			return fmt.Errorf("decode job %d: %w", id, err)
 		}
-		if err := b.Delete(seqKey(id)); err != nil {
+		if err := tx.Delete(bucketJobs, seqKey(id)); err != nil {
 			return err
 		}
 		vm, err := getVM(tx, j.Hostname)

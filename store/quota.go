@@ -1,11 +1,10 @@
 package store
 
 import (
-	"bytes"
 	"fmt"
 
 	"github.com/vmpooler/vmpooler/internal/errs"
-	bolt "go.etcd.io/bbolt"
+	"github.com/vmpooler/vmpooler/store/kv"
 )
 
 // Quota limits how many VMs one user may hold: running VMs plus those
@@ -64,46 +63,54 @@ func (e *QuotaError) Unwrap() error {
 
 // usage counts user's running VMs and the VMs still owed to the user's
 // pending ondemand requests, in all and per pool.
-func usage(tx *bolt.Tx, user string) (total int, perPool map[string]int, err error) {
+//
+// It visits only the running section of each pool's index (a seek per
+// pool, then one decode per running VM). The records are peeked, not read:
+// a VM's user changes only as it enters or leaves running, which changes
+// the running index this transaction scanned, so a concurrent checkout
+// by the same user conflicts all the same.
+func usage(tx kv.Tx, user string) (total int, perPool map[string]int, err error) {
 	perPool = make(map[string]int)
-	// Visit only the running section of each pool's index: a few seeks per
-	// pool, then one decode per running VM.
-	c := tx.Bucket(bucketPools).Cursor()
-	for k, _ := c.First(); k != nil; {
-		pool, st, host, ok := splitIndexKey(k)
+	var from []byte
+	for {
+		k, err := firstKey(tx, bucketPools, nil, from)
+		if err != nil {
+			return 0, nil, err
+		} else if k == nil {
+			break
+		}
+		pool, _, _, ok := splitIndexKey(k)
 		if !ok {
-			k, _ = c.Next()
-			continue
+			return 0, nil, fmt.Errorf("bad index key %x", k)
 		}
-		if st != StateRunning {
-			running := indexPrefix(pool, StateRunning)
-			if bytes.Compare(k, running) < 0 {
-				k, _ = c.Seek(running)
-			} else {
-				k, _ = c.Seek(append([]byte(pool), 1)) // the next pool
+		running := indexPrefix(pool, StateRunning)
+		err = tx.Scan(bucketPools, running, nil, func(k, _ []byte) (bool, error) {
+			host := string(k[len(running)+8:])
+			vm, err := decodeRecord(host, tx.Peek(bucketVMs, []byte(host)))
+			if err != nil {
+				return false, err
 			}
-			continue
-		}
-		k, _ = c.Next()
-		vm, err := getVM(tx, host)
+			if vm.User == user {
+				total++
+				perPool[pool]++
+			}
+			return true, nil
+		})
 		if err != nil {
 			return 0, nil, err
 		}
-		if vm.User == user {
-			total++
-			perPool[pool]++
-		}
+		from = append([]byte(pool), 1) // the next pool
 	}
-	rc := tx.Bucket(bucketReqsPending).Cursor()
-	for k, _ := rc.First(); k != nil; k, _ = rc.Next() {
-		r, err := getRequest(tx, keyName(k))
+	err = tx.Scan(bucketReqsPending, nil, nil, func(k, _ []byte) (bool, error) {
+		id := keyName(k)
+		r, err := decodeRequest(id, tx.Peek(bucketRequests, []byte(id)))
 		if errs.ErrorCode(err) == errs.ENOTFOUND {
-			continue
+			return true, nil
 		} else if err != nil {
-			return 0, nil, err
+			return false, err
 		}
 		if r.User != user || r.State != RequestPending {
-			continue
+			return true, nil
 		}
 		for _, pc := range r.Requested {
 			owed := pc.Count - len(r.Hosts[pc.Pool])
@@ -112,13 +119,17 @@ func usage(tx *bolt.Tx, user string) (total int, perPool map[string]int, err err
 				perPool[pc.Pool] += owed
 			}
 		}
+		return true, nil
+	})
+	if err != nil {
+		return 0, nil, err
 	}
 	return total, perPool, nil
 }
 
 // checkQuota refuses a request of want (pool → count) by user that would
 // take the user past q.
-func checkQuota(tx *bolt.Tx, q *Quota, user string, want []PoolCount) error {
+func checkQuota(tx kv.Tx, q *Quota, user string, want []PoolCount) error {
 	if user == "" || !q.active() {
 		return nil
 	}

@@ -9,11 +9,11 @@ import (
 	"time"
 
 	"github.com/vmpooler/vmpooler/internal/errs"
-	bolt "go.etcd.io/bbolt"
+	"github.com/vmpooler/vmpooler/store/kv"
 )
 
 // This file holds the record and index helpers every method builds on. Each
-// takes the caller's *bolt.Tx; none reads the clock.
+// takes the caller's kv.Tx; none reads the clock.
 
 // timeKey is t as 8-byte big-endian unix nanoseconds followed by name.
 // Keys sort by time, so a cursor meets the oldest entry first, and name
@@ -69,26 +69,57 @@ func splitIndexKey(k []byte) (pool string, st State, host string, ok bool) {
 	return string(k[:i]), State(k[i+1 : i+1+j]), string(k[i+1+j+1+8:]), true
 }
 
+// indexTime returns the time of an index key's entry.
+func indexTime(k []byte) (time.Time, bool) {
+	i := bytes.IndexByte(k, 0)
+	if i < 0 {
+		return time.Time{}, false
+	}
+	j := bytes.IndexByte(k[i+1:], 0)
+	if j < 0 || len(k) < i+1+j+1+8 {
+		return time.Time{}, false
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(k[i+1+j+1:]))), true
+}
+
 // validName reports whether a pool name can be indexed.
 func validName(pool string) bool {
 	return pool != "" && len(pool) <= maxNameLen && !strings.ContainsRune(pool, 0)
 }
 
-// prefixKeys returns copies of up to n keys of b that start with prefix,
-// oldest first (n < 0: all).
-func prefixKeys(b *bolt.Bucket, prefix []byte, n int) [][]byte {
+// prefixKeys returns copies of up to n keys of bucket that start with
+// prefix, oldest first (n < 0: all).
+func prefixKeys(tx kv.Tx, bucket, prefix []byte, n int) ([][]byte, error) {
 	var keys [][]byte
-	c := b.Cursor()
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(keys) != n; k, _ = c.Next() {
-		keys = append(keys, slices.Clone(k))
+	if n == 0 {
+		return nil, nil
 	}
-	return keys
+	err := tx.Scan(bucket, prefix, nil, func(k, _ []byte) (bool, error) {
+		keys = append(keys, slices.Clone(k))
+		return len(keys) != n, nil
+	})
+	return keys, err
+}
+
+// firstKey returns a copy of the first key of bucket that starts with
+// prefix and is not before from, or nil.
+func firstKey(tx kv.Tx, bucket, prefix, from []byte) ([]byte, error) {
+	var key []byte
+	err := tx.Scan(bucket, prefix, from, func(k, _ []byte) (bool, error) {
+		key = slices.Clone(k)
+		return false, nil
+	})
+	return key, err
 }
 
 // getVM decodes the record of host. errs.ENOTFOUND if there is none.
-func getVM(tx *bolt.Tx, host string) (VM, error) {
+func getVM(tx kv.Tx, host string) (VM, error) {
+	return decodeRecord(host, tx.Get(bucketVMs, []byte(host)))
+}
+
+// decodeRecord decodes v, the record of host. ENOTFOUND if v is nil.
+func decodeRecord(host string, v []byte) (VM, error) {
 	var vm VM
-	v := tx.Bucket(bucketVMs).Get([]byte(host))
 	if v == nil {
 		return vm, errs.Errorf(errs.ENOTFOUND, "vm %s not found", host)
 	}
@@ -99,8 +130,8 @@ func getVM(tx *bolt.Tx, host string) (VM, error) {
 }
 
 // putVM writes the record of vm.
-func putVM(tx *bolt.Tx, vm *VM) error {
-	return tx.Bucket(bucketVMs).Put([]byte(vm.Hostname), encodeVM(vm))
+func putVM(tx kv.Tx, vm *VM) error {
+	return tx.Put(bucketVMs, []byte(vm.Hostname), encodeVM(vm))
 }
 
 // live reports whether st has a per-pool index.
@@ -142,42 +173,42 @@ func setEntered(vm *VM, st State, t time.Time) {
 }
 
 // indexOf returns the bucket and key of vm's entry in the index of its state.
-func indexOf(tx *bolt.Tx, vm *VM) (*bolt.Bucket, []byte, error) {
+func indexOf(vm *VM) ([]byte, []byte, error) {
 	t := entered(vm, vm.State)
 	if vm.State == StateDestroyed {
-		return tx.Bucket(bucketDestroyed), timeKey(t, vm.Hostname), nil
+		return bucketDestroyed, timeKey(t, vm.Hostname), nil
 	} else if !live(vm.State) {
 		return nil, nil, fmt.Errorf("vm %s has unknown state %q", vm.Hostname, vm.State)
 	}
-	return tx.Bucket(bucketPools), appendTimeKey(indexPrefix(vm.Pool, vm.State), t, vm.Hostname), nil
+	return bucketPools, appendTimeKey(indexPrefix(vm.Pool, vm.State), t, vm.Hostname), nil
 }
 
 // index adds vm's entry to the index of its state.
-func index(tx *bolt.Tx, d counts, vm *VM) error {
-	b, key, err := indexOf(tx, vm)
+func index(tx kv.Tx, d counts, vm *VM) error {
+	b, key, err := indexOf(vm)
 	if err != nil {
 		return err
 	}
 	d.add(vm.Pool, vm.State, 1)
-	return b.Put(key, []byte{})
+	return tx.Put(b, key, []byte{})
 }
 
 // unindex removes vm's entry from the index of its state.
-func unindex(tx *bolt.Tx, d counts, vm *VM) error {
-	b, key, err := indexOf(tx, vm)
+func unindex(tx kv.Tx, d counts, vm *VM) error {
+	b, key, err := indexOf(vm)
 	if err != nil {
 		return err
 	}
-	if b.Get(key) == nil {
+	if tx.Get(b, key) == nil {
 		return fmt.Errorf("vm %s missing from the %s index of pool %s", vm.Hostname, vm.State, vm.Pool)
 	}
 	d.add(vm.Pool, vm.State, -1)
-	return b.Delete(key)
+	return tx.Delete(b, key)
 }
 
 // move takes vm from its state to state to at now, keeping the indexes and
 // counts in step, and writes the record.
-func move(tx *bolt.Tx, d counts, vm *VM, to State, now time.Time) error {
+func move(tx kv.Tx, d counts, vm *VM, to State, now time.Time) error {
 	if err := unindex(tx, d, vm); err != nil {
 		return err
 	}
@@ -189,20 +220,23 @@ func move(tx *bolt.Tx, d counts, vm *VM, to State, now time.Time) error {
 	return putVM(tx, vm)
 }
 
-// listIndex decodes, in index order, the records of the entries of b that
-// start with prefix, keeping those for which keep returns true. The
+// listIndex decodes, in index order, the records of the entries of bucket
+// that start with prefix, keeping those for which keep returns true. The
 // hostname follows prefix and the 8-byte time.
-func listIndex(tx *bolt.Tx, b *bolt.Bucket, prefix []byte, keep func(*VM) bool) ([]VM, error) {
+func listIndex(tx kv.Tx, bucket, prefix []byte, keep func(*VM) bool) ([]VM, error) {
 	var out []VM
-	c := b.Cursor()
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+	err := tx.Scan(bucket, prefix, nil, func(k, _ []byte) (bool, error) {
+		if len(k) < len(prefix)+8 {
+			return false, fmt.Errorf("bad index entry %x", k)
+		}
 		vm, err := getVM(tx, string(k[len(prefix)+8:]))
 		if err != nil {
-			return nil, fmt.Errorf("index entry %x: %v", k, err) // corruption, not errs.ENOTFOUND
+			return false, fmt.Errorf("index entry %x: %v", k, err) // corruption, not ENOTFOUND
 		}
 		if keep == nil || keep(&vm) {
 			out = append(out, vm)
 		}
-	}
-	return out, nil
+		return true, nil
+	})
+	return out, err
 }

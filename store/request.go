@@ -7,13 +7,17 @@ import (
 	"time"
 
 	"github.com/vmpooler/vmpooler/internal/errs"
-	bolt "go.etcd.io/bbolt"
+	"github.com/vmpooler/vmpooler/store/kv"
 )
 
 // getRequest decodes request id. errs.ENOTFOUND if there is none.
-func getRequest(tx *bolt.Tx, id string) (Request, error) {
+func getRequest(tx kv.Tx, id string) (Request, error) {
+	return decodeRequest(id, tx.Get(bucketRequests, []byte(id)))
+}
+
+// decodeRequest decodes v, the record of request id. ENOTFOUND if v is nil.
+func decodeRequest(id string, v []byte) (Request, error) {
 	var r Request
-	v := tx.Bucket(bucketRequests).Get([]byte(id))
 	if v == nil {
 		return r, errs.Errorf(errs.ENOTFOUND, "request %s not found", id)
 	}
@@ -24,12 +28,12 @@ func getRequest(tx *bolt.Tx, id string) (Request, error) {
 }
 
 // putRequest writes r.
-func putRequest(tx *bolt.Tx, r *Request) error {
+func putRequest(tx kv.Tx, r *Request) error {
 	v, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("encode request %s: %w", r.ID, err)
 	}
-	return tx.Bucket(bucketRequests).Put([]byte(r.ID), v)
+	return tx.Put(bucketRequests, []byte(r.ID), v)
 }
 
 // wanted returns how many VMs of pool r asks for in all.
@@ -58,7 +62,7 @@ func (r *Request) complete() bool {
 // becomes ready once it has all its VMs. A VM the request can no longer
 // take (request gone, not pending, or this pool already delivered) goes to
 // completed.
-func deliver(tx *bolt.Tx, d counts, vm *VM, now time.Time) error {
+func deliver(tx kv.Tx, d counts, vm *VM, now time.Time) error {
 	r, err := getRequest(tx, vm.RequestID)
 	if errs.ErrorCode(err) == errs.ENOTFOUND {
 		vm.Reason = fmt.Sprintf("ondemand request %s not found", vm.RequestID)
@@ -91,9 +95,9 @@ func deliver(tx *bolt.Tx, d counts, vm *VM, now time.Time) error {
 
 // setRequestState changes r's state, taking it off the pending index when
 // it leaves pending. The caller writes r.
-func setRequestState(tx *bolt.Tx, r *Request, state string) error {
+func setRequestState(tx kv.Tx, r *Request, state string) error {
 	if r.State == RequestPending && state != RequestPending {
-		if err := tx.Bucket(bucketReqsPending).Delete(timeKey(r.Created, r.ID)); err != nil {
+		if err := tx.Delete(bucketReqsPending, timeKey(r.Created, r.ID)); err != nil {
 			return err
 		}
 	}
@@ -118,8 +122,8 @@ func (s *Store) CreateRequest(r Request) error {
 			return errs.Errorf(errs.EINVALID, "request %s: each pool needs a name and a count of at least 1", r.ID)
 		}
 	}
-	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
-		if tx.Bucket(bucketRequests).Get([]byte(r.ID)) != nil {
+	return s.update(func(tx kv.Tx, now time.Time, d counts) error {
+		if tx.Get(bucketRequests, []byte(r.ID)) != nil {
 			return errs.Errorf(errs.ECONFLICT, "request %s already exists", r.ID)
 		}
 		if err := checkQuota(tx, r.Quota, r.User, r.Requested); err != nil {
@@ -129,7 +133,7 @@ func (s *Store) CreateRequest(r Request) error {
 		if r.Created.IsZero() {
 			r.Created = now
 		}
-		if err := tx.Bucket(bucketReqsPending).Put(timeKey(r.Created, r.ID), []byte{}); err != nil {
+		if err := tx.Put(bucketReqsPending, timeKey(r.Created, r.ID), []byte{}); err != nil {
 			return err
 		}
 		return putRequest(tx, &r)
@@ -139,7 +143,7 @@ func (s *Store) CreateRequest(r Request) error {
 // GetRequest returns an ondemand request. errs.ENOTFOUND if unknown.
 func (s *Store) GetRequest(id string) (Request, error) {
 	var r Request
-	err := s.view(func(tx *bolt.Tx) (err error) {
+	err := s.view(func(tx kv.Tx) (err error) {
 		r, err = getRequest(tx, id)
 		return err
 	})
@@ -149,16 +153,15 @@ func (s *Store) GetRequest(id string) (Request, error) {
 // PendingRequests returns the requests in state pending, oldest first.
 func (s *Store) PendingRequests() ([]Request, error) {
 	var out []Request
-	err := s.view(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketReqsPending).Cursor()
-		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+	err := s.view(func(tx kv.Tx) error {
+		return tx.Scan(bucketReqsPending, nil, nil, func(k, _ []byte) (bool, error) {
 			r, err := getRequest(tx, keyName(k))
 			if err != nil {
-				return fmt.Errorf("pending index entry %x: %v", k, err)
+				return false, fmt.Errorf("pending index entry %x: %v", k, err)
 			}
 			out = append(out, r)
-		}
-		return nil
+			return true, nil
+		})
 	})
 	return out, err
 }
@@ -177,7 +180,7 @@ func (s *Store) FinishRequest(id, state, errMsg string) error {
 	default:
 		return errs.Errorf(errs.EINVALID, "bad request state %q", state)
 	}
-	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+	return s.update(func(tx kv.Tx, now time.Time, d counts) error {
 		r, err := getRequest(tx, id)
 		if err != nil {
 			return err
@@ -204,7 +207,7 @@ func (s *Store) FinishRequest(id, state, errMsg string) error {
 }
 
 // completeRequestVMs moves the running VMs delivered to r to completed.
-func completeRequestVMs(tx *bolt.Tx, d counts, r *Request, now time.Time) error {
+func completeRequestVMs(tx kv.Tx, d counts, r *Request, now time.Time) error {
 	for _, hosts := range r.Hosts {
 		for _, host := range hosts {
 			vm, err := getVM(tx, host)
@@ -225,28 +228,32 @@ func completeRequestVMs(tx *bolt.Tx, d counts, r *Request, now time.Time) error 
 	return nil
 }
 
-// purgeRequests deletes the requests that are no longer pending and were
-// created before cutoff. Pending ones stay: the manager still owes them VMs.
-func purgeRequests(tx *bolt.Tx, cutoff time.Time) error {
-	b := tx.Bucket(bucketRequests)
-	var old [][]byte // collected first: never delete while a cursor walks
-	err := b.ForEach(func(k, v []byte) error {
+// purgeRequests deletes up to max requests that are no longer pending and
+// were created before cutoff, and says whether more are left. Pending ones
+// stay: the manager still owes them VMs.
+func purgeRequests(tx kv.Tx, cutoff time.Time, max int) (more bool, err error) {
+	var old [][]byte // collected first: never delete while a scan walks
+	err = tx.Scan(bucketRequests, nil, nil, func(k, v []byte) (bool, error) {
 		var r Request
 		if err := json.Unmarshal(v, &r); err != nil {
-			return fmt.Errorf("decode request %s: %w", k, err)
+			return false, fmt.Errorf("decode request %s: %w", k, err)
 		}
 		if r.State != RequestPending && r.Created.Before(cutoff) {
+			if len(old) >= max {
+				more = true
+				return false, nil
+			}
 			old = append(old, slices.Clone(k))
 		}
-		return nil
+		return true, nil
 	})
 	if err != nil {
-		return err
+		return false, err
 	}
 	for _, k := range old {
-		if err := b.Delete(k); err != nil {
-			return err
+		if err := tx.Delete(bucketRequests, k); err != nil {
+			return false, err
 		}
 	}
-	return nil
+	return more, nil
 }

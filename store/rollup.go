@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -9,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vmpooler/vmpooler/internal/errs"
+	"github.com/vmpooler/vmpooler/store/kv"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -26,9 +26,9 @@ func emptyDay(date string) DayRollup {
 }
 
 // getDay decodes the rollup of date, or an empty one.
-func getDay(tx *bolt.Tx, date string) (DayRollup, error) {
+func getDay(tx kv.Tx, date string) (DayRollup, error) {
 	day := emptyDay(date)
-	v := tx.Bucket(bucketDays).Get([]byte(date))
+	v := tx.Get(bucketDays, []byte(date))
 	if v == nil {
 		return day, nil
 	}
@@ -49,16 +49,16 @@ func getDay(tx *bolt.Tx, date string) (DayRollup, error) {
 }
 
 // putDay writes a rollup.
-func putDay(tx *bolt.Tx, day *DayRollup) error {
+func putDay(tx kv.Tx, day *DayRollup) error {
 	v, err := json.Marshal(day)
 	if err != nil {
 		return fmt.Errorf("encode rollup %s: %w", day.Date, err)
 	}
-	return tx.Bucket(bucketDays).Put([]byte(day.Date), v)
+	return tx.Put(bucketDays, []byte(day.Date), v)
 }
 
 // addDuration adds a clone or boot duration of pool to the rollup of now's day.
-func addDuration(tx *bolt.Tx, now time.Time, kind, pool string, dur time.Duration) error {
+func addDuration(tx kv.Tx, now time.Time, kind, pool string, dur time.Duration) error {
 	day, err := getDay(tx, now.UTC().Format(dateLayout))
 	if err != nil {
 		return err
@@ -105,26 +105,24 @@ func tagKey(date, tag, value string) []byte {
 }
 
 // addTag counts one use of a tag value in the rollup of now's day.
-func addTag(tx *bolt.Tx, now time.Time, tag, value string) error {
-	b := tx.Bucket(bucketDayTags)
+func addTag(tx kv.Tx, now time.Time, tag, value string) error {
 	k := tagKey(now.UTC().Format(dateLayout), tag, value)
 	var n uint64
-	if v := b.Get(k); len(v) == 8 {
+	if v := tx.Get(bucketDayTags, k); len(v) == 8 {
 		n = binary.BigEndian.Uint64(v)
 	} else if v != nil {
 		return fmt.Errorf("bad tag count %x at %q", v, k)
 	}
-	return b.Put(k, binary.BigEndian.AppendUint64(nil, n+1))
+	return tx.Put(bucketDayTags, k, binary.BigEndian.AppendUint64(nil, n+1))
 }
 
 // getDayTags reads the tag counts of date into day.Tags.
-func getDayTags(tx *bolt.Tx, day *DayRollup) error {
+func getDayTags(tx kv.Tx, day *DayRollup) error {
 	prefix := []byte(day.Date)
-	c := tx.Bucket(bucketDayTags).Cursor()
-	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+	return tx.Scan(bucketDayTags, prefix, nil, func(k, v []byte) (bool, error) {
 		tag, value, ok := strings.Cut(string(k[len(prefix):]), "\x00")
 		if !ok || len(v) != 8 {
-			return fmt.Errorf("bad tag count entry %q", k)
+			return false, fmt.Errorf("bad tag count entry %q", k)
 		}
 		m := day.Tags[tag]
 		if m == nil {
@@ -132,8 +130,8 @@ func getDayTags(tx *bolt.Tx, day *DayRollup) error {
 			day.Tags[tag] = m
 		}
 		m[value] += int(binary.BigEndian.Uint64(v))
-	}
-	return nil
+		return true, nil
+	})
 }
 
 // migrateDayTags moves the tag counts out of each day's JSON into
@@ -166,7 +164,7 @@ func migrateDayTags(tx *bolt.Tx) error {
 			}
 		}
 		day.Date, day.Tags = date, nil
-		if err := putDay(tx, &day); err != nil {
+		if err := putDay(boltTx{tx}, &day); err != nil {
 			return err
 		}
 	}
@@ -201,7 +199,7 @@ func (s *Store) rollups(from, to string, tags bool) ([]DayRollup, error) {
 		return nil, errs.Errorf(errs.EINVALID, "range %s..%s is longer than %d days", from, to, maxRollupDays)
 	}
 	var out []DayRollup
-	err = s.view(func(tx *bolt.Tx) error {
+	err = s.view(func(tx kv.Tx) error {
 		for day := f; !day.After(t); day = day.AddDate(0, 0, 1) {
 			r, err := getDay(tx, day.Format(dateLayout))
 			if err != nil {

@@ -44,7 +44,7 @@ func TestModifyCostIsBoundedByItsTags(t *testing.T) {
 	long := strings.Repeat("v", 200)
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		for i := range 1000 {
-			if err := addTag(tx, s.Now(), "build", long+itoa(i)); err != nil {
+			if err := addTag(boltTx{tx}, s.Now(), "build", long+itoa(i)); err != nil {
 				return err
 			}
 		}

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sync"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/errs"
+	"github.com/vmpooler/vmpooler/store/kv"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
@@ -58,7 +61,23 @@ type Store struct {
 	Timeout   time.Duration    // how long Open waits for the file lock (default 1s)
 	Retention time.Duration    // how long destroyed records are kept (default 168h)
 
-	db *bolt.DB
+	// Engine, when set before Open, is the database instead of the file
+	// at Path (etcd: see OpenShared); Path then only names it in messages.
+	Engine kv.Engine
+	// Batch bounds how many records one bulk write (a purge) changes in
+	// one transaction, for engines that limit a transaction's size
+	// (etcd's --max-txn-ops); 0 is no bound.
+	Batch int
+	// CheckoutWindow lets a checkout take any of the oldest Count+window
+	// ready VMs of a pool, at random, instead of exactly the oldest: with
+	// several processes on one database (etcd), concurrent checkouts then
+	// rarely pick the same VM and retry. 0 (bbolt, one process) is
+	// strictly oldest first.
+	CheckoutWindow int
+
+	eng    kv.Engine // what transactions run on: the bbolt file or Engine
+	db     *bolt.DB  // the bbolt file; nil on another engine
+	shared *follower // counts kept from a shared engine's changes; nil on bbolt
 
 	qmu   sync.RWMutex  // guards queue against Close
 	queue chan *call    // writes for the committer (see commit); nil when closed
@@ -69,6 +88,14 @@ type Store struct {
 
 	instance string   // this database's pooler instance id (instance.go)
 	adopted  []string // instance ids taken over, as of Open
+}
+
+// batch returns how many records a bulk write may change per transaction.
+func (s *Store) batch() int {
+	if s.Batch > 0 {
+		return s.Batch
+	}
+	return math.MaxInt
 }
 
 // DefaultRetention is how long destroyed records are kept unless set
@@ -92,11 +119,14 @@ func (e *inUseError) Unwrap() error { return ErrInUse }
 // Open opens (creating with mode 0600) the file, runs migrations and loads counts.
 // A file locked by another process gives ErrInUse (wrapped, naming the file).
 func (s *Store) Open() error {
-	if s.db != nil {
+	if s.eng != nil {
 		return fmt.Errorf("store: %s is already open", s.Path)
 	}
 	if s.Now == nil {
 		s.Now = time.Now
+	}
+	if s.Engine != nil {
+		return s.openShared()
 	}
 	timeout := s.Timeout
 	if timeout <= 0 {
@@ -106,7 +136,7 @@ func (s *Store) Open() error {
 	if err != nil {
 		return err
 	}
-	s.db, s.counts = db, c
+	s.db, s.counts, s.eng = db, c, boltEngine{s}
 	s.queue, s.qdone = make(chan *call, maxGroup), make(chan struct{})
 	go s.committer(s.queue, s.qdone)
 	return nil
@@ -147,13 +177,13 @@ func (s *Store) open(timeout time.Duration) (db *bolt.DB, c counts, err error) {
 		if err := migrate(tx); err != nil {
 			return err
 		}
-		if instance, err = ensureInstance(tx); err != nil {
+		if instance, err = ensureInstance(boltTx{tx}); err != nil {
 			return err
 		}
-		if adopted, err = loadAdopted(tx); err != nil {
+		if adopted, err = loadAdopted(boltTx{tx}); err != nil {
 			return err
 		}
-		c, err = loadCounts(tx)
+		c, err = loadCounts(boltTx{tx})
 		return err
 	})
 	if err != nil {
@@ -167,7 +197,7 @@ func (s *Store) open(timeout time.Duration) (db *bolt.DB, c counts, err error) {
 // transaction; writers go on meanwhile) and returns the bytes written.
 func (s *Store) Backup(w io.Writer) (int64, error) {
 	var n int64
-	err := s.view(func(tx *bolt.Tx) (err error) {
+	err := s.viewFile(func(tx *bolt.Tx) (err error) {
 		n, err = tx.WriteTo(w)
 		return err
 	})
@@ -197,10 +227,12 @@ func migrate(tx *bolt.Tx) error {
 	return meta.Put(keyVersion, binary.BigEndian.AppendUint64(nil, version))
 }
 
-// Close closes the file.
+// Close closes the file, or the engine.
 func (s *Store) Close() error {
-	if s.db == nil {
+	if s.eng == nil {
 		return nil
+	} else if s.db == nil {
+		return s.closeShared()
 	}
 	s.qmu.Lock()
 	close(s.queue) // the committer commits what is queued, then stops
@@ -208,22 +240,25 @@ func (s *Store) Close() error {
 	s.qmu.Unlock()
 	<-s.qdone
 	err := s.db.Close()
-	s.db = nil
+	s.db, s.eng = nil, nil
 	return err
 }
 
-var errNotOpen = errors.New("store: database is not open")
+var (
+	errNotOpen = errors.New("store: database is not open")
+	errNotFile = errs.Errorf(errs.EINVALID, "this works on a bbolt database file only, not on etcd")
+)
 
 // update runs fn as one write transaction with the clock read once, and
 // applies the count changes fn records only after the commit succeeded.
-func (s *Store) update(fn func(tx *bolt.Tx, now time.Time, d counts) error) error {
-	if s.db == nil {
+func (s *Store) update(fn func(tx kv.Tx, now time.Time, d counts) error) error {
+	if s.eng == nil {
 		return errNotOpen
 	}
 	now := s.Now()
 	var d counts
-	err := s.commit(func(tx *bolt.Tx) error {
-		d = counts{} // reset: commit may run fn again
+	err := s.eng.Update(func(tx kv.Tx) error {
+		d = counts{} // reset: the engine may run fn again
 		return fn(tx, now, d)
 	})
 	if err != nil {
@@ -233,10 +268,22 @@ func (s *Store) update(fn func(tx *bolt.Tx, now time.Time, d counts) error) erro
 	return nil
 }
 
-// view runs fn as one read transaction. A panic in it (bbolt meeting a
-// damaged page) becomes a corruptError rather than killing the process.
-func (s *Store) view(fn func(tx *bolt.Tx) error) (err error) {
+// view runs fn as one read transaction.
+func (s *Store) view(fn func(tx kv.Tx) error) error {
+	if s.eng == nil {
+		return errNotOpen
+	}
+	return s.eng.View(fn)
+}
+
+// viewFile runs fn as one read transaction of the bbolt file. A panic in
+// it (bbolt meeting a damaged page) becomes a corruptError rather than
+// killing the process.
+func (s *Store) viewFile(fn func(tx *bolt.Tx) error) (err error) {
 	if s.db == nil {
+		if s.eng != nil {
+			return errNotFile
+		}
 		return errNotOpen
 	}
 	defer func() {
@@ -277,9 +324,10 @@ func (c counts) readyAt(pool string, t time.Time) {
 	c[pool] = pc
 }
 
-// apply adds a committed change to the in-memory counts.
+// apply adds a committed change to the in-memory counts. On a shared
+// engine the counts follow the engine's changes instead (shared.go).
 func (s *Store) apply(d counts) {
-	if len(d) == 0 {
+	if len(d) == 0 || s.shared != nil {
 		return
 	}
 	s.mu.Lock()
@@ -304,6 +352,7 @@ func (s *Store) apply(d counts) {
 // Counts returns per-pool state counts from memory (no transaction): cheap
 // enough for every /status request. Kept exact after each commit.
 func (s *Store) Counts() map[string]PoolCounts {
+	s.shared.sync()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	out := make(map[string]PoolCounts, len(s.counts))
@@ -315,15 +364,15 @@ func (s *Store) Counts() map[string]PoolCounts {
 
 // loadCounts counts the entries of every pool's state indexes. LastReady
 // starts zero: it reports readiness since open.
-func loadCounts(tx *bolt.Tx) (counts, error) {
+func loadCounts(tx kv.Tx) (counts, error) {
 	c := counts{}
-	err := tx.Bucket(bucketPools).ForEach(func(k, _ []byte) error {
+	err := tx.Scan(bucketPools, nil, nil, func(k, _ []byte) (bool, error) {
 		pool, st, _, ok := splitIndexKey(k)
 		if !ok {
-			return fmt.Errorf("bad index key %x", k)
+			return false, fmt.Errorf("bad index key %x", k)
 		}
 		c.add(pool, st, 1)
-		return nil
+		return true, nil
 	})
 	return c, err
 }

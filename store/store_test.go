@@ -12,6 +12,7 @@ import (
 
 	"github.com/vmpooler/vmpooler/internal/clocktest"
 	"github.com/vmpooler/vmpooler/internal/errs"
+	"github.com/vmpooler/vmpooler/store/kv"
 )
 
 // newTestClock returns a clock at 2024-03-10 12:00 UTC that moves on a
@@ -74,7 +75,7 @@ func mustCheck(tb testing.TB, s *Store) {
 		tb.Errorf("check: %v", err)
 	}
 	var want counts
-	if err := s.db.View(func(tx *bolt.Tx) (err error) { want, err = loadCounts(tx); return err }); err != nil {
+	if err := s.db.View(func(tx *bolt.Tx) (err error) { want, err = loadCounts(boltTx{tx}); return err }); err != nil {
 		tb.Fatal(err)
 	}
 	got := s.Counts()
@@ -113,7 +114,7 @@ func mustCode(tb testing.TB, err error, code string) {
 func fillReady(tb testing.TB, s *Store, pool, prefix string, n int) []string {
 	tb.Helper()
 	hosts := make([]string, n)
-	err := s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+	err := s.update(func(tx kv.Tx, now time.Time, d counts) error {
 		for i := range hosts {
 			hosts[i] = prefix + pool + "-" + itoa(i)
 			vm := VM{Hostname: hosts[i], Pool: pool, Template: "tpl"}
@@ -262,7 +263,7 @@ func TestCheckFindsBrokenIndexes(t *testing.T) {
 	fillReady(t, s, "p", "", 2)
 	vm, _ := s.Get("p-0")
 	var key []byte
-	s.db.View(func(tx *bolt.Tx) error { _, key, _ = indexOf(tx, &vm); return nil })
+	s.db.View(func(tx *bolt.Tx) error { _, key, _ = indexOf(&vm); return nil })
 	moved := timeKey(vm.Ready, "")
 	cases := []struct {
 		name        string

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
@@ -10,7 +9,7 @@ import (
 	"time"
 
 	"github.com/vmpooler/vmpooler/internal/errs"
-	bolt "go.etcd.io/bbolt"
+	"github.com/vmpooler/vmpooler/store/kv"
 )
 
 // tokenKey is the key of a token: its SHA-256, so that the time a lookup
@@ -31,9 +30,9 @@ func userKey(t *Token) []byte {
 
 // getToken decodes the token stored under key. errs.ENOTFOUND if none.
 // Messages never contain the token.
-func getToken(tx *bolt.Tx, key []byte) (Token, error) {
+func getToken(tx kv.Tx, key []byte) (Token, error) {
 	var t Token
-	v := tx.Bucket(bucketTokens).Get(key)
+	v := tx.Get(bucketTokens, key)
 	if v == nil {
 		return t, errs.Errorf(errs.ENOTFOUND, "token not found")
 	}
@@ -44,12 +43,12 @@ func getToken(tx *bolt.Tx, key []byte) (Token, error) {
 }
 
 // putToken writes t.
-func putToken(tx *bolt.Tx, t *Token) error {
+func putToken(tx kv.Tx, t *Token) error {
 	v, err := json.Marshal(t)
 	if err != nil {
 		return fmt.Errorf("encode token: %w", err)
 	}
-	return tx.Bucket(bucketTokens).Put(tokenKey(t.Token), v)
+	return tx.Put(bucketTokens, tokenKey(t.Token), v)
 }
 
 // CreateToken stores a token. errs.ECONFLICT if it exists. Created is set to now
@@ -60,14 +59,14 @@ func (s *Store) CreateToken(t Token) error {
 	} else if strings.ContainsRune(t.User, 0) {
 		return errs.Errorf(errs.EINVALID, "bad user name")
 	}
-	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
-		if tx.Bucket(bucketTokens).Get(tokenKey(t.Token)) != nil {
+	return s.update(func(tx kv.Tx, now time.Time, d counts) error {
+		if tx.Get(bucketTokens, tokenKey(t.Token)) != nil {
 			return errs.Errorf(errs.ECONFLICT, "token already exists")
 		}
 		if t.Created.IsZero() {
 			t.Created = now
 		}
-		if err := tx.Bucket(bucketTokensUser).Put(userKey(&t), []byte{}); err != nil {
+		if err := tx.Put(bucketTokensUser, userKey(&t), []byte{}); err != nil {
 			return err
 		}
 		return putToken(tx, &t)
@@ -77,7 +76,7 @@ func (s *Store) CreateToken(t Token) error {
 // GetToken returns a token. errs.ENOTFOUND if unknown.
 func (s *Store) GetToken(token string) (Token, error) {
 	var t Token
-	err := s.view(func(tx *bolt.Tx) (err error) {
+	err := s.view(func(tx kv.Tx) (err error) {
 		t, err = getToken(tx, tokenKey(token))
 		return err
 	})
@@ -88,23 +87,22 @@ func (s *Store) GetToken(token string) (Token, error) {
 func (s *Store) TokensByUser(user string) ([]Token, error) {
 	var out []Token
 	prefix := append([]byte(user), 0)
-	err := s.view(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketTokensUser).Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+	err := s.view(func(tx kv.Tx) error {
+		return tx.Scan(bucketTokensUser, prefix, nil, func(k, _ []byte) (bool, error) {
 			t, err := getToken(tx, slices.Clone(k[len(k)-sha256.Size:]))
 			if err != nil {
-				return fmt.Errorf("user index entry: %v", err)
+				return false, fmt.Errorf("user index entry: %v", err)
 			}
 			out = append(out, t)
-		}
-		return nil
+			return true, nil
+		})
 	})
 	return out, err
 }
 
 // TouchToken sets a token's LastUsed to now. errs.ENOTFOUND if unknown.
 func (s *Store) TouchToken(token string) error {
-	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+	return s.update(func(tx kv.Tx, now time.Time, d counts) error {
 		t, err := getToken(tx, tokenKey(token))
 		if err != nil {
 			return err
@@ -116,16 +114,16 @@ func (s *Store) TouchToken(token string) error {
 
 // DeleteToken removes a token. errs.ENOTFOUND if unknown.
 func (s *Store) DeleteToken(token string) error {
-	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+	return s.update(func(tx kv.Tx, now time.Time, d counts) error {
 		key := tokenKey(token)
 		t, err := getToken(tx, key)
 		if err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketTokensUser).Delete(userKey(&t)); err != nil {
+		if err := tx.Delete(bucketTokensUser, userKey(&t)); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketTokens).Delete(key)
+		return tx.Delete(bucketTokens, key)
 	})
 }
 
@@ -133,17 +131,17 @@ func (s *Store) DeleteToken(token string) error {
 // "vmpooler token" command).
 func (s *Store) AllTokens() ([]Token, error) {
 	var out []Token
-	err := s.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketTokensUser).ForEach(func(k, _ []byte) error {
+	err := s.view(func(tx kv.Tx) error {
+		return tx.Scan(bucketTokensUser, nil, nil, func(k, _ []byte) (bool, error) {
 			if len(k) < sha256.Size {
-				return fmt.Errorf("bad user index entry %x", k)
+				return false, fmt.Errorf("bad user index entry %x", k)
 			}
 			t, err := getToken(tx, slices.Clone(k[len(k)-sha256.Size:]))
 			if err != nil {
-				return fmt.Errorf("user index entry: %v", err)
+				return false, fmt.Errorf("user index entry: %v", err)
 			}
 			out = append(out, t)
-			return nil
+			return true, nil
 		})
 	})
 	return out, err

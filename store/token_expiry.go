@@ -4,39 +4,51 @@ import (
 	"encoding/json"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/vmpooler/vmpooler/store/kv"
 )
 
 // PurgeTokens deletes every token created before cutoff ([auth] token_ttl)
-// and returns how many went.
+// and returns how many went, in transactions of at most s.batch() tokens.
 func (s *Store) PurgeTokens(cutoff time.Time) (int, error) {
-	n := 0
-	err := s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
-		n = 0 // update may run the function again
+	total := 0
+	for {
 		var gone []Token
-		err := tx.Bucket(bucketTokens).ForEach(func(k, v []byte) error {
-			var t Token
-			if err := json.Unmarshal(v, &t); err != nil {
+		more := false
+		err := s.update(func(tx kv.Tx, now time.Time, d counts) error {
+			gone, more = nil, false // update may run the function again
+			err := tx.Scan(bucketTokens, nil, nil, func(k, v []byte) (bool, error) {
+				var t Token
+				if err := json.Unmarshal(v, &t); err != nil {
+					return false, err
+				}
+				if t.Created.Before(cutoff) {
+					if len(gone) == s.batch() {
+						more = true
+						return false, nil
+					}
+					gone = append(gone, t)
+				}
+				return true, nil
+			})
+			if err != nil {
 				return err
 			}
-			if t.Created.Before(cutoff) {
-				gone = append(gone, t)
+			for i := range gone {
+				if err := tx.Delete(bucketTokensUser, userKey(&gone[i])); err != nil {
+					return err
+				}
+				if err := tx.Delete(bucketTokens, tokenKey(gone[i].Token)); err != nil {
+					return err
+				}
 			}
 			return nil
 		})
 		if err != nil {
-			return err
+			return total, err
 		}
-		for i := range gone {
-			if err := tx.Bucket(bucketTokensUser).Delete(userKey(&gone[i])); err != nil {
-				return err
-			}
-			if err := tx.Bucket(bucketTokens).Delete(tokenKey(gone[i].Token)); err != nil {
-				return err
-			}
+		total += len(gone)
+		if !more {
+			return total, nil
 		}
-		n = len(gone)
-		return nil
-	})
-	return n, err
+	}
 }

@@ -4,7 +4,7 @@ import (
 	"time"
 
 	"github.com/vmpooler/vmpooler/internal/errs"
-	bolt "go.etcd.io/bbolt"
+	"github.com/vmpooler/vmpooler/store/kv"
 )
 
 // Unassign puts VMs that a checkout handed out but that never reached a
@@ -13,7 +13,7 @@ import (
 // in line again; user, lifetime and checkout time are cleared. A VM that is
 // not running any more (returned meanwhile) is left as it is.
 func (s *Store) Unassign(hosts []string) error {
-	return s.update(func(tx *bolt.Tx, _ time.Time, d counts) error {
+	return s.update(func(tx kv.Tx, _ time.Time, d counts) error {
 		for _, host := range hosts {
 			vm, err := getVM(tx, host)
 			if errs.ErrorCode(err) == errs.ENOTFOUND {

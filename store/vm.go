@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/vmpooler/vmpooler/internal/errs"
-	bolt "go.etcd.io/bbolt"
+	"github.com/vmpooler/vmpooler/store/kv"
 )
 
 // maxNameLen bounds hostnames and pool names (a DNS name's limit), far
@@ -21,7 +21,7 @@ func (s *Store) AddPending(vm VM) error {
 	if err := checkNewVM(vm); err != nil {
 		return err
 	}
-	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+	return s.update(func(tx kv.Tx, now time.Time, d counts) error {
 		return addPending(tx, d, vm, now)
 	})
 }
@@ -37,8 +37,8 @@ func checkNewVM(vm VM) error {
 }
 
 // addPending is AddPending inside tx.
-func addPending(tx *bolt.Tx, d counts, vm VM, now time.Time) error {
-	if tx.Bucket(bucketVMs).Get([]byte(vm.Hostname)) != nil {
+func addPending(tx kv.Tx, d counts, vm VM, now time.Time) error {
+	if tx.Get(bucketVMs, []byte(vm.Hostname)) != nil {
 		return errs.Errorf(errs.ECONFLICT, "vm %s already exists", vm.Hostname)
 	}
 	vm.State = StatePending
@@ -52,7 +52,7 @@ func addPending(tx *bolt.Tx, d counts, vm VM, now time.Time) error {
 
 // MarkCloned records that the clone task of a pending VM finished.
 func (s *Store) MarkCloned(host string) error {
-	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+	return s.update(func(tx kv.Tx, now time.Time, d counts) error {
 		vm, err := getVM(tx, host)
 		if err != nil {
 			return err
@@ -73,13 +73,13 @@ func (s *Store) MarkCloned(host string) error {
 // runs from Started. A VM of a request that is no longer pending, or that
 // already has its VMs of this pool, goes to completed instead.
 func (s *Store) MarkReady(host, ip string) error {
-	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+	return s.update(func(tx kv.Tx, now time.Time, d counts) error {
 		return markReady(tx, d, host, ip, now)
 	})
 }
 
 // markReady is MarkReady inside tx.
-func markReady(tx *bolt.Tx, d counts, host, ip string, now time.Time) error {
+func markReady(tx kv.Tx, d counts, host, ip string, now time.Time) error {
 	vm, err := getVM(tx, host)
 	if err != nil {
 		return err
@@ -108,7 +108,7 @@ func markReady(tx *bolt.Tx, d counts, host, ip string, now time.Time) error {
 // Return moves a running VM to completed (DELETE /vm/<host>).
 // errs.ENOTFOUND if no such VM or it is not running.
 func (s *Store) Return(host, reason string) error {
-	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+	return s.update(func(tx kv.Tx, now time.Time, d counts) error {
 		vm, err := getVM(tx, host)
 		if err != nil {
 			return err
@@ -126,7 +126,7 @@ func (s *Store) Return(host, reason string) error {
 // errs.ECONFLICT if the VM left from; errs.ENOTFOUND if unknown or destroyed. A
 // completed VM is left as it is (nil) when from is "" or completed.
 func (s *Store) Fail(host string, from State, reason string) error {
-	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+	return s.update(func(tx kv.Tx, now time.Time, d counts) error {
 		vm, err := getVM(tx, host)
 		if err != nil {
 			return err
@@ -148,7 +148,7 @@ func (s *Store) Fail(host string, from State, reason string) error {
 // for Retention. errs.ENOTFOUND if unknown. Destroying a destroyed VM changes
 // nothing (nil). An empty reason keeps the VM's earlier reason.
 func (s *Store) Destroy(host, reason string) error {
-	return s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+	return s.update(func(tx kv.Tx, now time.Time, d counts) error {
 		vm, err := getVM(tx, host)
 		if err != nil {
 			return err
@@ -164,32 +164,53 @@ func (s *Store) Destroy(host, reason string) error {
 
 // Purge deletes destroyed records older than Retention and returns how many.
 // Finished ondemand requests (ready, failed, deleted) created before then
-// go too, so neither bucket grows for ever.
+// go too, so neither bucket grows for ever. On an engine with a limit per
+// transaction (etcd) it works in batches of at most s.batch() records, each
+// one transaction: a purge cut short leaves only whole records behind.
 func (s *Store) Purge() (int, error) {
-	var n int
-	err := s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
-		cutoff := timeKey(now.Add(-s.Retention), "")
-		b := tx.Bucket(bucketDestroyed)
-		var keys [][]byte // collected first: never delete while a cursor walks
-		c := b.Cursor()
-		for k, _ := c.First(); k != nil && bytes.Compare(k[:8], cutoff) < 0; k, _ = c.Next() {
-			keys = append(keys, slices.Clone(k))
-		}
-		for _, k := range keys {
-			if err := b.Delete(k); err != nil {
+	total := 0
+	for {
+		var n int
+		var more bool
+		err := s.update(func(tx kv.Tx, now time.Time, d counts) error {
+			cutoff := timeKey(now.Add(-s.Retention), "")
+			var keys [][]byte // collected first: never delete while a scan walks
+			err := tx.Scan(bucketDestroyed, nil, nil, func(k, _ []byte) (bool, error) {
+				if len(k) < 8 || bytes.Compare(k[:8], cutoff) >= 0 {
+					return false, nil
+				} else if len(keys) == s.batch() {
+					more = true
+					return false, nil
+				}
+				keys = append(keys, slices.Clone(k))
+				return true, nil
+			})
+			if err != nil {
 				return err
 			}
-			if err := tx.Bucket(bucketVMs).Delete(k[8:]); err != nil {
-				return err
+			for _, k := range keys {
+				if err := tx.Delete(bucketDestroyed, k); err != nil {
+					return err
+				}
+				if err := tx.Delete(bucketVMs, k[8:]); err != nil {
+					return err
+				}
 			}
+			n = len(keys)
+			if more {
+				return nil
+			}
+			more, err = purgeRequests(tx, now.Add(-s.Retention), s.batch()-n)
+			return err
+		})
+		if err != nil {
+			return total, err
 		}
-		n = len(keys)
-		return purgeRequests(tx, now.Add(-s.Retention))
-	})
-	if err != nil {
-		return 0, err
+		total += n
+		if !more {
+			return total, nil
+		}
 	}
-	return n, nil
 }
 
 // Modify changes a running VM's lifetime (if lifetime > 0) and merges tags
@@ -209,7 +230,7 @@ func (s *Store) Modify(host string, lifetime int, tags map[string]string) (VM, e
 		}
 	}
 	var out VM
-	err := s.update(func(tx *bolt.Tx, now time.Time, d counts) error {
+	err := s.update(func(tx kv.Tx, now time.Time, d counts) error {
 		vm, err := getVM(tx, host)
 		if err != nil {
 			return err
@@ -243,7 +264,7 @@ func (s *Store) Modify(host string, lifetime int, tags map[string]string) (VM, e
 // Get returns a VM record. errs.ENOTFOUND if unknown.
 func (s *Store) Get(host string) (VM, error) {
 	var vm VM
-	err := s.view(func(tx *bolt.Tx) (err error) {
+	err := s.view(func(tx kv.Tx) (err error) {
 		vm, err = getVM(tx, host)
 		return err
 	})
@@ -258,11 +279,11 @@ func (s *Store) List(pool string, state State) ([]VM, error) {
 		return nil, errs.Errorf(errs.EINVALID, "unknown state %q", state)
 	}
 	var out []VM
-	err := s.view(func(tx *bolt.Tx) (err error) {
+	err := s.view(func(tx kv.Tx) (err error) {
 		if state == StateDestroyed {
-			out, err = listIndex(tx, tx.Bucket(bucketDestroyed), nil, func(vm *VM) bool { return vm.Pool == pool })
+			out, err = listIndex(tx, bucketDestroyed, nil, func(vm *VM) bool { return vm.Pool == pool })
 		} else {
-			out, err = listIndex(tx, tx.Bucket(bucketPools), indexPrefix(pool, state), nil)
+			out, err = listIndex(tx, bucketPools, indexPrefix(pool, state), nil)
 		}
 		return err
 	})
@@ -273,9 +294,9 @@ func (s *Store) List(pool string, state State) ([]VM, error) {
 // state by state in lifecycle order, each state oldest first.
 func (s *Store) ListPool(pool string) ([]VM, error) {
 	var out []VM
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(func(tx kv.Tx) error {
 		for _, st := range LiveStates {
-			vms, err := listIndex(tx, tx.Bucket(bucketPools), indexPrefix(pool, st), nil)
+			vms, err := listIndex(tx, bucketPools, indexPrefix(pool, st), nil)
 			if err != nil {
 				return err
 			}
@@ -289,17 +310,21 @@ func (s *Store) ListPool(pool string) ([]VM, error) {
 // Pools returns the names of every pool with at least one live VM, sorted.
 func (s *Store) Pools() ([]string, error) {
 	var out []string
-	err := s.view(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketPools).Cursor()
-		for k, _ := c.First(); k != nil; {
+	err := s.view(func(tx kv.Tx) error {
+		out = nil
+		var from []byte
+		for {
+			k, err := firstKey(tx, bucketPools, nil, from)
+			if err != nil || k == nil {
+				return err
+			}
 			pool, _, _, ok := splitIndexKey(k)
 			if !ok {
 				return fmt.Errorf("bad index key %x", k)
 			}
 			out = append(out, pool)
-			k, _ = c.Seek(append([]byte(pool), 1)) // past every key of pool
+			from = append([]byte(pool), 1) // past every key of pool
 		}
-		return nil
 	})
 	return out, err
 }

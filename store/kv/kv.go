@@ -20,6 +20,12 @@ import "context"
 type Tx interface {
 	// Get returns the value of key in bucket, or nil if there is none.
 	Get(bucket, key []byte) []byte
+	// Peek is Get for a value whose changes the transaction guards by a
+	// Scan already: an index whose entries move whenever what the caller
+	// reads of the value changes. An engine that checks reads at commit
+	// (etcd) does not check this one, so that a transaction reading many
+	// records through such an index stays within the engine's limits.
+	Peek(bucket, key []byte) []byte
 	// Put sets key in bucket to value.
 	Put(bucket, key, value []byte) error
 	// Delete removes key from bucket; deleting a missing key is no error.

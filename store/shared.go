@@ -1,0 +1,125 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/vmpooler/vmpooler/internal/errs"
+	"github.com/vmpooler/vmpooler/store/kv"
+)
+
+// syncWait bounds how long Counts waits for the counts to catch up with
+// this process's own writes on a shared engine.
+const syncWait = 2 * time.Second
+
+// follower keeps the counts of a shared engine's pools index in step with
+// every writer's changes (kv.Shared.Follow).
+type follower struct {
+	sh     kv.Shared
+	cancel context.CancelFunc
+}
+
+// sync waits (bounded) until the counts include this process's writes.
+// On bbolt (f nil) they always do.
+func (f *follower) sync() {
+	if f == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), syncWait)
+	defer cancel()
+	f.sh.Sync(ctx) // on a timeout the counts are a moment behind; no error to give
+}
+
+// openShared opens the store on s.Engine: a database other processes use
+// too. There is no file to migrate: a fresh database gets the current
+// schema version and an instance id in one transaction, and one written
+// by another schema version is refused.
+func (s *Store) openShared() error {
+	var instance string
+	var adopted []string
+	err := s.Engine.Update(func(tx kv.Tx) (err error) {
+		want := binary.BigEndian.AppendUint64(nil, uint64(len(migrations)))
+		switch v := tx.Get(bucketMeta, keyVersion); {
+		case v == nil:
+			if err := tx.Put(bucketMeta, keyVersion, want); err != nil {
+				return err
+			}
+		case !bytes.Equal(v, want):
+			return errs.Errorf(errs.EINVALID, "database %s has schema version %x; this vmpooler writes %d", s.Path, v, len(migrations))
+		}
+		if instance, err = ensureInstance(tx); err != nil {
+			return err
+		}
+		adopted, err = loadAdopted(tx)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("open database %s: %w", s.Path, err)
+	}
+	s.eng, s.instance, s.adopted = s.Engine, instance, adopted
+	s.counts = counts{}
+	sh, ok := s.Engine.(kv.Shared)
+	if !ok {
+		return nil // a private engine: counts come from this process's commits
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &follower{sh: sh, cancel: cancel}
+	if err := sh.Follow(ctx, bucketPools, s.follow); err != nil {
+		cancel()
+		s.eng = nil
+		return fmt.Errorf("open database %s: follow the pool indexes: %w", s.Path, err)
+	}
+	s.shared = f
+	return nil
+}
+
+// follow applies one change of the pools index to the counts. LastReady
+// comes from live changes only: it reports readiness since open.
+func (s *Store) follow(ev kv.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ev.Reset {
+		last := make(map[string]time.Time, len(s.counts))
+		for pool, pc := range s.counts {
+			last[pool] = pc.LastReady
+		}
+		s.counts = counts{}
+		for pool, t := range last {
+			if !t.IsZero() {
+				s.counts.readyAt(pool, t)
+			}
+		}
+		return
+	}
+	pool, st, _, ok := splitIndexKey(ev.Key)
+	if !ok {
+		return
+	}
+	n := 1
+	if ev.Deleted {
+		n = -1
+	}
+	s.counts.add(pool, st, n)
+	if st == StateReady && !ev.Deleted && !ev.Snapshot {
+		if t, ok := indexTime(ev.Key); ok {
+			s.counts.readyAt(pool, t)
+		}
+	}
+	if s.counts[pool] == (PoolCounts{}) {
+		delete(s.counts, pool)
+	}
+}
+
+// closeShared stops following and closes the engine.
+func (s *Store) closeShared() error {
+	if s.shared != nil {
+		s.shared.cancel()
+		s.shared = nil
+	}
+	err := s.eng.Close()
+	s.eng = nil
+	return err
+}
