@@ -107,7 +107,7 @@ func revokeTokens(w io.Writer, st *store.Store, toks []store.Token, user string,
 		if done[t.Token] {
 			continue
 		}
-		if err := st.DeleteToken(t.Token); err != nil && errs.ErrorCode(err) != errs.ENOTFOUND {
+		if err := st.DeleteToken(t.Token, ""); err != nil && errs.ErrorCode(err) != errs.ENOTFOUND {
 			return err
 		}
 		done[t.Token] = true

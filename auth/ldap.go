@@ -19,7 +19,7 @@ import (
 // ProviderLDAP checks users by binding to an LDAP or Active Directory server.
 const ProviderLDAP = "ldap"
 
-// errs.EUNAVAILABLE is the code of an error that says the user directory cannot
+// EUNAVAILABLE is the code of an error that says the user directory cannot
 // be reached or refused the service account (httpapi: 503).
 
 // Encryption values of [auth.ldap] encryption.
@@ -293,7 +293,7 @@ func (a *ldapAuth) connect(deadline time.Time) (*ldap.Conn, error) {
 }
 
 // login checks user's password. EUNAUTHORIZED for a wrong password or an
-// unknown user (the same message), errs.EUNAVAILABLE when the server cannot be
+// unknown user (the same message), EUNAVAILABLE when the server cannot be
 // reached or answers with anything but success or invalid credentials.
 func (a *ldapAuth) login(user, password string) error {
 	// An empty password would be an "unauthenticated bind", which servers

@@ -122,18 +122,23 @@ func (a *Auth) Tokens(user string) ([]store.Token, error) {
 	return live, nil
 }
 
-// DeleteToken revokes a token: ENOTFOUND if it is malformed or unknown.
-// Whose token it is, is the caller's decision.
-func (a *Auth) DeleteToken(token string) error {
+// DeleteToken revokes a token of owner ("": whoever owns it), checked in
+// the transaction that deletes it: ENOTFOUND if it is malformed or
+// unknown, EFORBIDDEN if it belongs to another user.
+func (a *Auth) DeleteToken(token, owner string) error {
 	if a.st == nil {
 		return errDisabled
 	} else if !wellFormed(token) {
 		return errNoToken
 	}
-	err := a.st.DeleteToken(token)
-	a.forget(token)
-	if errs.ErrorCode(err) == errs.ENOTFOUND {
+	err := a.st.DeleteToken(token, owner)
+	if err == nil {
+		a.forget(token)
+	}
+	if code := errs.ErrorCode(err); code == errs.ENOTFOUND {
 		return errNoToken
+	} else if code == errs.EFORBIDDEN {
+		return err
 	} else if err != nil {
 		return fmt.Errorf("auth: delete token: %w", err)
 	}

@@ -117,13 +117,13 @@ func TestTokenRoundTrip(t *testing.T) {
 		t.Fatalf("Tokens(nobody) = %v, %v", list, err)
 	}
 
-	if err := a.DeleteToken(t1.Token); err != nil {
+	if err := a.DeleteToken(t1.Token, ""); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := a.Validate(t1.Token); errs.ErrorCode(err) != errs.EUNAUTHORIZED {
 		t.Fatalf("Validate(deleted) = %v, want %s", err, errs.EUNAUTHORIZED)
 	}
-	if err := a.DeleteToken(t1.Token); errs.ErrorCode(err) != errs.ENOTFOUND {
+	if err := a.DeleteToken(t1.Token, ""); errs.ErrorCode(err) != errs.ENOTFOUND {
 		t.Fatalf("DeleteToken(deleted) = %v, want %s", err, errs.ENOTFOUND)
 	}
 	if list, _ := a.Tokens("jdoe"); !slices.Equal(tokenNames(list), []string{t2.Token}) {
@@ -142,7 +142,7 @@ func TestTokenErrors(t *testing.T) {
 		if tok != "" && err != nil && strings.Contains(err.Error(), tok) {
 			t.Errorf("Validate error %q shows the token", err)
 		}
-		if err := a.DeleteToken(tok); errs.ErrorCode(err) != errs.ENOTFOUND {
+		if err := a.DeleteToken(tok, ""); errs.ErrorCode(err) != errs.ENOTFOUND {
 			t.Errorf("DeleteToken(%q) = %v, want %s", tok, err, errs.ENOTFOUND)
 		}
 	}

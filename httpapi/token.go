@@ -157,10 +157,12 @@ func (s *server) handleTokenDelete(w http.ResponseWriter, r *http.Request, c cal
 		return errs.Errorf(errs.EUNAUTHORIZED, "unknown token")
 	} else if err != nil {
 		return err
-	} else if t.User != user && !s.auth.IsAdmin(user) {
-		return errs.Errorf(errs.EFORBIDDEN, "the token belongs to another user")
 	}
-	if err := s.auth.DeleteToken(name); errs.ErrorCode(err) == errs.ENOTFOUND {
+	owner := user // the store checks it in the deleting transaction
+	if s.auth.IsAdmin(user) {
+		owner = ""
+	}
+	if err := s.auth.DeleteToken(name, owner); errs.ErrorCode(err) == errs.ENOTFOUND {
 		return errs.Errorf(errs.EUNAUTHORIZED, "unknown token")
 	} else if err != nil {
 		return err

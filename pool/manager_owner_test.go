@@ -235,7 +235,7 @@ func TestManagerLegacyUnmarkedRecord(t *testing.T) {
 		t.Fatalf("legacy vm = %s, want ready", vm.State)
 	}
 	vm := e.checkout(t, "p1")
-	if err := e.st.Return(vm.Hostname, "returned by user"); err != nil {
+	if err := e.st.Return(vm.Hostname, "returned by user", store.Anyone); err != nil {
 		t.Fatal(err)
 	}
 	e.pass(t)

@@ -337,7 +337,7 @@ func TestManagerReturnDestroys(t *testing.T) {
 	e.fillReady(t, "p1", 2)
 	a, b := e.checkout(t, "p1"), e.checkout(t, "p1")
 	for _, h := range []string{a.Hostname, b.Hostname} {
-		if err := e.st.Return(h, "returned by user"); err != nil {
+		if err := e.st.Return(h, "returned by user", store.Anyone); err != nil {
 			t.Fatal(err)
 		}
 	}

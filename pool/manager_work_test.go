@@ -77,15 +77,15 @@ func TestManagerJobs(t *testing.T) {
 	e.fillReady(t, "p1", 1)
 	vm := e.checkout(t, "p1")
 	h := vm.Hostname
-	if err := e.st.RequestSnapshot(h, "s1"); err != nil {
+	if err := e.st.RequestSnapshot(h, "s1", store.Anyone); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.st.RequestDisk(h, 8); err != nil {
+	if err := e.st.RequestDisk(h, 8, store.Anyone); err != nil {
 		t.Fatal(err)
 	}
 	e.pass(t) // snapshot (one job per VM at a time)
 	e.pass(t) // disk
-	if err := e.st.RequestRevert(h, "s1"); err != nil {
+	if err := e.st.RequestRevert(h, "s1", store.Anyone); err != nil {
 		t.Fatal(err)
 	}
 	e.pass(t)
@@ -105,7 +105,7 @@ func TestManagerJobs(t *testing.T) {
 	}
 
 	e.fp.SetJobError(errors.New("disk full"))
-	if err := e.st.RequestSnapshot(h, "s2"); err != nil {
+	if err := e.st.RequestSnapshot(h, "s2", store.Anyone); err != nil {
 		t.Fatal(err)
 	}
 	e.pass(t)
@@ -115,7 +115,7 @@ func TestManagerJobs(t *testing.T) {
 	}
 
 	e.fp.SetJobError(fmt.Errorf("busy: %w", ErrTransient))
-	if err := e.st.RequestDisk(h, 4); err != nil {
+	if err := e.st.RequestDisk(h, 4, store.Anyone); err != nil {
 		t.Fatal(err)
 	}
 	e.pass(t)
@@ -141,7 +141,7 @@ func TestManagerJobsSnapshotMemory(t *testing.T) {
 		want bool
 	}{{"p1", true}, {"big", false}} {
 		h := e.checkout(t, c.pool).Hostname
-		if err := e.st.RequestSnapshot(h, "s1"); err != nil {
+		if err := e.st.RequestSnapshot(h, "s1", store.Anyone); err != nil {
 			t.Fatal(err)
 		}
 		e.pass(t)
@@ -160,10 +160,10 @@ func TestManagerJobRetrySameIdentity(t *testing.T) {
 	h := e.checkout(t, "p1").Hostname
 	e.fp.SetJobError(fmt.Errorf("wait cut short: %w", ErrTransient))
 	e.fp.SetJobDoneAnyway(true)
-	if err := e.st.RequestSnapshot(h, "s1"); err != nil {
+	if err := e.st.RequestSnapshot(h, "s1", store.Anyone); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.st.RequestDisk(h, 8); err != nil {
+	if err := e.st.RequestDisk(h, 8, store.Anyone); err != nil {
 		t.Fatal(err)
 	}
 	// One job per VM at a time: the snapshot (made, reported transient),

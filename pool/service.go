@@ -37,8 +37,7 @@ type Service struct {
 	waits *waitQueue                   // waiting checkouts (wait.go)
 	pass  passes                       // the manager's passes, for long-polls (wait.go)
 
-	ovrMu sync.Mutex // serialises read-modify-write of overrides
-	tmpl  templateCache
+	tmpl templateCache
 
 	statusMu  sync.Mutex
 	statusAt  time.Time

@@ -29,6 +29,7 @@ func (s *Service) Effective() ([]PoolConfig, error) {
 
 // overrideField is one setting /config/* changes.
 type overrideField struct {
+	field string            // the store's name of the field
 	key   string            // upstream's error key for bad names
 	valid func(string) bool // whether a value may be set
 	get   func(p PoolConfig) string
@@ -40,7 +41,8 @@ type overrideField struct {
 
 var (
 	fieldSize = overrideField{
-		key: "not_configured",
+		field: store.FieldSize,
+		key:   "not_configured",
 		valid: func(v string) bool {
 			n, err := strconv.Atoi(v)
 			return err == nil && n >= 0 && n <= MaxPoolSize
@@ -56,6 +58,7 @@ var (
 		},
 	}
 	fieldTemplate = overrideField{
+		field:    store.FieldTemplate,
 		key:      "bad_templates",
 		template: true,
 		valid:    ValidTemplate,
@@ -63,6 +66,7 @@ var (
 		set:      func(o *store.Override, v string) { o.Template = v },
 	}
 	fieldCloneTarget = overrideField{
+		field: store.FieldCloneTarget,
 		key:   "bad_templates",
 		valid: validPath,
 		get:   func(p PoolConfig) string { return p.CloneTarget },
@@ -133,25 +137,21 @@ func (s *Service) setOverrides(body map[string]string, c Caller, f overrideField
 	if len(bad) > 0 {
 		return false, namesError(errs.EINVALID, "unknown pools or bad values", f.key, bad)
 	}
-	s.ovrMu.Lock()
-	defer s.ovrMu.Unlock()
-	ovr, err := s.Store.Overrides()
+	changes := make([]store.OverrideChange, 0, len(names))
+	for _, name := range names {
+		p, _ := cfg.Pool(name)
+		changes = append(changes, store.OverrideChange{Pool: name, Field: f.field, Value: vals[name], Configured: f.get(p)})
+	}
+	before, err := s.Store.ChangeOverrides(changes)
 	if err != nil {
 		return false, err
 	}
 	changed := false
 	for _, name := range names {
 		p, _ := cfg.Pool(name)
-		o := ovr[name]
-		p = p.WithOverride(o)
-		if f.get(p) == vals[name] {
-			continue
+		if f.get(p.WithOverride(before[name])) != vals[name] {
+			changed = true
 		}
-		f.set(&o, vals[name])
-		if err := s.Store.PutOverride(name, o); err != nil {
-			return changed, err
-		}
-		changed = true
 	}
 	if changed {
 		s.InvalidateStatus()
@@ -192,21 +192,13 @@ func (s *Service) resetOverride(pool string, c Caller, f overrideField) (Reset, 
 	if !ok {
 		return Reset{}, errs.Errorf(errs.ENOTFOUND, "unknown pool %q", pool)
 	}
-	s.ovrMu.Lock()
-	defer s.ovrMu.Unlock()
-	ovr, err := s.Store.Overrides()
+	before, err := s.Store.ChangeOverrides([]store.OverrideChange{{Pool: pool, Field: f.field, Configured: f.get(p), Clear: true}})
 	if err != nil {
 		return Reset{}, err
 	}
-	o := ovr[pool]
-	eff := p.WithOverride(o)
-	r := Reset{Before: f.get(eff), Configured: f.get(p)}
-	before := o
-	f.set(&o, "")
-	if o != before {
-		if err := s.Store.PutOverride(pool, o); err != nil {
-			return r, err
-		}
+	o := before[pool]
+	r := Reset{Before: f.get(p.WithOverride(o)), Configured: f.get(p)}
+	if f.set(&o, ""); o != before[pool] {
 		s.InvalidateStatus()
 		s.Kick()
 	}

@@ -11,29 +11,18 @@ import (
 	"github.com/vmpooler/vmpooler/store"
 )
 
-// owner enforces the ownership rule: a VM checked out with a token may be
-// changed only with a token of the same user. With auth off nobody is checked.
-func owner(vm store.VM, c Caller) error {
-	if !c.Auth || vm.User == "" {
-		return nil
-	} else if c.User == "" {
-		return errs.Errorf(errs.EUNAUTHORIZED, "VM %s was checked out with a token; a token is required", vm.Hostname)
-	} else if c.User != vm.User {
-		return errs.Errorf(errs.EFORBIDDEN, "VM %s belongs to another user", vm.Hostname)
-	}
-	return nil
+// actor is the caller as the store's ownership rule sees it: a VM checked
+// out with a token may be changed only with a token of the same user; with
+// auth off nobody is checked. The store applies the rule in the
+// transaction that makes the change, so no other process can slip between.
+func (c Caller) actor() store.Actor {
+	return store.Actor{User: c.User, Checked: c.Auth}
 }
 
 // Return schedules a running VM for destruction (DELETE /vm/<host>).
 // ENOTFOUND unless the VM is running.
 func (s *Service) Return(host string, c Caller) error {
-	vm, err := s.runningVM(host)
-	if err != nil {
-		return err
-	} else if err := owner(vm, c); err != nil {
-		return err
-	}
-	if err := s.Store.Return(host, "returned"); err != nil {
+	if err := s.Store.Return(host, "returned", c.actor()); err != nil {
 		return err
 	}
 	s.Kick()
@@ -77,10 +66,10 @@ func (s *Service) Modify(host string, m Modification, c Caller) error {
 		return err
 	} else if err := cur.validate(m); err != nil {
 		return err
-	} else if err := owner(vm, c); err != nil {
-		return err
+	} else if err := c.actor().Owns(&vm); err != nil {
+		return err // the store checks again, in the change's transaction
 	}
-	return s.apply(cur, host, m)
+	return s.apply(cur, host, m, c)
 }
 
 // runningVM returns a running VM; ENOTFOUND for any other.
@@ -152,22 +141,20 @@ func appendNonEmpty(list []string, s string) []string {
 	return append(list, s)
 }
 
-// apply stores a valid, authorized modification: lifetime and tags (also
-// when the body asked for nothing at all), then the disk.
-func (s *Service) apply(cur *serviceState, host string, m Modification) error {
-	if m.Disk == nil || m.Lifetime != nil || len(m.Tags) > 0 {
-		lifetime := 0
-		if m.Lifetime != nil {
-			lifetime = *m.Lifetime
-		}
-		if _, err := s.Store.Modify(host, lifetime, cur.filterTags(m.Tags)); err != nil {
-			return err
-		}
+// apply stores a valid modification as one store change: lifetime, tags
+// and the disk, with the ownership rule checked in the same transaction.
+func (s *Service) apply(cur *serviceState, host string, m Modification, c Caller) error {
+	ch := store.VMChange{Tags: cur.filterTags(m.Tags)}
+	if m.Lifetime != nil {
+		ch.Lifetime = *m.Lifetime
 	}
 	if m.Disk != nil {
-		if err := s.Store.RequestDisk(host, *m.Disk); err != nil {
-			return err
-		}
+		ch.DiskGB = *m.Disk
+	}
+	if _, err := s.Store.Change(host, ch, c.actor()); err != nil {
+		return err
+	}
+	if m.Disk != nil {
 		s.Kick()
 	}
 	return nil
@@ -204,7 +191,7 @@ func (s *Service) jobTarget(host string, c Caller) error {
 	} else if vm.State == store.StateDestroyed || vm.State == store.StateCompleted {
 		return errs.Errorf(errs.ENOTFOUND, "VM %s is not live", host)
 	}
-	return owner(vm, c)
+	return c.actor().Owns(&vm) // the store checks again, in the job's transaction
 }
 
 // Snapshot queues a snapshot and returns its generated 32-character name.
@@ -213,7 +200,7 @@ func (s *Service) Snapshot(host string, c Caller) (string, error) {
 		return "", err
 	}
 	name := randomName()
-	if err := s.Store.RequestSnapshot(host, name); err != nil {
+	if err := s.Store.RequestSnapshot(host, name, c.actor()); err != nil {
 		return "", err
 	}
 	s.Kick()
@@ -225,7 +212,7 @@ func (s *Service) Revert(host, snapshot string, c Caller) error {
 	if err := s.jobTarget(host, c); err != nil {
 		return err
 	}
-	if err := s.Store.RequestRevert(host, snapshot); err != nil {
+	if err := s.Store.RequestRevert(host, snapshot, c.actor()); err != nil {
 		return err
 	}
 	s.Kick()
@@ -248,7 +235,7 @@ func (s *Service) AddDisk(host string, sizeGB int, c Caller) error {
 	if err := s.jobTarget(host, c); err != nil {
 		return err
 	}
-	if err := s.Store.RequestDisk(host, sizeGB); err != nil {
+	if err := s.Store.RequestDisk(host, sizeGB, c.actor()); err != nil {
 		return err
 	}
 	s.Kick()

@@ -62,7 +62,7 @@ func BenchmarkCheckoutReturnParallel(b *testing.B) {
 		if err != nil {
 			return err
 		}
-		return s.Return(vms[0].Hostname, "bench")
+		return s.Return(vms[0].Hostname, "bench", Anyone)
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "cycles/s")
 }

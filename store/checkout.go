@@ -10,8 +10,8 @@ import (
 )
 
 // Checkout moves VMs ready → running, oldest ready first, all or nothing.
-// The result is in request order. errs.EEMPTY (naming the pool) if any pool is short;
-// then nothing changes. errs.EINVALID for an empty request, a bad pool name, a
+// The result is in request order. EEMPTY (naming the pool) if any pool is short;
+// then nothing changes. EINVALID for an empty request, a bad pool name, a
 // count below 1 or a negative lifetime.
 //
 // Concurrent checkouts share commits (see commit) or, on etcd, conflict
@@ -49,7 +49,7 @@ func validCheckout(req CheckoutRequest) error {
 	return nil
 }
 
-// checkout is Checkout inside tx. On errs.EEMPTY the caller's transaction rolls
+// checkout is Checkout inside tx. On EEMPTY the caller's transaction rolls
 // back whatever earlier pools of the request already moved.
 func checkout(tx kv.Tx, d counts, req CheckoutRequest, now time.Time, window int) ([]VM, error) {
 	if err := checkQuota(tx, req.Quota, req.User, req.Pools); err != nil {

@@ -174,7 +174,7 @@ func crashChild(path string) {
 					say("co %s", vm.Hostname)
 					_, err := s.Modify(vm.Hostname, 2, map[string]string{"n": vm.Hostname[len(vm.Hostname)-1:]})
 					fail(err)
-					fail(s.Return(vm.Hostname, "done"))
+					fail(s.Return(vm.Hostname, "done", Anyone))
 				}
 			}
 		}()

@@ -69,7 +69,7 @@ func ValidInstance(id string) bool {
 
 // Adopt records that the VMs of another pooler instance (a lost or
 // replaced database) are to be treated as this pooler's from the next Open
-// on. errs.EINVALID for a malformed id or this database's own.
+// on. EINVALID for a malformed id or this database's own.
 func (s *Store) Adopt(id string) error {
 	if !ValidInstance(id) {
 		return errs.Errorf(errs.EINVALID, "instance id %q: want %d characters a-z, 2-7", id, instanceIDLen)
@@ -94,7 +94,7 @@ func (s *Store) Adopt(id string) error {
 
 // AddRunning records a VM taken over from an adopted instance that was
 // checked out there: it enters state running with the checkout time and
-// user it carries, and lives out its lifetime. errs.ECONFLICT if the hostname
+// user it carries, and lives out its lifetime. ECONFLICT if the hostname
 // has a record.
 func (s *Store) AddRunning(vm VM) error {
 	if err := checkNewVM(vm); err != nil {

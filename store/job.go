@@ -10,12 +10,14 @@ import (
 	"github.com/vmpooler/vmpooler/store/kv"
 )
 
-// liveVM decodes host's record for a job request: errs.ENOTFOUND if unknown,
-// errs.ECONFLICT if destroyed.
-func liveVM(tx kv.Tx, host string) (VM, error) {
+// liveVM decodes host's record for a job request by a: ENOTFOUND if
+// unknown, ECONFLICT if destroyed, then the ownership rule (Actor.Owns).
+func liveVM(tx kv.Tx, host string, a Actor) (VM, error) {
 	vm, err := getVM(tx, host)
 	if err == nil && vm.State == StateDestroyed {
 		err = errs.Errorf(errs.ECONFLICT, "vm %s is destroyed", host)
+	} else if err == nil {
+		err = a.Owns(&vm)
 	}
 	return vm, err
 }
@@ -34,15 +36,16 @@ func queueJob(tx kv.Tx, j Job) error {
 	return tx.Put(bucketJobs, seqKey(id), v)
 }
 
-// RequestSnapshot adds a pending snapshot to a live VM and queues a job.
-// errs.EINVALID for an empty name; errs.ENOTFOUND if unknown; errs.ECONFLICT if destroyed
-// or a pending or done snapshot has that name (a failed one is replaced).
-func (s *Store) RequestSnapshot(host, name string) error {
+// RequestSnapshot adds a pending snapshot to a live VM that by may change
+// and queues a job. EINVALID for an empty name; ENOTFOUND if unknown;
+// ECONFLICT if destroyed or a pending or done snapshot has that name (a
+// failed one is replaced); the ownership rule's errors (Actor.Owns).
+func (s *Store) RequestSnapshot(host, name string, by Actor) error {
 	if name == "" {
 		return errs.Errorf(errs.EINVALID, "a snapshot needs a name")
 	}
 	return s.update(func(tx kv.Tx, now time.Time, d counts) error {
-		vm, err := liveVM(tx, host)
+		vm, err := liveVM(tx, host, by)
 		if err != nil {
 			return err
 		}
@@ -62,11 +65,12 @@ func (s *Store) RequestSnapshot(host, name string) error {
 	})
 }
 
-// RequestRevert queues a revert to a done snapshot. errs.ENOTFOUND if the VM or a
-// done snapshot of that name does not exist; errs.ECONFLICT if destroyed.
-func (s *Store) RequestRevert(host, name string) error {
+// RequestRevert queues a revert to a done snapshot, if by may change the
+// VM. ENOTFOUND if the VM or a done snapshot of that name does not exist;
+// ECONFLICT if destroyed; the ownership rule's errors (Actor.Owns).
+func (s *Store) RequestRevert(host, name string, by Actor) error {
 	return s.update(func(tx kv.Tx, now time.Time, d counts) error {
-		vm, err := liveVM(tx, host)
+		vm, err := liveVM(tx, host, by)
 		if err != nil {
 			return err
 		}
@@ -79,23 +83,29 @@ func (s *Store) RequestRevert(host, name string) error {
 	})
 }
 
-// RequestDisk adds a pending disk to a live VM and queues a job.
-// errs.EINVALID for a size below 1; errs.ENOTFOUND if unknown; errs.ECONFLICT if destroyed.
-func (s *Store) RequestDisk(host string, sizeGB int) error {
+// RequestDisk adds a pending disk to a live VM that by may change and
+// queues a job. EINVALID for a size below 1; ENOTFOUND if unknown;
+// ECONFLICT if destroyed; the ownership rule's errors (Actor.Owns).
+func (s *Store) RequestDisk(host string, sizeGB int, by Actor) error {
 	if sizeGB < 1 {
 		return errs.Errorf(errs.EINVALID, "disk size must be at least 1 GB")
 	}
 	return s.update(func(tx kv.Tx, now time.Time, d counts) error {
-		vm, err := liveVM(tx, host)
+		vm, err := liveVM(tx, host, by)
 		if err != nil {
 			return err
 		}
-		vm.Disks = append(vm.Disks, Disk{SizeGB: sizeGB, State: JobPending, Requested: now})
-		if err := putVM(tx, &vm); err != nil {
+		if err := addDisk(tx, &vm, sizeGB, now); err != nil {
 			return err
 		}
-		return queueJob(tx, Job{Kind: JobDisk, Hostname: host, SizeGB: sizeGB, Requested: now})
+		return putVM(tx, &vm)
 	})
+}
+
+// addDisk adds a pending disk to vm (the caller writes it) and queues its job.
+func addDisk(tx kv.Tx, vm *VM, sizeGB int, now time.Time) error {
+	vm.Disks = append(vm.Disks, Disk{SizeGB: sizeGB, State: JobPending, Requested: now})
+	return queueJob(tx, Job{Kind: JobDisk, Hostname: vm.Hostname, SizeGB: sizeGB, Requested: now})
 }
 
 // Jobs returns the queued jobs, oldest first.
@@ -115,7 +125,7 @@ func (s *Store) Jobs() ([]Job, error) {
 }
 
 // FinishJob records a job's outcome on its VM (done, or failed with jobErr)
-// and removes it from the queue. errs.ENOTFOUND if no such job. A job whose VM
+// and removes it from the queue. ENOTFOUND if no such job. A job whose VM
 // has gone is just removed. A failed revert leaves its snapshot done, with
 // the error.
 func (s *Store) FinishJob(id uint64, jobErr error) error {

@@ -10,18 +10,18 @@ import (
 func TestJobs(t *testing.T) {
 	s := MustOpenStore(t)
 	fillReady(t, s, "p", "", 1)
-	if err := s.RequestSnapshot("p-0", "s1"); err != nil {
+	if err := s.RequestSnapshot("p-0", "s1", Anyone); err != nil {
 		t.Fatal(err)
 	}
-	mustCode(t, s.RequestSnapshot("p-0", "s1"), errs.ECONFLICT)
-	mustCode(t, s.RequestSnapshot("p-0", ""), errs.EINVALID)
-	mustCode(t, s.RequestSnapshot("nope", "s1"), errs.ENOTFOUND)
-	mustCode(t, s.RequestRevert("p-0", "s1"), errs.ENOTFOUND) // not done yet
-	if err := s.RequestDisk("p-0", 20); err != nil {
+	mustCode(t, s.RequestSnapshot("p-0", "s1", Anyone), errs.ECONFLICT)
+	mustCode(t, s.RequestSnapshot("p-0", "", Anyone), errs.EINVALID)
+	mustCode(t, s.RequestSnapshot("nope", "s1", Anyone), errs.ENOTFOUND)
+	mustCode(t, s.RequestRevert("p-0", "s1", Anyone), errs.ENOTFOUND) // not done yet
+	if err := s.RequestDisk("p-0", 20, Anyone); err != nil {
 		t.Fatal(err)
 	}
-	mustCode(t, s.RequestDisk("p-0", 0), errs.EINVALID)
-	mustCode(t, s.RequestDisk("nope", 1), errs.ENOTFOUND)
+	mustCode(t, s.RequestDisk("p-0", 0, Anyone), errs.EINVALID)
+	mustCode(t, s.RequestDisk("nope", 1, Anyone), errs.ENOTFOUND)
 
 	jobs, err := s.Jobs()
 	if err != nil {
@@ -46,7 +46,7 @@ func TestJobs(t *testing.T) {
 	}
 
 	t.Run("Revert", func(t *testing.T) {
-		if err := s.RequestRevert("p-0", "s1"); err != nil {
+		if err := s.RequestRevert("p-0", "s1", Anyone); err != nil {
 			t.Fatal(err)
 		}
 		jobs, _ := s.Jobs()
@@ -59,10 +59,10 @@ func TestJobs(t *testing.T) {
 		}
 	})
 	t.Run("FailedSnapshotIsReplaced", func(t *testing.T) {
-		s.RequestSnapshot("p-0", "s2")
+		s.RequestSnapshot("p-0", "s2", Anyone)
 		jobs, _ := s.Jobs()
 		s.FinishJob(jobs[0].ID, errors.New("boom"))
-		if err := s.RequestSnapshot("p-0", "s2"); err != nil {
+		if err := s.RequestSnapshot("p-0", "s2", Anyone); err != nil {
 			t.Fatal(err)
 		}
 		if vm, _ := s.Get("p-0"); len(vm.Snapshots) != 2 || vm.Snapshots[1].State != JobPending {
@@ -71,8 +71,8 @@ func TestJobs(t *testing.T) {
 	})
 	t.Run("VMGone", func(t *testing.T) {
 		s.Destroy("p-0", "")
-		mustCode(t, s.RequestSnapshot("p-0", "s3"), errs.ECONFLICT)
-		mustCode(t, s.RequestDisk("p-0", 1), errs.ECONFLICT)
+		mustCode(t, s.RequestSnapshot("p-0", "s3", Anyone), errs.ECONFLICT)
+		mustCode(t, s.RequestDisk("p-0", 1, Anyone), errs.ECONFLICT)
 		jobs, _ := s.Jobs()
 		for _, j := range jobs {
 			if err := s.FinishJob(j.ID, nil); err != nil {

@@ -50,7 +50,7 @@ func (e *QuotaError) Error() string {
 		e.User, e.Running, e.Requested, e.Limit)
 }
 
-// Unwrap gives the error its code (errs.EFORBIDDEN), message and details: the
+// Unwrap gives the error its code (EFORBIDDEN), message and details: the
 // pool (if any), limit, running and requested.
 func (e *QuotaError) Unwrap() error {
 	var d []errs.Detail

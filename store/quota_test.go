@@ -10,7 +10,7 @@ import (
 )
 
 // One user, 32 concurrent checkouts of one VM each, a quota of 5: exactly
-// 5 are handed out, the rest refused with errs.EFORBIDDEN naming the limit.
+// 5 are handed out, the rest refused with EFORBIDDEN naming the limit.
 func TestQuotaConcurrentCheckouts(t *testing.T) {
 	s := MustOpenStore(t)
 	fillReady(t, s, "a", "", 40)

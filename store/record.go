@@ -112,7 +112,7 @@ func firstKey(tx kv.Tx, bucket, prefix, from []byte) ([]byte, error) {
 	return key, err
 }
 
-// getVM decodes the record of host. errs.ENOTFOUND if there is none.
+// getVM decodes the record of host. ENOTFOUND if there is none.
 func getVM(tx kv.Tx, host string) (VM, error) {
 	return decodeRecord(host, tx.Get(bucketVMs, []byte(host)))
 }

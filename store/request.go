@@ -10,7 +10,7 @@ import (
 	"github.com/vmpooler/vmpooler/store/kv"
 )
 
-// getRequest decodes request id. errs.ENOTFOUND if there is none.
+// getRequest decodes request id. ENOTFOUND if there is none.
 func getRequest(tx kv.Tx, id string) (Request, error) {
 	return decodeRequest(id, tx.Get(bucketRequests, []byte(id)))
 }
@@ -106,9 +106,9 @@ func setRequestState(tx kv.Tx, r *Request, state string) error {
 }
 
 // CreateRequest stores a new ondemand request (State pending).
-// Created is set to now when zero. errs.EINVALID for an empty id, nothing
+// Created is set to now when zero. EINVALID for an empty id, nothing
 // requested, an empty pool, a count below 1 or a negative lifetime;
-// errs.ECONFLICT if the id exists.
+// ECONFLICT if the id exists.
 func (s *Store) CreateRequest(r Request) error {
 	if r.ID == "" {
 		return errs.Errorf(errs.EINVALID, "a request needs an id")
@@ -140,7 +140,7 @@ func (s *Store) CreateRequest(r Request) error {
 	})
 }
 
-// GetRequest returns an ondemand request. errs.ENOTFOUND if unknown.
+// GetRequest returns an ondemand request. ENOTFOUND if unknown.
 func (s *Store) GetRequest(id string) (Request, error) {
 	var r Request
 	err := s.view(func(tx kv.Tx) (err error) {
@@ -172,7 +172,7 @@ func (s *Store) PendingRequests() ([]Request, error) {
 //
 // Setting the state a request already has, or anything on a deleted
 // request, changes nothing (nil). A ready or failed request may only be
-// deleted (errs.ECONFLICT otherwise). errs.EINVALID for another state; errs.ENOTFOUND if
+// deleted (ECONFLICT otherwise). EINVALID for another state; ENOTFOUND if
 // unknown.
 func (s *Store) FinishRequest(id, state, errMsg string) error {
 	switch state {

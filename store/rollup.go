@@ -172,7 +172,7 @@ func migrateDayTags(tx *bolt.Tx) error {
 }
 
 // Rollups returns the day rollups from..to inclusive (YYYY-MM-DD), one per
-// day in order, empty days included. errs.EINVALID for bad dates or from > to,
+// day in order, empty days included. EINVALID for bad dates or from > to,
 // or a range longer than about ten years.
 func (s *Store) Rollups(from, to string) ([]DayRollup, error) {
 	return s.rollups(from, to, true)

@@ -28,7 +28,7 @@ func userKey(t *Token) []byte {
 	return append(k, tokenKey(t.Token)...)
 }
 
-// getToken decodes the token stored under key. errs.ENOTFOUND if none.
+// getToken decodes the token stored under key. ENOTFOUND if none.
 // Messages never contain the token.
 func getToken(tx kv.Tx, key []byte) (Token, error) {
 	var t Token
@@ -51,8 +51,8 @@ func putToken(tx kv.Tx, t *Token) error {
 	return tx.Put(bucketTokens, tokenKey(t.Token), v)
 }
 
-// CreateToken stores a token. errs.ECONFLICT if it exists. Created is set to now
-// when zero. errs.EINVALID for an empty token or user, or a user with a zero byte.
+// CreateToken stores a token. ECONFLICT if it exists. Created is set to now
+// when zero. EINVALID for an empty token or user, or a user with a zero byte.
 func (s *Store) CreateToken(t Token) error {
 	if t.Token == "" || t.User == "" {
 		return errs.Errorf(errs.EINVALID, "a token needs a value and a user")
@@ -73,7 +73,7 @@ func (s *Store) CreateToken(t Token) error {
 	})
 }
 
-// GetToken returns a token. errs.ENOTFOUND if unknown.
+// GetToken returns a token. ENOTFOUND if unknown.
 func (s *Store) GetToken(token string) (Token, error) {
 	var t Token
 	err := s.view(func(tx kv.Tx) (err error) {
@@ -100,7 +100,7 @@ func (s *Store) TokensByUser(user string) ([]Token, error) {
 	return out, err
 }
 
-// TouchToken sets a token's LastUsed to now. errs.ENOTFOUND if unknown.
+// TouchToken sets a token's LastUsed to now. ENOTFOUND if unknown.
 func (s *Store) TouchToken(token string) error {
 	return s.update(func(tx kv.Tx, now time.Time, d counts) error {
 		t, err := getToken(tx, tokenKey(token))
@@ -112,13 +112,17 @@ func (s *Store) TouchToken(token string) error {
 	})
 }
 
-// DeleteToken removes a token. errs.ENOTFOUND if unknown.
-func (s *Store) DeleteToken(token string) error {
+// DeleteToken removes a token, if it belongs to owner ("": whoever owns
+// it), in the transaction that checks that. ENOTFOUND if unknown;
+// EFORBIDDEN for another user's token.
+func (s *Store) DeleteToken(token, owner string) error {
 	return s.update(func(tx kv.Tx, now time.Time, d counts) error {
 		key := tokenKey(token)
 		t, err := getToken(tx, key)
 		if err != nil {
 			return err
+		} else if owner != "" && t.User != owner {
+			return errs.Errorf(errs.EFORBIDDEN, "the token belongs to another user")
 		}
 		if err := tx.Delete(bucketTokensUser, userKey(&t)); err != nil {
 			return err

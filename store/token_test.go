@@ -41,12 +41,12 @@ func TestTokens(t *testing.T) {
 	if tok2, _ := s.GetToken("tok-a"); !tok2.LastUsed.After(tok.Created) {
 		t.Errorf("touch: %+v", tok2)
 	}
-	if err := s.DeleteToken("tok-a"); err != nil {
+	if err := s.DeleteToken("tok-a", ""); err != nil {
 		t.Fatal(err)
 	}
 	_, err = s.GetToken("tok-a")
 	mustCode(t, err, errs.ENOTFOUND)
-	mustCode(t, s.DeleteToken("tok-a"), errs.ENOTFOUND)
+	mustCode(t, s.DeleteToken("tok-a", ""), errs.ENOTFOUND)
 	mustCode(t, s.TouchToken("tok-a"), errs.ENOTFOUND)
 	if got, _ := s.TokensByUser("alice"); len(got) != 2 {
 		t.Errorf("after delete: %+v", got)

@@ -16,7 +16,7 @@ import (
 const maxNameLen = 255
 
 // AddPending records a new VM in state pending (Started = now).
-// errs.ECONFLICT if a record with that hostname exists (even destroyed).
+// ECONFLICT if a record with that hostname exists (even destroyed).
 func (s *Store) AddPending(vm VM) error {
 	if err := checkNewVM(vm); err != nil {
 		return err
@@ -67,7 +67,7 @@ func (s *Store) MarkCloned(host string) error {
 // MarkReady moves a pending VM to ready (or, when it belongs to an ondemand
 // request, straight to running and onto the request), storing ip and adding
 // its clone (Cloned-Started) and boot (Ready-Cloned) durations to today's rollup.
-// errs.ENOTFOUND if unknown; errs.ECONFLICT if not pending.
+// ENOTFOUND if unknown; ECONFLICT if not pending.
 //
 // Without MarkCloned, no clone duration is counted and the boot duration
 // runs from Started. A VM of a request that is no longer pending, or that
@@ -105,15 +105,14 @@ func markReady(tx kv.Tx, d counts, host, ip string, now time.Time) error {
 	return move(tx, d, &vm, StateReady, now)
 }
 
-// Return moves a running VM to completed (DELETE /vm/<host>).
-// errs.ENOTFOUND if no such VM or it is not running.
-func (s *Store) Return(host, reason string) error {
+// Return moves a running VM to completed (DELETE /vm/<host>), if by may
+// (Actor.Owns), in the transaction that checks it. ENOTFOUND if no such VM
+// or it is not running.
+func (s *Store) Return(host, reason string, by Actor) error {
 	return s.update(func(tx kv.Tx, now time.Time, d counts) error {
-		vm, err := getVM(tx, host)
+		vm, err := runningFor(tx, host, by)
 		if err != nil {
 			return err
-		} else if vm.State != StateRunning {
-			return errs.Errorf(errs.ENOTFOUND, "vm %s is not running", host)
 		}
 		vm.Reason = reason
 		return move(tx, d, &vm, StateCompleted, now)
@@ -123,7 +122,7 @@ func (s *Store) Return(host, reason string) error {
 // Fail moves a VM to completed with a reason, but only if it is still in
 // state from (or in any live state when from is ""): a check that decided
 // to fail a ready VM must not fail one that a checkout took meanwhile.
-// errs.ECONFLICT if the VM left from; errs.ENOTFOUND if unknown or destroyed. A
+// ECONFLICT if the VM left from; ENOTFOUND if unknown or destroyed. A
 // completed VM is left as it is (nil) when from is "" or completed.
 func (s *Store) Fail(host string, from State, reason string) error {
 	return s.update(func(tx kv.Tx, now time.Time, d counts) error {
@@ -145,7 +144,7 @@ func (s *Store) Fail(host string, from State, reason string) error {
 }
 
 // Destroy moves a VM from any live state to destroyed, keeping the record
-// for Retention. errs.ENOTFOUND if unknown. Destroying a destroyed VM changes
+// for Retention. ENOTFOUND if unknown. Destroying a destroyed VM changes
 // nothing (nil). An empty reason keeps the VM's earlier reason.
 func (s *Store) Destroy(host, reason string) error {
 	return s.update(func(tx kv.Tx, now time.Time, d counts) error {
@@ -213,34 +212,50 @@ func (s *Store) Purge() (int, error) {
 	}
 }
 
+// VMChange is a PUT /vm/<host>: a lifetime in hours (0: unchanged), tags
+// to merge, and an extra disk to queue (0: none).
+type VMChange struct {
+	Lifetime int
+	Tags     map[string]string
+	DiskGB   int
+}
+
 // Modify changes a running VM's lifetime (if lifetime > 0) and merges tags
 // (counting each new tag value in today's rollup). Returns the new record.
-// A tag is counted only when its value on the VM changes, at the cost of
-// one read and one write per such tag. errs.EINVALID for a negative lifetime,
-// an empty tag name, one with a zero byte, or a name or value too long for
-// the store; errs.ENOTFOUND unless the VM is running (a tag set on a ready VM
-// would follow it to its next user).
+// It is Change for anyone, without a disk.
 func (s *Store) Modify(host string, lifetime int, tags map[string]string) (VM, error) {
-	if lifetime < 0 {
+	return s.Change(host, VMChange{Lifetime: lifetime, Tags: tags}, Anyone)
+}
+
+// Change applies ch to a running VM that by may change (Actor.Owns), in
+// one transaction: lifetime, tags, and the disk with its job. Returns the
+// new record. A tag is counted in today's rollup only when its value on
+// the VM changes, at the cost of one read and one write per such tag.
+// EINVALID for a negative lifetime or disk size, an empty tag name, one
+// with a zero byte, or a name or value too long for the store; ENOTFOUND
+// unless the VM is running (a tag set on a ready VM would follow it to its
+// next user).
+func (s *Store) Change(host string, ch VMChange, by Actor) (VM, error) {
+	if ch.Lifetime < 0 {
 		return VM{}, errs.Errorf(errs.EINVALID, "lifetime must not be negative")
+	} else if ch.DiskGB < 0 {
+		return VM{}, errs.Errorf(errs.EINVALID, "disk size must be at least 1 GB")
 	}
-	for k, v := range tags {
+	for k, v := range ch.Tags {
 		if k == "" || strings.ContainsRune(k, 0) || len(k) > maxTagLen || len(v) > maxTagValueLen {
 			return VM{}, errs.Errorf(errs.EINVALID, "tag names must be 1 to %d bytes without a zero byte, values at most %d bytes", maxTagLen, maxTagValueLen)
 		}
 	}
 	var out VM
 	err := s.update(func(tx kv.Tx, now time.Time, d counts) error {
-		vm, err := getVM(tx, host)
+		vm, err := runningFor(tx, host, by)
 		if err != nil {
 			return err
-		} else if vm.State != StateRunning {
-			return errs.Errorf(errs.ENOTFOUND, "vm %s is not running", host)
 		}
-		if lifetime > 0 {
-			vm.Lifetime = lifetime
+		if ch.Lifetime > 0 {
+			vm.Lifetime = ch.Lifetime
 		}
-		for k, v := range tags {
+		for k, v := range ch.Tags {
 			if old, ok := vm.Tags[k]; ok && old == v {
 				continue
 			}
@@ -249,6 +264,11 @@ func (s *Store) Modify(host string, lifetime int, tags map[string]string) (VM, e
 			}
 			vm.Tags[k] = v
 			if err := addTag(tx, now, k, v); err != nil {
+				return err
+			}
+		}
+		if ch.DiskGB > 0 {
+			if err := addDisk(tx, &vm, ch.DiskGB, now); err != nil {
 				return err
 			}
 		}
@@ -261,7 +281,7 @@ func (s *Store) Modify(host string, lifetime int, tags map[string]string) (VM, e
 	return out, nil
 }
 
-// Get returns a VM record. errs.ENOTFOUND if unknown.
+// Get returns a VM record. ENOTFOUND if unknown.
 func (s *Store) Get(host string) (VM, error) {
 	var vm VM
 	err := s.view(func(tx kv.Tx) (err error) {
@@ -272,7 +292,7 @@ func (s *Store) Get(host string) (VM, error) {
 }
 
 // List returns the VMs of a pool in a state, in index order (oldest first).
-// For StateDestroyed the order is that of destruction. errs.EINVALID for an
+// For StateDestroyed the order is that of destruction. EINVALID for an
 // unknown state.
 func (s *Store) List(pool string, state State) ([]VM, error) {
 	if !live(state) && state != StateDestroyed {

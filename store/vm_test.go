@@ -95,16 +95,16 @@ func TestReturn(t *testing.T) {
 	s := MustOpenStore(t)
 	fillReady(t, s, "p", "", 2)
 	vms, _ := s.Checkout(CheckoutRequest{Pools: []PoolCount{{"p", 1}}})
-	if err := s.Return(vms[0].Hostname, "user"); err != nil {
+	if err := s.Return(vms[0].Hostname, "user", Anyone); err != nil {
 		t.Fatal(err)
 	}
 	vm, _ := s.Get(vms[0].Hostname)
 	if vm.State != StateCompleted || vm.Completed.IsZero() || vm.Reason != "user" {
 		t.Errorf("got %+v", vm)
 	}
-	mustCode(t, s.Return(vms[0].Hostname, ""), errs.ENOTFOUND) // completed
-	mustCode(t, s.Return("p-1", ""), errs.ENOTFOUND)           // ready
-	mustCode(t, s.Return("nope", ""), errs.ENOTFOUND)
+	mustCode(t, s.Return(vms[0].Hostname, "", Anyone), errs.ENOTFOUND) // completed
+	mustCode(t, s.Return("p-1", "", Anyone), errs.ENOTFOUND)           // ready
+	mustCode(t, s.Return("nope", "", Anyone), errs.ENOTFOUND)
 }
 
 func TestFail(t *testing.T) {
