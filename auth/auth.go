@@ -54,7 +54,7 @@ type Auth struct {
 	TouchEvery time.Duration
 
 	provider string // "" when disabled
-	st       *store.Store
+	st       TokenStore
 	logger   *slog.Logger
 	htpasswd atomic.Pointer[htpasswd] // nil unless provider is htpasswd; SetFile swaps it
 	ldap     *ldapAuth                // nil unless provider is ldap
@@ -65,13 +65,29 @@ type Auth struct {
 	touched map[string]time.Time // token -> when this process last wrote LastUsed
 }
 
+// TokenStore is what auth needs of the database: its token operations,
+// each one transaction. *store.Store implements it on either engine.
+type TokenStore interface {
+	CreateToken(t store.Token) error
+	GetToken(token string) (store.Token, error)
+	TokensByUser(user string) ([]store.Token, error)
+	TouchToken(token string) error
+	DeleteToken(token, owner string) error
+	PurgeTokens(cutoff time.Time) (int, error)
+}
+
+var _ TokenStore = (*store.Store)(nil)
+
 // New returns an Auth for cfg backed by st. A nil cfg disables
 // authentication (Enabled reports false). An unknown provider, a missing or
 // unreadable htpasswd file or an entry that is not bcrypt is an error that
 // names the file and line.
-func New(cfg *Config, st *store.Store, logger *slog.Logger) (*Auth, error) {
+func New(cfg *Config, st TokenStore, logger *slog.Logger) (*Auth, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
+	}
+	if p, ok := st.(*store.Store); ok && p == nil {
+		st = nil // no store (tokens disabled), not a nil *Store that passes a nil check
 	}
 	a := &Auth{
 		Now:        time.Now,

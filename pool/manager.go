@@ -8,8 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/vmpooler/vmpooler/store"
 )
 
 // Manager is the reconcile loop. Each pass lists every pool's folder once,
@@ -22,7 +20,7 @@ import (
 // so a new process resumes where the old one stopped.
 type Manager struct {
 	Config   *Config
-	Store    *store.Store
+	Store    Store
 	Provider Provider
 	Logger   *slog.Logger
 	Now      func() time.Time
@@ -103,7 +101,7 @@ type poolBackoff struct {
 
 // NewManager returns a Manager with defaults; call Open to start the loop,
 // or Reconcile to run one pass synchronously.
-func NewManager(cfg *Config, st *store.Store, p Provider, logger *slog.Logger) *Manager {
+func NewManager(cfg *Config, st Store, p Provider, logger *slog.Logger) *Manager {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}

@@ -19,7 +19,7 @@ const MaxCheckoutCount = 100
 // Build it with NewService, then set the hooks you need (Kick, Now,
 // Cloning, Health, Backend, Templates) before first use.
 type Service struct {
-	Store  *store.Store
+	Store  Store
 	Kick   func()           // wakes the manager after checkout, return or override
 	Now    func() time.Time // clock
 	Logger *slog.Logger
@@ -50,7 +50,7 @@ type Service struct {
 // ([tagfilter]) come with a configuration: SetConfig(cfg, tagFilter); a
 // regex that does not compile is logged and ignored (main validates them
 // when it reads the config).
-func NewService(cfg *Config, st *store.Store, logger *slog.Logger) *Service {
+func NewService(cfg *Config, st Store, logger *slog.Logger) *Service {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
