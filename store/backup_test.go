@@ -10,6 +10,7 @@ import (
 )
 
 func TestBackupSizedAndVerifyFile(t *testing.T) {
+	needFile(t)
 	st := MustOpenStore(t)
 	var buf bytes.Buffer
 	var announced int64

@@ -34,6 +34,14 @@ func (t boltTx) NextSequence(bucket []byte) (uint64, error) {
 	return t.tx.Bucket(bucket).NextSequence()
 }
 
+func (t boltTx) SetSequence(bucket []byte, n uint64) error {
+	b := t.tx.Bucket(bucket)
+	if b.Sequence() >= n {
+		return nil
+	}
+	return b.SetSequence(n)
+}
+
 func (t boltTx) Scan(bucket, prefix, from []byte, fn func(k, v []byte) (bool, error)) error {
 	if from == nil || bytes.Compare(from, prefix) < 0 {
 		from = prefix

@@ -3,6 +3,7 @@ package store
 import (
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/vmpooler/vmpooler/internal/errs"
@@ -20,6 +21,9 @@ import (
 func (s *Store) Checkout(req CheckoutRequest) ([]VM, error) {
 	if err := validCheckout(req); err != nil {
 		return nil, err
+	}
+	if s.Engine != nil {
+		defer s.lockPools(req.Pools)()
 	}
 	var out []VM
 	err := s.update(func(tx kv.Tx, now time.Time, d counts) (err error) {
@@ -91,4 +95,40 @@ func pick(keys [][]byte, n int) [][]byte {
 		keys = slices.Delete(keys, i, i+1)
 	}
 	return keys
+}
+
+// lockPools takes this process's lock of each pool of a checkout (in name
+// order) and returns the function that releases them. On a shared engine
+// a transaction that loses a race for a VM retries; checkouts of one pool
+// from one process would otherwise all race for the same oldest VMs, so
+// they take turns, and only checkouts from other processes race (rarely:
+// see CheckoutWindow). The lock is for speed only: correctness rests on
+// the transaction.
+func (s *Store) lockPools(pools []PoolCount) func() {
+	names := make([]string, 0, len(pools))
+	for _, pc := range pools {
+		names = append(names, pc.Pool)
+	}
+	slices.Sort(names)
+	names = slices.Compact(names)
+	locks := make([]*sync.Mutex, len(names))
+	s.poolMu.Lock()
+	if s.poolLocks == nil {
+		s.poolLocks = map[string]*sync.Mutex{}
+	}
+	for i, name := range names {
+		if s.poolLocks[name] == nil {
+			s.poolLocks[name] = &sync.Mutex{}
+		}
+		locks[i] = s.poolLocks[name]
+	}
+	s.poolMu.Unlock()
+	for _, l := range locks {
+		l.Lock()
+	}
+	return func() {
+		for _, l := range locks {
+			l.Unlock()
+		}
+	}
 }

@@ -11,6 +11,7 @@ import (
 
 // A failing write in a group gets its own error; the others commit.
 func TestCommitGroupIsolatesFailures(t *testing.T) {
+	needFile(t)
 	s := MustOpenStore(t)
 	boom := errors.New("boom")
 	var wg sync.WaitGroup
@@ -51,6 +52,7 @@ func TestCommitGroupIsolatesFailures(t *testing.T) {
 // A panic inside a transaction is an error for that caller only; the
 // committer goes on serving.
 func TestCommitPanicIsAnError(t *testing.T) {
+	needFile(t)
 	s := MustOpenStore(t)
 	err := s.commit(func(*bolt.Tx) error { panic("bad write") })
 	if err == nil || !strings.Contains(err.Error(), "panic") {
@@ -62,6 +64,7 @@ func TestCommitPanicIsAnError(t *testing.T) {
 }
 
 func TestCommitAfterClose(t *testing.T) {
+	needFile(t)
 	s := MustOpenStore(t)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)

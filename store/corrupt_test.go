@@ -28,6 +28,7 @@ func corruptFile(tb testing.TB, path string, off int64, n int) {
 // TestCorruptFile: a damaged file gives ErrCorrupt naming the file and
 // what to do, from Open or from Check, never a panic.
 func TestCorruptFile(t *testing.T) {
+	needFile(t)
 	for _, c := range []struct {
 		name string
 		off  int64

@@ -27,6 +27,7 @@ const crashEnv = "VMPOOLER_STORE_CRASH_DB"
 // matches its record, counts equal to the indexes, and every checkout the
 // child saw succeed still handed out (never back in ready).
 func TestCrash(t *testing.T) {
+	needFile(t)
 	if path := os.Getenv(crashEnv); path != "" {
 		crashChild(path) // does not return
 	}

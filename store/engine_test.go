@@ -32,6 +32,15 @@ func needFile(tb testing.TB) {
 	}
 }
 
+// runOnce skips, on the etcd run, a test that opens its own etcd stores
+// beside the bbolt one: the bbolt run covers it.
+func runOnce(tb testing.TB) {
+	tb.Helper()
+	if onEtcd() {
+		tb.Skip("opens its own etcd stores: the bbolt run covers it")
+	}
+}
+
 // etcdEngine opens an engine on the test binary's etcd server under a
 // prefix named after path, so that the same path finds the same data.
 func etcdEngine(tb testing.TB, path string) *etcd.Engine {
@@ -50,6 +59,7 @@ func TestMain(m *testing.M) {
 	if code != 0 || os.Getenv(envTestEngine) != "" {
 		os.Exit(code)
 	}
+	os.Stdout.WriteString("store: the same suite again, on etcd (" + envTestEngine + "=etcd)\n")
 	// The same suite on etcd. Benchmarks run once, in this process: they
 	// name their engine.
 	cmd := exec.Command(os.Args[0], append(os.Args[1:], "-test.bench=^$")...)

@@ -36,6 +36,7 @@ func TestRollups(t *testing.T) {
 // rewrite them. Before the day_tags layout, every tag decoded and
 // re-encoded the whole day (here ~220 KB of JSON per tag).
 func TestModifyCostIsBoundedByItsTags(t *testing.T) {
+	needFile(t)
 	s := MustOpenStore(t)
 	fillReady(t, s, "p", "", 1)
 	if _, err := s.Checkout(CheckoutRequest{Pools: []PoolCount{{"p", 1}}}); err != nil {
@@ -77,6 +78,7 @@ func TestModifyCostIsBoundedByItsTags(t *testing.T) {
 // TestMigrateDayTags opens a schema-1 file whose days carry their tags in
 // JSON and finds them moved to day_tags.
 func TestMigrateDayTags(t *testing.T) {
+	needFile(t)
 	s := MustOpenStore(t)
 	fillReady(t, s, "p", "", 1)
 	day := s.Now().UTC().Format(dateLayout)

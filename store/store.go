@@ -86,6 +86,9 @@ type Store struct {
 	mu     sync.RWMutex
 	counts counts // pool → index sizes, changed only after a commit
 
+	poolMu    sync.Mutex             // guards poolLocks
+	poolLocks map[string]*sync.Mutex // pool → its checkout lock on a shared engine (checkout.go)
+
 	instance string   // this database's pooler instance id (instance.go)
 	adopted  []string // instance ids taken over, as of Open
 }

@@ -39,26 +39,41 @@ func MustOpenStoreAt(tb testing.TB, path string, clk *clocktest.Clock) *Store {
 	return mustOpen(tb, path, now)
 }
 
-// mustOpen opens the store at path on the clock now. Unless the test has
-// closed it (and so owns the file: NewerSchema spoils it on purpose),
-// cleanup runs Check and compares the in-memory counts with the indexes,
-// closes it, then runs VerifyFile on the closed file, as
-// internal/storetest.MustOpen does for the other packages' tests (which
-// this package cannot import: it imports store).
+// mustOpen opens the store at path on the clock now: the bbolt file at
+// path, or on the etcd run (see TestMain) a store on the embedded etcd
+// server whose key prefix is named after path, so that opening one path
+// again finds the same data. Unless the test has closed it (and so owns
+// the file: NewerSchema spoils it on purpose), cleanup runs Check and
+// compares the in-memory counts with the indexes, closes it, then runs
+// VerifyFile on the closed file, as internal/storetest.MustOpen does for
+// the other packages' tests (which this package cannot import: it
+// imports store).
 func mustOpen(tb testing.TB, path string, now func() time.Time) *Store {
+	tb.Helper()
+	return mustOpenOn(tb, path, now, onEtcd())
+}
+
+// mustOpenOn is mustOpen on etcd or on the bbolt file.
+func mustOpenOn(tb testing.TB, path string, now func() time.Time, etcd bool) *Store {
 	tb.Helper()
 	s := New(path)
 	s.Now = now
+	if etcd {
+		s.Engine, s.Batch = etcdEngine(tb, path), etcdBatch
+	}
 	if err := s.Open(); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() {
-		if s.db == nil {
+		if s.eng == nil {
 			return // closed by the test
 		}
 		mustCheck(tb, s)
 		if err := s.Close(); err != nil {
 			tb.Errorf("close %s: %v", s.Path, err)
+			return
+		}
+		if etcd {
 			return
 		}
 		if err := VerifyFile(s.Path); err != nil {
@@ -75,7 +90,7 @@ func mustCheck(tb testing.TB, s *Store) {
 		tb.Errorf("check: %v", err)
 	}
 	var want counts
-	if err := s.db.View(func(tx *bolt.Tx) (err error) { want, err = loadCounts(boltTx{tx}); return err }); err != nil {
+	if err := s.view(func(tx kv.Tx) (err error) { want, err = loadCounts(tx); return err }); err != nil {
 		tb.Fatal(err)
 	}
 	got := s.Counts()
@@ -92,13 +107,13 @@ func mustCheck(tb testing.TB, s *Store) {
 	}
 }
 
-// reopen closes s and opens its file again with the same clock.
+// reopen closes s and opens its file (or etcd prefix) again with the same clock.
 func reopen(tb testing.TB, s *Store) *Store {
 	tb.Helper()
 	if err := s.Close(); err != nil {
 		tb.Fatal(err)
 	}
-	return mustOpen(tb, s.Path, s.Now)
+	return mustOpenOn(tb, s.Path, s.Now, s.Engine != nil)
 }
 
 // mustCode fails tb unless err has code.
@@ -109,27 +124,35 @@ func mustCode(tb testing.TB, err error, code string) {
 	}
 }
 
-// fillReady adds n ready VMs to pool in one transaction and returns their
-// hostnames in ready order. Setup only: tests of MarkReady use the method.
+// fillReady adds n ready VMs to pool in one transaction (on etcd, in
+// transactions within its size limit) and returns their hostnames in ready
+// order. Setup only: tests of MarkReady use the method.
 func fillReady(tb testing.TB, s *Store, pool, prefix string, n int) []string {
 	tb.Helper()
 	hosts := make([]string, n)
-	err := s.update(func(tx kv.Tx, now time.Time, d counts) error {
-		for i := range hosts {
-			hosts[i] = prefix + pool + "-" + itoa(i)
-			vm := VM{Hostname: hosts[i], Pool: pool, Template: "tpl"}
-			if err := addPending(tx, d, vm, now); err != nil {
-				return err
+	chunk := n
+	if s.Batch > 0 {
+		chunk = max(s.Batch/6, 1) // per VM: record, two index writes, a delete, the rollup
+	}
+	for start := 0; start < n; start += chunk {
+		end := min(start+chunk, n)
+		err := s.update(func(tx kv.Tx, now time.Time, d counts) error {
+			for i := start; i < end; i++ {
+				hosts[i] = prefix + pool + "-" + itoa(i)
+				vm := VM{Hostname: hosts[i], Pool: pool, Template: "tpl"}
+				if err := addPending(tx, d, vm, now); err != nil {
+					return err
+				}
+				// Distinct ready times keep the ready order that of hosts.
+				if err := markReady(tx, d, hosts[i], "10.0.0.1", now.Add(time.Duration(i-start))); err != nil {
+					return err
+				}
 			}
-			// Distinct ready times keep the ready order that of hosts.
-			if err := markReady(tx, d, hosts[i], "10.0.0.1", now.Add(time.Duration(i))); err != nil {
-				return err
-			}
+			return nil
+		})
+		if err != nil {
+			tb.Fatal(err)
 		}
-		return nil
-	})
-	if err != nil {
-		tb.Fatal(err)
 	}
 	return hosts
 }
@@ -143,6 +166,7 @@ func itoa(i int) string {
 }
 
 func TestOpen(t *testing.T) {
+	needFile(t)
 	t.Run("FileMode", func(t *testing.T) {
 		s := MustOpenStore(t)
 		fi, err := os.Stat(s.Path)
@@ -241,6 +265,7 @@ func TestCountsIsACopy(t *testing.T) {
 }
 
 func TestBackup(t *testing.T) {
+	needFile(t)
 	s := MustOpenStore(t)
 	fillReady(t, s, "p", "", 3)
 	path := filepath.Join(t.TempDir(), "backup.db")
@@ -263,35 +288,35 @@ func TestCheckFindsBrokenIndexes(t *testing.T) {
 	fillReady(t, s, "p", "", 2)
 	vm, _ := s.Get("p-0")
 	var key []byte
-	s.db.View(func(tx *bolt.Tx) error { _, key, _ = indexOf(&vm); return nil })
+	_, key, _ = indexOf(&vm)
 	moved := timeKey(vm.Ready, "")
 	cases := []struct {
 		name        string
-		spoil, mend func(tx *bolt.Tx) error
+		spoil, mend func(tx kv.Tx) error
 	}{
 		{"MissingEntry",
-			func(tx *bolt.Tx) error { return tx.Bucket(bucketPools).Delete(key) },
-			func(tx *bolt.Tx) error { return tx.Bucket(bucketPools).Put(key, []byte{}) }},
+			func(tx kv.Tx) error { return tx.Delete(bucketPools, key) },
+			func(tx kv.Tx) error { return tx.Put(bucketPools, key, []byte{}) }},
 		{"StrayEntry",
-			func(tx *bolt.Tx) error { return tx.Bucket(bucketDestroyed).Put(append(moved, "p-0"...), []byte{}) },
-			func(tx *bolt.Tx) error { return tx.Bucket(bucketDestroyed).Delete(append(moved, "p-0"...)) }},
+			func(tx kv.Tx) error { return tx.Put(bucketDestroyed, append(moved, "p-0"...), []byte{}) },
+			func(tx kv.Tx) error { return tx.Delete(bucketDestroyed, append(moved, "p-0"...)) }},
 		{"EntryWithoutRecord",
-			func(tx *bolt.Tx) error {
-				return tx.Bucket(bucketPools).Put(append(indexPrefix("p", StateRunning), moved...), []byte{})
+			func(tx kv.Tx) error {
+				return tx.Put(bucketPools, append(indexPrefix("p", StateRunning), moved...), []byte{})
 			},
-			func(tx *bolt.Tx) error {
-				return tx.Bucket(bucketPools).Delete(append(indexPrefix("p", StateRunning), moved...))
+			func(tx kv.Tx) error {
+				return tx.Delete(bucketPools, append(indexPrefix("p", StateRunning), moved...))
 			}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if err := s.db.Update(c.spoil); err != nil {
+			if err := s.eng.Update(c.spoil); err != nil {
 				t.Fatal(err)
 			}
 			if err := s.Check(); err == nil {
 				t.Error("Check passed on a broken index")
 			}
-			if err := s.db.Update(c.mend); err != nil {
+			if err := s.eng.Update(c.mend); err != nil {
 				t.Fatal(err)
 			}
 			if err := s.Check(); err != nil {

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/vmpooler/vmpooler/internal/errs"
-	bolt "go.etcd.io/bbolt"
+	"github.com/vmpooler/vmpooler/store/kv"
 )
 
 func TestTokens(t *testing.T) {
@@ -56,12 +56,12 @@ func TestTokens(t *testing.T) {
 	}
 
 	t.Run("KeyedByHash", func(t *testing.T) {
-		s.db.View(func(tx *bolt.Tx) error {
-			return tx.Bucket(bucketTokens).ForEach(func(k, _ []byte) error {
+		s.view(func(tx kv.Tx) error {
+			return tx.Scan(bucketTokens, nil, nil, func(k, _ []byte) (bool, error) {
 				if bytes.Contains(k, []byte("tok-")) || len(k) != 32 {
 					t.Errorf("token key %q is not a sha256", k)
 				}
-				return nil
+				return true, nil
 			})
 		})
 	})

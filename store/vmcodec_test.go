@@ -52,6 +52,7 @@ func TestVMCodecRoundTrip(t *testing.T) {
 // store) opens: migration 3 rewrites every record in the binary form,
 // nothing is lost, and the JSON reader is gone.
 func TestMigrateJSONRecords(t *testing.T) {
+	needFile(t)
 	gz, err := os.Open(filepath.Join("testdata", "schema1-json-records.bbolt.gz"))
 	if err != nil {
 		t.Fatal(err)

@@ -37,6 +37,9 @@ type Tx interface {
 	Scan(bucket, prefix, from []byte, fn func(k, v []byte) (bool, error)) error
 	// NextSequence returns the next number of bucket's sequence (1, 2, ...).
 	NextSequence(bucket []byte) (uint64, error)
+	// SetSequence makes n the bucket's sequence, unless it is past n
+	// already: the next NextSequence returns more than n.
+	SetSequence(bucket []byte, n uint64) error
 }
 
 // Engine runs transactions.
