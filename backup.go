@@ -41,6 +41,9 @@ const maxSocketPath = 107
 // long for the kernel is logged and the pooler runs without it (backups
 // then need the pooler stopped).
 func (d *daemon) listenAdmin(cfg *Config) (io.Closer, error) {
+	if cfg.onEtcd() {
+		return io.NopCloser(nil), nil // no file to copy: etcd has its own backups
+	}
 	path := adminSocket(cfg.Global.Database)
 	if len(path) > maxSocketPath {
 		d.logger.Warn("admin socket path too long for a unix socket; online backups are off (use a shorter database path)", "path", path)
@@ -93,6 +96,9 @@ func (d *daemon) handleBackup(w http.ResponseWriter, r *http.Request) {
 	d.logger.Info("online backup served", "bytes", n, "took", time.Since(start).Round(time.Millisecond))
 }
 
+// errEtcdBackup is the answer of backup and restore when the state is on etcd.
+var errEtcdBackup = errors.New("the state is on etcd: back it up with etcdctl snapshot save, or copy it to a bbolt file with vmpooler copy-store -to FILE (and back with -from FILE)")
+
 // runBackup writes a consistent copy of the database to -out: from the
 // running pooler through its admin socket, or, when no pooler runs,
 // straight from the file (its lock keeps a pooler from starting meanwhile).
@@ -105,6 +111,8 @@ func runBackup(args []string, stdout, stderr io.Writer) error {
 		return err
 	} else if out == "" {
 		return errors.New("backup: -out FILE is required")
+	} else if cfg.onEtcd() {
+		return errEtcdBackup
 	}
 	how, n, err := backupTo(cfg.Global.Database, out)
 	if err != nil {
@@ -224,6 +232,8 @@ func runRestore(args []string, stdout, stderr io.Writer) error {
 		return err
 	} else if in == "" {
 		return errors.New("restore: -in FILE is required")
+	} else if cfg.onEtcd() {
+		return errEtcdBackup
 	}
 	db := cfg.Global.Database
 	if err := store.VerifyFile(in); err != nil {

@@ -45,6 +45,9 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if cfg.onEtcd() && file == "" {
+		return checkEtcd(cfg, list, stdout)
+	}
 	path := cfg.Global.Database
 	if file != "" {
 		path = file
@@ -63,18 +66,41 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer st.Close()
-		for _, p := range cfg.Pools {
-			vms, err := st.ListPool(p.Name)
-			if err != nil {
-				return err
-			}
-			for _, vm := range vms {
-				fmt.Fprintln(stdout, vm.Hostname)
-			}
-		}
-		return nil
+		return listVMs(cfg, st, stdout)
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", path)
+	return nil
+}
+
+// checkEtcd checks the store's invariants on etcd, in one read at one
+// revision (etcd checks its own pages: etcdctl check, defrag, hashkv).
+func checkEtcd(cfg *Config, list bool, stdout io.Writer) error {
+	st, err := openEtcdStore(cfg)
+	if err != nil {
+		return fmt.Errorf("check: %w", err)
+	}
+	defer st.Close()
+	if err := st.Check(); err != nil {
+		return err
+	}
+	if list {
+		return listVMs(cfg, st, stdout)
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", cfg.databaseName())
+	return nil
+}
+
+// listVMs prints the hostname of every live VM of the configured pools.
+func listVMs(cfg *Config, st *store.Store, stdout io.Writer) error {
+	for _, p := range cfg.Pools {
+		vms, err := st.ListPool(p.Name)
+		if err != nil {
+			return err
+		}
+		for _, vm := range vms {
+			fmt.Fprintln(stdout, vm.Hostname)
+		}
+	}
 	return nil
 }
 

@@ -25,6 +25,7 @@ type Config struct {
 	Providers Providers         `toml:"providers"`
 	Auth      *auth.Config      `toml:"auth"`
 	TagFilter map[string]string `toml:"tagfilter"`
+	Etcd      *EtcdConfig       `toml:"etcd"`
 	// Warnings name the keys of upstream's configuration that the file
 	// carries and this pooler ignores (main logs them at start).
 	Warnings []string `toml:"-"`
@@ -89,6 +90,16 @@ var envOverrides = []struct {
 	{"VMPOOLER_VSPHERE_PASSWORD", func(c *Config, v string) { c.Providers.Vsphere.Password = v }},
 	{"VMPOOLER_LISTEN", func(c *Config, v string) { c.Global.Listen = v }},
 	{"VMPOOLER_DATABASE", func(c *Config, v string) { c.Global.Database = v }},
+	{"VMPOOLER_ETCD_USERNAME", func(c *Config, v string) { c.etcdSection().username = v }},
+	{"VMPOOLER_ETCD_PASSWORD", func(c *Config, v string) { c.etcdSection().password = v }},
+}
+
+// etcdSection returns the [etcd] section, made empty if absent.
+func (c *Config) etcdSection() *EtcdConfig {
+	if c.Etcd == nil {
+		c.Etcd = &EtcdConfig{}
+	}
+	return c.Etcd
 }
 
 // LoadConfig reads, defaults and validates the TOML file at path. Relative
@@ -122,7 +133,13 @@ func LoadConfig(path string) (*Config, error) {
 
 // paths returns the file paths of the configuration.
 func (c *Config) paths() []*string {
-	ps := []*string{&c.Global.Database, &c.Global.BackupDir, &c.Providers.Vsphere.CAFile}
+	ps := []*string{&c.Global.BackupDir, &c.Providers.Vsphere.CAFile}
+	if !isEtcdURL(c.Global.Database) {
+		ps = append(ps, &c.Global.Database)
+	}
+	if c.Etcd != nil {
+		ps = append(ps, &c.Etcd.CAFile, &c.Etcd.CertFile, &c.Etcd.KeyFile)
+	}
 	if c.Auth != nil {
 		ps = append(ps, &c.Auth.File)
 		if c.Auth.LDAP != nil {
@@ -247,6 +264,7 @@ func (c *Config) validateGlobal(bad badf) {
 	if _, err := parseLevel(c.Global.LogLevel); err != nil {
 		bad("[config] log_level must be debug, info, warn or error (got %q)", c.Global.LogLevel)
 	}
+	c.validateEtcd(bad)
 	for _, f := range []struct {
 		key string
 		v   int
@@ -354,4 +372,33 @@ func withPrefix(name string, err error) error {
 		return err
 	}
 	return fmt.Errorf("%s: %w", name, err)
+}
+
+// validateEtcd checks the [etcd] section and what does not go with etcd.
+func (c *Config) validateEtcd(bad badf) {
+	if !c.onEtcd() {
+		if c.Etcd != nil && (c.Etcd.Prefix != "" || c.Etcd.CAFile != "" || c.Etcd.MaxTxnOps != 0) {
+			bad("[etcd] has no endpoints and [config] database is not an etcd:// URL: say where etcd is")
+		}
+		return
+	}
+	if _, err := c.etcdConfig(); err != nil {
+		bad("%v", err)
+	}
+	if e := c.Etcd; e != nil {
+		for _, f := range []struct {
+			key string
+			v   int
+		}{{"dial_timeout", e.DialTimeout}, {"request_timeout", e.RequestTimeout}, {"max_txn_ops", e.MaxTxnOps}} {
+			if f.v < 0 {
+				bad("[etcd] %s must not be negative (got %d)", f.key, f.v)
+			}
+		}
+		if e.CheckoutWindow != nil && *e.CheckoutWindow < 0 {
+			bad("[etcd] checkout_window must not be negative (got %d)", *e.CheckoutWindow)
+		}
+	}
+	if c.Global.BackupDir != "" {
+		bad("[config] backup_dir: scheduled backups copy the bbolt file; with the state on etcd, back up etcd (etcdctl snapshot save) or copy it out with vmpooler copy-store")
+	}
 }

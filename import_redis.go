@@ -41,8 +41,8 @@ func runImportRedis(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	st := store.New(cfg.Global.Database)
-	if err := st.Open(); errors.Is(err, store.ErrInUse) {
+	st, err := openDatabase(cfg, nil)
+	if errors.Is(err, store.ErrInUse) {
 		return fmt.Errorf("import-redis: %w: stop the pooler first (the import writes the database)", err)
 	} else if err != nil {
 		return fmt.Errorf("import-redis: %w", err)

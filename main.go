@@ -55,7 +55,7 @@ Usage:
                                               from the running pooler (or offline)
   vmpooler restore -config F -in FILE          check a backup and put it in place of
                                               the database (stop the pooler first)
-  vmpooler check -config F [-list-vms]         check the database file (never creates one)
+  vmpooler check -config F [-list-vms]         check the database (a file is never created)
   vmpooler inventory -config F [-owners]       list the VMs in every pool folder
   vmpooler adopt -config F -instance ID        take over the VMs of a lost database's
                                               pooler (see README)
@@ -65,6 +65,8 @@ Usage:
   vmpooler import-redis -config F redis://H:P/DB
                                               copy upstream's tokens and checked-out VMs
                                               from its Redis (read-only; pooler stopped)
+  vmpooler copy-store -from DB -to DB          move a stopped pooler's state between a
+                                              bbolt file and etcd://host:2379/prefix
   vmpooler simulator -listen ADDR -config F    serve a standalone vCenter simulator
   vmpooler -version                            print the version and commit
 
@@ -109,8 +111,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runImportConfig(args, stdout, stderr)
 	case "import-redis":
 		return runImportRedis(ctx, args, stdout, stderr)
+	case "copy-store":
+		return runCopyStore(args, stdout, stderr)
 	default:
-		return fmt.Errorf("unknown command %q (want serve, backup, restore, check, inventory, adopt, token, import-config, import-redis or simulator; see vmpooler -h)", cmd)
+		return fmt.Errorf("unknown command %q (want serve, backup, restore, check, inventory, adopt, token, import-config, import-redis, copy-store or simulator; see vmpooler -h)", cmd)
 	}
 }
 

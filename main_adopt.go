@@ -29,13 +29,17 @@ func runAdopt(args []string, stdout, stderr io.Writer) error {
 	if instance == "" {
 		return errors.New("adopt: -instance is required")
 	}
-	path := cfg.Global.Database
-	if _, err := os.Stat(path); err != nil {
-		return fmt.Errorf("adopt: database %s: %w (start the pooler once to create it, stop it, then adopt)", path, err)
+	path := cfg.databaseName()
+	if !cfg.onEtcd() {
+		if _, err := os.Stat(path); err != nil {
+			return fmt.Errorf("adopt: database %s: %w (start the pooler once to create it, stop it, then adopt)", path, err)
+		}
 	}
-	st := store.New(path)
-	if err := st.Open(); err != nil {
+	st, err := openDatabase(cfg, nil)
+	if errors.Is(err, store.ErrInUse) {
 		return fmt.Errorf("adopt: %w (stop the pooler first)", err)
+	} else if err != nil {
+		return fmt.Errorf("adopt: %w", err)
 	}
 	defer st.Close()
 	if err := st.Adopt(instance); err != nil {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -77,7 +76,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer, ready chan<-
 func (d *daemon) serve(ctx context.Context, cfg *Config, hup <-chan os.Signal, ready chan<- *daemon) error {
 	logger := d.logger
 	defer logger.Info("vmpooler stopped")
-	attrs := []any{"version", versionString(), "config", d.path, "database", cfg.Global.Database}
+	attrs := []any{"version", versionString(), "config", d.path, "database", cfg.databaseName()}
 	if cfg.Auth != nil && cfg.Auth.File != "" {
 		attrs = append(attrs, "auth_file", cfg.Auth.File)
 	}
@@ -92,7 +91,7 @@ func (d *daemon) serve(ctx context.Context, cfg *Config, hup <-chan os.Signal, r
 		return err
 	}
 	defer d.st.Close()
-	logger.Info("database open", "path", cfg.Global.Database, "instance", d.st.Instance(), "adopted", d.st.Adopted())
+	logger.Info("database open", "database", cfg.databaseName(), "instance", d.st.Instance(), "adopted", d.st.Adopted())
 
 	prov, closeProv, backend, err := startProvider(ctx, cfg, logger)
 	if err != nil {
@@ -154,7 +153,7 @@ func (d *daemon) serve(ctx context.Context, cfg *Config, hup <-chan os.Signal, r
 	d.addr = ln.Addr().String()
 	go d.backupLoop(baseCtx)
 
-	logger.Info("vmpooler listening", "addr", d.addr, "pools", len(cfg.Pools), "database", cfg.Global.Database, "config", d.path)
+	logger.Info("vmpooler listening", "addr", d.addr, "pools", len(cfg.Pools), "database", cfg.databaseName(), "config", d.path)
 	if ready != nil {
 		ready <- d
 	}
@@ -172,22 +171,10 @@ func (d *daemon) serve(ctx context.Context, cfg *Config, hup <-chan os.Signal, r
 	return d.shutdown(srv, dr, cancelRequests)
 }
 
-// openStore opens the database, saying loudly when it had to create it: a
-// new empty database where one was expected means a wrong path, and the
-// pooler would then treat every VM of its pools as unknown.
-func (d *daemon) openStore(cfg *Config) error {
-	path := cfg.Global.Database
-	_, statErr := os.Stat(path)
-	d.st = store.New(path)
-	d.st.Retention = pool.Hours(cfg.Global.DataTTL)
-	if err := d.st.Open(); err != nil {
-		return err
-	}
-	if errors.Is(statErr, fs.ErrNotExist) {
-		d.logger.Warn("created new database at "+path+" (no file was there: if this pooler had a database before, the path is wrong)",
-			"database", path, "config", d.path)
-	}
-	return nil
+// openStore opens the database (see openDatabase).
+func (d *daemon) openStore(cfg *Config) (err error) {
+	d.st, err = openDatabase(cfg, d.logger)
+	return err
 }
 
 // shutdown stops the API: no new connections, in-flight requests get up to

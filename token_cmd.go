@@ -41,8 +41,8 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	st := store.New(cfg.Global.Database)
-	if err := st.Open(); errors.Is(err, store.ErrInUse) {
+	st, err := openDatabase(cfg, nil)
+	if errors.Is(err, store.ErrInUse) {
 		return fmt.Errorf("%w: stop it first, or use DELETE /token/<token> as an [auth] admin", err)
 	} else if err != nil {
 		return err

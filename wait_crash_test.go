@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/vmpooler/vmpooler/internal/storetest"
+	"github.com/vmpooler/vmpooler/store/etcd/etcdtest"
 )
 
 // TestMain lets a test start this test binary as a pooler child process
@@ -26,7 +27,7 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	os.Exit(etcdtest.Run(m))
 }
 
 // A pooler killed (SIGKILL) while 50 checkouts wait hands nothing out: no
