@@ -183,10 +183,14 @@ func (e *Engine) Close() error {
 }
 
 // Update runs fn in a read-write transaction (see the package doc).
-func (e *Engine) Update(fn func(kv.Tx) error) error {
+func (e *Engine) Update(fn func(kv.Tx) error) error { return e.update(fn, nil) }
+
+// update is Update, with every commit also requiring f when it is set.
+func (e *Engine) update(fn func(kv.Tx) error, f *Fence) error {
 	start := time.Now()
 	for attempt := 0; ; attempt++ {
 		t := e.newTx(false)
+		t.fence = f
 		err := fn(t)
 		if t.err != nil {
 			err = t.err

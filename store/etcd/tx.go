@@ -20,6 +20,7 @@ import (
 // etcd keys.
 type tx struct {
 	e        *Engine
+	fence    *Fence // when set, the commit also requires it (leader.go)
 	readOnly bool
 	rev      int64 // the revision every read is at; 0 before the first
 	err      error // the first failed read
@@ -356,6 +357,9 @@ func (t *tx) commit() error {
 			ops = append(ops, clientv3.OpPut(k, string(w.val)))
 		}
 	}
+	if t.fence != nil {
+		cmps = append(cmps, t.fence.cmp())
+	}
 	if n, m := max(len(cmps), len(ops)), t.e.cfg.MaxTxnOps; n > m {
 		return errs.Errorf(errs.EINVALID,
 			"the operation needs %d etcd operations (%d writes, %d compares) and max_txn_ops is %d; do less at once",
@@ -369,6 +373,11 @@ func (t *tx) commit() error {
 		return t.e.wrap(err)
 	}
 	if !resp.Succeeded {
+		if t.fence != nil {
+			if err := t.fence.check(t.e); err != nil {
+				return err // not a conflict: this replica does not lead any more
+			}
+		}
 		return errRetry
 	}
 	t.e.noteCommit(resp.Header.Revision)
