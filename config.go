@@ -389,7 +389,7 @@ func (c *Config) validateEtcd(bad badf) {
 		for _, f := range []struct {
 			key string
 			v   int
-		}{{"dial_timeout", e.DialTimeout}, {"request_timeout", e.RequestTimeout}, {"max_txn_ops", e.MaxTxnOps}} {
+		}{{"dial_timeout", e.DialTimeout}, {"request_timeout", e.RequestTimeout}, {"max_txn_ops", e.MaxTxnOps}, {"lease_ttl", e.LeaseTTL}} {
 			if f.v < 0 {
 				bad("[etcd] %s must not be negative (got %d)", f.key, f.v)
 			}

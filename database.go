@@ -36,6 +36,13 @@ type EtcdConfig struct {
 	// ready VMs of a pool at random (default 4), so checkouts on several
 	// replicas rarely collide on one VM; 0 is strictly oldest first.
 	CheckoutWindow *int `toml:"checkout_window"`
+	// Replica names this pooler among the replicas (default: the host
+	// name and the API's address); /status and /metrics show who leads.
+	Replica string `toml:"replica"`
+	// LeaseTTL is the leader's lease in seconds (default 5): a replica
+	// takes over this long after the leader stopped renewing it, and a
+	// leader stops acting after 2/3 of it without a renewal.
+	LeaseTTL int `toml:"lease_ttl"`
 
 	username, password string // from the environment
 }

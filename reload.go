@@ -44,8 +44,12 @@ func (d *daemon) reload() error {
 	lvl, _ := parseLevel(next.Global.LogLevel)
 	d.level.Set(lvl)
 	d.svc.SetConfig(&next.Global.Config, next.TagFilter)
-	d.mgr.SetConfig(&next.Global.Config)
-	d.cfg.Store(next)
+	d.cfg.Store(next) // a manager started from now on (a new leader's) reads it
+	if d.mgr != nil {
+		d.mgr.SetConfig(&next.Global.Config)
+	} else if m := d.group.mgr.Load(); m != nil {
+		m.SetConfig(&next.Global.Config)
+	}
 	d.logChanges(old, next)
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/vmpooler/vmpooler/httpapi"
 	"github.com/vmpooler/vmpooler/pool"
 	"github.com/vmpooler/vmpooler/store"
+	"github.com/vmpooler/vmpooler/store/etcd"
 	"github.com/vmpooler/vmpooler/vsphere"
 )
 
@@ -34,8 +35,9 @@ type daemon struct {
 	st     *store.Store
 	auth   *auth.Auth
 	svc    *pool.Service
-	mgr    *pool.Manager
-	addr   string // the API's address
+	mgr    *pool.Manager // nil on etcd: see group
+	group  *replicas     // on etcd: this replica in the group, whose leader runs the manager
+	addr   string        // the API's address
 	grace  time.Duration
 
 	reloadMu sync.Mutex             // one reload at a time
@@ -103,20 +105,43 @@ func (d *daemon) serve(ctx context.Context, cfg *Config, hup <-chan os.Signal, r
 		return withPrefix("auth", err)
 	}
 	metrics := httpapi.NewMetrics()
-	d.mgr = pool.NewManager(&cfg.Global.Config, d.st, prov, logger)
-	d.mgr.Observer = metrics
-	d.mgr.JobTimeout = pool.Minutes(cfg.Global.JobTimeout)
-	d.mgr.PurgeTokens = d.auth.PurgeExpired
 	d.svc = pool.NewService(&cfg.Global.Config, d.st, logger)
 	d.svc.SetConfig(&cfg.Global.Config, cfg.TagFilter)
-	d.svc.Kick = d.mgr.Kick
-	d.svc.Cloning = d.mgr.Cloning
-	d.svc.Health = d.mgr.Health
 	d.svc.Backend = backend
 	d.svc.Templates, _ = prov.(pool.TemplateFinder)
-	d.mgr.Demand = d.svc.WaitDemand
-	d.mgr.OnReady = d.svc.ServeWaiters
-	d.mgr.AfterPass = d.svc.PassDone
+	newManager := func(st pool.Store, p pool.Provider) *pool.Manager {
+		cur := d.cfg.Load()
+		m := pool.NewManager(&cur.Global.Config, st, p, logger)
+		m.Observer = metrics
+		m.JobTimeout = pool.Minutes(cur.Global.JobTimeout)
+		m.PurgeTokens = d.auth.PurgeExpired
+		m.Demand = d.svc.WaitDemand
+		m.OnReady = d.svc.ServeWaiters
+		m.AfterPass = d.svc.PassDone
+		return m
+	}
+	var group *replicas // several replicas on etcd: set once the API listens
+	if cfg.onEtcd() {
+		d.svc.Kick = func() { group.kick() }
+		d.svc.Cloning = func() int {
+			if m := group.mgr.Load(); m != nil {
+				return m.Cloning()
+			}
+			return 0
+		}
+		d.svc.Health = func() map[string]pool.PoolHealth {
+			if m := group.mgr.Load(); m != nil {
+				return m.Health()
+			}
+			return nil
+		}
+		d.svc.Replica = func() pool.ReplicaStatus { return group.status() }
+	} else {
+		d.mgr = newManager(d.st, prov)
+		d.svc.Kick = d.mgr.Kick
+		d.svc.Cloning = d.mgr.Cloning
+		d.svc.Health = d.mgr.Health
+	}
 	api := httpapi.New(httpapi.Config{
 		SiteName:       cfg.Global.SiteName,
 		Redacted:       func() any { return d.cfg.Load().redacted() },
@@ -137,11 +162,13 @@ func (d *daemon) serve(ctx context.Context, cfg *Config, hup <-chan os.Signal, r
 		return err
 	}
 	defer admin.Close()
-	if err := d.mgr.Open(); err != nil {
-		ln.Close()
-		return err
+	if d.mgr != nil {
+		if err := d.mgr.Open(); err != nil {
+			ln.Close()
+			return err
+		}
+		defer d.mgr.Close() // after the API has stopped: see shutdown
 	}
-	defer d.mgr.Close() // after the API has stopped: see shutdown
 
 	dr := newDrain(api)
 	baseCtx, cancelRequests := context.WithCancel(context.Background())
@@ -152,6 +179,31 @@ func (d *daemon) serve(ctx context.Context, cfg *Config, hup <-chan os.Signal, r
 	go func() { errc <- srv.Serve(limitListener(ln, cfg.Global.MaxConnections)) }()
 	d.addr = ln.Addr().String()
 	go d.backupLoop(baseCtx)
+	if cfg.onEtcd() {
+		groupCtx, leave := context.WithCancel(ctx) // SIGTERM: the leader resigns at once
+		defer leave()
+		group = d.startReplicas(groupCtx, cfg, d.st.Engine.(*etcd.Engine), prov, newManager)
+		d.group = group
+		defer group.wait() // after the API has stopped, as the manager
+		changed := make(chan struct{}, 1)
+		d.st.OnChange(func() {
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		})
+		go func() {
+			for {
+				select {
+				case <-groupCtx.Done():
+					return
+				case <-changed:
+					d.svc.ServeWaiters() // a VM may be ready for a waiter of this replica
+					d.svc.PassDone()     // ondemand long-polls look again
+				}
+			}
+		}()
+	}
 
 	logger.Info("vmpooler listening", "addr", d.addr, "pools", len(cfg.Pools), "database", cfg.databaseName(), "config", d.path)
 	if ready != nil {

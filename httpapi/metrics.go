@@ -166,12 +166,13 @@ var (
 	descSize      = prometheus.NewDesc("vmpooler_pool_size", "Pool size in force (runtime overrides included).", []string{"pool"}, nil)
 	descForeign   = prometheus.NewDesc("vmpooler_foreign_vms", "VMs in the pool folder that this pooler did not create (left alone).", []string{"pool"}, nil)
 	descWaiting   = prometheus.NewDesc("vmpooler_checkout_waiters", "Waiting checkouts that ask for the pool.", []string{"pool"}, nil)
+	descLeading   = prometheus.NewDesc("vmpooler_leading", "1 when this replica runs the pool manager (several replicas on etcd), else 0.", []string{"replica", "leader"}, nil)
 	descReadyFail = prometheus.NewDesc("vmpooler_ready_failing_passes", "Passes in a row in which the pool's new VMs failed their ready check (0 when they pass).", []string{"pool"}, nil)
 )
 
 // Describe sends the gauges' descriptions.
 func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descReady, descRunning, descPending, descCompleted, descSize, descForeign, descReadyFail, descWaiting} {
+	for _, d := range []*prometheus.Desc{descReady, descRunning, descPending, descCompleted, descSize, descForeign, descReadyFail, descWaiting, descLeading} {
 		ch <- d
 	}
 }
@@ -180,6 +181,14 @@ func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.svc == nil || c.svc.Store == nil {
 		return
+	}
+	if c.svc.Replica != nil {
+		r := c.svc.Replica()
+		v := 0.0
+		if r.Leading {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descLeading, prometheus.GaugeValue, v, r.Name, r.Leader)
 	}
 	counts := c.svc.Store.Counts()
 	var health map[string]pool.PoolHealth

@@ -102,6 +102,9 @@ func (s *server) handleStatus(w http.ResponseWriter, r *http.Request, c call) er
 		out = append(out, kv{"queue", obj{{"pending", q.Pending}, {"cloning", q.Cloning}, {"booting", q.Booting},
 			{"ready", q.Ready}, {"running", q.Running}, {"completed", q.Completed}, {"total", q.Total}}})
 	}
+	if r := st.Replica; r != nil {
+		out = append(out, kv{"replica", obj{{"name", r.Name}, {"leader", r.Leader}, {"leading", r.Leading}}})
+	}
 	if b := st.Backend; b != nil {
 		vc := obj{{"connected", b.Connected}}
 		if !b.Connected {

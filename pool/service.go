@@ -30,6 +30,8 @@ type Service struct {
 	// Backend, when set, reports whether the provider is connected to
 	// vCenter and, if not, why (for /status and /healthcheck).
 	Backend func() (connected bool, reason string)
+	// Replica, when set, names this replica and the leader (etcd).
+	Replica func() ReplicaStatus
 	// Templates, when set, checks that templates exist (template.go).
 	Templates TemplateFinder
 

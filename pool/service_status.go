@@ -18,6 +18,16 @@ type Status struct {
 	Empty          []string     // pools with no ready VM and a size > 0
 	// Backend is the vCenter connection, when the Service knows it.
 	Backend *BackendStatus
+	// Replica is this replica and the leader, when several share one
+	// state (etcd).
+	Replica *ReplicaStatus
+}
+
+// ReplicaStatus names this replica and the one that runs the manager.
+type ReplicaStatus struct {
+	Name    string // this replica
+	Leader  string // the replica that leads ("" while none does)
+	Leading bool   // this replica runs the manager
 }
 
 // BackendStatus says whether the provider reaches vCenter.
@@ -83,6 +93,10 @@ func (s *Service) Status() (Status, error) {
 	st.Queue.Booting = max(st.Queue.Pending-st.Queue.Cloning, 0)
 	q := st.Queue
 	st.Queue.Total = q.Pending + q.Ready + q.Running + q.Completed
+	if s.Replica != nil {
+		r := s.Replica()
+		st.Replica = &r
+	}
 	if s.Backend != nil {
 		ok, reason := s.Backend()
 		st.Backend = &BackendStatus{Connected: ok, Reason: reason}

@@ -79,6 +79,9 @@ func (s *Store) openShared() error {
 // follow applies one change of the pools index to the counts. LastReady
 // comes from live changes only: it reports readiness since open.
 func (s *Store) follow(ev kv.Event) {
+	if fn := s.changed.Load(); fn != nil && !ev.Reset && !ev.Snapshot {
+		defer (*fn)() // after the counts are updated
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if ev.Reset {
@@ -123,3 +126,8 @@ func (s *Store) closeShared() error {
 	s.eng = nil
 	return err
 }
+
+// OnChange has fn called after every live change of the pool indexes by
+// any process (a VM became ready, was checked out, returned...), on a
+// shared engine, from the goroutine that follows them: fn must not block.
+func (s *Store) OnChange(fn func()) { s.changed.Store(&fn) }

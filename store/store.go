@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vmpooler/vmpooler/internal/errs"
@@ -74,6 +75,8 @@ type Store struct {
 	// rarely pick the same VM and retry. 0 (bbolt, one process) is
 	// strictly oldest first.
 	CheckoutWindow int
+
+	changed atomic.Pointer[func()] // see OnChange
 
 	eng    kv.Engine // what transactions run on: the bbolt file or Engine
 	db     *bolt.DB  // the bbolt file; nil on another engine

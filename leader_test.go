@@ -1,0 +1,93 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vmpooler/vmpooler/store/etcd/etcdtest"
+)
+
+// replicaOf returns /status's "replica" member of a pooler.
+func replicaOf(t *testing.T, base string) (name, leader string, leading bool) {
+	t.Helper()
+	var st struct {
+		Replica struct {
+			Name, Leader string
+			Leading      bool
+		} `json:"replica"`
+	}
+	getJSON(t, base+"/api/v1/status", &st)
+	return st.Replica.Name, st.Replica.Leader, st.Replica.Leading
+}
+
+// TestReplicasOnEtcd runs two poolers on one etcd prefix: one leads and
+// runs the manager, the other serves the API and says who leads; a
+// checkout on the follower wakes the leader's manager through etcd (the
+// loop delay is a minute, so only the kick can refill in time); a leader
+// that stops hands over at once.
+func TestReplicasOnEtcd(t *testing.T) {
+	srv := etcdtest.Shared(t)
+	dir := t.TempDir()
+	text := strings.Replace(fakeConfig("etcd://"+srv.Endpoint+"/replicas", fakePool("debian", 2)), "check_loop_delay = 1", "check_loop_delay = 60", 1)
+	cfgA, cfgB := filepath.Join(dir, "a.toml"), filepath.Join(dir, "b.toml")
+	writeConfig(t, cfgA, text+"\n[etcd]\nreplica = \"a\"\n")
+	writeConfig(t, cfgB, text+"\n[etcd]\nreplica = \"b\"\n")
+	a := startPooler(t, cfgA)
+	waitFor(t, "a leads", func() (bool, any) {
+		_, leader, leading := replicaOf(t, a.base)
+		return leading && leader == "a", leader
+	})
+	waitReady(t, a.base, map[string]int{"debian": 2})
+	b := startPooler(t, cfgB)
+	waitFor(t, "b knows a leads", func() (bool, any) {
+		name, leader, leading := replicaOf(t, b.base)
+		return name == "b" && leader == "a" && !leading, leader
+	})
+	waitReady(t, b.base, map[string]int{"debian": 2}) // b's counts follow a's writes
+
+	if code, host := checkout(t, b.base, "debian"); code != 200 || host == "" {
+		t.Fatalf("checkout on the follower: %d", code)
+	}
+	start := time.Now()
+	waitReady(t, b.base, map[string]int{"debian": 2})
+	if took := time.Since(start); took > 20*time.Second {
+		t.Errorf("refill after a checkout on the follower took %v: the leader was not kicked", took)
+	}
+
+	resp, err := http.Get(b.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(metrics), `vmpooler_leading{leader="a",replica="b"} 0`) {
+		t.Errorf("/metrics of the follower lacks vmpooler_leading:\n%s", grepLines(string(metrics), "leading"))
+	}
+
+	start = time.Now()
+	if err := a.stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "b leads after a stopped", func() (bool, any) {
+		_, leader, leading := replicaOf(t, b.base)
+		return leading && leader == "b", leader
+	})
+	t.Logf("b led %v after a was told to stop", time.Since(start).Round(time.Millisecond))
+	if !strings.Contains(a.log.String(), "no longer leading") {
+		t.Errorf("a's log does not say it stopped leading:\n%s", a.log)
+	}
+}
+
+func grepLines(text, sub string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
