@@ -16,6 +16,7 @@ import (
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/vmpooler/vmpooler/internal/nettest"
 	"github.com/vmpooler/vmpooler/pool"
 )
 
@@ -90,20 +91,7 @@ func TestPoolFills(t *testing.T) {
 
 func TestReadyChecks(t *testing.T) {
 	p := New(Config{Simulator: true}, nil, nil)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	sshd := nettest.Accepting(t, func(c net.Conn) { c.Close() })
 	var dialed []string
 	var mu sync.Mutex
 	p.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -111,7 +99,7 @@ func TestReadyChecks(t *testing.T) {
 		dialed = append(dialed, addr)
 		mu.Unlock()
 		if strings.HasSuffix(addr, ":22") {
-			return (&net.Dialer{}).DialContext(ctx, network, l.Addr().String())
+			return (&net.Dialer{}).DialContext(ctx, network, sshd.String())
 		}
 		return nil, errors.New("connection refused")
 	}
