@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vmpooler/vmpooler/internal/nettest"
+	"github.com/vmpooler/vmpooler/internal/simtest"
 	"github.com/vmpooler/vmpooler/pool"
 )
 
@@ -19,7 +20,7 @@ func TestStartWhileVCenterDown(t *testing.T) {
 	addr := nettest.ClosedAddr(t) // connection refused
 	pools := testPools()
 	p := New(Config{Server: addr, Username: "user", Password: "pass", Insecure: true, ReadyCheck: "tools", Datacenter: "dc1"},
-		pools, testLogger(t))
+		pools, simtest.Logger())
 	if err := p.Start(ctxT(t)); err != nil {
 		t.Fatalf("Start: %v", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/vmpooler/vmpooler/internal/simtest"
 	"github.com/vmpooler/vmpooler/pool"
 )
 
@@ -166,7 +167,7 @@ func TestFaultBadCredentialsAtOpen(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	u := serveForTest(t, ctx, testPools())
-	p := New(Config{Server: u, Username: "user", Password: "wrong", Insecure: true}, testPools(), testLogger(t))
+	p := New(Config{Server: u, Username: "user", Password: "wrong", Insecure: true}, testPools(), simtest.Logger())
 	if err := p.Open(ctxT(t)); !errors.Is(err, pool.ErrAuth) {
 		t.Errorf("Open with a wrong password: %v, want ErrAuth", err)
 	}
@@ -295,7 +296,7 @@ func TestFaultNotFoundMayBeInvisible(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	u := serveForTest(t, ctx, testPools())
-	p := New(Config{Server: u, Username: "user", Password: "pass", Insecure: true}, testPools(), testLogger(t))
+	p := New(Config{Server: u, Username: "user", Password: "pass", Insecure: true}, testPools(), simtest.Logger())
 	if err := p.Open(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}

@@ -3,9 +3,7 @@ package vsphere
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"maps"
-	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,6 +13,7 @@ import (
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/vmpooler/vmpooler/internal/simtest"
 	"github.com/vmpooler/vmpooler/pool"
 )
 
@@ -28,13 +27,6 @@ func testPools() []pool.PoolConfig {
 	}
 }
 
-func testLogger(tb testing.TB) *slog.Logger {
-	if os.Getenv("VMPOOLER_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
 // MustOpenSim opens a Provider on a fresh in-process simulator.
 func MustOpenSim(tb testing.TB, pools []pool.PoolConfig, mod ...func(*Config)) *Provider {
 	tb.Helper()
@@ -42,18 +34,7 @@ func MustOpenSim(tb testing.TB, pools []pool.PoolConfig, mod ...func(*Config)) *
 	for _, f := range mod {
 		f(&cfg)
 	}
-	p := New(cfg, pools, testLogger(tb))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := p.Open(ctx); err != nil {
-		tb.Fatalf("Open: %v", err)
-	}
-	tb.Cleanup(func() {
-		if err := p.Close(); err != nil {
-			tb.Errorf("Close: %v", err)
-		}
-	})
-	return p
+	return simtest.Open(tb, New(cfg, pools, simtest.Logger()))
 }
 
 func specFor(pc pool.PoolConfig, name string) pool.CloneSpec {

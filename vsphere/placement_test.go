@@ -11,6 +11,7 @@ import (
 	"github.com/vmware/govmomi/view"
 	"github.com/vmware/govmomi/vim25/mo"
 
+	"github.com/vmpooler/vmpooler/internal/simtest"
 	"github.com/vmpooler/vmpooler/pool"
 )
 
@@ -69,7 +70,7 @@ func vmPathIn(t *testing.T, p *Provider, dcPath, name string) string {
 func TestPlacementOnRicherInventory(t *testing.T) {
 	addr := serveModel(t, labModel())
 	open := func(pools []pool.PoolConfig, dc string) (*Provider, error) {
-		p := New(Config{Server: addr, Username: "user", Password: "pass", Insecure: true, Datacenter: dc, ReadyCheck: "tools"}, pools, testLogger(t))
+		p := New(Config{Server: addr, Username: "user", Password: "pass", Insecure: true, Datacenter: dc, ReadyCheck: "tools"}, pools, simtest.Logger())
 		err := p.Open(ctxT(t))
 		if err == nil {
 			t.Cleanup(func() { p.Close() })

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/vmpooler/vmpooler/internal/simtest"
 	"github.com/vmpooler/vmpooler/pool"
 )
 
@@ -128,7 +129,7 @@ func TestResetAfterRequestThroughProxy(t *testing.T) {
 	addr := serveForTest(t, ctx, pools)
 	srv, proxy := newResetProxy(t, "https://"+addr)
 	p := New(Config{Server: srv.URL + "/sdk", Username: "user", Password: "pass", Insecure: true,
-		ReadyCheck: "tools"}, pools, testLogger(t))
+		ReadyCheck: "tools"}, pools, simtest.Logger())
 	if err := p.Open(ctxT(t)); err != nil {
 		t.Fatalf("Open: %v", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/simtest"
 	"github.com/vmpooler/vmpooler/pool"
 )
 
@@ -67,7 +68,7 @@ func TestServe(t *testing.T) {
 	pools := testPools()
 	addr := serveForTest(t, ctx, pools)
 	p := New(Config{Server: addr, Username: "user", Password: "pass", Insecure: true, ReadyCheck: "tools"},
-		pools, testLogger(t))
+		pools, simtest.Logger())
 	if err := p.Open(ctxT(t)); err != nil {
 		t.Fatalf("Open: %v", err)
 	}

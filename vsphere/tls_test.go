@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vmpooler/vmpooler/internal/simtest"
 	"github.com/vmware/govmomi/vim25/soap"
 )
 
@@ -30,7 +31,7 @@ func TestTLSTrust(t *testing.T) {
 	sha256 := soap.ThumbprintSHA256(cert)
 	open := func(c Config) error {
 		c.Server, c.Username, c.Password, c.ReadyCheck = addr, "user", "pass", "tools"
-		p := New(c, pools, testLogger(t))
+		p := New(c, pools, simtest.Logger())
 		err := p.Open(ctxT(t))
 		if err == nil {
 			p.Close()
