@@ -3,12 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
-	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -60,9 +58,11 @@ func startRedis(t *testing.T) (string, *redis.Client) {
 func rubyTime(t time.Time) string { return t.Format("2006-01-02 15:04:05 -0700") }
 
 // fillUpstream writes the keys upstream vmpooler writes (v1 routes,
-// helpers.rb, pool_manager.rb) for two tokens and a few VMs.
-func fillUpstream(t *testing.T, rdb *redis.Client, checkout time.Time) {
+// helpers.rb, pool_manager.rb) for two tokens and a few VMs, checked out
+// two hours ago; it returns that checkout time.
+func fillUpstream(t *testing.T, rdb *redis.Client) (checkout time.Time) {
 	t.Helper()
+	checkout = time.Now().Add(-2 * time.Hour).Truncate(time.Second)
 	ctx := context.Background()
 	must := func(err error) {
 		t.Helper()
@@ -90,6 +90,7 @@ func fillUpstream(t *testing.T, rdb *redis.Client, checkout time.Time) {
 	must(rdb.SAdd(ctx, "vmpooler__pending__a", "upstreampending1").Err())
 	must(rdb.SAdd(ctx, "vmpooler__running__gone", "upstreamgone1").Err())
 	must(rdb.HSet(ctx, "vmpooler__vm__upstreamgone1", "checkout", rubyTime(checkout)).Err())
+	return checkout
 }
 
 // commandStats returns the commands Redis has run since CONFIG RESETSTAT.
@@ -114,8 +115,7 @@ func commandStats(t *testing.T, rdb *redis.Client) []string {
 // database is refused.
 func TestImportRedis(t *testing.T) {
 	url, rdb := startRedis(t)
-	checkout := time.Now().Add(-2 * time.Hour).Truncate(time.Second)
-	fillUpstream(t, rdb, checkout)
+	checkout := fillUpstream(t, rdb)
 	dir := t.TempDir()
 	db := filepath.Join(dir, "vmpooler.db")
 	cfg := filepath.Join(dir, "vmpooler.toml")
@@ -222,8 +222,7 @@ func TestImportRedisBadInput(t *testing.T) {
 // its checkout time and remaining lifetime in GET /vm/<host>.
 func TestImportRedisThenServe(t *testing.T) {
 	url, rdb := startRedis(t)
-	checkout := time.Now().Add(-2 * time.Hour).Truncate(time.Second)
-	fillUpstream(t, rdb, checkout)
+	checkout := fillUpstream(t, rdb)
 	dir := t.TempDir()
 	db := filepath.Join(dir, "vmpooler.db")
 	cfg := filepath.Join(dir, "vmpooler.toml")
@@ -237,18 +236,10 @@ func TestImportRedisThenServe(t *testing.T) {
 	r := startPooler(t, cfg)
 	waitReady(t, r.base, map[string]int{"a": 1})
 
-	req, _ := http.NewRequest("POST", r.base+"/api/v1/vm/a", nil)
-	req.Header.Set("X-AUTH-TOKEN", "abcdefghijklmnopqrstuvwxyz012345")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var co map[string]any
-	json.NewDecoder(resp.Body).Decode(&co)
-	resp.Body.Close()
+	code, co := doToken(t, "POST", r.base+"/api/v1/vm/a", "abcdefghijklmnopqrstuvwxyz012345")
 	host, _ := co["a"].(map[string]any)["hostname"].(string)
-	if resp.StatusCode != 200 || host == "" {
-		t.Fatalf("checkout with the upstream token: %d %v", resp.StatusCode, co)
+	if code != 200 || host == "" {
+		t.Fatalf("checkout with the upstream token: %d %v", code, co)
 	}
 	_, got := do(t, "GET", r.base+"/api/v1/vm/"+host, "", "", "")
 	if l := got[host].(map[string]any)["lifetime"]; l != 24.0 {

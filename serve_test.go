@@ -316,12 +316,27 @@ func htpasswdFile(t *testing.T, path, user, password string) {
 	writeConfig(t, path, user+":"+string(h)+"\n")
 }
 
+// do sends a request, as user when not empty, and returns the status and
+// the JSON body.
 func do(t *testing.T, method, url, user, password, body string) (int, map[string]any) {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, strings.NewReader(body))
 	if user != "" {
 		req.SetBasicAuth(user, password)
 	}
+	return send(t, req)
+}
+
+// doToken sends a request with a token and returns the status and the JSON body.
+func doToken(t *testing.T, method, url, token string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, nil)
+	req.Header.Set("X-AUTH-TOKEN", token)
+	return send(t, req)
+}
+
+func send(t *testing.T, req *http.Request) (int, map[string]any) {
+	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
