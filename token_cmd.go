@@ -41,10 +41,8 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	st := store.New(cfg.Global.Database)
-	if err := st.Open(); errors.Is(err, store.ErrInUse) {
-		return fmt.Errorf("%w: stop it first, or use DELETE /token/<token> as an [auth] admin", err)
-	} else if err != nil {
+	st, err := openStopped(cfg.Global.Database, "stop it first, or use DELETE /token/<token> as an [auth] admin")
+	if err != nil {
 		return err
 	}
 	defer st.Close()
@@ -114,4 +112,16 @@ func revokeTokens(w io.Writer, st *store.Store, toks []store.Token, user string,
 		fmt.Fprintf(w, "revoked %s (user %s)\n", auth.TokenID(t.Token), t.User)
 	}
 	return nil
+}
+
+// openStopped opens the database at path for a command that writes it
+// while the pooler is stopped; when a pooler holds it, the error adds hint.
+func openStopped(path, hint string) (*store.Store, error) {
+	st := store.New(path)
+	if err := st.Open(); errors.Is(err, store.ErrInUse) {
+		return nil, fmt.Errorf("%w: %s", err, hint)
+	} else if err != nil {
+		return nil, err
+	}
+	return st, nil
 }
