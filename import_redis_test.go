@@ -57,6 +57,13 @@ func startRedis(t *testing.T) (string, *redis.Client) {
 // rubyTime is upstream's timestamp format (Ruby's Time#to_s).
 func rubyTime(t time.Time) string { return t.Format("2006-01-02 15:04:05 -0700") }
 
+// startUpstream starts a Redis holding upstream's keys (fillUpstream).
+func startUpstream(t *testing.T) (url string, rdb *redis.Client, checkout time.Time) {
+	t.Helper()
+	url, rdb = startRedis(t)
+	return url, rdb, fillUpstream(t, rdb)
+}
+
 // fillUpstream writes the keys upstream vmpooler writes (v1 routes,
 // helpers.rb, pool_manager.rb) for two tokens and a few VMs, checked out
 // two hours ago; it returns that checkout time.
@@ -114,12 +121,8 @@ func commandStats(t *testing.T, rdb *redis.Client) []string {
 // Redis is only read; a second run imports nothing; a running pooler's
 // database is refused.
 func TestImportRedis(t *testing.T) {
-	url, rdb := startRedis(t)
-	checkout := fillUpstream(t, rdb)
-	dir := t.TempDir()
-	db := filepath.Join(dir, "vmpooler.db")
-	cfg := filepath.Join(dir, "vmpooler.toml")
-	writeConfig(t, cfg, "[config]\ndatabase = \""+db+"\"\n"+minimal)
+	url, rdb, checkout := startUpstream(t)
+	db, cfg := minimalConfig(t)
 	ctx := context.Background()
 	if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
 		t.Fatal(err)
@@ -221,8 +224,7 @@ func TestImportRedisBadInput(t *testing.T) {
 // (X-AUTH-TOKEN gives vm_lifetime_auth) and an imported running VM keeps
 // its checkout time and remaining lifetime in GET /vm/<host>.
 func TestImportRedisThenServe(t *testing.T) {
-	url, rdb := startRedis(t)
-	checkout := fillUpstream(t, rdb)
+	url, _, checkout := startUpstream(t)
 	dir := t.TempDir()
 	db := filepath.Join(dir, "vmpooler.db")
 	cfg := filepath.Join(dir, "vmpooler.toml")
