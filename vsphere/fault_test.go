@@ -178,15 +178,9 @@ func TestFaultBadCredentialsAtOpen(t *testing.T) {
 }
 
 func TestFaultVMDeletedBehindOurBack(t *testing.T) {
-	pc := testPools()[0]
-	p := MustOpenSim(t, testPools())
+	p, loc := cloneOnSim(t, "victim")
 	ctx := ctxT(t)
-	mustClone(t, p, pc, "victim")
-	loc := locFor(pc, "victim")
-	vm, err := p.vm(ctx, p.vc(), loc) // looked up before it vanishes
-	if err != nil {
-		t.Fatal(err)
-	}
+	vm := mustVM(t, p, loc) // looked up before it vanishes
 	admin, err := govmomi.NewClient(ctx, p.sim.URL(), true)
 	if err != nil {
 		t.Fatal(err)
@@ -218,14 +212,9 @@ func TestFaultVMDeletedBehindOurBack(t *testing.T) {
 }
 
 func TestFaultPowerState(t *testing.T) {
-	pc := testPools()[0]
-	p := MustOpenSim(t, testPools())
+	p, loc := cloneOnSim(t, "off")
 	ctx := ctxT(t)
-	mustClone(t, p, pc, "off")
-	vm, err := p.vm(ctx, p.vc(), locFor(pc, "off"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	vm := mustVM(t, p, loc)
 	task, err := vm.PowerOn(ctx) // already on: a task error
 	if err == nil {
 		err = task.Wait(ctx)
@@ -311,17 +300,15 @@ func TestFaultNotFoundMayBeInvisible(t *testing.T) {
 // stale; an annotation with a stale key looks the field up again instead
 // of failing on every pass.
 func TestAnnotateStaleFieldKey(t *testing.T) {
-	pc := testPools()[0]
-	p := MustOpenSim(t, testPools())
+	p, loc := cloneOnSim(t, "noted")
 	ctx := ctxT(t)
-	mustClone(t, p, pc, "noted")
 	p.fieldsMu.Lock()
 	p.fields[9999] = "vmpooler_user" // what a restarted vCenter no longer knows
 	p.fieldsMu.Unlock()
-	if err := p.Annotate(ctx, locFor(pc, "noted"), map[string]string{"vmpooler_user": "jdoe"}); err != nil {
+	if err := p.Annotate(ctx, loc, map[string]string{"vmpooler_user": "jdoe"}); err != nil {
 		t.Fatalf("Annotate with a stale key: %v", err)
 	}
-	vms, err := p.List(ctx, pc.Datacenter, pc.Folder)
+	vms, err := p.List(ctx, loc.Datacenter, loc.Folder)
 	if err != nil || len(vms) != 1 || vms[0].Attributes["vmpooler_user"] != "jdoe" {
 		t.Fatalf("List: %+v, %v; want the attribute", vms, err)
 	}

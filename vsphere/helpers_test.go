@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/soap"
@@ -52,6 +53,17 @@ func ctxT(tb testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	tb.Cleanup(cancel)
 	return ctx
+}
+
+// cloneOnSim opens a provider on a fresh simulator (MustOpenSim) with the
+// testPools and clones name into the first; it returns the provider and
+// the clone's location.
+func cloneOnSim(tb testing.TB, name string, mod ...func(*Config)) (*Provider, pool.Location) {
+	tb.Helper()
+	pc := testPools()[0]
+	p := MustOpenSim(tb, testPools(), mod...)
+	mustClone(tb, p, pc, name)
+	return p, locFor(pc, name)
 }
 
 // mustClone clones name into pool pc or fails the test.
@@ -161,15 +173,31 @@ func snapshotNames(list []types.VirtualMachineSnapshotTree) []string {
 	return out
 }
 
+// mustVM looks up the VM at loc.
+func mustVM(tb testing.TB, p *Provider, loc pool.Location) *object.VirtualMachine {
+	tb.Helper()
+	vm, err := p.vm(ctxT(tb), p.vc(), loc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return vm
+}
+
+// vmProps reads the properties props of the VM at loc.
+func vmProps(tb testing.TB, p *Provider, loc pool.Location, props ...string) mo.VirtualMachine {
+	tb.Helper()
+	vm := mustVM(tb, p, loc)
+	var mvm mo.VirtualMachine
+	if err := vm.Properties(ctxT(tb), vm.Reference(), props, &mvm); err != nil {
+		tb.Fatal(err)
+	}
+	return mvm
+}
+
 // vmDisks returns the VM's disks.
 func vmDisks(t *testing.T, p *Provider, loc pool.Location) []*types.VirtualDisk {
 	t.Helper()
-	ctx := ctxT(t)
-	vm, err := p.vm(ctx, p.vc(), loc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	devs, err := vm.Device(ctx)
+	devs, err := mustVM(t, p, loc).Device(ctxT(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,12 +217,7 @@ func diskFileName(d *types.VirtualDisk) string {
 
 func powerState(t *testing.T, p *Provider, loc pool.Location) types.VirtualMachinePowerState {
 	t.Helper()
-	ctx := ctxT(t)
-	vm, err := p.vm(ctx, p.vc(), loc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	state, err := vm.PowerState(ctx)
+	state, err := mustVM(t, p, loc).PowerState(ctxT(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,15 +226,7 @@ func powerState(t *testing.T, p *Provider, loc pool.Location) types.VirtualMachi
 
 func vmSnapshots(t *testing.T, p *Provider, loc pool.Location) []string {
 	t.Helper()
-	ctx := ctxT(t)
-	vm, err := p.vm(ctx, p.vc(), loc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mvm mo.VirtualMachine
-	if err := vm.Properties(ctx, vm.Reference(), []string{"snapshot"}, &mvm); err != nil {
-		t.Fatal(err)
-	}
+	mvm := vmProps(t, p, loc, "snapshot")
 	if mvm.Snapshot == nil {
 		return nil
 	}

@@ -96,11 +96,8 @@ func findTree(list []types.VirtualMachineSnapshotTree, ref types.ManagedObjectRe
 // otherwise, and a revert leaves a running VM running, also when the
 // snapshot has no memory (vCenter then powers the VM off).
 func TestSnapshotMemoryAndRevertPower(t *testing.T) {
-	pc := testPools()[0]
-	p := MustOpenSim(t, testPools())
+	p, loc := cloneOnSim(t, "keep")
 	ctx := ctxT(t)
-	mustClone(t, p, pc, "keep")
-	loc := locFor(pc, "keep")
 	h := installHooks(t, p)
 
 	if err := p.Snapshot(ctx, loc, "with-memory", true); err != nil {
@@ -136,10 +133,7 @@ func TestSnapshotMemoryAndRevertPower(t *testing.T) {
 	}
 
 	// A VM that was off is left off.
-	vm, err := p.vm(ctx, p.vc(), loc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	vm := mustVM(t, p, loc)
 	if task, err := vm.PowerOff(ctx); err != nil || task.Wait(ctx) != nil {
 		t.Fatalf("power off: %v", err)
 	}
@@ -157,11 +151,8 @@ func TestSnapshotMemoryAndRevertPower(t *testing.T) {
 // attached extra disks). The review used 1 s and 2 s; a round trip of the
 // simulator under -race on a busy 2-core box can take more than 1 s.
 func TestSlowTasksOutlastCallTimeout(t *testing.T) {
-	pc := testPools()[0]
-	p := MustOpenSim(t, testPools(), func(c *Config) { c.Timeout = 2 })
+	p, loc := cloneOnSim(t, "slow", func(c *Config) { c.Timeout = 2 })
 	ctx := ctxT(t)
-	mustClone(t, p, pc, "slow")
-	loc := locFor(pc, "slow")
 	before := len(vmDisks(t, p, loc))
 	setTaskDelay(t, map[string]int{"CreateSnapshotEx": 3000, "ReconfigVm": 3000, "RevertToSnapshot": 3000})
 
@@ -193,11 +184,8 @@ func TestSlowTasksOutlastCallTimeout(t *testing.T) {
 // 2.5 s: the first attempt's call has time to reach the simulator even on
 // a busy box, so its task exists when the second attempt looks.)
 func TestJobCutShortFindsOut(t *testing.T) {
-	pc := testPools()[0]
-	p := MustOpenSim(t, testPools())
+	p, loc := cloneOnSim(t, "cut")
 	ctx := ctxT(t)
-	mustClone(t, p, pc, "cut")
-	loc := locFor(pc, "cut")
 	h := installHooks(t, p)
 	before := len(vmDisks(t, p, loc))
 	setTaskDelay(t, map[string]int{"CreateSnapshotEx": 2500, "ReconfigVm": 2500, "RevertToSnapshot": 2500})

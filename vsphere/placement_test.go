@@ -111,14 +111,7 @@ func TestPlacementOnRicherInventory(t *testing.T) {
 	pc.Folder = "pool-p"
 	// A standalone host as clone_target: the clone's resource pool is that host's.
 	mustClone(t, p, pc, "on-host")
-	vm, err := p.vm(ctx, p.vc(), locFor(pc, "on-host"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mvm mo.VirtualMachine
-	if err := vm.Properties(ctx, vm.Reference(), []string{"resourcePool"}, &mvm); err != nil {
-		t.Fatal(err)
-	}
+	mvm := vmProps(t, p, locFor(pc, "on-host"), "resourcePool")
 	var rp mo.ResourcePool
 	if err := object.NewResourcePool(p.vc(), *mvm.ResourcePool).Properties(ctx, *mvm.ResourcePool, []string{"owner"}, &rp); err != nil {
 		t.Fatal(err)
