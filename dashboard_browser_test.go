@@ -334,11 +334,9 @@ func (b *browser) checkConsole() {
 // token of alice's.
 func startWithAlice(t *testing.T, settings string) (*running, string) {
 	t.Helper()
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "vmpooler.toml")
-	htpasswdFile(t, filepath.Join(dir, "htpasswd"), "alice", "pw1")
 	text := fakeConfig("vmpooler.db", fakePool("a", 1)) + "\n[auth]\nprovider = \"htpasswd\"\nfile = \"htpasswd\"\n"
-	writeConfig(t, cfgPath, strings.Replace(text, "[config]\n", "[config]\n"+settings, 1))
+	dir, cfgPath := tempConfig(t, strings.Replace(text, "[config]\n", "[config]\n"+settings, 1))
+	htpasswdFile(t, filepath.Join(dir, "htpasswd"), "alice", "pw1")
 	r := startPooler(t, cfgPath)
 	waitReady(t, r.base, map[string]int{"a": 1})
 	_, tok := do(t, "POST", r.base+"/api/v1/token", "alice", "pw1", "")

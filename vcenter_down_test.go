@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,9 +22,7 @@ func TestStartWhileVCenterIsDown(t *testing.T) {
 		t.Skip("starts a vCenter simulator")
 	}
 	vcAddr := nettest.ClosedAddr(t) // connection refused
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "vmpooler.toml")
-	writeConfig(t, cfgPath, `
+	_, cfgPath := tempConfig(t, `
 [config]
 listen = "127.0.0.1:0"
 database = "vmpooler.db"

@@ -37,9 +37,7 @@ func TestCrashWhileCheckoutsWait(t *testing.T) {
 		t.Skip("starts a pooler process")
 	}
 	addr := nettest.ClosedAddr(t)
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "vmpooler.toml")
-	writeConfig(t, cfgPath, `
+	dir, cfgPath := tempConfig(t, `
 [config]
 listen = "`+addr+`"
 database = "vmpooler.db"
