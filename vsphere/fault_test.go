@@ -164,9 +164,7 @@ func TestFaultSessionExpiryBadCredentials(t *testing.T) {
 }
 
 func TestFaultBadCredentialsAtOpen(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	u := serveForTest(t, ctx, testPools())
+	u := serveForTest(t, testPools())
 	p := New(Config{Server: u, Username: "user", Password: "wrong", Insecure: true}, testPools(), simtest.Logger())
 	if err := p.Open(ctxT(t)); !errors.Is(err, pool.ErrAuth) {
 		t.Errorf("Open with a wrong password: %v, want ErrAuth", err)
@@ -282,9 +280,7 @@ func TestFaultClassesBySubclass(t *testing.T) {
 
 // vCenter hides objects a user may not read, so "not found" says so.
 func TestFaultNotFoundMayBeInvisible(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	u := serveForTest(t, ctx, testPools())
+	u := serveForTest(t, testPools())
 	p := New(Config{Server: u, Username: "user", Password: "pass", Insecure: true}, testPools(), simtest.Logger())
 	if err := p.Open(ctxT(t)); err != nil {
 		t.Fatal(err)

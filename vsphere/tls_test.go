@@ -1,7 +1,6 @@
 package vsphere
 
 import (
-	"context"
 	"crypto/tls"
 	"encoding/pem"
 	"os"
@@ -18,10 +17,8 @@ import (
 // or a pinned thumbprint make it trusted. (The simulator's own
 // self-signed certificate stands in for a VMCA-signed one.)
 func TestTLSTrust(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	pools := testPools()
-	addr := serveForTest(t, ctx, pools)
+	addr := serveForTest(t, pools)
 	conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
 	if err != nil {
 		t.Fatal(err)
