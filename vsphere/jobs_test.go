@@ -112,37 +112,30 @@ func TestSnapshotMemoryAndRevertPower(t *testing.T) {
 		t.Errorf("CreateSnapshot_Task calls %+v, want %+v", snaps, want)
 	}
 
-	on := types.VirtualMachinePowerStatePoweredOn
-	if err := p.Revert(ctx, loc, "disk-only"); err != nil {
-		t.Fatalf("Revert to disk-only: %v", err)
+	// revert reverts to snap and checks the power state after it and the
+	// number of PowerOnVM_Task calls so far.
+	revert := func(snap string, want types.VirtualMachinePowerState, powerOns int, why string) {
+		t.Helper()
+		if err := p.Revert(ctx, loc, snap); err != nil {
+			t.Fatalf("Revert to %s, %s: %v", snap, why, err)
+		}
+		if got := powerState(t, p, loc); got != want {
+			t.Errorf("after a revert to %s, %s: %s, want %s", snap, why, got, want)
+		}
+		if _, n := h.calls(); n != powerOns {
+			t.Errorf("after a revert to %s, %s: PowerOnVM_Task calls = %d, want %d", snap, why, n, powerOns)
+		}
 	}
-	if got := powerState(t, p, loc); got != on {
-		t.Errorf("after a revert to a snapshot without memory: %s, want %s", got, on)
-	}
-	if _, n := h.calls(); n != 1 {
-		t.Errorf("PowerOnVM_Task calls = %d, want 1 (the revert powered the VM off)", n)
-	}
-	if err := p.Revert(ctx, loc, "with-memory"); err != nil {
-		t.Fatalf("Revert to with-memory: %v", err)
-	}
-	if got := powerState(t, p, loc); got != on {
-		t.Errorf("after a revert to a snapshot with memory: %s, want %s", got, on)
-	}
-	if _, n := h.calls(); n != 1 {
-		t.Errorf("PowerOnVM_Task calls = %d, want still 1 (a memory snapshot keeps the VM on)", n)
-	}
+	on, off := types.VirtualMachinePowerStatePoweredOn, types.VirtualMachinePowerStatePoweredOff
+	revert("disk-only", on, 1, "a snapshot without memory (the revert powered the VM off)")
+	revert("with-memory", on, 1, "a snapshot with memory (it keeps the VM on)")
 
 	// A VM that was off is left off.
 	vm := mustVM(t, p, loc)
 	if task, err := vm.PowerOff(ctx); err != nil || task.Wait(ctx) != nil {
 		t.Fatalf("power off: %v", err)
 	}
-	if err := p.Revert(ctx, loc, "disk-only"); err != nil {
-		t.Fatalf("Revert a VM that is off: %v", err)
-	}
-	if got := powerState(t, p, loc); got != types.VirtualMachinePowerStatePoweredOff {
-		t.Errorf("a VM that was off: %s after the revert, want poweredOff", got)
-	}
+	revert("disk-only", off, 1, "a VM that was off")
 }
 
 // E3 of the real-lab review: with vsphere_timeout (2 s) shorter than the
