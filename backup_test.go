@@ -19,9 +19,7 @@ import (
 // restored with `vmpooler restore` after the pooler stopped, starts and
 // serves.
 func TestBackupUnderLoad(t *testing.T) {
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "vmpooler.toml")
-	writeConfig(t, cfgPath, fakeConfig("vmpooler.db", fakePool("load", 150)))
+	dir, cfgPath := tempConfig(t, fakeConfig("vmpooler.db", fakePool("load", 150)))
 	r := startPooler(t, cfgPath)
 	waitReady(t, r.base, map[string]int{"load": 150})
 
@@ -107,9 +105,7 @@ func TestBackupUnderLoad(t *testing.T) {
 }
 
 func TestBackupOfflineAndRestoreRefusesBadFile(t *testing.T) {
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "vmpooler.toml")
-	writeConfig(t, cfgPath, fakeConfig("vmpooler.db", fakePool("a", 1)))
+	dir, cfgPath := tempConfig(t, fakeConfig("vmpooler.db", fakePool("a", 1)))
 	out := filepath.Join(dir, "b.db")
 	err := run(t.Context(), []string{"backup", "-config", cfgPath, "-out", out}, io.Discard, io.Discard)
 	if err == nil {
@@ -146,10 +142,8 @@ func TestBackupOfflineAndRestoreRefusesBadFile(t *testing.T) {
 // With backup_dir set and no recent backup there, one is taken at start;
 // scheduled backups keep the newest backup_keep and leave other files.
 func TestScheduledBackupKeeps(t *testing.T) {
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "vmpooler.toml")
 	text := strings.Replace(fakeConfig("vmpooler.db", fakePool("a", 1)), "[config]\n", "[config]\nbackup_dir = \"backups\"\nbackup_keep = 3\n", 1)
-	writeConfig(t, cfgPath, text)
+	dir, cfgPath := tempConfig(t, text)
 	bdir := filepath.Join(dir, "backups")
 	os.MkdirAll(bdir, 0o700)
 	other := filepath.Join(bdir, "notes.txt")

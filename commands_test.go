@@ -10,9 +10,7 @@ import (
 )
 
 func TestCheckNeverCreatesAFile(t *testing.T) {
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "vmpooler.toml")
-	writeConfig(t, cfgPath, fakeConfig("state/vmpooler.db", fakePool("a", 1)))
+	dir, cfgPath := tempConfig(t, fakeConfig("state/vmpooler.db", fakePool("a", 1)))
 	os.Mkdir(filepath.Join(dir, "state"), 0o700)
 	err := run(t.Context(), []string{"check", "-config", cfgPath}, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "no such file") {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -52,6 +53,16 @@ template = "t/a"
 folder = "pools/a"
 size = 1
 `
+
+// minimalConfig writes minimal, with a database in the same fresh
+// directory, and returns the database's and the file's paths.
+func minimalConfig(t *testing.T) (db, cfgPath string) {
+	t.Helper()
+	dir := t.TempDir()
+	db, cfgPath = filepath.Join(dir, "vmpooler.db"), filepath.Join(dir, "vmpooler.toml")
+	writeConfig(t, cfgPath, "[config]\ndatabase = \""+db+"\"\n"+minimal)
+	return db, cfgPath
+}
 
 func TestConfigDefaults(t *testing.T) {
 	c, err := ParseConfig("x", minimal, noEnv)

@@ -328,6 +328,21 @@ func (b *browser) checkConsole() {
 	}
 }
 
+// startWithAlice runs a pooler on the fake provider, pool a of one VM,
+// with [auth] from an htpasswd file holding alice (password pw1) and
+// settings added to [config]. It returns the pooler once a is ready, and a
+// token of alice's.
+func startWithAlice(t *testing.T, settings string) (*running, string) {
+	t.Helper()
+	text := fakeConfig("vmpooler.db", fakePool("a", 1)) + "\n[auth]\nprovider = \"htpasswd\"\nfile = \"htpasswd\"\n"
+	dir, cfgPath := tempConfig(t, strings.Replace(text, "[config]\n", "[config]\n"+settings, 1))
+	htpasswdFile(t, filepath.Join(dir, "htpasswd"), "alice", "pw1")
+	r := startPooler(t, cfgPath)
+	waitReady(t, r.base, map[string]int{"a": 1})
+	_, tok := do(t, "POST", r.base+"/api/v1/token", "alice", "pw1", "")
+	return r, fmt.Sprint(tok["token"])
+}
+
 // TestDashboardLoginInBrowser: with [auth] on, the running list hides who
 // holds a VM until the visitor logs in with the page's form (a token kept
 // in local storage), and hides it again after logging out.
@@ -336,19 +351,9 @@ func TestDashboardLoginInBrowser(t *testing.T) {
 		t.Skip("starts a browser")
 	}
 	b := newBrowser(t)
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "vmpooler.toml")
-	htpasswdFile(t, filepath.Join(dir, "htpasswd"), "alice", "pw1")
-	writeConfig(t, cfgPath, fakeConfig("vmpooler.db", fakePool("a", 1))+"\n[auth]\nprovider = \"htpasswd\"\nfile = \"htpasswd\"\n")
-	r := startPooler(t, cfgPath)
-	waitReady(t, r.base, map[string]int{"a": 1})
-	_, tok := do(t, "POST", r.base+"/api/v1/token", "alice", "pw1", "")
-	req, _ := http.NewRequest("POST", r.base+"/api/v1/vm/a", nil)
-	req.Header.Set("X-AUTH-TOKEN", fmt.Sprint(tok["token"]))
-	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != 200 {
-		t.Fatalf("checkout with a token: %v %v", err, res)
-	} else {
-		res.Body.Close()
+	r, tok := startWithAlice(t, "")
+	if code, body := doToken(t, "POST", r.base+"/api/v1/vm/a", tok); code != 200 {
+		t.Fatalf("checkout with a token: %d %v", code, body)
 	}
 	if err := chromedp.Do(b.tab, chromedp.Navigate(r.base+"/dashboard")); err != nil {
 		t.Fatal(err)
@@ -390,23 +395,12 @@ func TestDashboardPrivateInBrowser(t *testing.T) {
 		t.Skip("starts a browser")
 	}
 	b := newBrowser(t)
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "vmpooler.toml")
-	htpasswdFile(t, filepath.Join(dir, "htpasswd"), "alice", "pw1")
-	text := fakeConfig("vmpooler.db", fakePool("a", 1)) + "\n[auth]\nprovider = \"htpasswd\"\nfile = \"htpasswd\"\n"
-	writeConfig(t, cfgPath, strings.Replace(text, "[config]\n", "[config]\ndashboard_public = false\n", 1))
-	r := startPooler(t, cfgPath)
-	waitReady(t, r.base, map[string]int{"a": 1})
+	r, tok := startWithAlice(t, "dashboard_public = false\n")
 	if code, body := do(t, "GET", r.base+"/api/v1/dashboard/running", "", "", ""); code != 401 || body["ok"] != false {
 		t.Errorf("running list without a token: %d %v, want 401 JSON", code, body)
 	}
-	_, tok := do(t, "POST", r.base+"/api/v1/token", "alice", "pw1", "")
-	req, _ := http.NewRequest("GET", r.base+"/api/v1/dashboard/running", nil)
-	req.Header.Set("X-AUTH-TOKEN", fmt.Sprint(tok["token"]))
-	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != 200 {
-		t.Errorf("running list with a token: %v %v", err, res)
-	} else {
-		res.Body.Close()
+	if code, body := doToken(t, "GET", r.base+"/api/v1/dashboard/running", tok); code != 200 {
+		t.Errorf("running list with a token: %d %v", code, body)
 	}
 	if err := chromedp.Do(b.tab, chromedp.Navigate(r.base+"/dashboard"), chromedp.WaitVisible(`#pools tr[data-pool="a"]`)); err != nil {
 		t.Fatal(err)

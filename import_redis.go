@@ -41,10 +41,8 @@ func runImportRedis(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	st, err := openDatabase(cfg, nil)
-	if errors.Is(err, store.ErrInUse) {
-		return fmt.Errorf("import-redis: %w: stop the pooler first (the import writes the database)", err)
-	} else if err != nil {
+	st, err := openStopped(cfg, "stop the pooler first (the import writes the database)")
+	if err != nil {
 		return fmt.Errorf("import-redis: %w", err)
 	}
 	defer st.Close()
@@ -99,11 +97,7 @@ func importRedis(ctx context.Context, r redisSource, cfg *Config, st *store.Stor
 	if err != nil {
 		return fmt.Errorf("import-redis: writing tokens: %w", err)
 	}
-	for id, why := range skippedToks {
-		res.Skipped[id] = why
-	}
-	fmt.Fprintf(w, "tokens: %d imported, %d skipped\n", res.Imported, len(res.Skipped))
-	printSkipped(w, "token", res.Skipped)
+	report(w, "tokens", "token", res, skippedToks)
 
 	vms, skippedVMs, notes, err := r.running(ctx, cfg)
 	if err != nil {
@@ -113,11 +107,7 @@ func importRedis(ctx context.Context, r redisSource, cfg *Config, st *store.Stor
 	if err != nil {
 		return fmt.Errorf("import-redis: writing running VMs: %w", err)
 	}
-	for h, why := range skippedVMs {
-		vres.Skipped[h] = why
-	}
-	fmt.Fprintf(w, "running VMs: %d imported, %d skipped\n", vres.Imported, len(vres.Skipped))
-	printSkipped(w, "vm", vres.Skipped)
+	report(w, "running VMs", "vm", vres, skippedVMs)
 	for _, n := range notes {
 		fmt.Fprintln(w, n)
 	}
@@ -125,6 +115,17 @@ func importRedis(ctx context.Context, r redisSource, cfg *Config, st *store.Stor
 		fmt.Fprintln(w, "note: the imported VMs carry no ownership marker, but the database knows them: the pooler destroys each at the end of its lifetime, and finds it only in its pool's folder (a VM elsewhere is dropped from the database as vanished, and left alone)")
 	}
 	return nil
+}
+
+// report prints what an import of items (tokens, running VMs) wrote and
+// skipped, counting among the skipped those read but not offered to the
+// store (skipped); it names each as one item (token, vm).
+func report(w io.Writer, items, item string, res store.ImportResult, skipped map[string]string) {
+	for k, why := range skipped {
+		res.Skipped[k] = why
+	}
+	fmt.Fprintf(w, "%s: %d imported, %d skipped\n", items, res.Imported, len(res.Skipped))
+	printSkipped(w, item, res.Skipped)
 }
 
 func printSkipped(w io.Writer, what string, skipped map[string]string) {

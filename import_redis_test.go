@@ -3,13 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
-	"net"
-	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -19,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/vmpooler/vmpooler/internal/errs"
+	"github.com/vmpooler/vmpooler/internal/nettest"
 	"github.com/vmpooler/vmpooler/internal/storetest"
 	"github.com/vmpooler/vmpooler/store"
 )
@@ -31,12 +29,7 @@ func startRedis(t *testing.T) (string, *redis.Client) {
 	if err != nil {
 		t.Skip("redis-server not installed (Debian package redis-server; .ci/run installs it)")
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := nettest.ClosedPort(t)
 	dir := t.TempDir()
 	cmd := exec.Command(bin, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "",
 		"--appendonly", "no", "--dir", dir, "--protected-mode", "yes")
@@ -64,10 +57,19 @@ func startRedis(t *testing.T) (string, *redis.Client) {
 // rubyTime is upstream's timestamp format (Ruby's Time#to_s).
 func rubyTime(t time.Time) string { return t.Format("2006-01-02 15:04:05 -0700") }
 
-// fillUpstream writes the keys upstream vmpooler writes (v1 routes,
-// helpers.rb, pool_manager.rb) for two tokens and a few VMs.
-func fillUpstream(t *testing.T, rdb *redis.Client, checkout time.Time) {
+// startUpstream starts a Redis holding upstream's keys (fillUpstream).
+func startUpstream(t *testing.T) (url string, rdb *redis.Client, checkout time.Time) {
 	t.Helper()
+	url, rdb = startRedis(t)
+	return url, rdb, fillUpstream(t, rdb)
+}
+
+// fillUpstream writes the keys upstream vmpooler writes (v1 routes,
+// helpers.rb, pool_manager.rb) for two tokens and a few VMs, checked out
+// two hours ago; it returns that checkout time.
+func fillUpstream(t *testing.T, rdb *redis.Client) (checkout time.Time) {
+	t.Helper()
+	checkout = time.Now().Add(-2 * time.Hour).Truncate(time.Second)
 	ctx := context.Background()
 	must := func(err error) {
 		t.Helper()
@@ -95,6 +97,7 @@ func fillUpstream(t *testing.T, rdb *redis.Client, checkout time.Time) {
 	must(rdb.SAdd(ctx, "vmpooler__pending__a", "upstreampending1").Err())
 	must(rdb.SAdd(ctx, "vmpooler__running__gone", "upstreamgone1").Err())
 	must(rdb.HSet(ctx, "vmpooler__vm__upstreamgone1", "checkout", rubyTime(checkout)).Err())
+	return checkout
 }
 
 // commandStats returns the commands Redis has run since CONFIG RESETSTAT.
@@ -118,13 +121,8 @@ func commandStats(t *testing.T, rdb *redis.Client) []string {
 // Redis is only read; a second run imports nothing; a running pooler's
 // database is refused.
 func TestImportRedis(t *testing.T) {
-	url, rdb := startRedis(t)
-	checkout := time.Now().Add(-2 * time.Hour).Truncate(time.Second)
-	fillUpstream(t, rdb, checkout)
-	dir := t.TempDir()
-	db := filepath.Join(dir, "vmpooler.db")
-	cfg := filepath.Join(dir, "vmpooler.toml")
-	writeConfig(t, cfg, "[config]\ndatabase = \""+db+"\"\n"+minimal)
+	url, rdb, checkout := startUpstream(t)
+	db, cfg := minimalConfig(t)
 	ctx := context.Background()
 	if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
 		t.Fatal(err)
@@ -226,9 +224,7 @@ func TestImportRedisBadInput(t *testing.T) {
 // (X-AUTH-TOKEN gives vm_lifetime_auth) and an imported running VM keeps
 // its checkout time and remaining lifetime in GET /vm/<host>.
 func TestImportRedisThenServe(t *testing.T) {
-	url, rdb := startRedis(t)
-	checkout := time.Now().Add(-2 * time.Hour).Truncate(time.Second)
-	fillUpstream(t, rdb, checkout)
+	url, _, checkout := startUpstream(t)
 	dir := t.TempDir()
 	db := filepath.Join(dir, "vmpooler.db")
 	cfg := filepath.Join(dir, "vmpooler.toml")
@@ -242,18 +238,10 @@ func TestImportRedisThenServe(t *testing.T) {
 	r := startPooler(t, cfg)
 	waitReady(t, r.base, map[string]int{"a": 1})
 
-	req, _ := http.NewRequest("POST", r.base+"/api/v1/vm/a", nil)
-	req.Header.Set("X-AUTH-TOKEN", "abcdefghijklmnopqrstuvwxyz012345")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var co map[string]any
-	json.NewDecoder(resp.Body).Decode(&co)
-	resp.Body.Close()
+	code, co := doToken(t, "POST", r.base+"/api/v1/vm/a", "abcdefghijklmnopqrstuvwxyz012345")
 	host, _ := co["a"].(map[string]any)["hostname"].(string)
-	if resp.StatusCode != 200 || host == "" {
-		t.Fatalf("checkout with the upstream token: %d %v", resp.StatusCode, co)
+	if code != 200 || host == "" {
+		t.Fatalf("checkout with the upstream token: %d %v", code, co)
 	}
 	_, got := do(t, "GET", r.base+"/api/v1/vm/"+host, "", "", "")
 	if l := got[host].(map[string]any)["lifetime"]; l != 24.0 {

@@ -100,6 +100,16 @@ func fakePool(name string, size int) string {
 	return fmt.Sprintf("\n[[pools]]\nname = %q\ntemplate = \"templates/%s\"\nfolder = \"vmpooler/%s\"\nsize = %d\n", name, name, name, size)
 }
 
+// tempConfig writes text as vmpooler.toml in a fresh directory and returns
+// the directory and the file's path.
+func tempConfig(t *testing.T, text string) (dir, cfgPath string) {
+	t.Helper()
+	dir = t.TempDir()
+	cfgPath = filepath.Join(dir, "vmpooler.toml")
+	writeConfig(t, cfgPath, text)
+	return dir, cfgPath
+}
+
 func writeConfig(t *testing.T, path, text string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
@@ -224,9 +234,7 @@ func TestStartFromAnotherDirectory(t *testing.T) {
 // changes the log level, and /config shows it. Reload is driven through
 // daemon.reload, the function SIGHUP calls.
 func TestReload(t *testing.T) {
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "vmpooler.toml")
-	writeConfig(t, cfgPath, fakeConfig("vmpooler.db", fakePool("a", 2)+fakePool("b", 1)+fakePool("gone", 2)))
+	dir, cfgPath := tempConfig(t, fakeConfig("vmpooler.db", fakePool("a", 2)+fakePool("b", 1)+fakePool("gone", 2)))
 	r := startPooler(t, cfgPath)
 	waitReady(t, r.base, map[string]int{"a": 2, "b": 1, "gone": 2})
 	if code, _ := checkout(t, r.base, "gone"); code != 200 {
@@ -316,12 +324,27 @@ func htpasswdFile(t *testing.T, path, user, password string) {
 	writeConfig(t, path, user+":"+string(h)+"\n")
 }
 
+// do sends a request, as user when not empty, and returns the status and
+// the JSON body.
 func do(t *testing.T, method, url, user, password, body string) (int, map[string]any) {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, strings.NewReader(body))
 	if user != "" {
 		req.SetBasicAuth(user, password)
 	}
+	return send(t, req)
+}
+
+// doToken sends a request with a token and returns the status and the JSON body.
+func doToken(t *testing.T, method, url, token string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, nil)
+	req.Header.Set("X-AUTH-TOKEN", token)
+	return send(t, req)
+}
+
+func send(t *testing.T, req *http.Request) (int, map[string]any) {
+	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

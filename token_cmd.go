@@ -41,10 +41,8 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	st, err := openDatabase(cfg, nil)
-	if errors.Is(err, store.ErrInUse) {
-		return fmt.Errorf("%w: stop it first, or use DELETE /token/<token> as an [auth] admin", err)
-	} else if err != nil {
+	st, err := openStopped(cfg, "stop it first, or use DELETE /token/<token> as an [auth] admin")
+	if err != nil {
 		return err
 	}
 	defer st.Close()
@@ -114,4 +112,14 @@ func revokeTokens(w io.Writer, st *store.Store, toks []store.Token, user string,
 		fmt.Fprintf(w, "revoked %s (user %s)\n", auth.TokenID(t.Token), t.User)
 	}
 	return nil
+}
+
+// openStopped opens the configured database for a command that writes it
+// while the pooler is stopped; when a pooler holds it, the error adds hint.
+func openStopped(cfg *Config, hint string) (*store.Store, error) {
+	st, err := openDatabase(cfg, nil)
+	if errors.Is(err, store.ErrInUse) {
+		return nil, fmt.Errorf("%w: %s", err, hint)
+	}
+	return st, err
 }

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -17,10 +15,7 @@ import (
 // database lists tokens by id (never the token) and revokes by id, by
 // whole token or by user; a running pooler's file is refused.
 func TestTokenCommand(t *testing.T) {
-	dir := t.TempDir()
-	db := filepath.Join(dir, "vmpooler.db")
-	cfg := filepath.Join(dir, "vmpooler.toml")
-	os.WriteFile(cfg, []byte("[config]\ndatabase = \""+db+"\"\n"+minimal), 0o600)
+	db, cfg := minimalConfig(t)
 	st := storetest.MustOpen(t, storetest.Path(db))
 	a, err := auth.New(&auth.Config{Provider: auth.ProviderDummy}, st, nil)
 	if err != nil {

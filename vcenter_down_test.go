@@ -4,13 +4,12 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/nettest"
 	"github.com/vmpooler/vmpooler/pool"
 	"github.com/vmpooler/vmpooler/vsphere"
 )
@@ -22,15 +21,8 @@ func TestStartWhileVCenterIsDown(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a vCenter simulator")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	vcAddr := ln.Addr().String()
-	ln.Close() // nothing listens there: connection refused
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "vmpooler.toml")
-	writeConfig(t, cfgPath, `
+	vcAddr := nettest.ClosedAddr(t) // connection refused
+	_, cfgPath := tempConfig(t, `
 [config]
 listen = "127.0.0.1:0"
 database = "vmpooler.db"

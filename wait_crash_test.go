@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +12,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/vmpooler/vmpooler/internal/nettest"
 	"github.com/vmpooler/vmpooler/internal/storetest"
 	"github.com/vmpooler/vmpooler/store/etcd/etcdtest"
 )
@@ -37,15 +37,8 @@ func TestCrashWhileCheckoutsWait(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a pooler process")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "vmpooler.toml")
-	writeConfig(t, cfgPath, `
+	addr := nettest.ClosedAddr(t)
+	dir, cfgPath := tempConfig(t, `
 [config]
 listen = "`+addr+`"
 database = "vmpooler.db"

@@ -49,17 +49,24 @@ func writeFile(tb testing.TB, path, s string, mtime time.Time) {
 	}
 }
 
+// parseHtpasswdFile parses the htpasswd file at path.
+func parseHtpasswdFile(t *testing.T, path string) []htUser {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	users, err := parseHtpasswd(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return users
+}
+
 func TestParseHtpasswd(t *testing.T) {
 	t.Run("Fixture", func(t *testing.T) {
-		f, err := os.Open(fixture)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		users, err := parseHtpasswd(f)
-		if err != nil {
-			t.Fatal(err)
-		}
+		users := parseHtpasswdFile(t, fixture)
 		var got []string
 		for _, u := range users {
 			got = append(got, string(u.name))
@@ -194,15 +201,7 @@ func TestLoginHtpasswd(t *testing.T) {
 func TestExampleFile(t *testing.T) {
 	// The repository's example user, jdoe/secret at cost 10, that the README
 	// and the example config use. One comparison: cost 10 is slow under -race.
-	f, err := os.Open("../testdata/htpasswd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	users, err := parseHtpasswd(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	users := parseHtpasswdFile(t, "../testdata/htpasswd")
 	if len(users) != 1 || string(users[0].name) != "jdoe" {
 		t.Fatalf("want one user jdoe, got %d users", len(users))
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vmpooler/vmpooler/internal/errs"
+	"github.com/vmpooler/vmpooler/internal/nettest"
 )
 
 // slapdBin finds Debian's slapd and slapadd (in /usr/sbin, often not on a
@@ -137,7 +138,7 @@ access to * by users read by anonymous auth
 	if out, err := exec.Command(slapadd, "-f", confFile, "-l", ldif).CombinedOutput(); err != nil {
 		t.Fatalf("slapadd: %v\n%s", err, out)
 	}
-	s := &slapdServer{port: freePort(t), ca: ca}
+	s := &slapdServer{port: nettest.ClosedPort(t), ca: ca}
 	s.cmd = exec.Command(slapd, "-d", "0", "-f", confFile, "-h", "ldap://127.0.0.1:"+strconv.Itoa(s.port))
 	var log strings.Builder
 	s.cmd.Stdout, s.cmd.Stderr = &log, &log
@@ -186,12 +187,8 @@ user_object = ["uid", "cn"]
 encryption = "start_tls"
 ca_file = "`+s.ca.caFile+`"
 `))
-	if err := a.Login("alice", "wonderland"); err != nil {
-		t.Errorf("alice: %v", err)
-	}
-	if err := a.Login("Bob Builder", "canwefixit"); err != nil { // second base, second object
-		t.Errorf("bob: %v", err)
-	}
+	wantOK(t, "alice", a.Login("alice", "wonderland"))
+	wantOK(t, "bob", a.Login("Bob Builder", "canwefixit")) // second base, second object
 	wantCode(t, "wrong password", a.Login("alice", "wrong"), errs.EUNAUTHORIZED)
 	wantCode(t, "unknown user", a.Login("mallory", "wonderland"), errs.EUNAUTHORIZED)
 	wantCode(t, "empty password", a.Login("alice", ""), errs.EUNAUTHORIZED)
@@ -213,12 +210,8 @@ ca_file = "`+s.ca.caFile+`"
 user_dn = "cn=vmpooler,ou=services,dc=example,dc=org"
 password_env = "TEST_SLAPD_SVC_PASSWORD"
 `))
-	if err := a.Login("alice", "wonderland"); err != nil {
-		t.Errorf("alice: %v", err)
-	}
-	if err := a.Login("bob", "canwefixit"); err != nil { // found by uid though its DN is cn=...
-		t.Errorf("bob: %v", err)
-	}
+	wantOK(t, "alice", a.Login("alice", "wonderland"))
+	wantOK(t, "bob", a.Login("bob", "canwefixit")) // found by uid though its DN is cn=...
 	wantCode(t, "wrong password", a.Login("alice", "wrong"), errs.EUNAUTHORIZED)
 	wantCode(t, "unknown user", a.Login("mallory", "wonderland"), errs.EUNAUTHORIZED)
 	wantCode(t, "two entries", a.Login("twin", "twin"), errs.EUNAUTHORIZED)
@@ -237,9 +230,7 @@ user_object = "uid"
 encryption = "start_tls"
 `
 	good := newLDAPAuth(t, s.config(cfg+`ca_file = "`+s.ca.caFile+`"`+"\n"))
-	if err := good.Login("alice", "wonderland"); err != nil {
-		t.Errorf("StartTLS with the test CA: %v", err)
-	}
+	wantOK(t, "StartTLS with the test CA", good.Login("alice", "wonderland"))
 	// The system roots do not know the test CA: the handshake fails before
 	// any password is sent, and the answer is 503, not 401.
 	untrusted := newLDAPAuth(t, s.config(cfg))
@@ -250,7 +241,5 @@ user_object = "uid"
 encryption = "plain"
 insecure = true
 `))
-	if err := plain.Login("alice", "wonderland"); err != nil {
-		t.Errorf("plain: %v", err)
-	}
+	wantOK(t, "plain", plain.Login("alice", "wonderland"))
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/jimlambrt/gldap"
 	"github.com/vmpooler/vmpooler/internal/errs"
+	"github.com/vmpooler/vmpooler/internal/nettest"
 )
 
 // fakeDir is an in-process LDAP server (gldap) with users by DN. It
@@ -39,16 +40,6 @@ type fakeDir struct {
 	filters []string
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // startFakeDir starts the server; tlsCfg makes it ldaps.
 func startFakeDir(t *testing.T, tlsCfg *tls.Config) *fakeDir {
 	t.Helper()
@@ -62,7 +53,7 @@ func startFakeDir(t *testing.T, tlsCfg *tls.Config) *fakeDir {
 	mux.Bind(d.bind)
 	mux.Search(d.search)
 	d.srv.Router(mux)
-	d.port = freePort(t)
+	d.port = nettest.ClosedPort(t)
 	var opts []gldap.Option
 	if tlsCfg != nil {
 		opts = append(opts, gldap.WithTLSConfig(tlsCfg))
@@ -162,6 +153,28 @@ func newLDAPAuth(t *testing.T, text string) *Auth {
 	return a
 }
 
+// plainLDAP is an [auth] section for an LDAP server on 127.0.0.1:port
+// without TLS; extra adds to [auth.ldap].
+func plainLDAP(port int, extra string) string {
+	return `
+[auth]
+provider = "ldap"
+[auth.ldap]
+host = "127.0.0.1"
+port = ` + strconv.Itoa(port) + `
+encryption = "plain"
+insecure = true
+` + extra
+}
+
+// wantOK reports a login (or another call) that failed.
+func wantOK(t *testing.T, what string, err error) {
+	t.Helper()
+	if err != nil {
+		t.Errorf("%s: %v", what, err)
+	}
+}
+
 func wantCode(t *testing.T, what string, err error, code string) {
 	t.Helper()
 	if errs.ErrorCode(err) != code {
@@ -174,23 +187,12 @@ func TestLDAPDirectBind(t *testing.T) {
 	d.add("uid=alice,ou=people,dc=example,dc=org", "wonderland", nil)
 	d.add("cn=bob,ou=staff,dc=example,dc=org", "builder", nil)
 	d.add(`uid=a\,b,ou=people,dc=example,dc=org`, "comma", nil)
-	a := newLDAPAuth(t, `
-[auth]
-provider = "ldap"
-[auth.ldap]
-host = "127.0.0.1"
-port = `+strconv.Itoa(d.port)+`
+	a := newLDAPAuth(t, plainLDAP(d.port, `
 base = ["ou=people,dc=example,dc=org", "ou=staff,dc=example,dc=org"]
 user_object = ["uid", "cn"]
-encryption = "plain"
-insecure = true
-`)
-	if err := a.Login("alice", "wonderland"); err != nil {
-		t.Errorf("alice: %v", err)
-	}
-	if err := a.Login("bob", "builder"); err != nil { // last base, last object
-		t.Errorf("bob: %v", err)
-	}
+`))
+	wantOK(t, "alice", a.Login("alice", "wonderland"))
+	wantOK(t, "bob", a.Login("bob", "builder")) // last base, last object
 	wantCode(t, "wrong password", a.Login("alice", "nope"), errs.EUNAUTHORIZED)
 	wantCode(t, "unknown user", a.Login("mallory", "x"), errs.EUNAUTHORIZED)
 	binds, _ := d.seen()
@@ -201,9 +203,7 @@ insecure = true
 		t.Errorf("an empty password or user reached the server: %q", binds[n:])
 	}
 	// A comma in the name is escaped, so it cannot add a DN component.
-	if err := a.Login("a,b", "comma"); err != nil {
-		t.Errorf("a,b: %v", err)
-	}
+	wantOK(t, "a,b", a.Login("a,b", "comma"))
 	wantCode(t, "DN injection", a.Login("alice,ou=people,dc=example,dc=org", "wonderland"), errs.EUNAUTHORIZED)
 	binds, _ = d.seen()
 	for _, b := range binds {
@@ -220,23 +220,14 @@ func TestLDAPServiceAccountSearch(t *testing.T) {
 	d.add("CN=Twin One,OU=Users,DC=example,DC=org", "one", map[string]string{"samaccountname": "twin"})
 	d.add("CN=Twin Two,OU=Users,DC=example,DC=org", "two", map[string]string{"samaccountname": "twin"})
 	t.Setenv("TEST_LDAP_SVC_PASSWORD", "svcpass")
-	a := newLDAPAuth(t, `
-[auth]
-provider = "ldap"
-[auth.ldap]
-host = "127.0.0.1"
-port = `+strconv.Itoa(d.port)+`
+	sa := `
 base = "OU=Users,DC=example,DC=org"
 user_object = "sAMAccountName"
-encryption = "plain"
-insecure = true
 [auth.ldap.service_account]
 user_dn = "cn=svc,dc=example,dc=org"
-password_env = "TEST_LDAP_SVC_PASSWORD"
-`)
-	if err := a.Login("alice", "wonderland"); err != nil {
-		t.Errorf("alice: %v", err)
-	}
+`
+	a := newLDAPAuth(t, plainLDAP(d.port, sa+`password_env = "TEST_LDAP_SVC_PASSWORD"`+"\n"))
+	wantOK(t, "alice", a.Login("alice", "wonderland"))
 	wantCode(t, "wrong password", a.Login("alice", "nope"), errs.EUNAUTHORIZED)
 	wantCode(t, "unknown user", a.Login("mallory", "x"), errs.EUNAUTHORIZED)
 	wantCode(t, "two entries", a.Login("twin", "one"), errs.EUNAUTHORIZED)
@@ -260,20 +251,7 @@ password_env = "TEST_LDAP_SVC_PASSWORD"
 	}
 
 	// A service account the server refuses is the operator's problem: 503.
-	b := newLDAPAuth(t, `
-[auth]
-provider = "ldap"
-[auth.ldap]
-host = "127.0.0.1"
-port = `+strconv.Itoa(d.port)+`
-base = "OU=Users,DC=example,DC=org"
-user_object = "sAMAccountName"
-encryption = "plain"
-insecure = true
-[auth.ldap.service_account]
-user_dn = "cn=svc,dc=example,dc=org"
-password = "wrong"
-`)
+	b := newLDAPAuth(t, plainLDAP(d.port, sa+`password = "wrong"`+"\n"))
 	wantCode(t, "service account refused", b.Login("alice", "wonderland"), errs.EUNAVAILABLE)
 }
 
@@ -281,18 +259,11 @@ func TestLDAPUnavailable(t *testing.T) {
 	d := startFakeDir(t, nil)
 	d.add("uid=alice,dc=example,dc=org", "wonderland", nil)
 	cfg := func(port int) string {
-		return `
-[auth]
-provider = "ldap"
-[auth.ldap]
-host = "127.0.0.1"
-port = ` + strconv.Itoa(port) + `
+		return plainLDAP(port, `
 base = "dc=example,dc=org"
 user_object = "uid"
-encryption = "plain"
-insecure = true
 timeout = 1
-`
+`)
 	}
 	a := newLDAPAuth(t, cfg(d.port))
 	if err := a.Login("alice", "wonderland"); err != nil {
@@ -306,21 +277,7 @@ timeout = 1
 	}
 
 	// A server that accepts and never answers: the deadline ends the login.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
-	b := newLDAPAuth(t, cfg(l.Addr().(*net.TCPAddr).Port))
+	b := newLDAPAuth(t, cfg(nettest.Accepting(t, nil).Port))
 	start := time.Now()
 	wantCode(t, "silent server", b.Login("alice", "wonderland"), errs.EUNAVAILABLE)
 	if d := time.Since(start); d > 5*time.Second {
@@ -345,9 +302,7 @@ encryption = "simple_tls"
 timeout = 2
 `
 	a := newLDAPAuth(t, base+"ca_file = \""+ca.caFile+"\"\n")
-	if err := a.Login("alice", "wonderland"); err != nil {
-		t.Errorf("with the test CA: %v", err)
-	}
+	wantOK(t, "with the test CA", a.Login("alice", "wonderland"))
 	wantCode(t, "wrong password over TLS", a.Login("alice", "x"), errs.EUNAUTHORIZED)
 	// Without the CA the certificate is not trusted: no password is sent.
 	b := newLDAPAuth(t, base)
@@ -355,18 +310,22 @@ timeout = 2
 }
 
 func TestLDAPConfigErrors(t *testing.T) {
+	// Each case breaks a valid section, ok, in one way.
+	const ldap = "[auth]\nprovider = \"ldap\"\n[auth.ldap]\n"
+	const ok = ldap + "host = \"h\"\nbase = \"dc=x\"\nuser_object = \"uid\"\n"
+	const sa = ok + "[auth.ldap.service_account]\nuser_dn = \"cn=svc\"\n"
 	for name, text := range map[string]string{
 		"no section":    "[auth]\nprovider = \"ldap\"\n",
-		"no host":       "[auth]\nprovider = \"ldap\"\n[auth.ldap]\nbase = \"dc=x\"\nuser_object = \"uid\"\n",
-		"plain":         "[auth]\nprovider = \"ldap\"\n[auth.ldap]\nhost = \"h\"\nbase = \"dc=x\"\nuser_object = \"uid\"\nencryption = \"plain\"\n",
-		"bad enc":       "[auth]\nprovider = \"ldap\"\n[auth.ldap]\nhost = \"h\"\nbase = \"dc=x\"\nuser_object = \"uid\"\nencryption = \"tls\"\n",
-		"bad object":    "[auth]\nprovider = \"ldap\"\n[auth.ldap]\nhost = \"h\"\nbase = \"dc=x\"\nuser_object = \"uid=*\"\n",
-		"bad base":      "[auth]\nprovider = \"ldap\"\n[auth.ldap]\nhost = \"h\"\nbase = \"not a dn\"\nuser_object = \"uid\"\n",
-		"missing ca":    "[auth]\nprovider = \"ldap\"\n[auth.ldap]\nhost = \"h\"\nbase = \"dc=x\"\nuser_object = \"uid\"\nca_file = \"/nonexistent\"\n",
-		"sa no pass":    "[auth]\nprovider = \"ldap\"\n[auth.ldap]\nhost = \"h\"\nbase = \"dc=x\"\nuser_object = \"uid\"\n[auth.ldap.service_account]\nuser_dn = \"cn=svc\"\n",
-		"sa env unset":  "[auth]\nprovider = \"ldap\"\n[auth.ldap]\nhost = \"h\"\nbase = \"dc=x\"\nuser_object = \"uid\"\n[auth.ldap.service_account]\nuser_dn = \"cn=svc\"\npassword_env = \"VMPOOLER_TEST_UNSET_VARIABLE\"\n",
+		"no host":       ldap + "base = \"dc=x\"\nuser_object = \"uid\"\n",
+		"plain":         ok + "encryption = \"plain\"\n",
+		"bad enc":       ok + "encryption = \"tls\"\n",
+		"bad object":    ldap + "host = \"h\"\nbase = \"dc=x\"\nuser_object = \"uid=*\"\n",
+		"bad base":      ldap + "host = \"h\"\nbase = \"not a dn\"\nuser_object = \"uid\"\n",
+		"missing ca":    ok + "ca_file = \"/nonexistent\"\n",
+		"sa no pass":    sa,
+		"sa env unset":  sa + "password_env = \"VMPOOLER_TEST_UNSET_VARIABLE\"\n",
 		"negative ttl":  "[auth]\nprovider = \"dummy\"\ntoken_ttl = -1\n",
-		"bad base list": "[auth]\nprovider = \"ldap\"\n[auth.ldap]\nhost = \"h\"\nbase = [1]\nuser_object = \"uid\"\n",
+		"bad base list": ldap + "host = \"h\"\nbase = [1]\nuser_object = \"uid\"\n",
 	} {
 		var f struct {
 			Auth *Config `toml:"auth"`

@@ -72,28 +72,17 @@ func BenchmarkFill(b *testing.B) {
 func BenchmarkCheckoutReturn(b *testing.B) {
 	e := mustEnv(b, envOptions{realClock: true, dir: os.Getenv("BENCH_DB_DIR")})
 	e.fillReady("debian-7-i386", b.N+benchClients)
-	client := benchClient()
-	b.SetParallelism((benchClients + 1) / 2)
-	b.ResetTimer()
-	start := time.Now()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			var out struct {
-				VM struct {
-					Hostname string `json:"hostname"`
-				} `json:"debian-7-i386"`
-			}
-			if err := benchDo(client, "POST", e.srv.URL+"/api/v1/vm/debian-7-i386", &out); err != nil {
-				b.Error(err)
-				return
-			}
-			if err := benchDo(client, "DELETE", e.srv.URL+"/api/v1/vm/"+out.VM.Hostname, nil); err != nil {
-				b.Error(err)
-				return
-			}
+	runClients(b, "checkouts/s", func(client *http.Client) error {
+		var out struct {
+			VM struct {
+				Hostname string `json:"hostname"`
+			} `json:"debian-7-i386"`
 		}
+		if err := benchDo(client, "POST", e.srv.URL+"/api/v1/vm/debian-7-i386", &out); err != nil {
+			return err
+		}
+		return benchDo(client, "DELETE", e.srv.URL+"/api/v1/vm/"+out.VM.Hostname, nil)
 	})
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "checkouts/s")
 }
 
 // BenchmarkStatus runs GET /status from 32 clients.
@@ -101,19 +90,28 @@ func BenchmarkStatus(b *testing.B) {
 	e := mustEnv(b, envOptions{realClock: true})
 	e.fillReady("debian-7-i386", 50)
 	e.fillReady("debian-7-x86_64", 20)
+	runClients(b, "req/s", func(client *http.Client) error {
+		return benchDo(client, "GET", e.srv.URL+"/api/v1/status", nil)
+	})
+}
+
+// runClients runs op from benchClients keep-alive clients until the
+// benchmark has run it b.N times, stopping a client at its first error,
+// and reports the rate per second as unit.
+func runClients(b *testing.B, unit string, op func(client *http.Client) error) {
 	client := benchClient()
 	b.SetParallelism((benchClients + 1) / 2)
 	b.ResetTimer()
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if err := benchDo(client, "GET", e.srv.URL+"/api/v1/status", nil); err != nil {
+			if err := op(client); err != nil {
 				b.Error(err)
 				return
 			}
 		}
 	})
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), unit)
 }
 
 func benchDo(c *http.Client, method, url string, out any) error {

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
-	"io"
 	"net/http"
 	"regexp"
 	"strings"
@@ -16,16 +15,7 @@ import (
 func (e *env) get(path string) (*http.Response, string) {
 	e.tb.Helper()
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	res, err := client.Get(e.srv.URL + path)
-	if err != nil {
-		e.tb.Fatal(err)
-	}
-	defer res.Body.Close()
-	body, err := io.ReadAll(res.Body)
-	if err != nil {
-		e.tb.Fatal(err)
-	}
-	return res, string(body)
+	return e.roundTrip(client, e.request("GET", path, nil))
 }
 
 func TestDashboardRootRedirects(t *testing.T) {

@@ -1,7 +1,6 @@
 package httpapi_test
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/vmpooler/vmpooler/auth"
 	"github.com/vmpooler/vmpooler/httpapi"
+	"github.com/vmpooler/vmpooler/internal/simtest"
 	"github.com/vmpooler/vmpooler/internal/storetest"
 	"github.com/vmpooler/vmpooler/pool"
 	"github.com/vmpooler/vmpooler/vsphere"
@@ -25,8 +25,6 @@ func TestOndemandEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the vCenter simulator")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	// Pools of size 0 and one ondemand clone at a time: govmomi's simulator
 	// races between concurrent clones (Datastore.resolve vs
 	// Registry.AppendReference), which -race reports.
@@ -36,11 +34,7 @@ func TestOndemandEndToEnd(t *testing.T) {
 	}}
 	cfg.Defaults()
 	vcfg := vsphere.Config{Simulator: true, Datacenter: "dc1", BootDelay: 0.1, Password: "s3cret-vc-password"}
-	prov := vsphere.New(vcfg, cfg.Pools, nil)
-	if err := prov.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer prov.Close()
+	prov := simtest.Open(t, vsphere.New(vcfg, cfg.Pools, nil))
 	st := storetest.MustOpen(t)
 	metrics := httpapi.NewMetrics()
 	mgr := pool.NewManager(cfg, st, prov, nil)

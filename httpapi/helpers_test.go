@@ -166,6 +166,31 @@ type req struct {
 	user, password     string // HTTP Basic
 }
 
+// request is a request to the test server.
+func (e *env) request(method, path string, body io.Reader) *http.Request {
+	e.tb.Helper()
+	hr, err := http.NewRequest(method, e.srv.URL+path, body)
+	if err != nil {
+		e.tb.Fatal(err)
+	}
+	return hr
+}
+
+// roundTrip sends hr with client and returns the answer and its whole body.
+func (e *env) roundTrip(client *http.Client, hr *http.Request) (*http.Response, string) {
+	e.tb.Helper()
+	res, err := client.Do(hr)
+	if err != nil {
+		e.tb.Fatal(err)
+	}
+	defer res.Body.Close()
+	data, err := io.ReadAll(res.Body)
+	if err != nil {
+		e.tb.Fatal(err)
+	}
+	return res, string(data)
+}
+
 // resp is an answer, its body decoded.
 type resp struct {
 	status int
@@ -180,10 +205,7 @@ func (e *env) do(r req) resp {
 	if r.body != "" {
 		body = strings.NewReader(r.body)
 	}
-	hr, err := http.NewRequest(r.method, e.srv.URL+r.path, body)
-	if err != nil {
-		e.tb.Fatal(err)
-	}
+	hr := e.request(r.method, r.path, body)
 	if r.body != "" {
 		hr.Header.Set("Content-Type", "application/x-www-form-urlencoded") // as curl -d and floaty
 	}
@@ -193,21 +215,13 @@ func (e *env) do(r req) resp {
 	if r.user != "" {
 		hr.SetBasicAuth(r.user, r.password)
 	}
-	res, err := http.DefaultClient.Do(hr)
-	if err != nil {
-		e.tb.Fatal(err)
-	}
-	defer res.Body.Close()
-	data, err := io.ReadAll(res.Body)
-	if err != nil {
-		e.tb.Fatal(err)
-	}
+	res, data := e.roundTrip(http.DefaultClient, hr)
 	if ct := res.Header.Get("Content-Type"); ct != "application/json" {
 		e.tb.Errorf("%s %s: Content-Type %q, want application/json", r.method, r.path, ct)
 	}
-	out := resp{status: res.StatusCode, header: res.Header, raw: string(data)}
+	out := resp{status: res.StatusCode, header: res.Header, raw: data}
 	var v any
-	if err := json.Unmarshal(data, &v); err != nil {
+	if err := json.Unmarshal([]byte(data), &v); err != nil {
 		e.tb.Fatalf("%s %s: body is not JSON: %v\n%s", r.method, r.path, err, data)
 	}
 	out.body, _ = v.(map[string]any)

@@ -138,30 +138,24 @@ func appendJSON(b []byte, v any, depth int) ([]byte, error) {
 
 // appendObj appends o pretty-printed at depth.
 func appendObj(b []byte, o obj, depth int) ([]byte, error) {
-	if len(o) == 0 {
-		return append(b, "{}"...), nil
-	}
-	b = append(b, '{')
-	var err error
-	for i, m := range o {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendString(newline(b, depth+1), m.k)
-		b = append(b, ": "...)
-		if b, err = appendJSON(b, m.v, depth+1); err != nil {
-			return b, err
-		}
-	}
-	return append(newline(b, depth), '}'), nil
+	return appendSeq(b, "{}", o, depth, func(b []byte, m kv) ([]byte, error) {
+		b = append(appendString(b, m.k), ": "...)
+		return appendJSON(b, m.v, depth+1)
+	})
 }
 
 // appendArray appends the elements of v, one a line, at depth+1.
 func appendArray[T any](b []byte, v []T, depth int, elem func([]byte, T) ([]byte, error)) ([]byte, error) {
+	return appendSeq(b, "[]", v, depth, elem)
+}
+
+// appendSeq appends the elements of v between the brackets delims, one a
+// line, at depth+1.
+func appendSeq[T any](b []byte, delims string, v []T, depth int, elem func([]byte, T) ([]byte, error)) ([]byte, error) {
 	if len(v) == 0 {
-		return append(b, "[]"...), nil
+		return append(b, delims...), nil
 	}
-	b = append(b, '[')
+	b = append(b, delims[0])
 	var err error
 	for i, e := range v {
 		if i > 0 {
@@ -171,7 +165,7 @@ func appendArray[T any](b []byte, v []T, depth int, elem func([]byte, T) ([]byte
 			return b, err
 		}
 	}
-	return append(newline(b, depth), ']'), nil
+	return append(newline(b, depth), delims[1]), nil
 }
 
 // appendString appends s as a JSON string; plain ASCII is copied as it is.

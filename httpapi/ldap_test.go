@@ -1,24 +1,19 @@
 package httpapi
 
 import (
-	"net"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/vmpooler/vmpooler/auth"
+	"github.com/vmpooler/vmpooler/internal/nettest"
 )
 
 // An LDAP server that cannot be reached is 503 with a clear message, not
 // 401 (the password was never checked) and not 500; it does not count as a
 // failed login.
 func TestLDAPDownIs503(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close() // nothing listens there now
+	port := nettest.ClosedPort(t)
 	e := mustEnv(t, envOptions{authCfg: &auth.Config{Provider: auth.ProviderLDAP, LDAP: &auth.LDAPConfig{
 		Host: "127.0.0.1", Port: port, Base: auth.StringList{"dc=example,dc=org"}, UserObject: auth.StringList{"uid"},
 		Encryption: auth.EncPlain, Insecure: true, Timeout: 2,

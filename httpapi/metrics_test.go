@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"errors"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -12,19 +11,11 @@ import (
 // scrape returns the /metrics text.
 func (e *env) scrape(path string) string {
 	e.tb.Helper()
-	res, err := http.Get(e.srv.URL + path)
-	if err != nil {
-		e.tb.Fatal(err)
-	}
-	defer res.Body.Close()
-	data, err := io.ReadAll(res.Body)
-	if err != nil {
-		e.tb.Fatal(err)
-	}
+	res, data := e.roundTrip(http.DefaultClient, e.request("GET", path, nil))
 	if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/plain") {
 		e.tb.Fatalf("GET %s: %d %q", path, res.StatusCode, res.Header.Get("Content-Type"))
 	}
-	return string(data)
+	return data
 }
 
 func TestMetrics(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/vmpooler/vmpooler/internal/errs"
 	"github.com/vmpooler/vmpooler/pool"
+	"github.com/vmpooler/vmpooler/store"
 )
 
 // rubyTime is the token record time format of the seed (Ruby's Time#to_s).
@@ -114,15 +115,23 @@ func (s *server) handleTokenCreate(w http.ResponseWriter, r *http.Request, c cal
 	return nil
 }
 
+// pathToken looks up the token the path names; an unknown one is an error
+// of code unknown ("unknown token").
+func (s *server) pathToken(c call, unknown string) (string, store.Token, error) {
+	name := c.ps.ByName("token")
+	t, err := s.st.GetToken(name)
+	if errs.ErrorCode(err) == errs.ENOTFOUND {
+		return name, t, errs.Errorf(unknown, "unknown token")
+	}
+	return name, t, err
+}
+
 // handleTokenGet answers GET /token/<token>, open as in the seed: the owner,
 // times (created, and timestamp as the seed writes it) and running VMs.
 // Looking a token up is not a use of it, so LastUsed is left alone.
 func (s *server) handleTokenGet(w http.ResponseWriter, r *http.Request, c call) error {
-	name := c.ps.ByName("token")
-	t, err := s.st.GetToken(name)
-	if errs.ErrorCode(err) == errs.ENOTFOUND {
-		return errs.Errorf(errs.ENOTFOUND, "unknown token")
-	} else if err != nil {
+	name, t, err := s.pathToken(c, errs.ENOTFOUND)
+	if err != nil {
 		return err
 	}
 	info := obj{{"user", t.User}, {"created", formatRuby(t.Created)}, {"timestamp", formatRuby(t.Created)}}
@@ -151,11 +160,8 @@ func (s *server) handleTokenGet(w http.ResponseWriter, r *http.Request, c call) 
 // as upstream; another user's token is 403 unless the caller is in
 // [auth] admins.
 func (s *server) handleTokenDelete(w http.ResponseWriter, r *http.Request, c call, user string) error {
-	name := c.ps.ByName("token")
-	t, err := s.st.GetToken(name)
-	if errs.ErrorCode(err) == errs.ENOTFOUND {
-		return errs.Errorf(errs.EUNAUTHORIZED, "unknown token")
-	} else if err != nil {
+	name, t, err := s.pathToken(c, errs.EUNAUTHORIZED)
+	if err != nil {
 		return err
 	}
 	owner := user // the store checks it in the deleting transaction

@@ -2,13 +2,13 @@ package pool_test
 
 import (
 	"context"
-	"log/slog"
 	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/vmpooler/vmpooler/internal/clocktest"
+	"github.com/vmpooler/vmpooler/internal/simtest"
 	"github.com/vmpooler/vmpooler/internal/storetest"
 	"github.com/vmpooler/vmpooler/pool"
 	"github.com/vmpooler/vmpooler/store"
@@ -31,11 +31,7 @@ func newSimLab(t *testing.T, pools []pool.PoolConfig) *simLab {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
-	prov := vsphere.New(vsphere.Config{Simulator: true, Datacenter: "dc1", BootDelay: 0.05}, pools, slog.New(slog.DiscardHandler))
-	if err := prov.Open(ctx); err != nil {
-		t.Fatalf("vsphere Open: %v", err)
-	}
-	t.Cleanup(func() { prov.Close() })
+	prov := simtest.Open(t, vsphere.New(vsphere.Config{Simulator: true, Datacenter: "dc1", BootDelay: 0.05}, pools, simtest.Logger()))
 	return &simLab{t: t, ctx: ctx, prov: prov, clk: clocktest.New(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))}
 }
 
@@ -45,7 +41,7 @@ func (l *simLab) manager(path string, pools []pool.PoolConfig) (*pool.Manager, *
 	st := storetest.MustOpen(l.t, storetest.Path(path), storetest.Now(l.clk.Now))
 	cfg := &pool.Config{Pools: slices.Clone(pools)}
 	cfg.Defaults()
-	m := pool.NewManager(cfg, st, l.prov, slog.New(slog.DiscardHandler))
+	m := pool.NewManager(cfg, st, l.prov, simtest.Logger())
 	m.Now = l.clk.Now
 	l.t.Cleanup(func() { m.Close() })
 	return m, st
@@ -60,15 +56,18 @@ func (l *simLab) pass(m *pool.Manager) {
 	m.Wait()
 }
 
-// converge repeats passes until done (the simulated guests boot in real time).
-func (l *simLab) converge(m *pool.Manager, what string, done func() bool) {
+// converge repeats passes until done, at least one (the simulated guests
+// boot in real time); it fails showing st's counts after 30 s.
+func (l *simLab) converge(m *pool.Manager, st *store.Store, what string, done func() bool) {
 	l.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
-	for !done() {
-		if time.Now().After(deadline) {
-			l.t.Fatalf("%s: not reached", what)
-		}
+	for {
 		l.pass(m)
+		if done() {
+			return
+		} else if time.Now().After(deadline) {
+			l.t.Fatalf("%s: not reached; counts %+v", what, st.Counts())
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
@@ -132,7 +131,7 @@ func TestForeignVMsAndSecondPoolerOnSimulator(t *testing.T) {
 
 	dbA := filepath.Join(t.TempDir(), "a.db")
 	m, st := lab.manager(dbA, pools)
-	lab.converge(m, "pool filled", func() bool { return st.Counts()[pc.Name].Ready == 2 })
+	lab.converge(m, st, "pool filled", func() bool { return st.Counts()[pc.Name].Ready == 2 })
 	running, err := st.Checkout(store.CheckoutRequest{Pools: []store.PoolCount{{Pool: pc.Name, Count: 1}}})
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +145,7 @@ func TestForeignVMsAndSecondPoolerOnSimulator(t *testing.T) {
 			m, st = lab.manager(dbA, pools)
 		}
 	}
-	lab.converge(m, "refilled", func() bool { return st.Counts()[pc.Name].Ready == 2 })
+	lab.converge(m, st, "refilled", func() bool { return st.Counts()[pc.Name].Ready == 2 })
 	inv := lab.names(pc.Folder)
 	for _, name := range foreign {
 		if !slices.Contains(inv, name) {
@@ -161,7 +160,7 @@ func TestForeignVMsAndSecondPoolerOnSimulator(t *testing.T) {
 
 	// A second pooler: fresh database, same folders.
 	m2, st2 := lab.manager(filepath.Join(t.TempDir(), "b.db"), pools)
-	lab.converge(m2, "second pooler filled", func() bool { return st2.Counts()[pc.Name].Ready == 2 })
+	lab.converge(m2, st2, "second pooler filled", func() bool { return st2.Counts()[pc.Name].Ready == 2 })
 	for range 5 {
 		lab.pass(m2)
 		lab.clk.Advance(time.Minute)

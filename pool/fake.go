@@ -358,89 +358,90 @@ func (f *FakeProvider) lookup(method string, loc Location) (*FakeVM, error) {
 	return vm, nil
 }
 
+// withVM runs fn on the VM at loc with the fake locked, after the lookup
+// (which counts the call of method).
+func (f *FakeProvider) withVM(method string, loc Location, fn func(vm *FakeVM) error) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	vm, err := f.lookup(method, loc)
+	if err != nil {
+		return err
+	}
+	return fn(vm)
+}
+
+// job runs a job on the VM at loc as vSphere's snapshot and disk jobs
+// run: success at once when exists says its result is there already;
+// else a job error (SetJobError) fails it before do, or after do with
+// SetJobDoneAnyway.
+func (f *FakeProvider) job(method string, loc Location, exists func(vm *FakeVM) bool, do func(vm *FakeVM)) error {
+	return f.withVM(method, loc, func(vm *FakeVM) error {
+		if exists(vm) {
+			return nil
+		} else if f.jobErr != nil && !f.jobDone {
+			return f.jobErr
+		}
+		do(vm)
+		return f.jobErr
+	})
+}
+
 // Destroy implements Provider: like vsphere's, it refuses (ErrForeign) a
 // VM that loc.Mine does not accept.
 func (f *FakeProvider) Destroy(ctx context.Context, loc Location) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	vm, err := f.lookup("Destroy", loc)
-	if err != nil {
-		return err
-	} else if !loc.Mine(vm.Info.Owner) {
-		f.refused = append(f.refused, loc.Name)
-		return fmt.Errorf("destroy %s: marker %+v: %w", loc.Name, vm.Info.Owner, ErrForeign)
-	}
-	delete(f.vms, loc.Name)
-	f.destroyed = append(f.destroyed, loc.Name)
-	return nil
+	return f.withVM("Destroy", loc, func(vm *FakeVM) error {
+		if !loc.Mine(vm.Info.Owner) {
+			f.refused = append(f.refused, loc.Name)
+			return fmt.Errorf("destroy %s: marker %+v: %w", loc.Name, vm.Info.Owner, ErrForeign)
+		}
+		delete(f.vms, loc.Name)
+		f.destroyed = append(f.destroyed, loc.Name)
+		return nil
+	})
 }
 
 // Snapshot implements Provider: like vSphere's, a snapshot of that name
 // that exists already is success.
 func (f *FakeProvider) Snapshot(ctx context.Context, loc Location, name string, memory bool) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	vm, err := f.lookup("Snapshot", loc)
-	if err != nil {
-		return err
-	} else if slices.Contains(vm.Snapshots, name) {
-		return nil
-	} else if f.jobErr != nil && !f.jobDone {
-		return f.jobErr
-	}
-	vm.Snapshots = append(vm.Snapshots, name)
-	vm.Memory = append(vm.Memory, memory)
-	return f.jobErr
+	return f.job("Snapshot", loc, func(vm *FakeVM) bool { return slices.Contains(vm.Snapshots, name) }, func(vm *FakeVM) {
+		vm.Snapshots = append(vm.Snapshots, name)
+		vm.Memory = append(vm.Memory, memory)
+	})
 }
 
 // Revert implements Provider.
 func (f *FakeProvider) Revert(ctx context.Context, loc Location, name string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	vm, err := f.lookup("Revert", loc)
-	if err != nil {
-		return err
-	} else if f.jobErr != nil {
-		return f.jobErr
-	} else if !slices.Contains(vm.Snapshots, name) {
-		return fmt.Errorf("snapshot %s of %s: %w", name, loc.Name, ErrNotFound)
-	}
-	return nil
+	return f.withVM("Revert", loc, func(vm *FakeVM) error {
+		if f.jobErr != nil {
+			return f.jobErr
+		} else if !slices.Contains(vm.Snapshots, name) {
+			return fmt.Errorf("snapshot %s of %s: %w", name, loc.Name, ErrNotFound)
+		}
+		return nil
+	})
 }
 
 // AddDisk implements Provider: like vSphere's, a disk with that id that
 // exists already is success.
 func (f *FakeProvider) AddDisk(ctx context.Context, loc Location, sizeGB int, id string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	vm, err := f.lookup("AddDisk", loc)
-	if err != nil {
-		return err
-	} else if slices.Contains(vm.DiskIDs, id) {
-		return nil
-	} else if f.jobErr != nil && !f.jobDone {
-		return f.jobErr
-	}
-	vm.Disks = append(vm.Disks, sizeGB)
-	vm.DiskIDs = append(vm.DiskIDs, id)
-	return f.jobErr
+	return f.job("AddDisk", loc, func(vm *FakeVM) bool { return slices.Contains(vm.DiskIDs, id) }, func(vm *FakeVM) {
+		vm.Disks = append(vm.Disks, sizeGB)
+		vm.DiskIDs = append(vm.DiskIDs, id)
+	})
 }
 
 // Annotate implements Provider.
 func (f *FakeProvider) Annotate(ctx context.Context, loc Location, values map[string]string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	vm, err := f.lookup("Annotate", loc)
-	if err != nil {
-		return err
-	} else if f.noteErr != nil {
-		return f.noteErr
-	}
-	if vm.Notes == nil {
-		vm.Notes = make(map[string]string)
-	}
-	maps.Copy(vm.Notes, values)
-	// List returns the attributes, as vSphere's custom values are.
-	vm.Info.Attributes = maps.Clone(vm.Notes)
-	return nil
+	return f.withVM("Annotate", loc, func(vm *FakeVM) error {
+		if f.noteErr != nil {
+			return f.noteErr
+		}
+		if vm.Notes == nil {
+			vm.Notes = make(map[string]string)
+		}
+		maps.Copy(vm.Notes, values)
+		// List returns the attributes, as vSphere's custom values are.
+		vm.Info.Attributes = maps.Clone(vm.Notes)
+		return nil
+	})
 }

@@ -25,9 +25,6 @@ const (
 // (Connection reports it too); attempts back off from 1 s to 1 min, and
 // after a refused login they wait login_holdoff. Close ends the loop.
 func (p *Provider) Start(ctx context.Context) error {
-	if err := p.cfg.Validate(); err != nil {
-		return err
-	}
 	u, err := p.serverURL(ctx)
 	if err != nil {
 		return err

@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/nettest"
+	"github.com/vmpooler/vmpooler/internal/simtest"
 	"github.com/vmpooler/vmpooler/pool"
 )
 
@@ -16,15 +17,10 @@ import (
 // Connection says why; once a vCenter listens there, the provider
 // connects by itself.
 func TestStartWhileVCenterDown(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // a closed port: connection refused
+	addr := nettest.ClosedAddr(t) // connection refused
 	pools := testPools()
 	p := New(Config{Server: addr, Username: "user", Password: "pass", Insecure: true, ReadyCheck: "tools", Datacenter: "dc1"},
-		pools, testLogger(t))
+		pools, simtest.Logger())
 	if err := p.Start(ctxT(t)); err != nil {
 		t.Fatalf("Start: %v", err)
 	}

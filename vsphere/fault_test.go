@@ -16,6 +16,7 @@ import (
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/vmpooler/vmpooler/internal/simtest"
 	"github.com/vmpooler/vmpooler/pool"
 )
 
@@ -163,10 +164,8 @@ func TestFaultSessionExpiryBadCredentials(t *testing.T) {
 }
 
 func TestFaultBadCredentialsAtOpen(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	u := serveForTest(t, ctx, testPools())
-	p := New(Config{Server: u, Username: "user", Password: "wrong", Insecure: true}, testPools(), testLogger(t))
+	u := serveForTest(t, testPools())
+	p := New(Config{Server: u, Username: "user", Password: "wrong", Insecure: true}, testPools(), simtest.Logger())
 	if err := p.Open(ctxT(t)); !errors.Is(err, pool.ErrAuth) {
 		t.Errorf("Open with a wrong password: %v, want ErrAuth", err)
 	}
@@ -177,15 +176,9 @@ func TestFaultBadCredentialsAtOpen(t *testing.T) {
 }
 
 func TestFaultVMDeletedBehindOurBack(t *testing.T) {
-	pc := testPools()[0]
-	p := MustOpenSim(t, testPools())
+	p, loc := cloneOnSim(t, "victim")
 	ctx := ctxT(t)
-	mustClone(t, p, pc, "victim")
-	loc := locFor(pc, "victim")
-	vm, err := p.vm(ctx, p.vc(), loc) // looked up before it vanishes
-	if err != nil {
-		t.Fatal(err)
-	}
+	vm := mustVM(t, p, loc) // looked up before it vanishes
 	admin, err := govmomi.NewClient(ctx, p.sim.URL(), true)
 	if err != nil {
 		t.Fatal(err)
@@ -217,14 +210,9 @@ func TestFaultVMDeletedBehindOurBack(t *testing.T) {
 }
 
 func TestFaultPowerState(t *testing.T) {
-	pc := testPools()[0]
-	p := MustOpenSim(t, testPools())
+	p, loc := cloneOnSim(t, "off")
 	ctx := ctxT(t)
-	mustClone(t, p, pc, "off")
-	vm, err := p.vm(ctx, p.vc(), locFor(pc, "off"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	vm := mustVM(t, p, loc)
 	task, err := vm.PowerOn(ctx) // already on: a task error
 	if err == nil {
 		err = task.Wait(ctx)
@@ -292,10 +280,8 @@ func TestFaultClassesBySubclass(t *testing.T) {
 
 // vCenter hides objects a user may not read, so "not found" says so.
 func TestFaultNotFoundMayBeInvisible(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	u := serveForTest(t, ctx, testPools())
-	p := New(Config{Server: u, Username: "user", Password: "pass", Insecure: true}, testPools(), testLogger(t))
+	u := serveForTest(t, testPools())
+	p := New(Config{Server: u, Username: "user", Password: "pass", Insecure: true}, testPools(), simtest.Logger())
 	if err := p.Open(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -310,17 +296,15 @@ func TestFaultNotFoundMayBeInvisible(t *testing.T) {
 // stale; an annotation with a stale key looks the field up again instead
 // of failing on every pass.
 func TestAnnotateStaleFieldKey(t *testing.T) {
-	pc := testPools()[0]
-	p := MustOpenSim(t, testPools())
+	p, loc := cloneOnSim(t, "noted")
 	ctx := ctxT(t)
-	mustClone(t, p, pc, "noted")
 	p.fieldsMu.Lock()
 	p.fields[9999] = "vmpooler_user" // what a restarted vCenter no longer knows
 	p.fieldsMu.Unlock()
-	if err := p.Annotate(ctx, locFor(pc, "noted"), map[string]string{"vmpooler_user": "jdoe"}); err != nil {
+	if err := p.Annotate(ctx, loc, map[string]string{"vmpooler_user": "jdoe"}); err != nil {
 		t.Fatalf("Annotate with a stale key: %v", err)
 	}
-	vms, err := p.List(ctx, pc.Datacenter, pc.Folder)
+	vms, err := p.List(ctx, loc.Datacenter, loc.Folder)
 	if err != nil || len(vms) != 1 || vms[0].Attributes["vmpooler_user"] != "jdoe" {
 		t.Fatalf("List: %+v, %v; want the attribute", vms, err)
 	}

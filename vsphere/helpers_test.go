@@ -3,18 +3,18 @@ package vsphere
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"maps"
-	"os"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/vmpooler/vmpooler/internal/simtest"
 	"github.com/vmpooler/vmpooler/pool"
 )
 
@@ -28,13 +28,6 @@ func testPools() []pool.PoolConfig {
 	}
 }
 
-func testLogger(tb testing.TB) *slog.Logger {
-	if os.Getenv("VMPOOLER_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
 // MustOpenSim opens a Provider on a fresh in-process simulator.
 func MustOpenSim(tb testing.TB, pools []pool.PoolConfig, mod ...func(*Config)) *Provider {
 	tb.Helper()
@@ -42,18 +35,7 @@ func MustOpenSim(tb testing.TB, pools []pool.PoolConfig, mod ...func(*Config)) *
 	for _, f := range mod {
 		f(&cfg)
 	}
-	p := New(cfg, pools, testLogger(tb))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := p.Open(ctx); err != nil {
-		tb.Fatalf("Open: %v", err)
-	}
-	tb.Cleanup(func() {
-		if err := p.Close(); err != nil {
-			tb.Errorf("Close: %v", err)
-		}
-	})
-	return p
+	return simtest.Open(tb, New(cfg, pools, simtest.Logger()))
 }
 
 func specFor(pc pool.PoolConfig, name string) pool.CloneSpec {
@@ -71,6 +53,17 @@ func ctxT(tb testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	tb.Cleanup(cancel)
 	return ctx
+}
+
+// cloneOnSim opens a provider on a fresh simulator (MustOpenSim) with the
+// testPools and clones name into the first; it returns the provider and
+// the clone's location.
+func cloneOnSim(tb testing.TB, name string, mod ...func(*Config)) (*Provider, pool.Location) {
+	tb.Helper()
+	pc := testPools()[0]
+	p := MustOpenSim(tb, testPools(), mod...)
+	mustClone(tb, p, pc, name)
+	return p, locFor(pc, name)
 }
 
 // mustClone clones name into pool pc or fails the test.
@@ -180,15 +173,31 @@ func snapshotNames(list []types.VirtualMachineSnapshotTree) []string {
 	return out
 }
 
+// mustVM looks up the VM at loc.
+func mustVM(tb testing.TB, p *Provider, loc pool.Location) *object.VirtualMachine {
+	tb.Helper()
+	vm, err := p.vm(ctxT(tb), p.vc(), loc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return vm
+}
+
+// vmProps reads the properties props of the VM at loc.
+func vmProps(tb testing.TB, p *Provider, loc pool.Location, props ...string) mo.VirtualMachine {
+	tb.Helper()
+	vm := mustVM(tb, p, loc)
+	var mvm mo.VirtualMachine
+	if err := vm.Properties(ctxT(tb), vm.Reference(), props, &mvm); err != nil {
+		tb.Fatal(err)
+	}
+	return mvm
+}
+
 // vmDisks returns the VM's disks.
 func vmDisks(t *testing.T, p *Provider, loc pool.Location) []*types.VirtualDisk {
 	t.Helper()
-	ctx := ctxT(t)
-	vm, err := p.vm(ctx, p.vc(), loc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	devs, err := vm.Device(ctx)
+	devs, err := mustVM(t, p, loc).Device(ctxT(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,12 +217,7 @@ func diskFileName(d *types.VirtualDisk) string {
 
 func powerState(t *testing.T, p *Provider, loc pool.Location) types.VirtualMachinePowerState {
 	t.Helper()
-	ctx := ctxT(t)
-	vm, err := p.vm(ctx, p.vc(), loc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	state, err := vm.PowerState(ctx)
+	state, err := mustVM(t, p, loc).PowerState(ctxT(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,15 +226,7 @@ func powerState(t *testing.T, p *Provider, loc pool.Location) types.VirtualMachi
 
 func vmSnapshots(t *testing.T, p *Provider, loc pool.Location) []string {
 	t.Helper()
-	ctx := ctxT(t)
-	vm, err := p.vm(ctx, p.vc(), loc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mvm mo.VirtualMachine
-	if err := vm.Properties(ctx, vm.Reference(), []string{"snapshot"}, &mvm); err != nil {
-		t.Fatal(err)
-	}
+	mvm := vmProps(t, p, loc, "snapshot")
 	if mvm.Snapshot == nil {
 		return nil
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/vmpooler/vmpooler/auth"
 	"github.com/vmpooler/vmpooler/httpapi"
+	"github.com/vmpooler/vmpooler/internal/simtest"
 	"github.com/vmpooler/vmpooler/internal/storetest"
 	"github.com/vmpooler/vmpooler/pool"
 	"github.com/vmpooler/vmpooler/store"
@@ -32,7 +33,7 @@ func TestSlowJobsThroughAPI(t *testing.T) {
 	cfg.Defaults()
 	p := MustOpenSim(t, cfg.Pools, func(c *Config) { c.Timeout = 2 })
 	st := storetest.MustOpen(t)
-	mgr := pool.NewManager(cfg, st, p, testLogger(t))
+	mgr := pool.NewManager(cfg, st, p, simtest.Logger())
 	defer mgr.Close()
 	svc := pool.NewService(cfg, st, nil)
 	a, err := auth.New(nil, st, nil)

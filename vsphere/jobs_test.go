@@ -96,11 +96,8 @@ func findTree(list []types.VirtualMachineSnapshotTree, ref types.ManagedObjectRe
 // otherwise, and a revert leaves a running VM running, also when the
 // snapshot has no memory (vCenter then powers the VM off).
 func TestSnapshotMemoryAndRevertPower(t *testing.T) {
-	pc := testPools()[0]
-	p := MustOpenSim(t, testPools())
+	p, loc := cloneOnSim(t, "keep")
 	ctx := ctxT(t)
-	mustClone(t, p, pc, "keep")
-	loc := locFor(pc, "keep")
 	h := installHooks(t, p)
 
 	if err := p.Snapshot(ctx, loc, "with-memory", true); err != nil {
@@ -115,40 +112,30 @@ func TestSnapshotMemoryAndRevertPower(t *testing.T) {
 		t.Errorf("CreateSnapshot_Task calls %+v, want %+v", snaps, want)
 	}
 
-	on := types.VirtualMachinePowerStatePoweredOn
-	if err := p.Revert(ctx, loc, "disk-only"); err != nil {
-		t.Fatalf("Revert to disk-only: %v", err)
+	// revert reverts to snap and checks the power state after it and the
+	// number of PowerOnVM_Task calls so far.
+	revert := func(snap string, want types.VirtualMachinePowerState, powerOns int, why string) {
+		t.Helper()
+		if err := p.Revert(ctx, loc, snap); err != nil {
+			t.Fatalf("Revert to %s, %s: %v", snap, why, err)
+		}
+		if got := powerState(t, p, loc); got != want {
+			t.Errorf("after a revert to %s, %s: %s, want %s", snap, why, got, want)
+		}
+		if _, n := h.calls(); n != powerOns {
+			t.Errorf("after a revert to %s, %s: PowerOnVM_Task calls = %d, want %d", snap, why, n, powerOns)
+		}
 	}
-	if got := powerState(t, p, loc); got != on {
-		t.Errorf("after a revert to a snapshot without memory: %s, want %s", got, on)
-	}
-	if _, n := h.calls(); n != 1 {
-		t.Errorf("PowerOnVM_Task calls = %d, want 1 (the revert powered the VM off)", n)
-	}
-	if err := p.Revert(ctx, loc, "with-memory"); err != nil {
-		t.Fatalf("Revert to with-memory: %v", err)
-	}
-	if got := powerState(t, p, loc); got != on {
-		t.Errorf("after a revert to a snapshot with memory: %s, want %s", got, on)
-	}
-	if _, n := h.calls(); n != 1 {
-		t.Errorf("PowerOnVM_Task calls = %d, want still 1 (a memory snapshot keeps the VM on)", n)
-	}
+	on, off := types.VirtualMachinePowerStatePoweredOn, types.VirtualMachinePowerStatePoweredOff
+	revert("disk-only", on, 1, "a snapshot without memory (the revert powered the VM off)")
+	revert("with-memory", on, 1, "a snapshot with memory (it keeps the VM on)")
 
 	// A VM that was off is left off.
-	vm, err := p.vm(ctx, p.vc(), loc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	vm := mustVM(t, p, loc)
 	if task, err := vm.PowerOff(ctx); err != nil || task.Wait(ctx) != nil {
 		t.Fatalf("power off: %v", err)
 	}
-	if err := p.Revert(ctx, loc, "disk-only"); err != nil {
-		t.Fatalf("Revert a VM that is off: %v", err)
-	}
-	if got := powerState(t, p, loc); got != types.VirtualMachinePowerStatePoweredOff {
-		t.Errorf("a VM that was off: %s after the revert, want poweredOff", got)
-	}
+	revert("disk-only", off, 1, "a VM that was off")
 }
 
 // E3 of the real-lab review: with vsphere_timeout (2 s) shorter than the
@@ -157,11 +144,8 @@ func TestSnapshotMemoryAndRevertPower(t *testing.T) {
 // attached extra disks). The review used 1 s and 2 s; a round trip of the
 // simulator under -race on a busy 2-core box can take more than 1 s.
 func TestSlowTasksOutlastCallTimeout(t *testing.T) {
-	pc := testPools()[0]
-	p := MustOpenSim(t, testPools(), func(c *Config) { c.Timeout = 2 })
+	p, loc := cloneOnSim(t, "slow", func(c *Config) { c.Timeout = 2 })
 	ctx := ctxT(t)
-	mustClone(t, p, pc, "slow")
-	loc := locFor(pc, "slow")
 	before := len(vmDisks(t, p, loc))
 	setTaskDelay(t, map[string]int{"CreateSnapshotEx": 3000, "ReconfigVm": 3000, "RevertToSnapshot": 3000})
 
@@ -193,11 +177,8 @@ func TestSlowTasksOutlastCallTimeout(t *testing.T) {
 // 2.5 s: the first attempt's call has time to reach the simulator even on
 // a busy box, so its task exists when the second attempt looks.)
 func TestJobCutShortFindsOut(t *testing.T) {
-	pc := testPools()[0]
-	p := MustOpenSim(t, testPools())
+	p, loc := cloneOnSim(t, "cut")
 	ctx := ctxT(t)
-	mustClone(t, p, pc, "cut")
-	loc := locFor(pc, "cut")
 	h := installHooks(t, p)
 	before := len(vmDisks(t, p, loc))
 	setTaskDelay(t, map[string]int{"CreateSnapshotEx": 2500, "ReconfigVm": 2500, "RevertToSnapshot": 2500})

@@ -11,6 +11,7 @@ import (
 	"github.com/vmware/govmomi/view"
 	"github.com/vmware/govmomi/vim25/mo"
 
+	"github.com/vmpooler/vmpooler/internal/simtest"
 	"github.com/vmpooler/vmpooler/pool"
 )
 
@@ -69,7 +70,7 @@ func vmPathIn(t *testing.T, p *Provider, dcPath, name string) string {
 func TestPlacementOnRicherInventory(t *testing.T) {
 	addr := serveModel(t, labModel())
 	open := func(pools []pool.PoolConfig, dc string) (*Provider, error) {
-		p := New(Config{Server: addr, Username: "user", Password: "pass", Insecure: true, Datacenter: dc, ReadyCheck: "tools"}, pools, testLogger(t))
+		p := New(Config{Server: addr, Username: "user", Password: "pass", Insecure: true, Datacenter: dc, ReadyCheck: "tools"}, pools, simtest.Logger())
 		err := p.Open(ctxT(t))
 		if err == nil {
 			t.Cleanup(func() { p.Close() })
@@ -110,14 +111,7 @@ func TestPlacementOnRicherInventory(t *testing.T) {
 	pc.Folder = "pool-p"
 	// A standalone host as clone_target: the clone's resource pool is that host's.
 	mustClone(t, p, pc, "on-host")
-	vm, err := p.vm(ctx, p.vc(), locFor(pc, "on-host"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mvm mo.VirtualMachine
-	if err := vm.Properties(ctx, vm.Reference(), []string{"resourcePool"}, &mvm); err != nil {
-		t.Fatal(err)
-	}
+	mvm := vmProps(t, p, locFor(pc, "on-host"), "resourcePool")
 	var rp mo.ResourcePool
 	if err := object.NewResourcePool(p.vc(), *mvm.ResourcePool).Properties(ctx, *mvm.ResourcePool, []string{"owner"}, &rp); err != nil {
 		t.Fatal(err)

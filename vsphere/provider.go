@@ -103,9 +103,6 @@ var (
 // connects and logs in. Errors wrap pool.ErrAuth for bad credentials and
 // pool.ErrTransient for an unreachable vCenter.
 func (p *Provider) Open(ctx context.Context) error {
-	if err := p.cfg.Validate(); err != nil {
-		return err
-	}
 	u, err := p.serverURL(ctx)
 	if err != nil {
 		return err
@@ -137,9 +134,13 @@ func (p *Provider) attach(ctx context.Context, u *url.URL) error {
 	return nil
 }
 
-// serverURL returns the vCenter URL with credentials, starting the
-// simulator first in simulator mode.
+// serverURL validates the configuration (an error is final) and returns
+// the vCenter URL with credentials, starting the simulator first in
+// simulator mode.
 func (p *Provider) serverURL(ctx context.Context) (*url.URL, error) {
+	if err := p.cfg.Validate(); err != nil {
+		return nil, err
+	}
 	if p.cfg.Simulator {
 		sim, err := startSimulator(ctx, "127.0.0.1:0", p.cfg.Username, p.cfg.Password,
 			p.simDatacenter(), p.pools, p.cfg.bootDelay(), p.logger)

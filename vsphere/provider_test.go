@@ -16,6 +16,7 @@ import (
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/vmpooler/vmpooler/internal/nettest"
 	"github.com/vmpooler/vmpooler/pool"
 )
 
@@ -90,20 +91,7 @@ func TestPoolFills(t *testing.T) {
 
 func TestReadyChecks(t *testing.T) {
 	p := New(Config{Simulator: true}, nil, nil)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	sshd := nettest.Accepting(t, func(c net.Conn) { c.Close() })
 	var dialed []string
 	var mu sync.Mutex
 	p.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -111,7 +99,7 @@ func TestReadyChecks(t *testing.T) {
 		dialed = append(dialed, addr)
 		mu.Unlock()
 		if strings.HasSuffix(addr, ":22") {
-			return (&net.Dialer{}).DialContext(ctx, network, l.Addr().String())
+			return (&net.Dialer{}).DialContext(ctx, network, sshd.String())
 		}
 		return nil, errors.New("connection refused")
 	}
@@ -202,28 +190,23 @@ func TestCloneCreatesFoldersAndTargets(t *testing.T) {
 }
 
 func TestDestroy(t *testing.T) {
-	pc := testPools()[0]
-	p := MustOpenSim(t, testPools())
+	p, loc := cloneOnSim(t, "gone")
 	ctx := ctxT(t)
-	mustClone(t, p, pc, "gone")
-	if err := p.Destroy(ctx, locFor(pc, "gone")); err != nil {
+	if err := p.Destroy(ctx, loc); err != nil {
 		t.Fatalf("Destroy: %v", err)
 	}
-	if err := p.Destroy(ctx, locFor(pc, "gone")); !errors.Is(err, pool.ErrNotFound) {
+	if err := p.Destroy(ctx, loc); !errors.Is(err, pool.ErrNotFound) {
 		t.Errorf("Destroy again: %v, want ErrNotFound", err)
 	}
-	vms, err := p.List(ctx, pc.Datacenter, pc.Folder)
+	vms, err := p.List(ctx, loc.Datacenter, loc.Folder)
 	if err != nil || len(vms) != 0 {
 		t.Errorf("List after destroy: %v, %v", vms, err)
 	}
 }
 
 func TestSnapshotRevert(t *testing.T) {
-	pc := testPools()[0]
-	p := MustOpenSim(t, testPools())
+	p, loc := cloneOnSim(t, "snap")
 	ctx := ctxT(t)
-	mustClone(t, p, pc, "snap")
-	loc := locFor(pc, "snap")
 	if err := p.Snapshot(ctx, loc, "s1", true); err != nil {
 		t.Fatalf("Snapshot: %v", err)
 	}
@@ -240,14 +223,7 @@ func TestSnapshotRevert(t *testing.T) {
 	if err := p.Revert(ctx, loc, "nope"); !errors.Is(err, pool.ErrNotFound) {
 		t.Errorf("Revert unknown: %v, want ErrNotFound", err)
 	}
-	vm, err := p.vm(ctx, p.vc(), loc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mvm mo.VirtualMachine
-	if err := vm.Properties(ctx, vm.Reference(), []string{"snapshot"}, &mvm); err != nil {
-		t.Fatal(err)
-	}
+	mvm := vmProps(t, p, loc, "snapshot")
 	if want, _ := searchTree(mvm.Snapshot.RootSnapshotList, "s1"); *mvm.Snapshot.CurrentSnapshot != want {
 		t.Errorf("current snapshot %v, want s1 %v", mvm.Snapshot.CurrentSnapshot, want)
 	}
@@ -257,11 +233,8 @@ func TestSnapshotRevert(t *testing.T) {
 }
 
 func TestAddDisk(t *testing.T) {
-	pc := testPools()[0]
-	p := MustOpenSim(t, testPools())
+	p, loc := cloneOnSim(t, "disk")
 	ctx := ctxT(t)
-	mustClone(t, p, pc, "disk")
-	loc := locFor(pc, "disk")
 	before := vmDisks(t, p, loc)
 	if err := p.AddDisk(ctx, loc, 20, "7-1700000000"); err != nil {
 		t.Fatalf("AddDisk: %v", err)

@@ -2,7 +2,6 @@ package vsphere
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -14,6 +13,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/vmpooler/vmpooler/internal/simtest"
 	"github.com/vmpooler/vmpooler/pool"
 )
 
@@ -122,13 +122,11 @@ func (p *resetProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // reconfigure not: the call fails, and the next attempt finds what the
 // first one made instead of making it twice.
 func TestResetAfterRequestThroughProxy(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	pools := testPools()
-	addr := serveForTest(t, ctx, pools)
+	addr := serveForTest(t, pools)
 	srv, proxy := newResetProxy(t, "https://"+addr)
 	p := New(Config{Server: srv.URL + "/sdk", Username: "user", Password: "pass", Insecure: true,
-		ReadyCheck: "tools"}, pools, testLogger(t))
+		ReadyCheck: "tools"}, pools, simtest.Logger())
 	if err := p.Open(ctxT(t)); err != nil {
 		t.Fatalf("Open: %v", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/simtest"
 	"github.com/vmpooler/vmpooler/pool"
 )
 
@@ -30,16 +31,18 @@ func (h urlHandler) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
-// serveForTest runs Serve on a random port until ctx ends and returns the
-// address to put in Config.Server.
-func serveForTest(t *testing.T, ctx context.Context, pools []pool.PoolConfig) string {
+// serveForTest runs Serve on a random port until the test ends and
+// returns the address to put in Config.Server.
+func serveForTest(t *testing.T, pools []pool.PoolConfig) string {
 	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
 	ch := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
 		done <- Serve(ctx, "127.0.0.1:0", "", "", pools, 50*time.Millisecond, slog.New(urlHandler{ch}))
 	}()
 	t.Cleanup(func() {
+		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Serve: %v", err)
 		}
@@ -62,12 +65,10 @@ func serveForTest(t *testing.T, ctx context.Context, pools []pool.PoolConfig) st
 // TestServe drives the stand-alone simulator like a real vCenter: the
 // default credentials, insecure, the address it logged.
 func TestServe(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	pools := testPools()
-	addr := serveForTest(t, ctx, pools)
+	addr := serveForTest(t, pools)
 	p := New(Config{Server: addr, Username: "user", Password: "pass", Insecure: true, ReadyCheck: "tools"},
-		pools, testLogger(t))
+		pools, simtest.Logger())
 	if err := p.Open(ctxT(t)); err != nil {
 		t.Fatalf("Open: %v", err)
 	}

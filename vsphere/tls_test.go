@@ -1,7 +1,6 @@
 package vsphere
 
 import (
-	"context"
 	"crypto/tls"
 	"encoding/pem"
 	"os"
@@ -9,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vmpooler/vmpooler/internal/simtest"
 	"github.com/vmware/govmomi/vim25/soap"
 )
 
@@ -17,10 +17,8 @@ import (
 // or a pinned thumbprint make it trusted. (The simulator's own
 // self-signed certificate stands in for a VMCA-signed one.)
 func TestTLSTrust(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	pools := testPools()
-	addr := serveForTest(t, ctx, pools)
+	addr := serveForTest(t, pools)
 	conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
 	if err != nil {
 		t.Fatal(err)
@@ -30,7 +28,7 @@ func TestTLSTrust(t *testing.T) {
 	sha256 := soap.ThumbprintSHA256(cert)
 	open := func(c Config) error {
 		c.Server, c.Username, c.Password, c.ReadyCheck = addr, "user", "pass", "tools"
-		p := New(c, pools, testLogger(t))
+		p := New(c, pools, simtest.Logger())
 		err := p.Open(ctxT(t))
 		if err == nil {
 			p.Close()

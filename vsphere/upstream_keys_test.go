@@ -22,14 +22,7 @@ func TestUpstreamPoolKeys(t *testing.T) {
 	p := MustOpenSim(t, pools)
 	ctx := ctxT(t)
 	mustClone(t, p, pc, "netted")
-	vm, err := p.vm(ctx, p.vc(), locFor(pc, "netted"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mvm mo.VirtualMachine
-	if err := vm.Properties(ctx, vm.Reference(), []string{"config.extraConfig", "config.hardware.device", "network"}, &mvm); err != nil {
-		t.Fatal(err)
-	}
+	mvm := vmProps(t, p, locFor(pc, "netted"), "config.extraConfig", "config.hardware.device", "network")
 	got := map[string]any{}
 	for _, o := range mvm.Config.ExtraConfig {
 		got[o.GetOptionValue().Key] = o.GetOptionValue().Value

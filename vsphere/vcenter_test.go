@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/simtest"
 	"github.com/vmpooler/vmpooler/pool"
 )
 
@@ -46,7 +47,7 @@ func TestRealVCenter(t *testing.T) {
 	}
 	cfg := Config{Server: u.String(), Username: user, Password: pass, Insecure: env("VMPOOLER_TEST_INSECURE", "") != "",
 		CreateFolders: true, ReadyCheck: env("VMPOOLER_TEST_READY_CHECK", "tools"), Timeout: 120}
-	p := New(cfg, []pool.PoolConfig{pc}, testLogger(t))
+	p := New(cfg, []pool.PoolConfig{pc}, simtest.Logger())
 	if err := p.Open(ctxT(t)); err != nil {
 		t.Fatalf("Open: %v", err)
 	}
