@@ -1,7 +1,8 @@
 // Package etcdtest runs an embedded etcd for tests: Start gives a test its
-// own server, Engine an engine under a prefix of its own on one server
-// shared by the whole test binary. It does not import package store, so
-// the store's own tests may use it.
+// own server, StartCluster its own cluster of several members (which it may
+// stop, kill and restart), Engine an engine under a prefix of its own on one
+// server shared by the whole test binary. It does not import package store,
+// so the store's own tests may use it.
 package etcdtest
 
 import (
