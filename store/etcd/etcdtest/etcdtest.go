@@ -1,7 +1,8 @@
 // Package etcdtest runs an embedded etcd for tests: Start gives a test its
-// own server, Engine an engine under a prefix of its own on one server
-// shared by the whole test binary. It does not import package store, so
-// the store's own tests may use it.
+// own server, StartCluster its own cluster of several members (which it may
+// stop, kill and restart), Engine an engine under a prefix of its own on one
+// server shared by the whole test binary. It does not import package store,
+// so the store's own tests may use it.
 package etcdtest
 
 import (
@@ -92,14 +93,32 @@ func startOnce(dir string, opts ...Option) (*Server, error) {
 	curl := url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", ports[0])}
 	purl := url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", ports[1])}
 
+	cfg := newConfig("etcdtest", dir, curl, purl, "", opts)
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := waitReady(e, readyTimeout); err != nil {
+		return nil, err
+	}
+	return &Server{Etcd: e, Endpoint: curl.Host}, nil
+}
+
+// newConfig returns the configuration of member name of a cluster
+// (initialCluster, as in --initial-cluster; empty: the member alone) with
+// its data in dir, quiet and without fsync, and opts applied.
+func newConfig(name, dir string, curl, purl url.URL, initialCluster string, opts []Option) *embed.Config {
 	cfg := embed.NewConfig()
-	cfg.Name = "etcdtest"
+	cfg.Name = name
 	cfg.Dir = dir
 	cfg.ListenClientUrls = []url.URL{curl}
 	cfg.AdvertiseClientUrls = []url.URL{curl}
 	cfg.ListenPeerUrls = []url.URL{purl}
 	cfg.AdvertisePeerUrls = []url.URL{purl}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	cfg.InitialCluster = initialCluster
+	if initialCluster == "" {
+		cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	}
 	cfg.Logger = "zap"
 	cfg.LogLevel = "error"
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
@@ -108,22 +127,31 @@ func startOnce(dir string, opts ...Option) (*Server, error) {
 	for _, o := range opts {
 		o(cfg)
 	}
+	return cfg
+}
 
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		return nil, err
-	}
+// waitReady waits at most d until e serves; it closes e unless it serves.
+func waitReady(e *embed.Etcd, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
 	select {
 	case <-e.Server.ReadyNotify():
+		return nil
 	case err := <-e.Err():
 		e.Close()
-		return nil, fmt.Errorf("etcd failed before it was ready: %v", err)
-	case <-time.After(readyTimeout):
-		e.Server.Stop()
-		e.Close()
-		return nil, errors.New("etcd was not ready within " + readyTimeout.String())
+		return fmt.Errorf("etcd failed before it was ready: %v", err)
+	case <-t.C:
+		hardStop(e)
+		return errors.New("etcd was not ready within " + d.String())
 	}
-	return &Server{Etcd: e, Endpoint: curl.Host}, nil
+}
+
+// hardStop stops e's raft member at once, without handing its leadership
+// over, and then the rest. It also stops a member that does not serve yet
+// (Close alone would wait for it to serve).
+func hardStop(e *embed.Etcd) {
+	e.Server.HardStop()
+	e.Close()
 }
 
 // freePorts returns n ports free on 127.0.0.1 a moment ago.
