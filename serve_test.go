@@ -110,7 +110,7 @@ func tempConfig(t *testing.T, text string) (dir, cfgPath string) {
 	return dir, cfgPath
 }
 
-func writeConfig(t *testing.T, path, text string) {
+func writeConfig(t testing.TB, path, text string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
@@ -132,7 +132,7 @@ func status(t *testing.T, base string) map[string]int {
 }
 
 // waitFor polls cond (bounded) and fails with what it last saw.
-func waitFor(t *testing.T, what string, cond func() (bool, any)) {
+func waitFor(t testing.TB, what string, cond func() (bool, any)) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {

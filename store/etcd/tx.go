@@ -3,6 +3,7 @@ package etcd
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -369,7 +370,12 @@ func (t *tx) commit() error {
 	defer cancel()
 	t.e.txns.Add(1)
 	resp, err := t.e.client.Txn(ctx).If(cmps...).Then(ops...).Commit()
-	if err != nil {
+	if errors.Is(err, context.DeadlineExceeded) && t.e.ctx.Err() == nil {
+		// Sent, but no answer: it may have been applied (say so; a caller
+		// that retries finds out what happened first).
+		return errs.Errorf(errs.EUNAVAILABLE, "etcd: no answer from %s to the commit within %s; it may or may not have been applied",
+			t.e.eps, t.e.cfg.RequestTimeout)
+	} else if err != nil {
 		return t.e.wrap(err)
 	}
 	if !resp.Succeeded {
