@@ -107,9 +107,9 @@ func startCluster(t *testing.T, n, size int) *cluster {
 
 // config is the configuration of replica name (or the simulator).
 func (c *cluster) config(name, listen string, size int) string {
-	database := fmt.Sprintf("etcd://%s/%s", strings.Join(c.etcd.Endpoints(), ","), c.prefix)
-	if c.db != "" {
-		database = c.db
+	database := c.db
+	if database == "" {
+		database = fmt.Sprintf("etcd://%s/%s", strings.Join(c.etcd.Endpoints(), ","), c.prefix)
 	}
 	provider := fmt.Sprintf(`
 [providers.vsphere]
@@ -170,7 +170,10 @@ func (c *cluster) start(r *replica) {
 	r.cmd = startChild(c.t, r.log, "-config", r.cfg)
 	go func(cmd *exec.Cmd) { cmd.Wait() }(r.cmd)
 	waitFor(c.t, r.name+" listening", func() (bool, any) {
-		resp, err := http.Get(r.base + "/api/v1/status")
+		if !r.alive() {
+			return false, fmt.Sprintf("exited (%v): %s", r.cmd.ProcessState, r.log)
+		}
+		resp, err := quick.Get(r.base + "/api/v1/status")
 		if err != nil {
 			return false, err
 		}

@@ -88,36 +88,7 @@ func TestConcurrentCheckout(t *testing.T) {
 	s := MustOpenStore(t)
 	const n, workers = 1000, 64
 	fillReady(t, s, "p", "", n)
-	var (
-		mu   sync.Mutex
-		seen = map[string]int{}
-		wg   sync.WaitGroup
-	)
-	for range workers {
-		wg.Go(func() {
-			for {
-				vms, err := s.Checkout(CheckoutRequest{Pools: []PoolCount{{"p", 1}}})
-				if errs.ErrorCode(err) == errs.EEMPTY {
-					return
-				} else if err != nil {
-					t.Error(err)
-					return
-				}
-				mu.Lock()
-				seen[vms[0].Hostname]++
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	if len(seen) != n {
-		t.Errorf("handed out %d distinct vms, want %d", len(seen), n)
-	}
-	for h, c := range seen {
-		if c != 1 {
-			t.Errorf("%s handed out %d times", h, c)
-		}
-	}
+	drainConcurrently(t, n, workers, func(int) *Store { return s })
 	if got := s.Counts()["p"]; got.Ready != 0 || got.Running != n {
 		t.Errorf("counts: %+v", got)
 	}
@@ -159,5 +130,43 @@ func TestConcurrentMultiPoolShort(t *testing.T) {
 	}
 	if vm, _ := s.Get(b[0]); vm.State != StateReady {
 		t.Errorf("%s is %s", b[0], vm.State)
+	}
+}
+
+// drainConcurrently checks out pool p one VM at a time from workers
+// goroutines (worker i on store(i)) until it is empty, and fails t unless
+// the n VMs were each handed out exactly once.
+func drainConcurrently(t *testing.T, n, workers int, store func(i int) *Store) {
+	t.Helper()
+	var (
+		mu   sync.Mutex
+		seen = map[string]int{}
+		wg   sync.WaitGroup
+	)
+	for i := range workers {
+		st := store(i)
+		wg.Go(func() {
+			for {
+				vms, err := st.Checkout(CheckoutRequest{Pools: []PoolCount{{"p", 1}}})
+				if errs.ErrorCode(err) == errs.EEMPTY {
+					return
+				} else if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				seen[vms[0].Hostname]++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(seen) != n {
+		t.Errorf("handed out %d distinct vms, want %d", len(seen), n)
+	}
+	for h, c := range seen {
+		if c != 1 {
+			t.Errorf("%s handed out %d times", h, c)
+		}
 	}
 }

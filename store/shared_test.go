@@ -2,11 +2,8 @@ package store
 
 import (
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/vmpooler/vmpooler/internal/errs"
 )
 
 // TestTwoProcessesOnOneEtcd runs two stores on one etcd prefix, as two
@@ -24,40 +21,7 @@ func TestTwoProcessesOnOneEtcd(t *testing.T) {
 	}
 	const n = 60
 	fillReady(t, a, "p", "", n)
-	var (
-		mu   sync.Mutex
-		seen = map[string]int{}
-		wg   sync.WaitGroup
-	)
-	for i := range 16 {
-		st := a
-		if i%2 == 1 {
-			st = b
-		}
-		wg.Go(func() {
-			for {
-				vms, err := st.Checkout(CheckoutRequest{Pools: []PoolCount{{"p", 1}}})
-				if errs.ErrorCode(err) == errs.EEMPTY {
-					return
-				} else if err != nil {
-					t.Error(err)
-					return
-				}
-				mu.Lock()
-				seen[vms[0].Hostname]++
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	if len(seen) != n {
-		t.Errorf("handed out %d distinct vms, want %d", len(seen), n)
-	}
-	for h, c := range seen {
-		if c != 1 {
-			t.Errorf("%s handed out %d times", h, c)
-		}
-	}
+	drainConcurrently(t, n, 16, func(i int) *Store { return []*Store{a, b}[i%2] })
 	for _, st := range []*Store{a, b} {
 		deadline := time.Now().Add(5 * time.Second)
 		for st.Counts()["p"].Running != n && time.Now().Before(deadline) {

@@ -85,10 +85,18 @@ func (s *Store) GetToken(token string) (Token, error) {
 
 // TokensByUser lists a user's tokens, oldest first.
 func (s *Store) TokensByUser(user string) ([]Token, error) {
+	return s.listTokens(append([]byte(user), 0))
+}
+
+// listTokens lists the tokens whose user index entries start with prefix,
+// in index order (by user, then oldest first).
+func (s *Store) listTokens(prefix []byte) ([]Token, error) {
 	var out []Token
-	prefix := append([]byte(user), 0)
 	err := s.view(func(tx kv.Tx) error {
 		return tx.Scan(bucketTokensUser, prefix, nil, func(k, _ []byte) (bool, error) {
+			if len(k) < sha256.Size {
+				return false, fmt.Errorf("bad user index entry %x", k)
+			}
 			t, err := getToken(tx, slices.Clone(k[len(k)-sha256.Size:]))
 			if err != nil {
 				return false, fmt.Errorf("user index entry: %v", err)
@@ -133,20 +141,4 @@ func (s *Store) DeleteToken(token, owner string) error {
 
 // AllTokens lists every token, by user and then oldest first (for the
 // "vmpooler token" command).
-func (s *Store) AllTokens() ([]Token, error) {
-	var out []Token
-	err := s.view(func(tx kv.Tx) error {
-		return tx.Scan(bucketTokensUser, nil, nil, func(k, _ []byte) (bool, error) {
-			if len(k) < sha256.Size {
-				return false, fmt.Errorf("bad user index entry %x", k)
-			}
-			t, err := getToken(tx, slices.Clone(k[len(k)-sha256.Size:]))
-			if err != nil {
-				return false, fmt.Errorf("user index entry: %v", err)
-			}
-			out = append(out, t)
-			return true, nil
-		})
-	})
-	return out, err
-}
+func (s *Store) AllTokens() ([]Token, error) { return s.listTokens(nil) }

@@ -47,7 +47,8 @@ type Engine interface {
 	// Update runs fn in a read-write transaction and commits what it
 	// wrote when it returns nil; an error from fn writes nothing. fn may
 	// run more than once (a conflict with a concurrent writer, or a
-	// shared commit), so it must start from scratch each time.
+	// shared commit), so it must start from scratch each time; and it
+	// must not call Update itself (it would wait for its own commit).
 	Update(fn func(Tx) error) error
 	// View runs fn in a read-only transaction: one consistent snapshot.
 	View(fn func(Tx) error) error
