@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -172,12 +171,6 @@ func (c *cluster) waitLeaderPolling(not *replica, interval time.Duration) *repli
 	}
 	c.t.Fatal("no new leader within 60 s")
 	return nil
-}
-
-// decodeJSON decodes and closes resp's body.
-func decodeJSON(resp *http.Response, v any) {
-	defer resp.Body.Close()
-	json.NewDecoder(resp.Body).Decode(v)
 }
 
 // waitForLong is waitFor with a longer bound.
