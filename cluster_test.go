@@ -35,10 +35,21 @@ const clusterLeaseTTL = 3
 type replica struct {
 	name, cfg, base, logPath string
 	cmd                      *exec.Cmd
+	exited                   <-chan struct{}
 	log                      *logBuf
 }
 
-func (r *replica) alive() bool { return r.cmd != nil && r.cmd.ProcessState == nil }
+func (r *replica) alive() bool {
+	if r.exited == nil {
+		return false
+	}
+	select {
+	case <-r.exited:
+		return false
+	default:
+		return true
+	}
+}
 
 // cluster is the whole set-up of a cluster test.
 type cluster struct {
@@ -53,8 +64,10 @@ type cluster struct {
 	replicas []*replica
 }
 
-// startChild starts this test binary as a vmpooler command.
-func startChild(t testing.TB, logs io.Writer, args ...string) *exec.Cmd {
+// startChild starts this test binary as a vmpooler command. The returned
+// channel is closed once the process has exited and its output is read;
+// the test's cleanup kills it if it still runs.
+func startChild(t testing.TB, logs io.Writer, args ...string) (*exec.Cmd, <-chan struct{}) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "VMPOOLER_TEST_CHILD=serve")
@@ -62,13 +75,13 @@ func startChild(t testing.TB, logs io.Writer, args ...string) *exec.Cmd {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }() // the one Wait
 	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
+		cmd.Process.Kill()
+		<-done
 	})
-	return cmd
+	return cmd, done
 }
 
 // startCluster starts etcd, the simulator and n replicas with pool
@@ -82,7 +95,7 @@ func startCluster(t *testing.T, n, size int) *cluster {
 	simCfg := filepath.Join(c.dir, "sim.toml")
 	writeConfig(t, simCfg, c.config("sim", "127.0.0.1:0", size))
 	simLog := &logBuf{}
-	c.sim = startChild(t, simLog, "simulator", "-listen", c.simAddr, "-config", simCfg,
+	c.sim, _ = startChild(t, simLog, "simulator", "-listen", c.simAddr, "-config", simCfg,
 		"-username", "u", "-password", "p", "-boot-delay", "100ms")
 	waitFor(t, "simulator listening", func() (bool, any) {
 		resp, err := http.Get("https://" + c.simAddr + "/about")
@@ -167,8 +180,7 @@ func (c *cluster) newReplica(name string, size int) *replica {
 func (c *cluster) start(r *replica) {
 	c.t.Helper()
 	r.log = &logBuf{}
-	r.cmd = startChild(c.t, r.log, "-config", r.cfg)
-	go func(cmd *exec.Cmd) { cmd.Wait() }(r.cmd)
+	r.cmd, r.exited = startChild(c.t, r.log, "-config", r.cfg)
 	waitFor(c.t, r.name+" listening", func() (bool, any) {
 		if !r.alive() {
 			return false, fmt.Sprintf("exited (%v): %s", r.cmd.ProcessState, r.log)
