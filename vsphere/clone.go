@@ -45,10 +45,13 @@ func (p *Provider) Clone(ctx context.Context, spec pool.CloneSpec) error {
 		defer cancel()
 	}
 	op := "clone " + spec.Name
+	unlock := p.simLockViews() // resolving may create a container view
 	cs, folder, tmpl, err := p.cloneSpec(ctx, c, spec)
+	unlock()
 	if err != nil {
 		return wrapErr(op, err)
 	}
+	defer p.simLockClones()()
 	task, err := tmpl.Clone(ctx, folder, spec.Name, *cs)
 	if err == nil {
 		_, err = waitTask(ctx, c, task.Reference())
@@ -336,4 +339,28 @@ func validName(name string) error {
 		return fmt.Errorf("vsphere: invalid VM name %q", name)
 	}
 	return nil
+}
+
+// In simulator mode, govmomi's simulator races (a data race, found by
+// -race) between a clone task adding a VM to a folder and a container view
+// walking the inventory. Clone tasks share simViews; resolving a clone's
+// placement, which may create a container view, takes it alone. A real
+// vCenter is not throttled.
+
+// simLockViews takes simViews alone in simulator mode and returns its unlock.
+func (p *Provider) simLockViews() func() {
+	if !p.simulated() {
+		return func() {}
+	}
+	p.simViews.Lock()
+	return p.simViews.Unlock
+}
+
+// simLockClones shares simViews in simulator mode and returns its unlock.
+func (p *Provider) simLockClones() func() {
+	if !p.simulated() {
+		return func() {}
+	}
+	p.simViews.RLock()
+	return p.simViews.RUnlock
 }

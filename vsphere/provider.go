@@ -62,7 +62,8 @@ type Provider struct {
 	sim         *simServer
 	dcName      string // default datacenter inventory path
 
-	simDestroy sync.Mutex // see Destroy
+	simDestroy sync.Mutex   // see Destroy
+	simViews   sync.RWMutex // see simLockViews
 
 	fieldsMu sync.Mutex
 	fields   map[int32]string // custom field key → name
