@@ -27,11 +27,16 @@ import (
 //   - serves its own waiting checkouts and ondemand long-polls when its
 //     store sees a VM become ready or running (the store follows the pool
 //     indexes: its counts are those of every replica's writes, a watch
-//     delivery behind);
+//     delivery behind), and publishes its waiters' demand, which the
+//     leader's manager clones for as for its own;
 //   - shows who leads in /status ("replica") and /metrics (vmpooler_leading).
 
 // kickGap bounds how often a replica that does not lead writes a kick.
 const kickGap = 50 * time.Millisecond
+
+// demandEvery is how often a replica looks whether its waiters' demand
+// changed, to publish it for the leader.
+const demandEvery = 200 * time.Millisecond
 
 // replicas is the daemon's part in a group of replicas on etcd.
 type replicas struct {
@@ -67,7 +72,8 @@ func (d *daemon) startReplicas(ctx context.Context, cfg *Config, eng *etcd.Engin
 		r.ttl = time.Duration(cfg.Etcd.LeaseTTL) * time.Second
 	}
 	r.leader.Store("")
-	r.wg.Add(3)
+	r.wg.Add(4)
+	go func() { defer r.wg.Done(); eng.PublishDemand(ctx, r.name, d.svc.WaitDemand, demandEvery) }()
 	go func() { defer r.wg.Done(); eng.WatchLeader(ctx, func(name string) { r.leader.Store(name) }) }()
 	go func() { defer r.wg.Done(); r.writeKicks(ctx) }()
 	go func() { defer r.wg.Done(); r.campaign(ctx, d.st, prov, newManager) }()
@@ -144,6 +150,19 @@ func (r *replicas) lead(ctx context.Context, term *etcd.Term, st *store.Store, p
 	}
 	defer fst.Close()
 	m := newManager(fst, fencedProvider{Provider: prov, fresh: term.Fresh})
+	local := m.Demand
+	m.Demand = func() map[string]int { // this replica's waiters and the others'
+		out := map[string]int{}
+		if local != nil {
+			out = local()
+		}
+		if others, err := r.eng.Demand(term.Context(), r.name); err == nil {
+			for p, n := range others {
+				out[p] += n
+			}
+		}
+		return out
+	}
 	if err := m.Open(); err != nil {
 		return "start the manager: " + err.Error()
 	}

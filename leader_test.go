@@ -91,3 +91,32 @@ func grepLines(text, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestWaiterOnFollowerIsCloned: a waiting checkout on a replica that does
+// not lead, on a pool of size 0, is served: the follower publishes its
+// waiters' demand and the leader's manager clones for it.
+func TestWaiterOnFollowerIsCloned(t *testing.T) {
+	srv := etcdtest.Shared(t)
+	dir := t.TempDir()
+	text := fakeConfig("etcd://"+srv.Endpoint+"/demand", fakePool("debian", 0))
+	cfgA, cfgB := filepath.Join(dir, "a.toml"), filepath.Join(dir, "b.toml")
+	writeConfig(t, cfgA, text+"\n[etcd]\nreplica = \"a\"\n")
+	writeConfig(t, cfgB, text+"\n[etcd]\nreplica = \"b\"\n")
+	a := startPooler(t, cfgA)
+	waitFor(t, "a leads", func() (bool, any) {
+		_, leader, leading := replicaOf(t, a.base)
+		return leading && leader == "a", leader
+	})
+	b := startPooler(t, cfgB)
+	start := time.Now()
+	resp, err := http.Post(b.base+"/api/v1/vm/debian?wait=20", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("waiting checkout on the follower: %d %s, want a VM cloned by the leader for it", resp.StatusCode, body)
+	}
+	t.Logf("served on the follower in %v: %s", time.Since(start).Round(time.Millisecond), body)
+}

@@ -2,6 +2,7 @@ package etcd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -298,4 +299,94 @@ func (e *Engine) WatchLeader(ctx context.Context, fn func(name string)) {
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// Waiting checkouts on replicas that do not lead: each replica publishes
+// what its waiters ask for (pool → VMs) under Prefix + "demand/<name>",
+// with a lease of its own, so that it goes when the replica does; the
+// leader's manager adds the others' demand to its own waiters' when it
+// decides how many VMs to clone beyond the pool size.
+
+// demandTTL is the lease of a replica's published demand.
+const demandTTL = 10 // seconds
+
+func (e *Engine) demandPrefix() string { return e.cfg.Prefix + "demand/" }
+
+// PublishDemand keeps this replica's demand (as demand returns it, read
+// every interval) in etcd until ctx ends; it writes only when it changed.
+func (e *Engine) PublishDemand(ctx context.Context, name string, demand func() map[string]int, interval time.Duration) {
+	var lease atomic.Int64 // 0: none (yet, or lost: a new one on the next write)
+	var last string
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		d := demand()
+		for p, n := range d {
+			if n <= 0 {
+				delete(d, p)
+			}
+		}
+		v, _ := json.Marshal(d)
+		if string(v) == last && lease.Load() != 0 {
+			continue
+		}
+		if lease.Load() == 0 {
+			rctx, cancel := e.request()
+			g, err := e.client.Grant(rctx, demandTTL)
+			cancel()
+			if err != nil {
+				continue
+			}
+			ka, err := e.client.KeepAlive(ctx, g.ID)
+			if err != nil {
+				continue
+			}
+			lease.Store(int64(g.ID))
+			go func() {
+				for range ka { // drained until the lease is lost or ctx ends
+				}
+				lease.CompareAndSwap(int64(g.ID), 0)
+			}()
+		}
+		id := clientv3.LeaseID(lease.Load())
+		if id == 0 {
+			continue // lost meanwhile: never write demand that would outlive the replica
+		}
+		rctx, cancel := e.request()
+		_, err := e.client.Put(rctx, e.demandPrefix()+name, string(v), clientv3.WithLease(id))
+		cancel()
+		if err == nil {
+			last = string(v)
+		}
+	}
+}
+
+// Demand returns what the waiters of the replicas other than name ask for,
+// pool → VMs, summed.
+func (e *Engine) Demand(ctx context.Context, name string) (map[string]int, error) {
+	rctx, cancel := context.WithTimeout(ctx, e.cfg.RequestTimeout)
+	defer cancel()
+	resp, err := e.client.Get(rctx, e.demandPrefix(), clientv3.WithPrefix())
+	if err != nil {
+		return nil, e.wrap(err)
+	}
+	out := map[string]int{}
+	for _, kv := range resp.Kvs {
+		if string(kv.Key) == e.demandPrefix()+name {
+			continue
+		}
+		var d map[string]int
+		if json.Unmarshal(kv.Value, &d) != nil {
+			continue
+		}
+		for p, n := range d {
+			out[p] += n
+		}
+	}
+	return out, nil
 }
