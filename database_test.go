@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -55,7 +56,7 @@ request_timeout = 3
 func TestServeOnEtcd(t *testing.T) {
 	srv := etcdtest.Shared(t)
 	dir := t.TempDir()
-	url := "etcd://" + srv.Endpoint + "/serve-test"
+	url := "etcd://" + srv.Endpoint + "/" + uniquePrefix("serve-test")
 	cfgPath := filepath.Join(dir, "vmpooler.toml")
 	writeConfig(t, cfgPath, fakeConfig(url, fakePool("debian", 3)))
 	r := startPooler(t, cfgPath)
@@ -65,7 +66,7 @@ func TestServeOnEtcd(t *testing.T) {
 		t.Fatalf("checkout on etcd: %d %q", code, host)
 	}
 	waitReady(t, r.base, map[string]int{"debian": 3})
-	if !strings.Contains(r.log.String(), "database=etcd://"+srv.Endpoint+"/serve-test") {
+	if !strings.Contains(r.log.String(), "database="+url) {
 		t.Errorf("the log does not name the etcd database:\n%s", r.log)
 	}
 	if err := r.stop(); err != nil {
@@ -128,7 +129,7 @@ func TestEtcdDown(t *testing.T) {
 	srv := etcdtest.Start(t)
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "vmpooler.toml")
-	text := fakeConfig("etcd://"+srv.Endpoint+"/down", fakePool("debian", 2)) + "\n[etcd]\nrequest_timeout = 1\ndial_timeout = 1\n"
+	text := fakeConfig("etcd://"+srv.Endpoint+"/"+uniquePrefix("down"), fakePool("debian", 2)) + "\n[etcd]\nrequest_timeout = 1\ndial_timeout = 1\n"
 	writeConfig(t, cfgPath, text)
 	r := startPooler(t, cfgPath)
 	waitReady(t, r.base, map[string]int{"debian": 2})
@@ -149,4 +150,10 @@ func TestEtcdDown(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "etcd") || !strings.Contains(err.Error(), srv.Endpoint) {
 		t.Errorf("check with etcd down: %v, want an error naming etcd and its endpoint", err)
 	}
+}
+
+// uniquePrefix is an etcd prefix of its own for one run of a test, so
+// that -count=N runs do not meet the keys of the runs before.
+func uniquePrefix(name string) string {
+	return name + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 }

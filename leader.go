@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -179,6 +180,15 @@ func (r *replicas) lead(ctx context.Context, term *etcd.Term, st *store.Store, p
 	r.mgr.Store(nil)
 	m.Close() // cancels clones and jobs in flight: their VMs stay pending for the next leader
 	return why
+}
+
+// ownConfig returns a copy of c for a manager: NewManager and SetConfig
+// fill its defaults in place, and on etcd a manager starts (a new term)
+// while the API reads the configuration in force.
+func ownConfig(c *pool.Config) *pool.Config {
+	cp := *c
+	cp.Pools = slices.Clone(c.Pools)
+	return &cp
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -32,7 +32,7 @@ func replicaOf(t *testing.T, base string) (name, leader string, leading bool) {
 func TestReplicasOnEtcd(t *testing.T) {
 	srv := etcdtest.Shared(t)
 	dir := t.TempDir()
-	text := strings.Replace(fakeConfig("etcd://"+srv.Endpoint+"/replicas", fakePool("debian", 2)), "check_loop_delay = 1", "check_loop_delay = 60", 1)
+	text := strings.Replace(fakeConfig("etcd://"+srv.Endpoint+"/"+uniquePrefix("replicas"), fakePool("debian", 2)), "check_loop_delay = 1", "check_loop_delay = 60", 1)
 	cfgA, cfgB := filepath.Join(dir, "a.toml"), filepath.Join(dir, "b.toml")
 	writeConfig(t, cfgA, text+"\n[etcd]\nreplica = \"a\"\n")
 	writeConfig(t, cfgB, text+"\n[etcd]\nreplica = \"b\"\n")
@@ -98,7 +98,7 @@ func grepLines(text, sub string) string {
 func TestWaiterOnFollowerIsCloned(t *testing.T) {
 	srv := etcdtest.Shared(t)
 	dir := t.TempDir()
-	text := fakeConfig("etcd://"+srv.Endpoint+"/demand", fakePool("debian", 0))
+	text := fakeConfig("etcd://"+srv.Endpoint+"/"+uniquePrefix("demand"), fakePool("debian", 0))
 	cfgA, cfgB := filepath.Join(dir, "a.toml"), filepath.Join(dir, "b.toml")
 	writeConfig(t, cfgA, text+"\n[etcd]\nreplica = \"a\"\n")
 	writeConfig(t, cfgB, text+"\n[etcd]\nreplica = \"b\"\n")

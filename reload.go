@@ -48,7 +48,7 @@ func (d *daemon) reload() error {
 	if d.mgr != nil {
 		d.mgr.SetConfig(&next.Global.Config)
 	} else if m := d.group.mgr.Load(); m != nil {
-		m.SetConfig(&next.Global.Config)
+		m.SetConfig(ownConfig(&next.Global.Config))
 	}
 	d.logChanges(old, next)
 	return nil

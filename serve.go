@@ -111,7 +111,7 @@ func (d *daemon) serve(ctx context.Context, cfg *Config, hup <-chan os.Signal, r
 	d.svc.Templates, _ = prov.(pool.TemplateFinder)
 	newManager := func(st pool.Store, p pool.Provider) *pool.Manager {
 		cur := d.cfg.Load()
-		m := pool.NewManager(&cur.Global.Config, st, p, logger)
+		m := pool.NewManager(ownConfig(&cur.Global.Config), st, p, logger)
 		m.Observer = metrics
 		m.JobTimeout = pool.Minutes(cur.Global.JobTimeout)
 		m.PurgeTokens = d.auth.PurgeExpired
