@@ -11,6 +11,28 @@ import (
 	"github.com/vmpooler/vmpooler/store/etcd/etcdtest"
 )
 
+// etcdURL is a database URL on the test binary's etcd, under a prefix of
+// its own for this run.
+func etcdURL(t *testing.T, name string) string {
+	return "etcd://" + etcdtest.Shared(t).Endpoint + "/" + uniquePrefix(name)
+}
+
+// startLeader writes text as the configuration of replicas "a" and "b",
+// starts a and waits until it leads; it returns a and b's configuration.
+func startLeader(t *testing.T, text string) (*running, string) {
+	t.Helper()
+	dir := t.TempDir()
+	cfgA, cfgB := filepath.Join(dir, "a.toml"), filepath.Join(dir, "b.toml")
+	writeConfig(t, cfgA, text+"\n[etcd]\nreplica = \"a\"\n")
+	writeConfig(t, cfgB, text+"\n[etcd]\nreplica = \"b\"\n")
+	a := startPooler(t, cfgA)
+	waitFor(t, "a leads", func() (bool, any) {
+		_, leader, leading := replicaOf(t, a.base)
+		return leading && leader == "a", leader
+	})
+	return a, cfgB
+}
+
 // replicaOf returns /status's "replica" member of a pooler.
 func replicaOf(t *testing.T, base string) (name, leader string, leading bool) {
 	t.Helper()
@@ -30,17 +52,8 @@ func replicaOf(t *testing.T, base string) (name, leader string, leading bool) {
 // loop delay is a minute, so only the kick can refill in time); a leader
 // that stops hands over at once.
 func TestReplicasOnEtcd(t *testing.T) {
-	srv := etcdtest.Shared(t)
-	dir := t.TempDir()
-	text := strings.Replace(fakeConfig("etcd://"+srv.Endpoint+"/"+uniquePrefix("replicas"), fakePool("debian", 2)), "check_loop_delay = 1", "check_loop_delay = 60", 1)
-	cfgA, cfgB := filepath.Join(dir, "a.toml"), filepath.Join(dir, "b.toml")
-	writeConfig(t, cfgA, text+"\n[etcd]\nreplica = \"a\"\n")
-	writeConfig(t, cfgB, text+"\n[etcd]\nreplica = \"b\"\n")
-	a := startPooler(t, cfgA)
-	waitFor(t, "a leads", func() (bool, any) {
-		_, leader, leading := replicaOf(t, a.base)
-		return leading && leader == "a", leader
-	})
+	text := strings.Replace(fakeConfig(etcdURL(t, "replicas"), fakePool("debian", 2)), "check_loop_delay = 1", "check_loop_delay = 60", 1)
+	a, cfgB := startLeader(t, text)
 	waitReady(t, a.base, map[string]int{"debian": 2})
 	b := startPooler(t, cfgB)
 	waitFor(t, "b knows a leads", func() (bool, any) {
@@ -96,17 +109,7 @@ func grepLines(text, sub string) string {
 // not lead, on a pool of size 0, is served: the follower publishes its
 // waiters' demand and the leader's manager clones for it.
 func TestWaiterOnFollowerIsCloned(t *testing.T) {
-	srv := etcdtest.Shared(t)
-	dir := t.TempDir()
-	text := fakeConfig("etcd://"+srv.Endpoint+"/"+uniquePrefix("demand"), fakePool("debian", 0))
-	cfgA, cfgB := filepath.Join(dir, "a.toml"), filepath.Join(dir, "b.toml")
-	writeConfig(t, cfgA, text+"\n[etcd]\nreplica = \"a\"\n")
-	writeConfig(t, cfgB, text+"\n[etcd]\nreplica = \"b\"\n")
-	a := startPooler(t, cfgA)
-	waitFor(t, "a leads", func() (bool, any) {
-		_, leader, leading := replicaOf(t, a.base)
-		return leading && leader == "a", leader
-	})
+	_, cfgB := startLeader(t, fakeConfig(etcdURL(t, "demand"), fakePool("debian", 0)))
 	b := startPooler(t, cfgB)
 	start := time.Now()
 	resp, err := http.Post(b.base+"/api/v1/vm/debian?wait=20", "application/json", nil)

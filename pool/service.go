@@ -133,7 +133,7 @@ func (s *Service) checkoutNow(cur *serviceState, wants []Want, c Caller) (map[st
 	// A plan rests on counts that a concurrent checkout may change; an alias
 	// with another candidate deserves a second plan.
 	for range 3 {
-		plan, perName := planCheckout(s.Store.Counts(), cur.aliases, wants)
+		plan, perName := planCheckout(s.Store.CountsNow(), cur.aliases, wants)
 		var vms []store.VM
 		vms, err = s.Store.Checkout(store.CheckoutRequest{Pools: plan, Lifetime: lifetime, User: c.User, Quota: cur.quota(c.User)})
 		if err == nil {

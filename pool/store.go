@@ -12,6 +12,7 @@ type Store interface {
 	Instance() string
 	Adopted() []string
 	Counts() map[string]store.PoolCounts
+	CountsNow() map[string]store.PoolCounts // Counts without read-your-writes: a hint
 
 	AddPending(vm store.VM) error
 	AddRunning(vm store.VM) error

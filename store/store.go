@@ -359,6 +359,14 @@ func (s *Store) apply(d counts) {
 // enough for every /status request. Kept exact after each commit.
 func (s *Store) Counts() map[string]PoolCounts {
 	s.shared.sync()
+	return s.CountsNow()
+}
+
+// CountsNow is Counts without waiting, on a shared engine, for this
+// process's own last writes to be seen: a hint for planning a checkout
+// (which the checkout's transaction checks anyway), without a wait on the
+// checkout's path.
+func (s *Store) CountsNow() map[string]PoolCounts {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	out := make(map[string]PoolCounts, len(s.counts))

@@ -78,15 +78,19 @@ func (e *Engine) Campaign(ctx context.Context, name string, ttl time.Duration) (
 	}
 	secs := max(int(ttl.Round(time.Second)/time.Second), 1)
 	ttl = time.Duration(secs) * time.Second
-	sctx, scancel := context.WithTimeout(ctx, e.cfg.RequestTimeout)
-	defer scancel()
-	session, err := concurrency.NewSession(e.client, concurrency.WithTTL(secs), concurrency.WithContext(e.ctx))
+	// The lease is granted here, within the request timeout (a session
+	// would grant it without a deadline, and hang without a quorum).
+	rctx, rcancel := e.request()
+	grant, err := e.client.Grant(rctx, int64(secs))
+	rcancel()
 	if err != nil {
 		return nil, e.wrap(err)
 	}
-	_ = sctx
-	t := &Term{e: e, session: session, ttl: ttl, name: name, born: time.Now()}
-	t.renewed.Store(0)
+	session, err := concurrency.NewSession(e.client, concurrency.WithLease(grant.ID), concurrency.WithContext(e.ctx))
+	if err != nil {
+		return nil, e.wrap(err)
+	}
+	t := &Term{e: e, session: session, ttl: ttl, name: name, born: time.Now()} // renewed 0: just granted
 	kctx, kcancel := context.WithCancel(e.ctx)
 	t.stopKeep = kcancel
 	ka, err := e.client.KeepAlive(kctx, session.Lease())
