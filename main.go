@@ -24,9 +24,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"syscall"
 )
 
@@ -90,31 +93,39 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			cmd, args = args[0], args[1:]
 		}
 	}
-	switch cmd {
-	case "serve":
+	if c, ok := commands[cmd]; ok {
+		return c(ctx, args, stdout, stderr)
+	}
+	return fmt.Errorf("unknown command %q (want %s; see vmpooler -h)", cmd, strings.Join(slices.Sorted(maps.Keys(commands)), ", "))
+}
+
+// A command runs one subcommand with its own arguments.
+type command func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+
+// commands maps each subcommand to its function; those that need no
+// context or no stdout are adapted here, so their own signatures stay plain.
+var commands = map[string]command{
+	"serve": func(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return runServe(ctx, args, stderr, nil)
-	case "backup":
-		return runBackup(args, stdout, stderr)
-	case "restore":
-		return runRestore(args, stdout, stderr)
-	case "simulator":
+	},
+	"simulator": func(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return runSimulator(ctx, args, stderr)
-	case "check":
-		return runCheck(args, stdout, stderr)
-	case "inventory":
-		return runInventory(ctx, args, stdout, stderr)
-	case "adopt":
-		return runAdopt(args, stdout, stderr)
-	case "token":
-		return runToken(args, stdout, stderr)
-	case "import-config":
-		return runImportConfig(args, stdout, stderr)
-	case "import-redis":
-		return runImportRedis(ctx, args, stdout, stderr)
-	case "copy-store":
-		return runCopyStore(args, stdout, stderr)
-	default:
-		return fmt.Errorf("unknown command %q (want serve, backup, restore, check, inventory, adopt, token, import-config, import-redis, copy-store or simulator; see vmpooler -h)", cmd)
+	},
+	"inventory":     runInventory,
+	"import-redis":  runImportRedis,
+	"backup":        offline(runBackup),
+	"restore":       offline(runRestore),
+	"check":         offline(runCheck),
+	"adopt":         offline(runAdopt),
+	"token":         offline(runToken),
+	"import-config": offline(runImportConfig),
+	"copy-store":    offline(runCopyStore),
+}
+
+// offline adapts a command that runs to completion without a context.
+func offline(f func(args []string, stdout, stderr io.Writer) error) command {
+	return func(_ context.Context, args []string, stdout, stderr io.Writer) error {
+		return f(args, stdout, stderr)
 	}
 }
 
