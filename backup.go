@@ -15,7 +15,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -99,20 +98,24 @@ func (d *daemon) handleBackup(w http.ResponseWriter, r *http.Request) {
 // errEtcdBackup is the answer of backup and restore when the state is on etcd.
 var errEtcdBackup = errors.New("the state is on etcd: back it up with etcdctl snapshot save, or copy it to a bbolt file with vmpooler copy-store -to FILE (and back with -from FILE)")
 
+// loadFileCommand is loadRequired for backup and restore, which copy the
+// bbolt file and so refuse a store on etcd.
+func loadFileCommand(cmd, synopsis string, args []string, stderr io.Writer, name, usage string) (*Config, string, error) {
+	cfg, v, err := loadRequired(cmd, synopsis, args, stderr, name, usage)
+	if err == nil && cfg.onEtcd() {
+		err = errEtcdBackup
+	}
+	return cfg, v, err
+}
+
 // runBackup writes a consistent copy of the database to -out: from the
 // running pooler through its admin socket, or, when no pooler runs,
 // straight from the file (its lock keeps a pooler from starting meanwhile).
 func runBackup(args []string, stdout, stderr io.Writer) error {
-	var out string
-	cfg, err := loadFlags("vmpooler backup", "vmpooler backup -config F -out FILE", args, stderr, func(fs *flag.FlagSet) {
-		fs.StringVar(&out, "out", "", "file to write the copy to (replaced atomically)")
-	})
+	cfg, out, err := loadFileCommand("backup", "vmpooler backup -config F -out FILE", args, stderr,
+		"out", "file to write the copy to (replaced atomically)")
 	if err != nil {
 		return err
-	} else if out == "" {
-		return errors.New("backup: -out FILE is required")
-	} else if cfg.onEtcd() {
-		return errEtcdBackup
 	}
 	how, n, err := backupTo(cfg.Global.Database, out)
 	if err != nil {
@@ -224,16 +227,10 @@ func syncDir(dir string) error {
 // stopped; the backup must pass the same checks as `vmpooler check`; the
 // database it replaces is kept beside it.
 func runRestore(args []string, stdout, stderr io.Writer) error {
-	var in string
-	cfg, err := loadFlags("vmpooler restore", "vmpooler restore -config F -in FILE", args, stderr, func(fs *flag.FlagSet) {
-		fs.StringVar(&in, "in", "", "the backup to restore")
-	})
+	cfg, in, err := loadFileCommand("restore", "vmpooler restore -config F -in FILE", args, stderr,
+		"in", "the backup to restore")
 	if err != nil {
 		return err
-	} else if in == "" {
-		return errors.New("restore: -in FILE is required")
-	} else if cfg.onEtcd() {
-		return errEtcdBackup
 	}
 	db := cfg.Global.Database
 	if err := store.VerifyFile(in); err != nil {

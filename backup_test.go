@@ -26,27 +26,19 @@ func TestBackupUnderLoad(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var checkouts atomic.Int64
-	for range 4 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				code, host := checkout(t, r.base, "load")
-				if code != 200 {
-					continue // pool empty for a moment
-				}
-				checkouts.Add(1)
-				req, _ := http.NewRequest(http.MethodDelete, r.base+"/api/v1/vm/"+host, nil)
-				if resp, err := http.DefaultClient.Do(req); err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-			}
-		})
-	}
+	runClients(&wg, 4, stop, func() bool {
+		code, host := checkout(t, r.base, "load")
+		if code != 200 {
+			return true // pool empty for a moment
+		}
+		checkouts.Add(1)
+		req, _ := http.NewRequest(http.MethodDelete, r.base+"/api/v1/vm/"+host, nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		return true
+	})
 	var copies []string
 	for i := range 20 {
 		out := filepath.Join(dir, fmt.Sprintf("copy-%02d.db", i))

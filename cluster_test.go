@@ -344,7 +344,37 @@ func (c *cluster) load(clients, total int, stop <-chan struct{}) (hosts []string
 		next atomic.Int64
 	)
 	failed = map[int]int{}
-	for range clients {
+	runClients(&wg, clients, stop, func() bool {
+		if total > 0 && got.Load() >= int64(total) {
+			return false
+		}
+		live := c.live()
+		if len(live) == 0 {
+			return false
+		}
+		r := live[int(next.Add(1))%len(live)]
+		code, host := checkoutWait(r.base)
+		mu.Lock()
+		if code == 200 {
+			got.Add(1)
+			hosts = append(hosts, host)
+		} else {
+			failed[code]++
+		}
+		mu.Unlock()
+		if code != 200 {
+			time.Sleep(20 * time.Millisecond)
+		}
+		return true
+	})
+	wg.Wait()
+	return hosts, failed
+}
+
+// runClients starts n goroutines in wg that each call step until stop is
+// closed or step returns false: the clients of a load test.
+func runClients(wg *sync.WaitGroup, n int, stop <-chan struct{}, step func() bool) {
+	for range n {
 		wg.Go(func() {
 			for {
 				select {
@@ -352,31 +382,12 @@ func (c *cluster) load(clients, total int, stop <-chan struct{}) (hosts []string
 					return
 				default:
 				}
-				if total > 0 && got.Load() >= int64(total) {
+				if !step() {
 					return
-				}
-				live := c.live()
-				if len(live) == 0 {
-					return
-				}
-				r := live[int(next.Add(1))%len(live)]
-				code, host := checkoutWait(r.base)
-				mu.Lock()
-				if code == 200 {
-					got.Add(1)
-					hosts = append(hosts, host)
-				} else {
-					failed[code]++
-				}
-				mu.Unlock()
-				if code != 200 {
-					time.Sleep(20 * time.Millisecond)
 				}
 			}
 		})
 	}
-	wg.Wait()
-	return hosts, failed
 }
 
 // unique fails the test for a hostname handed out twice.

@@ -182,6 +182,19 @@ func loadFlags(name, synopsis string, args []string, stderr io.Writer, extra fun
 	return LoadConfig(*path)
 }
 
+// loadRequired is loadFlags for a command (cmd, as in "vmpooler cmd") with
+// one required string flag, whose value it returns.
+func loadRequired(cmd, synopsis string, args []string, stderr io.Writer, name, usage string) (*Config, string, error) {
+	var v string
+	cfg, err := loadFlags("vmpooler "+cmd, synopsis, args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&v, name, "", usage)
+	})
+	if err == nil && v == "" {
+		err = fmt.Errorf("%s: -%s is required", cmd, name)
+	}
+	return cfg, v, err
+}
+
 // parseLevel reads a log_level ("" is info).
 func parseLevel(level string) (slog.Level, error) {
 	var l slog.Level

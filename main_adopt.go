@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -19,15 +18,10 @@ import (
 // running here and lives out its lifetime; the others (ready or pending
 // there) are destroyed as orphans and the pool refills.
 func runAdopt(args []string, stdout, stderr io.Writer) error {
-	var instance string
-	cfg, err := loadFlags("vmpooler adopt", "vmpooler adopt -config F -instance ID", args, stderr, func(fs *flag.FlagSet) {
-		fs.StringVar(&instance, "instance", "", "the instance id of the pooler whose VMs to take over (from the \"foreign vm\" log lines or /status)")
-	})
+	cfg, instance, err := loadRequired("adopt", "vmpooler adopt -config F -instance ID", args, stderr,
+		"instance", "the instance id of the pooler whose VMs to take over (from the \"foreign vm\" log lines or /status)")
 	if err != nil {
 		return err
-	}
-	if instance == "" {
-		return errors.New("adopt: -instance is required")
 	}
 	path := cfg.databaseName()
 	if !cfg.onEtcd() {
