@@ -32,9 +32,7 @@ func (e *env) fillReady(poolName string, n int) {
 	var next atomic.Int64
 	errs := make(chan error, benchClients)
 	for range benchClients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for {
 				i := next.Add(1)
 				if i > int64(n) {
@@ -50,7 +48,7 @@ func (e *env) fillReady(poolName string, n int) {
 					return
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	close(errs)

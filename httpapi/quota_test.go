@@ -64,9 +64,7 @@ func TestQuotaConcurrentAPI(t *testing.T) {
 	var ok, refused atomic.Int32
 	var wg sync.WaitGroup
 	for range 32 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			switch r := e.do(req{method: "POST", path: "/api/v1/vm/debian-7-i386", token: tok}); r.status {
 			case 200:
 				ok.Add(1)
@@ -75,7 +73,7 @@ func TestQuotaConcurrentAPI(t *testing.T) {
 			default:
 				t.Errorf("%d %s", r.status, r.raw)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if ok.Load() != 5 || refused.Load() != 27 {

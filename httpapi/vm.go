@@ -234,11 +234,7 @@ type vmDetail struct {
 // when asked with a fully qualified name, as upstream's v1 and v3
 // (result[hostname_shorten(...)]).
 func (s *server) handleVMGet(w http.ResponseWriter, r *http.Request, c call) error {
-	host, _, err := s.vmTarget(r, c, anyone, nil)
-	if err != nil {
-		return err
-	}
-	v, err := s.svc.Get(host)
+	host, v, err := s.vmRead(r, c)
 	if err != nil {
 		return err
 	}
@@ -432,48 +428,61 @@ func (s *server) vmTarget(r *http.Request, c call, w who, before func() error) (
 	return host, caller, err
 }
 
+// vmRead reads the VM that a read-only /vm/<name>/... route names.
+func (s *server) vmRead(r *http.Request, c call) (string, pool.VMView, error) {
+	host, _, err := s.vmTarget(r, c, anyone, nil)
+	if err != nil {
+		return "", pool.VMView{}, err
+	}
+	v, err := s.svc.Get(host)
+	return host, v, err
+}
+
 // handleVMDelete answers DELETE /vm/<host>: a running VM is scheduled for
 // destruction; any other is 404.
 func (s *server) handleVMDelete(w http.ResponseWriter, r *http.Request, c call) error {
-	host, caller, err := s.vmTarget(r, c, lenient, nil)
+	return s.vmChange(w, r, c, "return", lenient, http.StatusOK, nil, func(host string, caller pool.Caller) (obj, []any, error) {
+		return nil, nil, s.svc.Return(host, caller)
+	})
+}
+
+// vmChange serves a route that changes a VM for its caller: it reads the
+// route as vmTarget does (tok and before as there), runs do, audits action
+// with the host and the attributes do returns, and answers code with
+// {"ok": true} and, when do returns one, the host's entry.
+func (s *server) vmChange(w http.ResponseWriter, r *http.Request, c call, action string, tok who, code int, before func() error,
+	do func(host string, caller pool.Caller) (entry obj, attrs []any, err error)) error {
+	host, caller, err := s.vmTarget(r, c, tok, before)
 	if err != nil {
 		return err
 	}
-	if err := s.svc.Return(host, caller); err != nil {
+	entry, attrs, err := do(host, caller)
+	if err != nil {
 		return err
 	}
-	s.auditCaller(r, "return", caller, "host", host)
-	writeJSON(w, http.StatusOK, obj{{"ok", true}})
+	s.auditCaller(r, action, caller, append([]any{"host", host}, attrs...)...)
+	answer := obj{{"ok", true}}
+	if entry != nil {
+		answer = append(answer, kv{host, entry})
+	}
+	writeJSON(w, code, answer)
 	return nil
 }
 
 // handleSnapshot answers POST /vm/<host>/snapshot with 202 and the snapshot's name.
 func (s *server) handleSnapshot(w http.ResponseWriter, r *http.Request, c call) error {
-	host, caller, err := s.vmTarget(r, c, strict, nil)
-	if err != nil {
-		return err
-	}
-	snap, err := s.svc.Snapshot(host, caller)
-	if err != nil {
-		return err
-	}
-	s.auditCaller(r, "snapshot", caller, "host", host, "snapshot", snap)
-	writeJSON(w, http.StatusAccepted, obj{{"ok", true}, {host, obj{{"snapshot", snap}}}})
-	return nil
+	return s.vmChange(w, r, c, "snapshot", strict, http.StatusAccepted, nil, func(host string, caller pool.Caller) (obj, []any, error) {
+		snap, err := s.svc.Snapshot(host, caller)
+		return obj{{"snapshot", snap}}, []any{"snapshot", snap}, err
+	})
 }
 
 // handleRevert answers POST /vm/<host>/snapshot/<snapshot> with 202.
 func (s *server) handleRevert(w http.ResponseWriter, r *http.Request, c call) error {
-	host, caller, err := s.vmTarget(r, c, strict, nil)
-	if err != nil {
-		return err
-	}
-	if err := s.svc.Revert(host, c.ps.ByName("snapshot"), caller); err != nil {
-		return err
-	}
-	s.auditCaller(r, "revert", caller, "host", host, "snapshot", c.ps.ByName("snapshot"))
-	writeJSON(w, http.StatusAccepted, obj{{"ok", true}})
-	return nil
+	return s.vmChange(w, r, c, "revert", strict, http.StatusAccepted, nil, func(host string, caller pool.Caller) (obj, []any, error) {
+		snap := c.ps.ByName("snapshot")
+		return nil, []any{"snapshot", snap}, s.svc.Revert(host, snap, caller)
+	})
 }
 
 // handleSnapshotGet answers GET /vm/<host>/snapshot[/<snapshot>] with the
@@ -482,11 +491,7 @@ func (s *server) handleRevert(w http.ResponseWriter, r *http.Request, c call) er
 // example ("curl X POST ...") sends a GET by mistake, and gets {"ok":true}
 // for an existing snapshot instead of reverting.
 func (s *server) handleSnapshotGet(w http.ResponseWriter, r *http.Request, c call) error {
-	host, _, err := s.vmTarget(r, c, anyone, nil)
-	if err != nil {
-		return err
-	}
-	v, err := s.svc.Get(host)
+	host, v, err := s.vmRead(r, c)
 	if err != nil {
 		return err
 	}
@@ -519,19 +524,13 @@ func (s *server) handleSnapshotGet(w http.ResponseWriter, r *http.Request, c cal
 // handleDisk answers POST /vm/<host>/disk/<size> with 202.
 func (s *server) handleDisk(w http.ResponseWriter, r *http.Request, c call) error {
 	var size int
-	host, caller, err := s.vmTarget(r, c, strict, func() (err error) {
+	parse := func() (err error) {
 		if size, err = strconv.Atoi(c.ps.ByName("size")); err != nil {
 			return errs.Errorf(errs.EINVALID, "Disk size must be a valid integer")
 		}
 		return nil
+	}
+	return s.vmChange(w, r, c, "disk", strict, http.StatusAccepted, parse, func(host string, caller pool.Caller) (obj, []any, error) {
+		return obj{{"disk", fmt.Sprintf("+%dgb", size)}}, []any{"disk_gb", size}, s.svc.AddDisk(host, size, caller)
 	})
-	if err != nil {
-		return err
-	}
-	if err := s.svc.AddDisk(host, size, caller); err != nil {
-		return err
-	}
-	s.auditCaller(r, "disk", caller, "host", host, "disk_gb", size)
-	writeJSON(w, http.StatusAccepted, obj{{"ok", true}, {host, obj{{"disk", fmt.Sprintf("+%dgb", size)}}}})
-	return nil
 }

@@ -124,11 +124,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			w.pool = cfg.Pools[i%len(cfg.Pools)]
 		}
 		workers[i] = w
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			w.loop(ctx)
-		}()
+		})
 	}
 	wg.Wait()
 	res := &Result{Mode: cfg.Mode, Clients: cfg.Clients, Elapsed: time.Since(start), Ops: map[string]*OpStats{}}
