@@ -20,10 +20,8 @@ func runCopyStore(args []string, stdout, stderr io.Writer) error {
 	from := fs.String("from", "", "the database to copy: a bbolt file, or etcd://host:2379,.../prefix")
 	to := fs.String("to", "", "the database to fill: a new bbolt file, or an etcd:// prefix that holds nothing")
 	path := fs.String("config", "", "configuration file whose [etcd] section (TLS, timeouts) applies to etcd:// databases")
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args, "copy-store", ""); err != nil {
 		return err
-	} else if fs.NArg() > 0 {
-		return fmt.Errorf("copy-store: unexpected arguments %q", fs.Args())
 	} else if *from == "" || *to == "" {
 		return errors.New("copy-store: -from and -to are required")
 	}

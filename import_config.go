@@ -23,11 +23,8 @@ import (
 // TODOs are repeated on stderr so a redirect to a file does not hide them.
 func runImportConfig(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("vmpooler import-config", "vmpooler import-config vmpooler.yaml > vmpooler.toml", stderr)
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args, "import-config", "upstream's vmpooler.yaml (see vmpooler import-config -h)"); err != nil {
 		return err
-	}
-	if fs.NArg() != 1 {
-		return errors.New("import-config: want one argument, upstream's vmpooler.yaml (see vmpooler import-config -h)")
 	}
 	data, err := os.ReadFile(fs.Arg(0))
 	if err != nil {

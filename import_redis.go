@@ -25,11 +25,8 @@ import (
 func runImportRedis(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("vmpooler import-redis", "vmpooler import-redis -config F redis://[:password@]host:port/db", stderr)
 	path := fs.String("config", "vmpooler.toml", "this pooler's configuration file (TOML); its pools name what is imported")
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args, "import-redis", "upstream's Redis as redis://host:port/db"); err != nil {
 		return err
-	}
-	if fs.NArg() != 1 {
-		return errors.New("import-redis: want one argument, upstream's Redis as redis://host:port/db")
 	}
 	opts, err := redis.ParseURL(fs.Arg(0))
 	if err != nil {

@@ -173,13 +173,25 @@ func loadFlags(name, synopsis string, args []string, stderr io.Writer, extra fun
 	if extra != nil {
 		extra(fs)
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args, name, ""); err != nil {
 		return nil, err
 	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("%s: unexpected arguments %q", name, fs.Args())
-	}
 	return LoadConfig(*path)
+}
+
+// parseArgs parses args into fs and checks the arguments after the flags:
+// none when what is "", else exactly one, which what describes.
+func parseArgs(fs *flag.FlagSet, args []string, cmd, what string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	switch {
+	case what == "" && fs.NArg() > 0:
+		return fmt.Errorf("%s: unexpected arguments %q", cmd, fs.Args())
+	case what != "" && fs.NArg() != 1:
+		return fmt.Errorf("%s: want one argument, %s", cmd, what)
+	}
+	return nil
 }
 
 // loadRequired is loadFlags for a command (cmd, as in "vmpooler cmd") with
