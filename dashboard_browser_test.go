@@ -18,6 +18,7 @@ import (
 
 	"github.com/vmpooler/vmpooler/internal/clocktest"
 	"github.com/vmpooler/vmpooler/internal/storetest"
+	"github.com/vmpooler/vmpooler/internal/testenv"
 	"github.com/vmpooler/vmpooler/store"
 )
 
@@ -96,9 +97,7 @@ func seedRollups(t *testing.T, path string, pools []string) map[string]int {
 // $VMPOOLER_DASHBOARD_SCREENSHOT when set, which is how docs/dashboard.png
 // is made).
 func TestDashboardInBrowser(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts the simulator and a browser")
-	}
+	testenv.SkipIfShort(t, "starts the simulator and a browser")
 	b := newBrowser(t)
 	dir := t.TempDir()
 	db := filepath.Join(dir, "vmpooler.db")
@@ -347,9 +346,7 @@ func startWithAlice(t *testing.T, settings string) (*running, string) {
 // holds a VM until the visitor logs in with the page's form (a token kept
 // in local storage), and hides it again after logging out.
 func TestDashboardLoginInBrowser(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a browser")
-	}
+	testenv.SkipIfShort(t, "starts a browser")
 	b := newBrowser(t)
 	r, tok := startWithAlice(t, "")
 	if code, body := doToken(t, "POST", r.base+"/api/v1/vm/a", tok); code != 200 {
@@ -391,9 +388,7 @@ func TestDashboardLoginInBrowser(t *testing.T) {
 // the running list needs a token (401 JSON without), and the page says so
 // instead of asking for it, so it logs no 401; pool numbers stay public.
 func TestDashboardPrivateInBrowser(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a browser")
-	}
+	testenv.SkipIfShort(t, "starts a browser")
 	b := newBrowser(t)
 	r, tok := startWithAlice(t, "dashboard_public = false\n")
 	if code, body := do(t, "GET", r.base+"/api/v1/dashboard/running", "", "", ""); code != 401 || body["ok"] != false {

@@ -10,14 +10,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vmpooler/vmpooler/internal/testenv"
 )
 
 // TestServeEndToEnd runs the whole binary's wiring on port 0 against the
 // embedded simulator: pools fill, a VM is checked out, queried and returned.
 func TestServeEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts the simulator")
-	}
+	testenv.SkipIfShort(t, "starts the simulator")
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "vmpooler.toml")
 	cfg := `

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vmpooler/vmpooler/internal/nettest"
+	"github.com/vmpooler/vmpooler/internal/testenv"
 	"github.com/vmpooler/vmpooler/pool"
 	"github.com/vmpooler/vmpooler/vsphere"
 )
@@ -18,9 +19,7 @@ import (
 // /status and /healthcheck say vCenter is unreachable and why; when a
 // vCenter (the standalone simulator) opens on that port, the pools fill.
 func TestStartWhileVCenterIsDown(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a vCenter simulator")
-	}
+	testenv.SkipIfShort(t, "starts a vCenter simulator")
 	vcAddr := nettest.ClosedAddr(t) // connection refused
 	_, cfgPath := tempConfig(t, `
 [config]

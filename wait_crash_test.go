@@ -14,6 +14,7 @@ import (
 
 	"github.com/vmpooler/vmpooler/internal/nettest"
 	"github.com/vmpooler/vmpooler/internal/storetest"
+	"github.com/vmpooler/vmpooler/internal/testenv"
 	"github.com/vmpooler/vmpooler/store/etcd/etcdtest"
 )
 
@@ -34,9 +35,7 @@ func TestMain(m *testing.M) {
 // VM is running afterwards and the store passes its check (the clones made
 // for the waiters are pending records, picked up by the next start).
 func TestCrashWhileCheckoutsWait(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a pooler process")
-	}
+	testenv.SkipIfShort(t, "starts a pooler process")
 	addr := nettest.ClosedAddr(t)
 	dir, cfgPath := tempConfig(t, `
 [config]

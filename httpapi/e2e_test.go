@@ -13,6 +13,7 @@ import (
 	"github.com/vmpooler/vmpooler/httpapi"
 	"github.com/vmpooler/vmpooler/internal/simtest"
 	"github.com/vmpooler/vmpooler/internal/storetest"
+	"github.com/vmpooler/vmpooler/internal/testenv"
 	"github.com/vmpooler/vmpooler/pool"
 	"github.com/vmpooler/vmpooler/vsphere"
 )
@@ -22,9 +23,7 @@ import (
 // the manager clones and boots its VMs, then 200 with their FQDNs; /config
 // hides the vSphere password; /metrics shows the VMs.
 func TestOndemandEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts the vCenter simulator")
-	}
+	testenv.SkipIfShort(t, "starts the vCenter simulator")
 	// Pools of size 0 and one ondemand clone at a time: govmomi's simulator
 	// races between concurrent clones (Datastore.resolve vs
 	// Registry.AppendReference), which -race reports.

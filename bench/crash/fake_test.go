@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/vmpooler/vmpooler/bench/internal/fakepool"
+	"github.com/vmpooler/vmpooler/internal/testenv"
 )
 
 // The test binary doubles as a fake vmpooler (serve, simulator, check,
@@ -142,9 +143,7 @@ func fakeMain(mode string, args []string) error {
 }
 
 func TestHarnessAgainstFake(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs processes for a few seconds")
-	}
+	testenv.SkipIfShort(t, "runs processes for a few seconds")
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
