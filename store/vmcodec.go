@@ -125,18 +125,13 @@ type reader struct {
 
 func (r *reader) fail() { r.b, r.err = nil, errShortRecord }
 
-func (r *reader) uvarint() uint64 {
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.fail()
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
+func (r *reader) uvarint() uint64 { return readVarint(r, binary.Uvarint) }
 
-func (r *reader) varint() int64 {
-	v, n := binary.Varint(r.b)
+func (r *reader) varint() int64 { return readVarint(r, binary.Varint) }
+
+// readVarint reads one number with decode (binary.Uvarint or binary.Varint).
+func readVarint[T uint64 | int64](r *reader, decode func([]byte) (T, int)) T {
+	v, n := decode(r.b)
 	if n <= 0 {
 		r.fail()
 		return 0
