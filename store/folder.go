@@ -54,11 +54,7 @@ func (s *Store) RememberFolders(pools map[string]PoolFolder) error {
 			return err
 		}
 		maps.Copy(all, pools)
-		b, err := json.Marshal(all)
-		if err != nil {
-			return err
-		}
-		return tx.Put(bucketMeta, keyFolders, b)
+		return putJSON(tx, bucketMeta, keyFolders, all, "pool folder record")
 	})
 }
 
@@ -84,10 +80,6 @@ func (s *Store) ForgetFolder(pool string) error {
 			return nil
 		}
 		delete(all, pool)
-		b, err := json.Marshal(all)
-		if err != nil {
-			return err
-		}
-		return tx.Put(bucketMeta, keyFolders, b)
+		return putJSON(tx, bucketMeta, keyFolders, all, "pool folder record")
 	})
 }

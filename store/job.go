@@ -29,11 +29,7 @@ func queueJob(tx kv.Tx, j Job) error {
 		return err
 	}
 	j.ID = id
-	v, err := json.Marshal(j)
-	if err != nil {
-		return fmt.Errorf("encode job: %w", err)
-	}
-	return tx.Put(bucketJobs, seqKey(id), v)
+	return putJSON(tx, bucketJobs, seqKey(id), j, "job")
 }
 
 // RequestSnapshot adds a pending snapshot to a live VM that by may change
@@ -130,13 +126,9 @@ func (s *Store) Jobs() ([]Job, error) {
 // the error.
 func (s *Store) FinishJob(id uint64, jobErr error) error {
 	return s.update(func(tx kv.Tx, now time.Time, d counts) error {
-		v := tx.Get(bucketJobs, seqKey(id))
-		if v == nil {
-			return errs.Errorf(errs.ENOTFOUND, "job %d not found", id)
-		}
-		var j Job
-		if err := json.Unmarshal(v, &j); err != nil {
-			return fmt.Errorf("decode job %d: %w", id, err)
+		j, err := decode(tx.Get(bucketJobs, seqKey(id)), "job %d", id, unmarshalJSON[Job])
+		if err != nil {
+			return err
 		}
 		if err := tx.Delete(bucketJobs, seqKey(id)); err != nil {
 			return err
