@@ -60,12 +60,7 @@ func (s *Store) RememberFolders(pools map[string]PoolFolder) error {
 
 // PoolFolders returns every remembered pool folder.
 func (s *Store) PoolFolders() (map[string]PoolFolder, error) {
-	var out map[string]PoolFolder
-	err := s.view(func(tx kv.Tx) (err error) {
-		out, err = loadFolders(tx)
-		return err
-	})
-	return out, err
+	return read(s, loadFolders)
 }
 
 // ForgetFolder drops a pool's remembered folder (nothing of the pooler's

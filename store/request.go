@@ -131,12 +131,7 @@ func (s *Store) CreateRequest(r Request) error {
 
 // GetRequest returns an ondemand request. ENOTFOUND if unknown.
 func (s *Store) GetRequest(id string) (Request, error) {
-	var r Request
-	err := s.view(func(tx kv.Tx) (err error) {
-		r, err = getRequest(tx, id)
-		return err
-	})
-	return r, err
+	return read(s, func(tx kv.Tx) (Request, error) { return getRequest(tx, id) })
 }
 
 // PendingRequests returns the requests in state pending, oldest first.

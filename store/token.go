@@ -67,12 +67,7 @@ func (s *Store) CreateToken(t Token) error {
 
 // GetToken returns a token. ENOTFOUND if unknown.
 func (s *Store) GetToken(token string) (Token, error) {
-	var t Token
-	err := s.view(func(tx kv.Tx) (err error) {
-		t, err = getToken(tx, tokenKey(token))
-		return err
-	})
-	return t, err
+	return read(s, func(tx kv.Tx) (Token, error) { return getToken(tx, tokenKey(token)) })
 }
 
 // TokensByUser lists a user's tokens, oldest first.

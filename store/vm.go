@@ -283,12 +283,7 @@ func (s *Store) Change(host string, ch VMChange, by Actor) (VM, error) {
 
 // Get returns a VM record. ENOTFOUND if unknown.
 func (s *Store) Get(host string) (VM, error) {
-	var vm VM
-	err := s.view(func(tx kv.Tx) (err error) {
-		vm, err = getVM(tx, host)
-		return err
-	})
-	return vm, err
+	return read(s, func(tx kv.Tx) (VM, error) { return getVM(tx, host) })
 }
 
 // List returns the VMs of a pool in a state, in index order (oldest first).
@@ -298,16 +293,12 @@ func (s *Store) List(pool string, state State) ([]VM, error) {
 	if !live(state) && state != StateDestroyed {
 		return nil, errs.Errorf(errs.EINVALID, "unknown state %q", state)
 	}
-	var out []VM
-	err := s.view(func(tx kv.Tx) (err error) {
+	return read(s, func(tx kv.Tx) ([]VM, error) {
 		if state == StateDestroyed {
-			out, err = listIndex(tx, bucketDestroyed, nil, func(vm *VM) bool { return vm.Pool == pool })
-		} else {
-			out, err = listIndex(tx, bucketPools, indexPrefix(pool, state), nil)
+			return listIndex(tx, bucketDestroyed, nil, func(vm *VM) bool { return vm.Pool == pool })
 		}
-		return err
+		return listIndex(tx, bucketPools, indexPrefix(pool, state), nil)
 	})
-	return out, err
 }
 
 // ListPool returns every live (not destroyed) VM of a pool in one transaction,
