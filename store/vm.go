@@ -50,14 +50,22 @@ func addPending(tx kv.Tx, d counts, vm VM, now time.Time) error {
 	return putVM(tx, &vm)
 }
 
+// pendingVM decodes the record of host, a VM in state pending. ENOTFOUND
+// if unknown; ECONFLICT if not pending.
+func pendingVM(tx kv.Tx, host string) (VM, error) {
+	vm, err := getVM(tx, host)
+	if err == nil && vm.State != StatePending {
+		err = errs.Errorf(errs.ECONFLICT, "vm %s is %s, not pending", host, vm.State)
+	}
+	return vm, err
+}
+
 // MarkCloned records that the clone task of a pending VM finished.
 func (s *Store) MarkCloned(host string) error {
 	return s.update(func(tx kv.Tx, now time.Time, d counts) error {
-		vm, err := getVM(tx, host)
+		vm, err := pendingVM(tx, host)
 		if err != nil {
 			return err
-		} else if vm.State != StatePending {
-			return errs.Errorf(errs.ECONFLICT, "vm %s is %s, not pending", host, vm.State)
 		}
 		vm.Cloned = now
 		return putVM(tx, &vm)
@@ -80,11 +88,9 @@ func (s *Store) MarkReady(host, ip string) error {
 
 // markReady is MarkReady inside tx.
 func markReady(tx kv.Tx, d counts, host, ip string, now time.Time) error {
-	vm, err := getVM(tx, host)
+	vm, err := pendingVM(tx, host)
 	if err != nil {
 		return err
-	} else if vm.State != StatePending {
-		return errs.Errorf(errs.ECONFLICT, "vm %s is %s, not pending", host, vm.State)
 	}
 	vm.IP = ip
 	bootFrom := vm.Started
