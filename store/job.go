@@ -53,7 +53,7 @@ func (s *Store) RequestSnapshot(host, name string, by Actor) error {
 				snaps = append(snaps, sn)
 			}
 		}
-		vm.Snapshots = append(snaps, Snapshot{Name: name, State: JobPending, Requested: now})
+		vm.Snapshots = append(snaps, Snapshot{Name: name, JobStatus: JobStatus{State: JobPending, Requested: now}})
 		if err := putVM(tx, &vm); err != nil {
 			return err
 		}
@@ -100,7 +100,7 @@ func (s *Store) RequestDisk(host string, sizeGB int, by Actor) error {
 
 // addDisk adds a pending disk to vm (the caller writes it) and queues its job.
 func addDisk(tx kv.Tx, vm *VM, sizeGB int, now time.Time) error {
-	vm.Disks = append(vm.Disks, Disk{SizeGB: sizeGB, State: JobPending, Requested: now})
+	vm.Disks = append(vm.Disks, Disk{SizeGB: sizeGB, JobStatus: JobStatus{State: JobPending, Requested: now}})
 	return queueJob(tx, Job{Kind: JobDisk, Hostname: vm.Hostname, SizeGB: sizeGB, Requested: now})
 }
 
@@ -154,7 +154,7 @@ func recordJob(vm *VM, j *Job, jobErr error, now time.Time) {
 	case JobSnapshot:
 		for i := range vm.Snapshots {
 			if sn := &vm.Snapshots[i]; sn.Name == j.Snapshot && sn.State == JobPending {
-				sn.State, sn.Done, sn.Error = state, now, msg
+				sn.finish(state, now, msg)
 				return
 			}
 		}
@@ -180,8 +180,7 @@ func recordJob(vm *VM, j *Job, jobErr error, now time.Time) {
 			}
 		}
 		if match >= 0 {
-			dk := &vm.Disks[match]
-			dk.State, dk.Done, dk.Error = state, now, msg
+			vm.Disks[match].finish(state, now, msg)
 		}
 	}
 }
