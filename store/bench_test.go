@@ -29,11 +29,23 @@ func openBench(b *testing.B) *Store {
 	return MustOpenStoreAt(b, filepath.Join(b.TempDir(), "bench.db"), nil)
 }
 
+// checkoutBench fills s with b.N ready VMs in pool "p" and returns the
+// request for one of them that the checkout benchmarks repeat.
+func checkoutBench(b *testing.B, s *Store) CheckoutRequest {
+	b.Helper()
+	prefill(b, s, b.N)
+	return CheckoutRequest{Pools: []PoolCount{{"p", 1}}}
+}
+
+// reportRate reports the benchmark's operations per second, named unit.
+func reportRate(b *testing.B, unit string) {
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), unit)
+}
+
 // BenchmarkCheckoutSerial checks out one VM at a time.
 func BenchmarkCheckoutSerial(b *testing.B) {
 	s := openBench(b)
-	prefill(b, s, b.N)
-	req := CheckoutRequest{Pools: []PoolCount{{"p", 1}}}
+	req := checkoutBench(b, s)
 	b.ResetTimer()
 	for range b.N {
 		if _, err := s.Checkout(req); err != nil {
@@ -41,39 +53,37 @@ func BenchmarkCheckoutSerial(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "checkouts/s")
+	reportRate(b, "checkouts/s")
 }
 
 // BenchmarkCheckoutParallel checks out b.N VMs from 32 goroutines.
 func BenchmarkCheckoutParallel(b *testing.B) {
-	s := openBench(b)
-	prefill(b, s, b.N)
-	req := CheckoutRequest{Pools: []PoolCount{{"p", 1}}}
-	runClients(b, func() error {
+	runClients(b, "checkouts/s", func(s *Store, req CheckoutRequest) error {
 		_, err := s.Checkout(req)
 		return err
 	})
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "checkouts/s")
 }
 
 // BenchmarkCheckoutReturnParallel runs checkout + return cycles from 32
 // goroutines: the store's share of the API's checkout/return cycle.
 func BenchmarkCheckoutReturnParallel(b *testing.B) {
-	s := openBench(b)
-	prefill(b, s, b.N)
-	req := CheckoutRequest{Pools: []PoolCount{{"p", 1}}}
-	runClients(b, func() error {
+	runClients(b, "cycles/s", func(s *Store, req CheckoutRequest) error {
 		vms, err := s.Checkout(req)
 		if err != nil {
 			return err
 		}
 		return s.Return(vms[0].Hostname, "bench", Anyone)
 	})
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "cycles/s")
 }
 
-// runClients runs op b.N times in all from 32 goroutines, timed.
-func runClients(b *testing.B, op func() error) { runN(b, 32, op) }
+// runClients runs op b.N times in all from 32 goroutines, timed, on a
+// durable store filled as by checkoutBench, and reports the rate as unit.
+func runClients(b *testing.B, unit string, op func(s *Store, req CheckoutRequest) error) {
+	s := openBench(b)
+	req := checkoutBench(b, s)
+	runN(b, 32, func() error { return op(s, req) })
+	reportRate(b, unit)
+}
 
 // BenchmarkCommitFloor is the cost of the smallest durable bbolt commit
 // (one key) with the store's options: the floor under CheckoutSerial on
@@ -103,8 +113,7 @@ func BenchmarkEngines(b *testing.B) {
 		for _, clients := range []int{1, 32} {
 			b.Run(fmt.Sprintf("%s/clients=%d", eng, clients), func(b *testing.B) {
 				s := openEngineBench(b, eng)
-				prefill(b, s, b.N)
-				req := CheckoutRequest{Pools: []PoolCount{{"p", 1}}}
+				req := checkoutBench(b, s)
 				var mu sync.Mutex
 				lat := make([]time.Duration, 0, b.N)
 				runN(b, clients, func() error {
@@ -117,7 +126,7 @@ func BenchmarkEngines(b *testing.B) {
 					return err
 				})
 				slices.Sort(lat)
-				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "checkouts/s")
+				reportRate(b, "checkouts/s")
 				b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 				b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 			})

@@ -108,47 +108,58 @@ func checkEntries(tx kv.Tx) []error {
 
 // checkTokens checks that tokens and tokens_by_user match one to one.
 func checkTokens(tx kv.Tx) []error {
-	var errs []error
-	n := 0
-	err := tx.Scan(bucketTokens, nil, nil, func(k, v []byte) (bool, error) {
-		var t Token
-		if err := json.Unmarshal(v, &t); err != nil {
-			errs = append(errs, fmt.Errorf("token %x: %v", k, err))
-		} else if !bytes.Equal(k, tokenKey(t.Token)) || tx.Get(bucketTokensUser, userKey(&t)) == nil {
-			errs = append(errs, fmt.Errorf("token %x of user %s: bad key or missing from the user index", k, t.User))
-		}
-		n++
-		return true, nil
-	})
-	m, err2 := countKeys(tx, bucketTokensUser)
-	if m != n {
-		errs = append(errs, fmt.Errorf("%d tokens but %d user index entries", n, m))
-	}
-	return append(errs, err, err2)
+	return checkIndexed(tx, bucketTokens, bucketTokensUser, "token %x", "%d tokens but %d user index entries",
+		func(k []byte, t *Token) (bool, error) {
+			if t != nil && (!bytes.Equal(k, tokenKey(t.Token)) || tx.Get(bucketTokensUser, userKey(t)) == nil) {
+				return true, fmt.Errorf("token %x of user %s: bad key or missing from the user index", k, t.User)
+			}
+			return true, nil // every token has an entry, even one that does not decode
+		})
 }
 
 // checkRequests checks that requests_pending holds exactly the pending requests.
 func checkRequests(tx kv.Tx) []error {
+	return checkIndexed(tx, bucketRequests, bucketReqsPending, "request %s", "%d pending requests but %d pending index entries",
+		func(k []byte, r *Request) (bool, error) {
+			if r == nil {
+				return false, nil
+			}
+			in := tx.Get(bucketReqsPending, timeKey(r.Created, r.ID)) != nil
+			if in != (r.State == RequestPending) {
+				return in, fmt.Errorf("request %s is %s; in the pending index: %v", k, r.State, in)
+			}
+			return in, nil
+		})
+}
+
+// checkIndexed checks the JSON records of bucket against index. Each
+// record is decoded into a T (one that does not decode is a problem, named
+// as format does with its key: "token %x") and given to check, nil if it
+// did not decode. check returns whether the record has an entry in index,
+// and what it finds wrong. Then index must hold as many entries as records
+// that have one; mismatch tells the two numbers otherwise.
+func checkIndexed[T any](tx kv.Tx, bucket, index []byte, format, mismatch string,
+	check func(k []byte, rec *T) (indexed bool, problem error)) []error {
 	var errs []error
 	n := 0
-	err := tx.Scan(bucketRequests, nil, nil, func(k, v []byte) (bool, error) {
-		var r Request
-		if err := json.Unmarshal(v, &r); err != nil {
-			errs = append(errs, fmt.Errorf("request %s: %v", k, err))
-			return true, nil
+	err := tx.Scan(bucket, nil, nil, func(k, v []byte) (bool, error) {
+		rec := new(T)
+		if err := json.Unmarshal(v, rec); err != nil {
+			errs = append(errs, fmt.Errorf(format+": %v", k, err))
+			rec = nil
 		}
-		in := tx.Get(bucketReqsPending, timeKey(r.Created, r.ID)) != nil
-		if in != (r.State == RequestPending) {
-			errs = append(errs, fmt.Errorf("request %s is %s; in the pending index: %v", k, r.State, in))
+		indexed, problem := check(k, rec)
+		if problem != nil {
+			errs = append(errs, problem)
 		}
-		if in {
+		if indexed {
 			n++
 		}
 		return true, nil
 	})
-	m, err2 := countKeys(tx, bucketReqsPending)
+	m, err2 := countKeys(tx, index)
 	if m != n {
-		errs = append(errs, fmt.Errorf("%d pending requests but %d pending index entries", n, m))
+		errs = append(errs, fmt.Errorf(mismatch, n, m))
 	}
 	return append(errs, err, err2)
 }

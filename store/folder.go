@@ -54,22 +54,13 @@ func (s *Store) RememberFolders(pools map[string]PoolFolder) error {
 			return err
 		}
 		maps.Copy(all, pools)
-		b, err := json.Marshal(all)
-		if err != nil {
-			return err
-		}
-		return tx.Put(bucketMeta, keyFolders, b)
+		return putJSON(tx, bucketMeta, keyFolders, all, "pool folder record")
 	})
 }
 
 // PoolFolders returns every remembered pool folder.
 func (s *Store) PoolFolders() (map[string]PoolFolder, error) {
-	var out map[string]PoolFolder
-	err := s.view(func(tx kv.Tx) (err error) {
-		out, err = loadFolders(tx)
-		return err
-	})
-	return out, err
+	return read(s, loadFolders)
 }
 
 // ForgetFolder drops a pool's remembered folder (nothing of the pooler's
@@ -84,10 +75,6 @@ func (s *Store) ForgetFolder(pool string) error {
 			return nil
 		}
 		delete(all, pool)
-		b, err := json.Marshal(all)
-		if err != nil {
-			return err
-		}
-		return tx.Put(bucketMeta, keyFolders, b)
+		return putJSON(tx, bucketMeta, keyFolders, all, "pool folder record")
 	})
 }

@@ -84,11 +84,7 @@ func (s *Store) Adopt(id string) error {
 		if slices.Contains(ids, id) {
 			return nil
 		}
-		b, err := json.Marshal(append(ids, id))
-		if err != nil {
-			return err
-		}
-		return tx.Put(bucketMeta, keyAdopted, b)
+		return putJSON(tx, bucketMeta, keyAdopted, append(ids, id), "adopted instance list")
 	})
 }
 

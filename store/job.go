@@ -29,11 +29,7 @@ func queueJob(tx kv.Tx, j Job) error {
 		return err
 	}
 	j.ID = id
-	v, err := json.Marshal(j)
-	if err != nil {
-		return fmt.Errorf("encode job: %w", err)
-	}
-	return tx.Put(bucketJobs, seqKey(id), v)
+	return putJSON(tx, bucketJobs, seqKey(id), j, "job")
 }
 
 // RequestSnapshot adds a pending snapshot to a live VM that by may change
@@ -57,7 +53,7 @@ func (s *Store) RequestSnapshot(host, name string, by Actor) error {
 				snaps = append(snaps, sn)
 			}
 		}
-		vm.Snapshots = append(snaps, Snapshot{Name: name, State: JobPending, Requested: now})
+		vm.Snapshots = append(snaps, Snapshot{Name: name, JobStatus: JobStatus{State: JobPending, Requested: now}})
 		if err := putVM(tx, &vm); err != nil {
 			return err
 		}
@@ -104,7 +100,7 @@ func (s *Store) RequestDisk(host string, sizeGB int, by Actor) error {
 
 // addDisk adds a pending disk to vm (the caller writes it) and queues its job.
 func addDisk(tx kv.Tx, vm *VM, sizeGB int, now time.Time) error {
-	vm.Disks = append(vm.Disks, Disk{SizeGB: sizeGB, State: JobPending, Requested: now})
+	vm.Disks = append(vm.Disks, Disk{SizeGB: sizeGB, JobStatus: JobStatus{State: JobPending, Requested: now}})
 	return queueJob(tx, Job{Kind: JobDisk, Hostname: vm.Hostname, SizeGB: sizeGB, Requested: now})
 }
 
@@ -130,13 +126,9 @@ func (s *Store) Jobs() ([]Job, error) {
 // the error.
 func (s *Store) FinishJob(id uint64, jobErr error) error {
 	return s.update(func(tx kv.Tx, now time.Time, d counts) error {
-		v := tx.Get(bucketJobs, seqKey(id))
-		if v == nil {
-			return errs.Errorf(errs.ENOTFOUND, "job %d not found", id)
-		}
-		var j Job
-		if err := json.Unmarshal(v, &j); err != nil {
-			return fmt.Errorf("decode job %d: %w", id, err)
+		j, err := decode(tx.Get(bucketJobs, seqKey(id)), "job %d", id, unmarshalJSON[Job])
+		if err != nil {
+			return err
 		}
 		if err := tx.Delete(bucketJobs, seqKey(id)); err != nil {
 			return err
@@ -162,7 +154,7 @@ func recordJob(vm *VM, j *Job, jobErr error, now time.Time) {
 	case JobSnapshot:
 		for i := range vm.Snapshots {
 			if sn := &vm.Snapshots[i]; sn.Name == j.Snapshot && sn.State == JobPending {
-				sn.State, sn.Done, sn.Error = state, now, msg
+				sn.finish(state, now, msg)
 				return
 			}
 		}
@@ -188,8 +180,7 @@ func recordJob(vm *VM, j *Job, jobErr error, now time.Time) {
 			}
 		}
 		if match >= 0 {
-			dk := &vm.Disks[match]
-			dk.State, dk.Done, dk.Error = state, now, msg
+			vm.Disks[match].finish(state, now, msg)
 		}
 	}
 }

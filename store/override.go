@@ -132,11 +132,7 @@ func putOverride(tx kv.Tx, pool string, o Override) error {
 	if o.Size == nil && o.Template == "" && o.CloneTarget == "" {
 		return tx.Delete(bucketOverrides, []byte(pool))
 	}
-	v, err := json.Marshal(o)
-	if err != nil {
-		return fmt.Errorf("encode override %s: %w", pool, err)
-	}
-	return tx.Put(bucketOverrides, []byte(pool), v)
+	return putJSON(tx, bucketOverrides, []byte(pool), o, "override "+pool)
 }
 
 // Overrides returns every pool's runtime override.

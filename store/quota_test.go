@@ -18,9 +18,7 @@ func TestQuotaConcurrentCheckouts(t *testing.T) {
 	var ok, refused atomic.Int32
 	var wg sync.WaitGroup
 	for range 32 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			_, err := s.Checkout(CheckoutRequest{Pools: []PoolCount{{"a", 1}}, User: "alice", Quota: q})
 			var qe *QuotaError
 			switch {
@@ -31,7 +29,7 @@ func TestQuotaConcurrentCheckouts(t *testing.T) {
 			default:
 				t.Errorf("checkout: %v", err)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if ok.Load() != 5 || refused.Load() != 27 {

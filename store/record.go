@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -119,14 +120,34 @@ func getVM(tx kv.Tx, host string) (VM, error) {
 
 // decodeRecord decodes v, the record of host. ENOTFOUND if v is nil.
 func decodeRecord(host string, v []byte) (VM, error) {
-	var vm VM
+	return decode(v, "vm %s", host, decodeVM)
+}
+
+// decode decodes v, a stored record, with fn. ENOTFOUND if v is nil. The
+// errors name the record as format does with name ("vm %s", host); name
+// is a type parameter so that it is boxed for fmt only on an error.
+func decode[T, N any](v []byte, format string, name N, fn func([]byte, *T) error) (T, error) {
+	var x T
 	if v == nil {
-		return vm, errs.Errorf(errs.ENOTFOUND, "vm %s not found", host)
+		return x, errs.Errorf(errs.ENOTFOUND, format+" not found", name)
 	}
-	if err := decodeVM(v, &vm); err != nil {
-		return vm, fmt.Errorf("decode vm %s: %w", host, err)
+	if err := fn(v, &x); err != nil {
+		return x, fmt.Errorf("decode "+format+": %w", name, err)
 	}
-	return vm, nil
+	return x, nil
+}
+
+// unmarshalJSON decodes a JSON record: decode's fn for the records stored
+// as JSON (all but VMs).
+func unmarshalJSON[T any](v []byte, x *T) error { return json.Unmarshal(v, x) }
+
+// putJSON writes x as JSON under key of bucket; what names it in an error.
+func putJSON(tx kv.Tx, bucket, key []byte, x any, what string) error {
+	v, err := json.Marshal(x)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", what, err)
+	}
+	return tx.Put(bucket, key, v)
 }
 
 // putVM writes the record of vm.

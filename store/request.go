@@ -17,23 +17,12 @@ func getRequest(tx kv.Tx, id string) (Request, error) {
 
 // decodeRequest decodes v, the record of request id. ENOTFOUND if v is nil.
 func decodeRequest(id string, v []byte) (Request, error) {
-	var r Request
-	if v == nil {
-		return r, errs.Errorf(errs.ENOTFOUND, "request %s not found", id)
-	}
-	if err := json.Unmarshal(v, &r); err != nil {
-		return r, fmt.Errorf("decode request %s: %w", id, err)
-	}
-	return r, nil
+	return decode(v, "request %s", id, unmarshalJSON[Request])
 }
 
 // putRequest writes r.
 func putRequest(tx kv.Tx, r *Request) error {
-	v, err := json.Marshal(r)
-	if err != nil {
-		return fmt.Errorf("encode request %s: %w", r.ID, err)
-	}
-	return tx.Put(bucketRequests, []byte(r.ID), v)
+	return putJSON(tx, bucketRequests, []byte(r.ID), r, "request "+r.ID)
 }
 
 // wanted returns how many VMs of pool r asks for in all.
@@ -142,12 +131,7 @@ func (s *Store) CreateRequest(r Request) error {
 
 // GetRequest returns an ondemand request. ENOTFOUND if unknown.
 func (s *Store) GetRequest(id string) (Request, error) {
-	var r Request
-	err := s.view(func(tx kv.Tx) (err error) {
-		r, err = getRequest(tx, id)
-		return err
-	})
-	return r, err
+	return read(s, func(tx kv.Tx) (Request, error) { return getRequest(tx, id) })
 }
 
 // PendingRequests returns the requests in state pending, oldest first.

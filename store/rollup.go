@@ -50,11 +50,7 @@ func getDay(tx kv.Tx, date string) (DayRollup, error) {
 
 // putDay writes a rollup.
 func putDay(tx kv.Tx, day *DayRollup) error {
-	v, err := json.Marshal(day)
-	if err != nil {
-		return fmt.Errorf("encode rollup %s: %w", day.Date, err)
-	}
-	return tx.Put(bucketDays, []byte(day.Date), v)
+	return putJSON(tx, bucketDays, []byte(day.Date), day, "rollup "+day.Date)
 }
 
 // addDuration adds a clone or boot duration of pool to the rollup of now's day.

@@ -282,6 +282,16 @@ func (s *Store) view(fn func(tx kv.Tx) error) error {
 	return s.eng.View(fn)
 }
 
+// read runs get as one read transaction and returns what it read.
+func read[T any](s *Store, get func(tx kv.Tx) (T, error)) (T, error) {
+	var out T
+	err := s.view(func(tx kv.Tx) (err error) {
+		out, err = get(tx)
+		return err
+	})
+	return out, err
+}
+
 // viewFile runs fn as one read transaction of the bbolt file. A panic in
 // it (bbolt meeting a damaged page) becomes a corruptError rather than
 // killing the process.

@@ -89,8 +89,8 @@ func mustCheck(tb testing.TB, s *Store) {
 	if err := s.Check(); err != nil {
 		tb.Errorf("check: %v", err)
 	}
-	var want counts
-	if err := s.view(func(tx kv.Tx) (err error) { want, err = loadCounts(tx); return err }); err != nil {
+	want, err := read(s, loadCounts)
+	if err != nil {
 		tb.Fatal(err)
 	}
 	got := s.Counts()

@@ -2,7 +2,6 @@ package store
 
 import (
 	"crypto/sha256"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -31,24 +30,17 @@ func userKey(t *Token) []byte {
 // getToken decodes the token stored under key. ENOTFOUND if none.
 // Messages never contain the token.
 func getToken(tx kv.Tx, key []byte) (Token, error) {
-	var t Token
 	v := tx.Get(bucketTokens, key)
 	if v == nil {
-		return t, errs.Errorf(errs.ENOTFOUND, "token not found")
+		// Not decode's message: this one may reach the client, without the key.
+		return Token{}, errs.Errorf(errs.ENOTFOUND, "token not found")
 	}
-	if err := json.Unmarshal(v, &t); err != nil {
-		return t, fmt.Errorf("decode token %x: %w", key, err)
-	}
-	return t, nil
+	return decode(v, "token %x", key, unmarshalJSON[Token])
 }
 
 // putToken writes t.
 func putToken(tx kv.Tx, t *Token) error {
-	v, err := json.Marshal(t)
-	if err != nil {
-		return fmt.Errorf("encode token: %w", err)
-	}
-	return tx.Put(bucketTokens, tokenKey(t.Token), v)
+	return putJSON(tx, bucketTokens, tokenKey(t.Token), t, "token")
 }
 
 // CreateToken stores a token. ECONFLICT if it exists. Created is set to now
@@ -75,12 +67,7 @@ func (s *Store) CreateToken(t Token) error {
 
 // GetToken returns a token. ENOTFOUND if unknown.
 func (s *Store) GetToken(token string) (Token, error) {
-	var t Token
-	err := s.view(func(tx kv.Tx) (err error) {
-		t, err = getToken(tx, tokenKey(token))
-		return err
-	})
-	return t, err
+	return read(s, func(tx kv.Tx) (Token, error) { return getToken(tx, tokenKey(token)) })
 }
 
 // TokensByUser lists a user's tokens, oldest first.

@@ -54,23 +54,31 @@ const (
 	JobFailed  = "failed"
 )
 
-// Snapshot is a snapshot requested on a VM and its outcome.
-type Snapshot struct {
-	Name      string    `json:"name"`
+// JobStatus is the progress of the job that makes a snapshot or a disk.
+// Snapshot and Disk embed it: in JSON its fields stand among theirs.
+type JobStatus struct {
 	State     string    `json:"state"` // JobPending, JobDone, JobFailed
 	Requested time.Time `json:"requested"`
 	Done      time.Time `json:"done,omitzero"`
 	Error     string    `json:"error,omitempty"`
-	Reverts   int       `json:"reverts,omitempty"` // reverts completed
+}
+
+// finish records the outcome of the job at now.
+func (j *JobStatus) finish(state string, now time.Time, msg string) {
+	j.State, j.Done, j.Error = state, now, msg
+}
+
+// Snapshot is a snapshot requested on a VM and its outcome.
+type Snapshot struct {
+	Name string `json:"name"`
+	JobStatus
+	Reverts int `json:"reverts,omitempty"` // reverts completed
 }
 
 // Disk is an extra disk requested on a VM and its outcome.
 type Disk struct {
-	SizeGB    int       `json:"size_gb"`
-	State     string    `json:"state"` // JobPending, JobDone, JobFailed
-	Requested time.Time `json:"requested"`
-	Done      time.Time `json:"done,omitzero"`
-	Error     string    `json:"error,omitempty"`
+	SizeGB int `json:"size_gb"`
+	JobStatus
 }
 
 // JobKind names asynchronous work the manager carries out on a VM.

@@ -50,14 +50,22 @@ func addPending(tx kv.Tx, d counts, vm VM, now time.Time) error {
 	return putVM(tx, &vm)
 }
 
+// pendingVM decodes the record of host, a VM in state pending. ENOTFOUND
+// if unknown; ECONFLICT if not pending.
+func pendingVM(tx kv.Tx, host string) (VM, error) {
+	vm, err := getVM(tx, host)
+	if err == nil && vm.State != StatePending {
+		err = errs.Errorf(errs.ECONFLICT, "vm %s is %s, not pending", host, vm.State)
+	}
+	return vm, err
+}
+
 // MarkCloned records that the clone task of a pending VM finished.
 func (s *Store) MarkCloned(host string) error {
 	return s.update(func(tx kv.Tx, now time.Time, d counts) error {
-		vm, err := getVM(tx, host)
+		vm, err := pendingVM(tx, host)
 		if err != nil {
 			return err
-		} else if vm.State != StatePending {
-			return errs.Errorf(errs.ECONFLICT, "vm %s is %s, not pending", host, vm.State)
 		}
 		vm.Cloned = now
 		return putVM(tx, &vm)
@@ -80,11 +88,9 @@ func (s *Store) MarkReady(host, ip string) error {
 
 // markReady is MarkReady inside tx.
 func markReady(tx kv.Tx, d counts, host, ip string, now time.Time) error {
-	vm, err := getVM(tx, host)
+	vm, err := pendingVM(tx, host)
 	if err != nil {
 		return err
-	} else if vm.State != StatePending {
-		return errs.Errorf(errs.ECONFLICT, "vm %s is %s, not pending", host, vm.State)
 	}
 	vm.IP = ip
 	bootFrom := vm.Started
@@ -283,12 +289,7 @@ func (s *Store) Change(host string, ch VMChange, by Actor) (VM, error) {
 
 // Get returns a VM record. ENOTFOUND if unknown.
 func (s *Store) Get(host string) (VM, error) {
-	var vm VM
-	err := s.view(func(tx kv.Tx) (err error) {
-		vm, err = getVM(tx, host)
-		return err
-	})
-	return vm, err
+	return read(s, func(tx kv.Tx) (VM, error) { return getVM(tx, host) })
 }
 
 // List returns the VMs of a pool in a state, in index order (oldest first).
@@ -298,16 +299,12 @@ func (s *Store) List(pool string, state State) ([]VM, error) {
 	if !live(state) && state != StateDestroyed {
 		return nil, errs.Errorf(errs.EINVALID, "unknown state %q", state)
 	}
-	var out []VM
-	err := s.view(func(tx kv.Tx) (err error) {
+	return read(s, func(tx kv.Tx) ([]VM, error) {
 		if state == StateDestroyed {
-			out, err = listIndex(tx, bucketDestroyed, nil, func(vm *VM) bool { return vm.Pool == pool })
-		} else {
-			out, err = listIndex(tx, bucketPools, indexPrefix(pool, state), nil)
+			return listIndex(tx, bucketDestroyed, nil, func(vm *VM) bool { return vm.Pool == pool })
 		}
-		return err
+		return listIndex(tx, bucketPools, indexPrefix(pool, state), nil)
 	})
-	return out, err
 }
 
 // ListPool returns every live (not destroyed) VM of a pool in one transaction,

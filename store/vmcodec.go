@@ -46,16 +46,21 @@ func encodeVM(vm *VM) []byte {
 	}
 	b = binary.AppendUvarint(b, uint64(len(vm.Snapshots)))
 	for _, sn := range vm.Snapshots {
-		b = appendString(appendString(b, sn.Name), sn.State)
-		b = appendTime(appendTime(b, sn.Requested), sn.Done)
-		b = binary.AppendVarint(appendString(b, sn.Error), int64(sn.Reverts))
+		b = appendJobStatus(appendString(b, sn.Name), &sn.JobStatus)
+		b = binary.AppendVarint(b, int64(sn.Reverts))
 	}
 	b = binary.AppendUvarint(b, uint64(len(vm.Disks)))
 	for _, d := range vm.Disks {
-		b = appendString(binary.AppendVarint(b, int64(d.SizeGB)), d.State)
-		b = appendString(appendTime(appendTime(b, d.Requested), d.Done), d.Error)
+		b = appendJobStatus(binary.AppendVarint(b, int64(d.SizeGB)), &d.JobStatus)
 	}
 	return b
+}
+
+// appendJobStatus writes j's state, requested and done times and error.
+func appendJobStatus(b []byte, j *JobStatus) []byte {
+	b = appendString(b, j.State)
+	b = appendTime(appendTime(b, j.Requested), j.Done)
+	return appendString(b, j.Error)
 }
 
 // decodeVM reads a stored VM record.
@@ -85,17 +90,15 @@ func decodeVM(v []byte, vm *VM) error {
 		vm.Snapshots = make([]Snapshot, n)
 		for i := range vm.Snapshots {
 			sn := &vm.Snapshots[i]
-			sn.Name, sn.State = r.string(), r.string()
-			sn.Requested, sn.Done = r.time(), r.time()
-			sn.Error, sn.Reverts = r.string(), int(r.varint())
+			sn.Name, sn.JobStatus = r.string(), r.jobStatus()
+			sn.Reverts = int(r.varint())
 		}
 	}
 	if n := r.count(); n > 0 {
 		vm.Disks = make([]Disk, n)
 		for i := range vm.Disks {
 			d := &vm.Disks[i]
-			d.SizeGB, d.State = int(r.varint()), r.string()
-			d.Requested, d.Done, d.Error = r.time(), r.time(), r.string()
+			d.SizeGB, d.JobStatus = int(r.varint()), r.jobStatus()
 		}
 	}
 	if r.err == nil && len(r.b) != 0 {
@@ -125,18 +128,13 @@ type reader struct {
 
 func (r *reader) fail() { r.b, r.err = nil, errShortRecord }
 
-func (r *reader) uvarint() uint64 {
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.fail()
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
+func (r *reader) uvarint() uint64 { return readVarint(r, binary.Uvarint) }
 
-func (r *reader) varint() int64 {
-	v, n := binary.Varint(r.b)
+func (r *reader) varint() int64 { return readVarint(r, binary.Varint) }
+
+// readVarint reads one number with decode (binary.Uvarint or binary.Varint).
+func readVarint[T uint64 | int64](r *reader, decode func([]byte) (T, int)) T {
+	v, n := decode(r.b)
 	if n <= 0 {
 		r.fail()
 		return 0
@@ -165,6 +163,15 @@ func (r *reader) string() string {
 	s := string(r.b[:n])
 	r.b = r.b[n:]
 	return s
+}
+
+// jobStatus reads what appendJobStatus wrote.
+func (r *reader) jobStatus() JobStatus {
+	var j JobStatus
+	j.State = r.string()
+	j.Requested, j.Done = r.time(), r.time()
+	j.Error = r.string()
+	return j
 }
 
 func (r *reader) time() time.Time {

@@ -22,10 +22,13 @@ func fullVM() VM {
 		Lifetime: 48, User: "jdoe", IP: "10.0.0.9", RequestID: "req-1", Reason: "lifetime of 48h expired",
 		Tags: map[string]string{"department": "engineering", "user": "jdoe", "": "empty name"},
 		Snapshots: []Snapshot{
-			{Name: "s1", State: JobDone, Requested: t0, Done: t0.Add(time.Second), Reverts: 2},
-			{Name: "s2", State: JobFailed, Requested: t0, Error: "no space"},
+			{Name: "s1", JobStatus: JobStatus{State: JobDone, Requested: t0, Done: t0.Add(time.Second)}, Reverts: 2},
+			{Name: "s2", JobStatus: JobStatus{State: JobFailed, Requested: t0, Error: "no space"}},
 		},
-		Disks: []Disk{{SizeGB: 2048, State: JobPending, Requested: t0}, {SizeGB: 1, State: JobDone, Requested: t0, Done: t0}},
+		Disks: []Disk{
+			{SizeGB: 2048, JobStatus: JobStatus{State: JobPending, Requested: t0}},
+			{SizeGB: 1, JobStatus: JobStatus{State: JobDone, Requested: t0, Done: t0}},
+		},
 	}
 }
 

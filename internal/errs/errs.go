@@ -52,8 +52,8 @@ func (e *Error) Unwrap() error { return e.err }
 // WithDetails returns err, with its code and message, and details added
 // after those it has.
 func WithDetails(err error, details ...Detail) error {
-	return &Error{Code: ErrorCode(err), Message: ErrorMessage(err),
-		Details: append(ErrorDetails(err), details...), err: err}
+	code, msg := codeAndMessage(err)
+	return &Error{Code: code, Message: msg, Details: append(ErrorDetails(err), details...), err: err}
 }
 
 // ErrorDetails returns the details of the first *Error in err's chain.
@@ -73,23 +73,26 @@ func Errorf(code, format string, args ...any) *Error {
 // ErrorCode returns the code of the first *Error in err's chain, EINTERNAL
 // for any other non-nil error and "" for nil.
 func ErrorCode(err error) string {
-	var e *Error
-	if err == nil {
-		return ""
-	} else if errors.As(err, &e) {
-		return e.Code
-	}
-	return EINTERNAL
+	code, _ := codeAndMessage(err)
+	return code
 }
 
 // ErrorMessage returns the message of the first *Error in err's chain, or
 // "internal error" for any other error (never leaking internals to clients).
 func ErrorMessage(err error) string {
+	_, msg := codeAndMessage(err)
+	return msg
+}
+
+// codeAndMessage returns what a client is told of err: the code and
+// message of the first *Error in its chain, EINTERNAL and "internal error"
+// for any other non-nil error, and nothing for nil.
+func codeAndMessage(err error) (code, msg string) {
 	var e *Error
 	if err == nil {
-		return ""
+		return "", ""
 	} else if errors.As(err, &e) {
-		return e.Message
+		return e.Code, e.Message
 	}
-	return "internal error"
+	return EINTERNAL, "internal error"
 }

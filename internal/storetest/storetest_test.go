@@ -45,6 +45,18 @@ func addVMs(tb testing.TB, s *store.Store, n int) {
 	}
 }
 
+// closedStore opens a store through r, adds n VMs and closes it, as a test
+// that closes its store does.
+func closedStore(t *testing.T, r *recorder, n int) *store.Store {
+	t.Helper()
+	s := MustOpen(r)
+	addVMs(t, s, n)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func TestMustOpen(t *testing.T) {
 	t.Run("Defaults", func(t *testing.T) {
 		r := &recorder{TB: t}
@@ -80,11 +92,7 @@ func TestMustOpen(t *testing.T) {
 	})
 	t.Run("ClosedByTheTest", func(t *testing.T) {
 		r := &recorder{TB: t}
-		s := MustOpen(r)
-		addVMs(t, s, 3)
-		if err := s.Close(); err != nil {
-			t.Fatal(err)
-		}
+		closedStore(t, r, 3)
 		r.end()
 		if len(r.failures) != 0 {
 			t.Errorf("a store the test closed failed the test: %q", r.failures)
@@ -94,11 +102,7 @@ func TestMustOpen(t *testing.T) {
 	// pages overwritten) fails the test at cleanup.
 	t.Run("Damaged", func(t *testing.T) {
 		r := &recorder{TB: t}
-		s := MustOpen(r)
-		addVMs(t, s, 50)
-		if err := s.Close(); err != nil {
-			t.Fatal(err)
-		}
+		s := closedStore(t, r, 50)
 		f, err := os.OpenFile(s.Path, os.O_RDWR, 0)
 		if err != nil {
 			t.Fatal(err)

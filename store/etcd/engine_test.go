@@ -517,12 +517,7 @@ func TestBadBucket(t *testing.T) {
 }
 
 func TestCompactedRevision(t *testing.T) {
-	s := etcdtest.Start(t) // its own server: compaction would disturb others
-	e, err := etcd.Open(etcd.Config{Endpoints: s.Endpoints()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	_, e := etcdtest.StartEngine(t, etcd.Config{}) // its own server: compaction would disturb others
 	put(t, e, bkt, "a", "1", "b", "1")
 	compactNow := func() {
 		put(t, e, bkt, "a", "2")
@@ -551,7 +546,7 @@ func TestCompactedRevision(t *testing.T) {
 	}
 	// A View does not run fn twice: it fails.
 	n = 0
-	err = e.View(func(tx kv.Tx) error {
+	err := e.View(func(tx kv.Tx) error {
 		n++
 		tx.Get(bkt, []byte("a"))
 		compactNow()
@@ -594,12 +589,7 @@ func TestTooManyOps(t *testing.T) {
 		t.Errorf("129 reads and a write: %v; want EINVALID", err)
 	}
 	// A server whose limit is lower than the engine's: still EINVALID.
-	s := etcdtest.Start(t, etcdtest.MaxTxnOps(8))
-	e2, err := etcd.Open(etcd.Config{Endpoints: s.Endpoints()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e2.Close()
+	_, e2 := etcdtest.StartEngine(t, etcd.Config{}, etcdtest.MaxTxnOps(8))
 	if err := writeN(e2, 9); errs.ErrorCode(err) != errs.EINVALID || !strings.Contains(err.Error(), "max_txn_ops") {
 		t.Errorf("9 writes on a server allowing 8: %v; want EINVALID", err)
 	}
@@ -612,13 +602,8 @@ func TestTooManyOps(t *testing.T) {
 }
 
 func TestUnreachable(t *testing.T) {
-	s := etcdtest.Start(t)
 	const timeout = 300 * time.Millisecond
-	e, err := etcd.Open(etcd.Config{Endpoints: s.Endpoints(), RequestTimeout: timeout, DialTimeout: timeout})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	s, e := etcdtest.StartEngine(t, etcd.Config{RequestTimeout: timeout, DialTimeout: timeout})
 	put(t, e, bkt, "a", "1")
 	s.Stop()
 
@@ -656,7 +641,7 @@ func TestUnreachable(t *testing.T) {
 
 	// Open of an endpoint where nothing listens fails, naming it.
 	start := time.Now()
-	_, err = etcd.Open(etcd.Config{Endpoints: s.Endpoints(), RequestTimeout: timeout, DialTimeout: timeout})
+	_, err := etcd.Open(etcd.Config{Endpoints: s.Endpoints(), RequestTimeout: timeout, DialTimeout: timeout})
 	if errs.ErrorCode(err) != errs.EUNAVAILABLE || !strings.Contains(err.Error(), s.Endpoint) {
 		t.Errorf("Open of a stopped etcd: %v; want EUNAVAILABLE naming %s", err, s.Endpoint)
 	}
@@ -698,6 +683,16 @@ func (r *recorder) take() []string {
 	return ev
 }
 
+// synced waits until the followers of e have seen e's commits (Sync) and
+// returns the events r got since its last take.
+func (r *recorder) synced(t *testing.T, ctx context.Context, e *etcd.Engine) []string {
+	t.Helper()
+	if err := e.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return r.take()
+}
+
 func TestFollowAndSync(t *testing.T) {
 	e := etcdtest.Engine(t, "")
 	etcd.SetPageSize(e, 2)
@@ -730,10 +725,7 @@ func TestFollowAndSync(t *testing.T) {
 	}
 	put(t, e, bkt, "c", "again") // an overwrite alone: no event
 	put(t, e, []byte("thingsX"), "z", "no")
-	if err := e.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := r.take(), []string{"del b", "new f"}; !slices.Equal(got, want) {
+	if got, want := r.synced(t, ctx, e), []string{"del b", "new f"}; !slices.Equal(got, want) {
 		t.Errorf("live events %v, want %v", got, want)
 	}
 
@@ -779,21 +771,13 @@ func TestFollowAndSync(t *testing.T) {
 	}
 	fcancel()
 	put(t, e, bkt, "h", "1")
-	if err := e.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if got := r.take(); !slices.Equal(got, []string{"new h"}) {
+	if got := r.synced(t, ctx, e); !slices.Equal(got, []string{"new h"}) {
 		t.Errorf("events after the second follower ended: %v", got)
 	}
 }
 
 func TestFollowStartsOverAfterCompaction(t *testing.T) {
-	s := etcdtest.Start(t) // its own server: compaction would disturb others
-	e, err := etcd.Open(etcd.Config{Endpoints: s.Endpoints()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	_, e := etcdtest.StartEngine(t, etcd.Config{}) // its own server: compaction would disturb others
 	put(t, e, bkt, "a", "1")
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
@@ -829,10 +813,7 @@ func TestFollowStartsOverAfterCompaction(t *testing.T) {
 		t.Fatalf("events %v, want %v", got, want)
 	}
 	put(t, e, bkt, "c", "1")
-	if err := e.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if got := r.take(); !slices.Equal(got, []string{"new c"}) {
+	if got := r.synced(t, ctx, e); !slices.Equal(got, []string{"new c"}) {
 		t.Errorf("after starting over: %v", got)
 	}
 }

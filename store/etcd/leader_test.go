@@ -81,12 +81,7 @@ func TestElectionAndFence(t *testing.T) {
 // false, Done closed) within 2/3 of the lease TTL and a little, before
 // etcd could let another replica lead.
 func TestStaleLeaseEndsTheTerm(t *testing.T) {
-	srv := etcdtest.Start(t)
-	e, err := etcd.Open(etcd.Config{Endpoints: srv.Endpoints(), Prefix: "stale", RequestTimeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	srv, e := etcdtest.StartEngine(t, etcd.Config{Prefix: "stale", RequestTimeout: time.Second})
 	term, err := e.Campaign(t.Context(), "a", 3*time.Second)
 	if err != nil {
 		t.Fatal(err)

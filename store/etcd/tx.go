@@ -114,26 +114,34 @@ func nonNil(v []byte) []byte {
 	return v
 }
 
-// Get implements kv.Tx.
-func (t *tx) Get(bucket, key []byte) []byte {
+// readKey returns the etcd key of key in bucket for Get and Peek, which
+// return no error: a bad bucket fails the transaction instead (ok false).
+func (t *tx) readKey(bucket, key []byte) (k string, ok bool) {
 	base, err := t.e.bucketBase(bucket)
 	if err != nil {
 		t.fail(err)
+		return "", false
+	}
+	return base + string(key), true
+}
+
+// Get implements kv.Tx.
+func (t *tx) Get(bucket, key []byte) []byte {
+	k, ok := t.readKey(bucket, key)
+	if !ok {
 		return nil
 	}
-	v, _ := t.pointRead(base + string(key))
+	v, _ := t.pointRead(k)
 	return v
 }
 
 // Peek implements kv.Tx: a read at the transaction's revision that the
 // commit does not compare (the caller guards the value by a Scan).
 func (t *tx) Peek(bucket, key []byte) []byte {
-	base, err := t.e.bucketBase(bucket)
-	if err != nil {
-		t.fail(err)
+	k, ok := t.readKey(bucket, key)
+	if !ok {
 		return nil
 	}
-	k := base + string(key)
 	if w, ok := t.writes[k]; ok {
 		if w.del {
 			return nil

@@ -241,6 +241,24 @@ func EngineConfig(tb testing.TB, cfg etcd.Config) *etcd.Engine {
 	}
 	cfg.Endpoints = s.Endpoints()
 	cfg.Prefix = fmt.Sprintf("test/%s-%d/", name, prefixes.Add(1))
+	return open(tb, cfg)
+}
+
+// StartEngine starts a server of the test's own, as Start does with opts,
+// and opens an engine on it with cfg (its Endpoints set to the server's),
+// for a test that stops or compacts the server. The engine is closed when
+// tb's test ends, before the server stops.
+func StartEngine(tb testing.TB, cfg etcd.Config, opts ...Option) (*Server, *etcd.Engine) {
+	tb.Helper()
+	s := Start(tb, opts...)
+	cfg.Endpoints = s.Endpoints()
+	return s, open(tb, cfg)
+}
+
+// open opens an engine with cfg, or fails tb, and closes it when tb's test
+// ends.
+func open(tb testing.TB, cfg etcd.Config) *etcd.Engine {
+	tb.Helper()
 	e, err := etcd.Open(cfg)
 	if err != nil {
 		tb.Fatalf("etcdtest: %v", err)
