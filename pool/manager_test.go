@@ -1,7 +1,6 @@
 package pool
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -11,27 +10,10 @@ import (
 	"time"
 
 	"github.com/vmpooler/vmpooler/internal/clocktest"
+	"github.com/vmpooler/vmpooler/internal/logtest"
 	"github.com/vmpooler/vmpooler/internal/storetest"
 	"github.com/vmpooler/vmpooler/store"
 )
-
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // mgrEnv is a manager on a real store and a FakeProvider.
 type mgrEnv struct {
@@ -39,7 +21,7 @@ type mgrEnv struct {
 	fp  *FakeProvider
 	st  *store.Store
 	clk *clocktest.Clock
-	log *syncBuffer
+	log *logtest.Buffer
 	ctx context.Context
 }
 
@@ -63,7 +45,7 @@ func mustManagerOn(tb testing.TB, st *store.Store, clk *clocktest.Clock, fp *Fak
 		tweak(cfg)
 	}
 	cfg.Defaults()
-	buf := &syncBuffer{}
+	buf := &logtest.Buffer{}
 	m := NewManager(cfg, st, fp, slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	m.Now = clk.Now
 	tb.Cleanup(func() { m.Close() })
