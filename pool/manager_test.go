@@ -38,6 +38,7 @@ func mustManager(tb testing.TB, tweak func(*Config), pools ...PoolConfig) *mgrEn
 	return mustManagerOn(tb, st, clk, NewFakeProvider(), tweak, pools...)
 }
 
+// mustManagerOn builds a manager on a given store, clock and provider.
 func mustManagerOn(tb testing.TB, st *store.Store, clk *clocktest.Clock, fp *FakeProvider, tweak func(*Config), pools ...PoolConfig) *mgrEnv {
 	tb.Helper()
 	cfg := &Config{Pools: pools}
@@ -50,6 +51,14 @@ func mustManagerOn(tb testing.TB, st *store.Store, clk *clocktest.Clock, fp *Fak
 	m.Now = clk.Now
 	tb.Cleanup(func() { m.Close() })
 	return &mgrEnv{m: m, fp: fp, st: st, clk: clk, log: buf, ctx: context.Background()}
+}
+
+// restart starts another manager over pools with e's clock and provider,
+// on st: e.st to restart the pooler, another store to give it a new
+// database. It leaves e's manager as it is: close it first to restart.
+func (e *mgrEnv) restart(tb testing.TB, st *store.Store, tweak func(*Config), pools ...PoolConfig) *mgrEnv {
+	tb.Helper()
+	return mustManagerOn(tb, st, e.clk, e.fp, tweak, pools...)
 }
 
 // pass runs one Reconcile and waits for the clones and jobs it started.
@@ -553,13 +562,10 @@ func TestManagerCloneTargetOverride(t *testing.T) {
 }
 
 func TestManagerRestart(t *testing.T) {
-	clk := clocktest.New(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
-	st := storetest.MustOpen(t, storetest.Now(clk.Now))
-	fp := NewFakeProvider()
-	e := mustManagerOn(t, st, clk, fp, nil, mgrTestPool("p1", 2))
+	e := mustManager(t, nil, mgrTestPool("p1", 2))
 	e.fillReady(t, "p1", 2)
 	running := e.checkout(t, "p1")
-	fp.HoldClones()
+	e.fp.HoldClones()
 	if err := e.m.Reconcile(e.ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -570,15 +576,15 @@ func TestManagerRestart(t *testing.T) {
 	if len(inflight) != 1 {
 		t.Fatalf("after Close: pending = %v, want the interrupted clone", inflight)
 	}
-	fp.ReleaseClones()
+	e.fp.ReleaseClones()
 	// The process died; a half-finished clone of another pending VM exists.
 	survivor := "survivor123456x"
-	if err := st.AddPending(store.VM{Hostname: survivor, Pool: "p1", Template: "templates/p1"}); err != nil {
+	if err := e.st.AddPending(store.VM{Hostname: survivor, Pool: "p1", Template: "templates/p1"}); err != nil {
 		t.Fatal(err)
 	}
-	fp.Add("DC0", "vmpooler/p1", VMInfo{Name: survivor, PoweredOn: true, ToolsRunning: true, IP: "10.9.9.9"})
+	e.fp.Add("DC0", "vmpooler/p1", VMInfo{Name: survivor, PoweredOn: true, ToolsRunning: true, IP: "10.9.9.9"})
 
-	e2 := mustManagerOn(t, st, clk, fp, nil, mgrTestPool("p1", 2))
+	e2 := e.restart(t, e.st, nil, mgrTestPool("p1", 2))
 	e2.pass(t)
 	if vm := e2.get(t, inflight[0]); vm.State != store.StateDestroyed || !strings.Contains(vm.Reason, "clone interrupted") {
 		t.Errorf("interrupted clone = %s %q, want destroyed", vm.State, vm.Reason)
@@ -595,7 +601,7 @@ func TestManagerRestart(t *testing.T) {
 		t.Errorf("states = %v, want 2 ready, 1 running", s)
 	}
 	// Nothing leaked: every VM in the folder has a live record.
-	for _, name := range fp.Names("vmpooler/p1") {
+	for _, name := range e.fp.Names("vmpooler/p1") {
 		if vm := e2.get(t, name); vm.State == store.StateDestroyed {
 			t.Errorf("%s leaked in vSphere", name)
 		}
