@@ -498,66 +498,57 @@ func TestManagerSizeOverride(t *testing.T) {
 	}
 }
 
-func TestManagerTemplateOverride(t *testing.T) {
-	e := mustManager(t, nil, mgrTestPool("p1", 2))
-	old := e.fillReady(t, "p1", 2)
-	if err := e.st.PutOverride("p1", store.Override{Template: "templates/new"}); err != nil {
-		t.Fatal(err)
-	}
-	e.pass(t)
-	for _, h := range old {
-		if vm := e.get(t, h); vm.State != store.StateDestroyed || vm.Reason != "template changed to templates/new" {
-			t.Errorf("%s = %s %q", h, vm.State, vm.Reason)
-		}
-	}
-	e.pass(t)
-	for _, h := range e.states(t, "p1")[store.StateReady] {
-		vm, _ := e.fp.VM(h)
-		if vm.Template != "templates/new" {
-			t.Errorf("%s cloned from %q, want templates/new", h, vm.Template)
-		}
-	}
-	if got := e.count(t, "p1", store.StateReady); got != 2 {
-		t.Errorf("ready = %d, want 2", got)
-	}
-}
-
-// A clone_target override drains the VMs cloned onto the old target, and
-// removing it drains those cloned onto the override, as upstream does.
-func TestManagerCloneTargetOverride(t *testing.T) {
-	e := mustManager(t, nil, mgrTestPool("p1", 2))
-	old := e.fillReady(t, "p1", 2)
-	if err := e.st.PutOverride("p1", store.Override{CloneTarget: "cluster2"}); err != nil {
-		t.Fatal(err)
-	}
-	e.pass(t)
-	for _, h := range old {
-		if vm := e.get(t, h); vm.State != store.StateDestroyed || vm.Reason != `clone_target changed to "cluster2"` {
-			t.Errorf("%s = %s %q", h, vm.State, vm.Reason)
-		}
-	}
-	e.pass(t)
-	moved := e.states(t, "p1")[store.StateReady]
-	if len(moved) != 2 {
-		t.Fatalf("ready = %v, want 2", moved)
-	}
-	for _, h := range moved {
-		if vm := e.get(t, h); vm.CloneTarget != "cluster2" {
-			t.Errorf("%s cloned onto %q, want cluster2", h, vm.CloneTarget)
-		}
-	}
-	e.pass(t)
-	if got := e.states(t, "p1")[store.StateReady]; len(got) != 2 || got[0] != moved[0] || got[1] != moved[1] {
-		t.Errorf("steady pass changed the pool: %v, want %v", got, moved)
-	}
-	if err := e.st.PutOverride("p1", store.Override{}); err != nil { // DELETE /config/clonetarget
-		t.Fatal(err)
-	}
-	e.pass(t)
-	for _, h := range moved {
-		if vm := e.get(t, h); vm.State != store.StateDestroyed {
-			t.Errorf("%s = %s after the override was removed, want destroyed", h, vm.State)
-		}
+// A template or clone_target override drains the VMs built the old way,
+// and removing it drains those built the new way, as upstream does.
+func TestManagerBuildOverride(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		override store.Override
+		reason   string // of the drained VMs
+		want     string // what the new VMs are built from
+		builtBy  func(t *testing.T, e *mgrEnv, host string) string
+	}{
+		{"template", store.Override{Template: "templates/new"}, "template changed to templates/new", "templates/new",
+			func(t *testing.T, e *mgrEnv, h string) string { vm, _ := e.fp.VM(h); return vm.Template }},
+		{"clone_target", store.Override{CloneTarget: "cluster2"}, `clone_target changed to "cluster2"`, "cluster2",
+			func(t *testing.T, e *mgrEnv, h string) string { return e.get(t, h).CloneTarget }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := mustManager(t, nil, mgrTestPool("p1", 2))
+			old := e.fillReady(t, "p1", 2)
+			if err := e.st.PutOverride("p1", tc.override); err != nil {
+				t.Fatal(err)
+			}
+			e.pass(t)
+			for _, h := range old {
+				if vm := e.get(t, h); vm.State != store.StateDestroyed || vm.Reason != tc.reason {
+					t.Errorf("%s = %s %q", h, vm.State, vm.Reason)
+				}
+			}
+			e.pass(t)
+			moved := e.states(t, "p1")[store.StateReady]
+			if len(moved) != 2 {
+				t.Fatalf("ready = %v, want 2", moved)
+			}
+			for _, h := range moved {
+				if got := tc.builtBy(t, e, h); got != tc.want {
+					t.Errorf("%s built from %q, want %s", h, got, tc.want)
+				}
+			}
+			e.pass(t)
+			if got := e.states(t, "p1")[store.StateReady]; len(got) != 2 || got[0] != moved[0] || got[1] != moved[1] {
+				t.Errorf("steady pass changed the pool: %v, want %v", got, moved)
+			}
+			if err := e.st.PutOverride("p1", store.Override{}); err != nil { // DELETE /config/pooltemplate or /config/clonetarget
+				t.Fatal(err)
+			}
+			e.pass(t)
+			for _, h := range moved {
+				if vm := e.get(t, h); vm.State != store.StateDestroyed {
+					t.Errorf("%s = %s after the override was removed, want destroyed", h, vm.State)
+				}
+			}
+		})
 	}
 }
 
