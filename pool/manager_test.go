@@ -423,11 +423,7 @@ func TestManagerCloneFailure(t *testing.T) {
 	}
 	e.fp.SetCloneError(nil)
 	e.clk.Advance(time.Second)
-	e.pass(t)
-	e.pass(t)
-	if got := e.count(t, "p1", store.StateReady); got != 1 {
-		t.Errorf("ready after recovery = %d, want 1", got)
-	}
+	e.fillReady(t, "p1", 1) // recovered
 }
 
 func TestManagerHostnameConflict(t *testing.T) {
@@ -631,11 +627,7 @@ func TestManagerVCenterDown(t *testing.T) {
 	}
 	e.fp.SetDown(nil)
 	e.clk.Advance(time.Minute)
-	e.pass(t)
-	e.pass(t)
-	if got := e.count(t, "p1", store.StateReady); got != 2 {
-		t.Errorf("ready after vCenter is back = %d, want 2", got)
-	}
+	e.fillReady(t, "p1", 2) // vCenter is back
 	if !strings.Contains(e.log.String(), "reachable again") {
 		t.Error("recovery not logged")
 	}
