@@ -239,21 +239,22 @@ func TestManagerLegacyUnmarkedRecord(t *testing.T) {
 func TestManagerAnnotateRefusedOncePerVM(t *testing.T) {
 	e := mustManager(t, nil, mgrTestPool("p1", 1))
 	e.fillReady(t, "p1", 1)
-	e.checkout(t, "p1")
-	e.fp.SetAnnotateError(fmt.Errorf("lacks privilege Global.SetCustomField: %w", ErrPermission))
-	for range 5 {
-		e.pass(t)
-	}
-	if n := e.fp.Calls("Annotate"); n != 1 {
-		t.Errorf("refused annotation tried %d times over 5 passes, want 1", n)
-	}
-	e.checkout(t, "p1")
-	e.fp.SetAnnotateError(fmt.Errorf("vCenter busy: %w", ErrTransient))
-	for range 3 {
-		e.pass(t)
-	}
-	if n := e.fp.Calls("Annotate"); n != 4 {
-		t.Errorf("annotations = %d, want 1 + 3 (a transient failure is retried every pass)", n)
+	for _, step := range []struct {
+		err    error // of every annotation of a VM checked out now
+		passes int
+		want   int // annotations tried in all
+	}{
+		{fmt.Errorf("lacks privilege Global.SetCustomField: %w", ErrPermission), 5, 1}, // once
+		{fmt.Errorf("vCenter busy: %w", ErrTransient), 3, 1 + 3},                       // every pass
+	} {
+		e.checkout(t, "p1")
+		e.fp.SetAnnotateError(step.err)
+		for range step.passes {
+			e.pass(t)
+		}
+		if n := e.fp.Calls("Annotate"); n != step.want {
+			t.Errorf("%v: annotations after %d passes = %d, want %d", step.err, step.passes, n, step.want)
+		}
 	}
 }
 
