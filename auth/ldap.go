@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-ldap/ldap/v3"
 	"github.com/vmpooler/vmpooler/internal/errs"
+	"github.com/vmpooler/vmpooler/internal/tomlx"
 )
 
 // ProviderLDAP checks users by binding to an LDAP or Active Directory server.
@@ -37,28 +38,7 @@ const maxUserLen = 256
 
 // StringList is a TOML string or array of strings (upstream accepts either
 // for base and user_object).
-type StringList []string
-
-// UnmarshalTOML accepts a string or an array of strings.
-func (l *StringList) UnmarshalTOML(v any) error {
-	switch v := v.(type) {
-	case string:
-		*l = StringList{v}
-	case []any:
-		out := make(StringList, 0, len(v))
-		for _, e := range v {
-			s, ok := e.(string)
-			if !ok {
-				return fmt.Errorf("want a string or a list of strings, got a list holding %T", e)
-			}
-			out = append(out, s)
-		}
-		*l = out
-	default:
-		return fmt.Errorf("want a string or a list of strings, got %T", v)
-	}
-	return nil
-}
+type StringList = tomlx.StringList
 
 // LDAPConfig is [auth.ldap], with upstream's key names.
 type LDAPConfig struct {

@@ -179,6 +179,34 @@ timeout = 3
 ` + extra
 }
 
+// slapdLogin is a login attempt and the error code it must get ("" for
+// none).
+type slapdLogin struct{ what, user, password, code string }
+
+// wantSlapdLogins tries, in order, the logins every configuration of the
+// test directory answers alike, then more; then it stops s, and a login
+// must find the server gone.
+func wantSlapdLogins(t *testing.T, s *slapdServer, a *Auth, more ...slapdLogin) {
+	t.Helper()
+	logins := append([]slapdLogin{
+		{"alice", "alice", "wonderland", ""},
+		{"wrong password", "alice", "wrong", errs.EUNAUTHORIZED},
+		{"unknown user", "mallory", "wonderland", errs.EUNAUTHORIZED},
+		// Unescaped in a search filter, (uid=*)(uid=*) would match every
+		// entry; escaped it matches none (and as a bind DN it names no one).
+		{"injection", "*)(uid=*", "wonderland", errs.EUNAUTHORIZED},
+	}, more...)
+	for _, l := range logins {
+		if err := a.Login(l.user, l.password); l.code == "" {
+			wantOK(t, l.what, err)
+		} else {
+			wantCode(t, l.what, err, l.code)
+		}
+	}
+	s.stop()
+	wantCode(t, "server gone", a.Login("alice", "wonderland"), errs.EUNAVAILABLE)
+}
+
 func TestSlapdDirectBind(t *testing.T) {
 	s := startSlapd(t)
 	a := newLDAPAuth(t, s.config(`
@@ -187,15 +215,10 @@ user_object = ["uid", "cn"]
 encryption = "start_tls"
 ca_file = "`+s.ca.caFile+`"
 `))
-	wantOK(t, "alice", a.Login("alice", "wonderland"))
-	wantOK(t, "bob", a.Login("Bob Builder", "canwefixit")) // second base, second object
-	wantCode(t, "wrong password", a.Login("alice", "wrong"), errs.EUNAUTHORIZED)
-	wantCode(t, "unknown user", a.Login("mallory", "wonderland"), errs.EUNAUTHORIZED)
-	wantCode(t, "empty password", a.Login("alice", ""), errs.EUNAUTHORIZED)
-	wantCode(t, "injection", a.Login("*)(uid=*", "wonderland"), errs.EUNAUTHORIZED)
-	wantCode(t, "DN injection", a.Login("alice,ou=people,dc=example,dc=org", "wonderland"), errs.EUNAUTHORIZED)
-	s.stop()
-	wantCode(t, "server gone", a.Login("alice", "wonderland"), errs.EUNAVAILABLE)
+	wantSlapdLogins(t, s, a,
+		slapdLogin{"bob", "Bob Builder", "canwefixit", ""}, // second base, second object
+		slapdLogin{"empty password", "alice", "", errs.EUNAUTHORIZED},
+		slapdLogin{"DN injection", "alice,ou=people,dc=example,dc=org", "wonderland", errs.EUNAUTHORIZED})
 }
 
 func TestSlapdServiceAccountSearch(t *testing.T) {
@@ -210,16 +233,10 @@ ca_file = "`+s.ca.caFile+`"
 user_dn = "cn=vmpooler,ou=services,dc=example,dc=org"
 password_env = "TEST_SLAPD_SVC_PASSWORD"
 `))
-	wantOK(t, "alice", a.Login("alice", "wonderland"))
-	wantOK(t, "bob", a.Login("bob", "canwefixit")) // found by uid though its DN is cn=...
-	wantCode(t, "wrong password", a.Login("alice", "wrong"), errs.EUNAUTHORIZED)
-	wantCode(t, "unknown user", a.Login("mallory", "wonderland"), errs.EUNAUTHORIZED)
-	wantCode(t, "two entries", a.Login("twin", "twin"), errs.EUNAUTHORIZED)
-	// Unescaped, (uid=*)(uid=*) would match every entry; escaped it matches none.
-	wantCode(t, "injection", a.Login("*)(uid=*", "wonderland"), errs.EUNAUTHORIZED)
-	wantCode(t, "wildcard", a.Login("al*", "wonderland"), errs.EUNAUTHORIZED)
-	s.stop()
-	wantCode(t, "server gone", a.Login("alice", "wonderland"), errs.EUNAVAILABLE)
+	wantSlapdLogins(t, s, a,
+		slapdLogin{"bob", "bob", "canwefixit", ""}, // found by uid though its DN is cn=...
+		slapdLogin{"two entries", "twin", "twin", errs.EUNAUTHORIZED},
+		slapdLogin{"wildcard", "al*", "wonderland", errs.EUNAUTHORIZED})
 }
 
 func TestSlapdStartTLS(t *testing.T) {

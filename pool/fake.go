@@ -58,65 +58,49 @@ func NewFakeProvider() *FakeProvider {
 // SetCloneError makes Clone return f(spec) when f returns an error (no VM
 // is created). Nil restores normal clones.
 func (f *FakeProvider) SetCloneError(fn func(CloneSpec) error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.cloneErr = fn
+	set(f, &f.cloneErr, fn)
 }
 
 // SetDown makes every call return err (wrap ErrTransient to mimic an
 // unreachable vCenter); nil brings the provider back.
 func (f *FakeProvider) SetDown(err error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.down = err
+	set(f, &f.down, err)
 }
 
 // SetListHook makes List return fn(folder) when that is an error (for
 // example a folder that does not exist); nil removes the hook.
 func (f *FakeProvider) SetListHook(fn func(folder string) error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.listHook = fn
+	set(f, &f.listHook, fn)
 }
 
 // SetJobError makes Snapshot, Revert and AddDisk return err. With
 // SetJobDoneAnyway they first do the work, as a job whose wait was cut
 // short after vSphere had started its task.
 func (f *FakeProvider) SetJobError(err error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.jobErr = err
+	set(f, &f.jobErr, err)
 }
 
 // SetAnnotateError makes Annotate return err (nil: succeed).
 func (f *FakeProvider) SetAnnotateError(err error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.noteErr = err
+	set(f, &f.noteErr, err)
 }
 
 // SetJobDoneAnyway makes the job error of SetJobError come after the
 // snapshot or disk was made (on true) or instead of it (false, default).
 func (f *FakeProvider) SetJobDoneAnyway(on bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.jobDone = on
+	set(f, &f.jobDone, on)
 }
 
 // SetInstantBoot chooses whether new clones get an IP at once (default
 // true). Without it, Boot gives a VM its IP.
 func (f *FakeProvider) SetInstantBoot(on bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.noBoot = !on
+	set(f, &f.noBoot, !on)
 }
 
 // SetReadyFunc replaces the default ready check (ready when the VM has an
 // IP). A per-VM SetReady still wins.
 func (f *FakeProvider) SetReadyFunc(fn func(VMInfo) (bool, string)) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.readyFunc = fn
+	set(f, &f.readyFunc, fn)
 }
 
 // HoldClones makes later clones block (slow clones) until ReleaseClones or
@@ -155,30 +139,21 @@ func (f *FakeProvider) Vanish(name string) {
 
 // Boot gives a VM an IP (for SetInstantBoot(false)).
 func (f *FakeProvider) Boot(name string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if vm, ok := f.vms[name]; ok && vm.Info.IP == "" {
-		vm.Info.IP = f.nextIP()
-		vm.Info.ToolsRunning = true
-	}
+	f.update(name, func(vm *FakeVM) {
+		if vm.Info.IP == "" {
+			f.boot(vm)
+		}
+	})
 }
 
 // SetReady forces a VM's ready-check result.
 func (f *FakeProvider) SetReady(name string, ready bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if vm, ok := f.vms[name]; ok {
-		vm.Ready = &ready
-	}
+	f.update(name, func(vm *FakeVM) { vm.Ready = &ready })
 }
 
 // SetGuestHostname sets the hostname a VM's guest reports.
 func (f *FakeProvider) SetGuestHostname(name, guest string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if vm, ok := f.vms[name]; ok {
-		vm.Info.GuestHostname = guest
-	}
+	f.update(name, func(vm *FakeVM) { vm.Info.GuestHostname = guest })
 }
 
 // VM returns a copy of a VM.
@@ -240,9 +215,28 @@ func (f *FakeProvider) Cloning() int {
 	return f.cloning
 }
 
-func (f *FakeProvider) nextIP() string {
+// set stores v in field, one of f's fields, under f's lock.
+func set[T any](f *FakeProvider, field *T, v T) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	*field = v
+}
+
+// update runs fn on the named VM under f's lock; a VM that does not exist
+// is left alone.
+func (f *FakeProvider) update(name string, fn func(vm *FakeVM)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if vm, ok := f.vms[name]; ok {
+		fn(vm)
+	}
+}
+
+// boot gives vm the next IP, with its tools running. f.mu must be held.
+func (f *FakeProvider) boot(vm *FakeVM) {
 	f.ipSeq++
-	return fmt.Sprintf("10.%d.%d.%d", f.ipSeq>>16&255, f.ipSeq>>8&255, f.ipSeq&255)
+	vm.Info.IP = fmt.Sprintf("10.%d.%d.%d", f.ipSeq>>16&255, f.ipSeq>>8&255, f.ipSeq&255)
+	vm.Info.ToolsRunning = true
 }
 
 // enter counts a call and returns the down error, if any. f.mu must be held.
@@ -292,8 +286,7 @@ func (f *FakeProvider) Clone(ctx context.Context, spec CloneSpec) error {
 		Template:   spec.Template,
 	}
 	if !f.noBoot {
-		vm.Info.IP = f.nextIP()
-		vm.Info.ToolsRunning = true
+		f.boot(vm)
 	}
 	f.vms[spec.Name] = vm
 	return nil

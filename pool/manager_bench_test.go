@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vmpooler/vmpooler/internal/clocktest"
-	"github.com/vmpooler/vmpooler/internal/storetest"
 	"github.com/vmpooler/vmpooler/store"
 )
 
@@ -20,9 +18,7 @@ func BenchmarkReconcile(b *testing.B) {
 	for i := range pools {
 		cfgs = append(cfgs, mgrTestPool(fmt.Sprintf("pool%02d", i), perPool))
 	}
-	clk := clocktest.New(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
-	st := storetest.MustOpen(b, storetest.Now(clk.Now))
-	e := mustManagerOn(b, st, clk, NewFakeProvider(), func(c *Config) {
+	e := mustManager(b, func(c *Config) {
 		c.TaskLimit = pools * perPool
 		c.ReadyTTL = 1 << 30
 	}, cfgs...)

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vmpooler/vmpooler/internal/clocktest"
 	"github.com/vmpooler/vmpooler/internal/errs"
 	"github.com/vmpooler/vmpooler/internal/storetest"
 	"github.com/vmpooler/vmpooler/store"
@@ -18,13 +17,10 @@ import (
 // with another instance's, is foreign: never destroyed, through many passes
 // and a restart, logged once, and reported in Health.
 func TestManagerForeignVMsUntouched(t *testing.T) {
-	clk := clocktest.New(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
-	st := storetest.MustOpen(t, storetest.Now(clk.Now))
-	fp := NewFakeProvider()
-	e := mustManagerOn(t, st, clk, fp, nil, mgrTestPool("p1", 2))
+	e := mustManager(t, nil, mgrTestPool("p1", 2))
 	e.fillReady(t, "p1", 2)
 	for _, h := range e.states(t, "p1")[store.StateReady] {
-		if vm, _ := fp.VM(h); vm.Info.Owner != (Owner{Instance: st.Instance(), Pool: "p1"}) {
+		if vm, _ := e.fp.VM(h); vm.Info.Owner != (Owner{Instance: e.st.Instance(), Pool: "p1"}) {
 			t.Fatalf("clone %s carries marker %+v, want this instance's", h, vm.Info.Owner)
 		}
 	}
@@ -34,20 +30,20 @@ func TestManagerForeignVMsUntouched(t *testing.T) {
 		"other-pooler1": {Name: "other-pooler1", PoweredOn: true, Owner: Owner{Instance: "aaaaaaaaaaaaaaaa", Pool: "p1"}},
 	}
 	for _, info := range foreign {
-		fp.Add("DC0", "vmpooler/p1", info)
+		e.fp.Add("DC0", "vmpooler/p1", info)
 	}
 	for i := range 10 {
 		e.pass(t)
-		clk.Advance(time.Minute)
+		e.clk.Advance(time.Minute)
 		if i == 4 { // a restart half way
 			if err := e.m.Close(); err != nil {
 				t.Fatal(err)
 			}
-			e = mustManagerOn(t, st, clk, fp, nil, mgrTestPool("p1", 2))
+			e = e.restart(t, e.st, nil, mgrTestPool("p1", 2))
 		}
 	}
 	for name, info := range foreign {
-		vm, ok := fp.VM(name)
+		vm, ok := e.fp.VM(name)
 		if !ok {
 			t.Errorf("foreign vm %s destroyed", name)
 			continue
@@ -56,7 +52,7 @@ func TestManagerForeignVMsUntouched(t *testing.T) {
 			t.Errorf("foreign vm %s power changed to %v", name, vm.Info.PoweredOn)
 		}
 	}
-	if r := fp.Refused(); len(r) != 0 {
+	if r := e.fp.Refused(); len(r) != 0 {
 		t.Errorf("manager tried to destroy foreign vms %v", r)
 	}
 	h := e.m.Health()["p1"]
@@ -77,28 +73,25 @@ func TestManagerForeignVMsUntouched(t *testing.T) {
 // nothing the first one made, checked-out VMs included (E6's cousin: the
 // database moved with the working directory).
 func TestManagerFreshDatabaseDestroysNothing(t *testing.T) {
-	clk := clocktest.New(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
-	fp := NewFakeProvider()
-	st1 := storetest.MustOpen(t, storetest.Now(clk.Now))
-	e1 := mustManagerOn(t, st1, clk, fp, nil, mgrTestPool("p1", 3))
+	e1 := mustManager(t, nil, mgrTestPool("p1", 3))
 	e1.fillReady(t, "p1", 3)
 	running := e1.checkout(t, "p1")
-	first := fp.Names("vmpooler/p1")
+	first := e1.fp.Names("vmpooler/p1")
 	if err := e1.m.Close(); err != nil {
 		t.Fatal(err)
 	}
 
-	st2 := storetest.MustOpen(t, storetest.Now(clk.Now))
-	if st2.Instance() == st1.Instance() {
+	st2 := storetest.MustOpen(t, storetest.Now(e1.clk.Now))
+	if st2.Instance() == e1.st.Instance() {
 		t.Fatal("two databases share an instance id")
 	}
-	e2 := mustManagerOn(t, st2, clk, fp, nil, mgrTestPool("p1", 3))
+	e2 := e1.restart(t, st2, nil, mgrTestPool("p1", 3))
 	for range 5 {
 		e2.pass(t)
-		clk.Advance(time.Minute)
+		e2.clk.Advance(time.Minute)
 	}
 	for _, name := range first {
-		if _, ok := fp.VM(name); !ok {
+		if _, ok := e2.fp.VM(name); !ok {
 			t.Errorf("the second pooler destroyed %s of the first (running: %v)", name, name == running.Hostname)
 		}
 	}
@@ -137,21 +130,18 @@ func TestManagerKnownVMWithOtherMarkerIsKept(t *testing.T) {
 // Adopting a lost database's instance: its checked-out VMs become running
 // here, its others are destroyed and refilled.
 func TestManagerAdopt(t *testing.T) {
-	clk := clocktest.New(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
-	fp := NewFakeProvider()
-	st1 := storetest.MustOpen(t, storetest.Now(clk.Now))
-	e1 := mustManagerOn(t, st1, clk, fp, nil, mgrTestPool("p1", 2))
+	e1 := mustManager(t, nil, mgrTestPool("p1", 2))
 	e1.fillReady(t, "p1", 2)
 	running := e1.checkout(t, "p1")
 	e1.pass(t) // annotates the running VM with its checkout
 	ready := e1.states(t, "p1")[store.StateReady]
-	old := st1.Instance()
+	old := e1.st.Instance()
 	if err := e1.m.Close(); err != nil {
 		t.Fatal(err)
 	}
 
 	path := filepath.Join(t.TempDir(), "b.db")
-	st2 := storetest.MustOpen(t, storetest.Path(path), storetest.Now(clk.Now))
+	st2 := storetest.MustOpen(t, storetest.Path(path), storetest.Now(e1.clk.Now))
 	if err := st2.Adopt(old); err != nil {
 		t.Fatal(err)
 	}
@@ -161,19 +151,19 @@ func TestManagerAdopt(t *testing.T) {
 	if err := st2.Close(); err != nil {
 		t.Fatal(err)
 	}
-	st2 = storetest.MustOpen(t, storetest.Path(path), storetest.Now(clk.Now)) // Adopt takes effect at the next open
-	e2 := mustManagerOn(t, st2, clk, fp, nil, mgrTestPool("p1", 2))
+	st2 = storetest.MustOpen(t, storetest.Path(path), storetest.Now(e1.clk.Now)) // Adopt takes effect at the next open
+	e2 := e1.restart(t, st2, nil, mgrTestPool("p1", 2))
 	e2.pass(t)
 	vm := e2.get(t, running.Hostname)
 	if vm.State != store.StateRunning || !vm.CheckedOut.Equal(running.CheckedOut) {
 		t.Errorf("adopted running vm = %s checked out %v, want running since %v", vm.State, vm.CheckedOut, running.CheckedOut)
 	}
 	for _, h := range ready {
-		if _, ok := fp.VM(h); ok {
+		if _, ok := e2.fp.VM(h); ok {
 			t.Errorf("adopted ready vm %s not destroyed", h)
 		}
 	}
-	if _, ok := fp.VM(running.Hostname); !ok {
+	if _, ok := e2.fp.VM(running.Hostname); !ok {
 		t.Error("adopted running vm destroyed")
 	}
 }
@@ -249,21 +239,22 @@ func TestManagerLegacyUnmarkedRecord(t *testing.T) {
 func TestManagerAnnotateRefusedOncePerVM(t *testing.T) {
 	e := mustManager(t, nil, mgrTestPool("p1", 1))
 	e.fillReady(t, "p1", 1)
-	e.checkout(t, "p1")
-	e.fp.SetAnnotateError(fmt.Errorf("lacks privilege Global.SetCustomField: %w", ErrPermission))
-	for range 5 {
-		e.pass(t)
-	}
-	if n := e.fp.Calls("Annotate"); n != 1 {
-		t.Errorf("refused annotation tried %d times over 5 passes, want 1", n)
-	}
-	e.checkout(t, "p1")
-	e.fp.SetAnnotateError(fmt.Errorf("vCenter busy: %w", ErrTransient))
-	for range 3 {
-		e.pass(t)
-	}
-	if n := e.fp.Calls("Annotate"); n != 4 {
-		t.Errorf("annotations = %d, want 1 + 3 (a transient failure is retried every pass)", n)
+	for _, step := range []struct {
+		err    error // of every annotation of a VM checked out now
+		passes int
+		want   int // annotations tried in all
+	}{
+		{fmt.Errorf("lacks privilege Global.SetCustomField: %w", ErrPermission), 5, 1}, // once
+		{fmt.Errorf("vCenter busy: %w", ErrTransient), 3, 1 + 3},                       // every pass
+	} {
+		e.checkout(t, "p1")
+		e.fp.SetAnnotateError(step.err)
+		for range step.passes {
+			e.pass(t)
+		}
+		if n := e.fp.Calls("Annotate"); n != step.want {
+			t.Errorf("%v: annotations after %d passes = %d, want %d", step.err, step.passes, n, step.want)
+		}
 	}
 }
 

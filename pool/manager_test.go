@@ -1,7 +1,6 @@
 package pool
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -11,27 +10,10 @@ import (
 	"time"
 
 	"github.com/vmpooler/vmpooler/internal/clocktest"
+	"github.com/vmpooler/vmpooler/internal/logtest"
 	"github.com/vmpooler/vmpooler/internal/storetest"
 	"github.com/vmpooler/vmpooler/store"
 )
-
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // mgrEnv is a manager on a real store and a FakeProvider.
 type mgrEnv struct {
@@ -39,7 +21,7 @@ type mgrEnv struct {
 	fp  *FakeProvider
 	st  *store.Store
 	clk *clocktest.Clock
-	log *syncBuffer
+	log *logtest.Buffer
 	ctx context.Context
 }
 
@@ -56,6 +38,7 @@ func mustManager(tb testing.TB, tweak func(*Config), pools ...PoolConfig) *mgrEn
 	return mustManagerOn(tb, st, clk, NewFakeProvider(), tweak, pools...)
 }
 
+// mustManagerOn builds a manager on a given store, clock and provider.
 func mustManagerOn(tb testing.TB, st *store.Store, clk *clocktest.Clock, fp *FakeProvider, tweak func(*Config), pools ...PoolConfig) *mgrEnv {
 	tb.Helper()
 	cfg := &Config{Pools: pools}
@@ -63,11 +46,19 @@ func mustManagerOn(tb testing.TB, st *store.Store, clk *clocktest.Clock, fp *Fak
 		tweak(cfg)
 	}
 	cfg.Defaults()
-	buf := &syncBuffer{}
+	buf := &logtest.Buffer{}
 	m := NewManager(cfg, st, fp, slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	m.Now = clk.Now
 	tb.Cleanup(func() { m.Close() })
 	return &mgrEnv{m: m, fp: fp, st: st, clk: clk, log: buf, ctx: context.Background()}
+}
+
+// restart starts another manager over pools with e's clock and provider,
+// on st: e.st to restart the pooler, another store to give it a new
+// database. It leaves e's manager as it is: close it first to restart.
+func (e *mgrEnv) restart(tb testing.TB, st *store.Store, tweak func(*Config), pools ...PoolConfig) *mgrEnv {
+	tb.Helper()
+	return mustManagerOn(tb, st, e.clk, e.fp, tweak, pools...)
 }
 
 // pass runs one Reconcile and waits for the clones and jobs it started.
@@ -432,11 +423,7 @@ func TestManagerCloneFailure(t *testing.T) {
 	}
 	e.fp.SetCloneError(nil)
 	e.clk.Advance(time.Second)
-	e.pass(t)
-	e.pass(t)
-	if got := e.count(t, "p1", store.StateReady); got != 1 {
-		t.Errorf("ready after recovery = %d, want 1", got)
-	}
+	e.fillReady(t, "p1", 1) // recovered
 }
 
 func TestManagerHostnameConflict(t *testing.T) {
@@ -507,77 +494,65 @@ func TestManagerSizeOverride(t *testing.T) {
 	}
 }
 
-func TestManagerTemplateOverride(t *testing.T) {
-	e := mustManager(t, nil, mgrTestPool("p1", 2))
-	old := e.fillReady(t, "p1", 2)
-	if err := e.st.PutOverride("p1", store.Override{Template: "templates/new"}); err != nil {
-		t.Fatal(err)
-	}
-	e.pass(t)
-	for _, h := range old {
-		if vm := e.get(t, h); vm.State != store.StateDestroyed || vm.Reason != "template changed to templates/new" {
-			t.Errorf("%s = %s %q", h, vm.State, vm.Reason)
-		}
-	}
-	e.pass(t)
-	for _, h := range e.states(t, "p1")[store.StateReady] {
-		vm, _ := e.fp.VM(h)
-		if vm.Template != "templates/new" {
-			t.Errorf("%s cloned from %q, want templates/new", h, vm.Template)
-		}
-	}
-	if got := e.count(t, "p1", store.StateReady); got != 2 {
-		t.Errorf("ready = %d, want 2", got)
-	}
-}
-
-// A clone_target override drains the VMs cloned onto the old target, and
-// removing it drains those cloned onto the override, as upstream does.
-func TestManagerCloneTargetOverride(t *testing.T) {
-	e := mustManager(t, nil, mgrTestPool("p1", 2))
-	old := e.fillReady(t, "p1", 2)
-	if err := e.st.PutOverride("p1", store.Override{CloneTarget: "cluster2"}); err != nil {
-		t.Fatal(err)
-	}
-	e.pass(t)
-	for _, h := range old {
-		if vm := e.get(t, h); vm.State != store.StateDestroyed || vm.Reason != `clone_target changed to "cluster2"` {
-			t.Errorf("%s = %s %q", h, vm.State, vm.Reason)
-		}
-	}
-	e.pass(t)
-	moved := e.states(t, "p1")[store.StateReady]
-	if len(moved) != 2 {
-		t.Fatalf("ready = %v, want 2", moved)
-	}
-	for _, h := range moved {
-		if vm := e.get(t, h); vm.CloneTarget != "cluster2" {
-			t.Errorf("%s cloned onto %q, want cluster2", h, vm.CloneTarget)
-		}
-	}
-	e.pass(t)
-	if got := e.states(t, "p1")[store.StateReady]; len(got) != 2 || got[0] != moved[0] || got[1] != moved[1] {
-		t.Errorf("steady pass changed the pool: %v, want %v", got, moved)
-	}
-	if err := e.st.PutOverride("p1", store.Override{}); err != nil { // DELETE /config/clonetarget
-		t.Fatal(err)
-	}
-	e.pass(t)
-	for _, h := range moved {
-		if vm := e.get(t, h); vm.State != store.StateDestroyed {
-			t.Errorf("%s = %s after the override was removed, want destroyed", h, vm.State)
-		}
+// A template or clone_target override drains the VMs built the old way,
+// and removing it drains those built the new way, as upstream does.
+func TestManagerBuildOverride(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		override store.Override
+		reason   string // of the drained VMs
+		want     string // what the new VMs are built from
+		builtBy  func(t *testing.T, e *mgrEnv, host string) string
+	}{
+		{"template", store.Override{Template: "templates/new"}, "template changed to templates/new", "templates/new",
+			func(t *testing.T, e *mgrEnv, h string) string { vm, _ := e.fp.VM(h); return vm.Template }},
+		{"clone_target", store.Override{CloneTarget: "cluster2"}, `clone_target changed to "cluster2"`, "cluster2",
+			func(t *testing.T, e *mgrEnv, h string) string { return e.get(t, h).CloneTarget }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := mustManager(t, nil, mgrTestPool("p1", 2))
+			old := e.fillReady(t, "p1", 2)
+			if err := e.st.PutOverride("p1", tc.override); err != nil {
+				t.Fatal(err)
+			}
+			e.pass(t)
+			for _, h := range old {
+				if vm := e.get(t, h); vm.State != store.StateDestroyed || vm.Reason != tc.reason {
+					t.Errorf("%s = %s %q", h, vm.State, vm.Reason)
+				}
+			}
+			e.pass(t)
+			moved := e.states(t, "p1")[store.StateReady]
+			if len(moved) != 2 {
+				t.Fatalf("ready = %v, want 2", moved)
+			}
+			for _, h := range moved {
+				if got := tc.builtBy(t, e, h); got != tc.want {
+					t.Errorf("%s built from %q, want %s", h, got, tc.want)
+				}
+			}
+			e.pass(t)
+			if got := e.states(t, "p1")[store.StateReady]; len(got) != 2 || got[0] != moved[0] || got[1] != moved[1] {
+				t.Errorf("steady pass changed the pool: %v, want %v", got, moved)
+			}
+			if err := e.st.PutOverride("p1", store.Override{}); err != nil { // DELETE /config/pooltemplate or /config/clonetarget
+				t.Fatal(err)
+			}
+			e.pass(t)
+			for _, h := range moved {
+				if vm := e.get(t, h); vm.State != store.StateDestroyed {
+					t.Errorf("%s = %s after the override was removed, want destroyed", h, vm.State)
+				}
+			}
+		})
 	}
 }
 
 func TestManagerRestart(t *testing.T) {
-	clk := clocktest.New(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
-	st := storetest.MustOpen(t, storetest.Now(clk.Now))
-	fp := NewFakeProvider()
-	e := mustManagerOn(t, st, clk, fp, nil, mgrTestPool("p1", 2))
+	e := mustManager(t, nil, mgrTestPool("p1", 2))
 	e.fillReady(t, "p1", 2)
 	running := e.checkout(t, "p1")
-	fp.HoldClones()
+	e.fp.HoldClones()
 	if err := e.m.Reconcile(e.ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -588,15 +563,15 @@ func TestManagerRestart(t *testing.T) {
 	if len(inflight) != 1 {
 		t.Fatalf("after Close: pending = %v, want the interrupted clone", inflight)
 	}
-	fp.ReleaseClones()
+	e.fp.ReleaseClones()
 	// The process died; a half-finished clone of another pending VM exists.
 	survivor := "survivor123456x"
-	if err := st.AddPending(store.VM{Hostname: survivor, Pool: "p1", Template: "templates/p1"}); err != nil {
+	if err := e.st.AddPending(store.VM{Hostname: survivor, Pool: "p1", Template: "templates/p1"}); err != nil {
 		t.Fatal(err)
 	}
-	fp.Add("DC0", "vmpooler/p1", VMInfo{Name: survivor, PoweredOn: true, ToolsRunning: true, IP: "10.9.9.9"})
+	e.fp.Add("DC0", "vmpooler/p1", VMInfo{Name: survivor, PoweredOn: true, ToolsRunning: true, IP: "10.9.9.9"})
 
-	e2 := mustManagerOn(t, st, clk, fp, nil, mgrTestPool("p1", 2))
+	e2 := e.restart(t, e.st, nil, mgrTestPool("p1", 2))
 	e2.pass(t)
 	if vm := e2.get(t, inflight[0]); vm.State != store.StateDestroyed || !strings.Contains(vm.Reason, "clone interrupted") {
 		t.Errorf("interrupted clone = %s %q, want destroyed", vm.State, vm.Reason)
@@ -613,7 +588,7 @@ func TestManagerRestart(t *testing.T) {
 		t.Errorf("states = %v, want 2 ready, 1 running", s)
 	}
 	// Nothing leaked: every VM in the folder has a live record.
-	for _, name := range fp.Names("vmpooler/p1") {
+	for _, name := range e.fp.Names("vmpooler/p1") {
 		if vm := e2.get(t, name); vm.State == store.StateDestroyed {
 			t.Errorf("%s leaked in vSphere", name)
 		}
@@ -652,11 +627,7 @@ func TestManagerVCenterDown(t *testing.T) {
 	}
 	e.fp.SetDown(nil)
 	e.clk.Advance(time.Minute)
-	e.pass(t)
-	e.pass(t)
-	if got := e.count(t, "p1", store.StateReady); got != 2 {
-		t.Errorf("ready after vCenter is back = %d, want 2", got)
-	}
+	e.fillReady(t, "p1", 2) // vCenter is back
 	if !strings.Contains(e.log.String(), "reachable again") {
 		t.Error("recovery not logged")
 	}

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vmpooler/vmpooler/internal/clocktest"
-	"github.com/vmpooler/vmpooler/internal/storetest"
 	"github.com/vmpooler/vmpooler/store"
 )
 
@@ -18,31 +16,28 @@ import (
 // not a VM without a marker, not another instance's, not a VM in a
 // configured pool's folder.
 func TestManagerPurgeUnconfiguredResources(t *testing.T) {
-	clk := clocktest.New(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
-	st := storetest.MustOpen(t, storetest.Now(clk.Now))
-	fp := NewFakeProvider()
-	e := mustManagerOn(t, st, clk, fp, nil, mgrTestPool("keep", 1), mgrTestPool("gone", 2))
+	e := mustManager(t, nil, mgrTestPool("keep", 1), mgrTestPool("gone", 2))
 	e.fillReady(t, "gone", 2)
 	running := e.checkout(t, "gone")
 	keep := e.states(t, "keep")[store.StateReady]
-	fp.Add("DC0", "vmpooler/gone", VMInfo{Name: "handmade", PoweredOn: true})
-	fp.Add("DC0", "vmpooler/gone", VMInfo{Name: "other", PoweredOn: true, Owner: Owner{Instance: "aaaaaaaaaaaaaaaa", Pool: "gone"}})
+	e.fp.Add("DC0", "vmpooler/gone", VMInfo{Name: "handmade", PoweredOn: true})
+	e.fp.Add("DC0", "vmpooler/gone", VMInfo{Name: "other", PoweredOn: true, Owner: Owner{Instance: "aaaaaaaaaaaaaaaa", Pool: "gone"}})
 	if err := e.m.Close(); err != nil {
 		t.Fatal(err)
 	}
-	gone := slices.Sorted(slices.Values(fp.Names("vmpooler/gone")))
+	gone := slices.Sorted(slices.Values(e.fp.Names("vmpooler/gone")))
 	if len(gone) != 4 {
 		t.Fatalf("folder gone holds %v", gone)
 	}
 
 	// Restarted without pool "gone", purge off: logged once per VM, left.
-	e = mustManagerOn(t, st, clk, fp, nil, mgrTestPool("keep", 1))
+	e = e.restart(t, e.st, nil, mgrTestPool("keep", 1))
 	e.m.PurgeInterval = 0 // look every pass: still logged once
 	for range 3 {
 		e.pass(t)
-		clk.Advance(time.Minute)
+		e.clk.Advance(time.Minute)
 	}
-	if got := slices.Sorted(slices.Values(fp.Names("vmpooler/gone"))); !slices.Equal(got, gone) {
+	if got := slices.Sorted(slices.Values(e.fp.Names("vmpooler/gone"))); !slices.Equal(got, gone) {
 		t.Errorf("purge off: folder holds %v, want %v", got, gone)
 	}
 	if n := strings.Count(e.log.String(), "vm="+running.Hostname); n != 1 {
@@ -54,21 +49,21 @@ func TestManagerPurgeUnconfiguredResources(t *testing.T) {
 	e.m.Close()
 
 	// Purge on: our two VMs go, the others stay; the folder is then forgotten.
-	e = mustManagerOn(t, st, clk, fp, func(c *Config) { c.PurgeUnconfiguredResources = true }, mgrTestPool("keep", 1))
+	e = e.restart(t, e.st, func(c *Config) { c.PurgeUnconfiguredResources = true }, mgrTestPool("keep", 1))
 	e.pass(t)
-	if got := slices.Sorted(slices.Values(fp.Names("vmpooler/gone"))); !slices.Equal(got, []string{"handmade", "other"}) {
+	if got := slices.Sorted(slices.Values(e.fp.Names("vmpooler/gone"))); !slices.Equal(got, []string{"handmade", "other"}) {
 		t.Errorf("purge on: folder holds %v, want handmade and other", got)
 	}
-	if got := fp.Names("vmpooler/keep"); !slices.Equal(got, keep) {
+	if got := e.fp.Names("vmpooler/keep"); !slices.Equal(got, keep) {
 		t.Errorf("configured pool's folder holds %v, want %v", got, keep)
 	}
 	if vm := e.get(t, running.Hostname); vm.State != store.StateDestroyed {
 		t.Errorf("purged running vm's record is %s, want destroyed", vm.State)
 	}
-	if r := fp.Refused(); len(r) != 0 {
+	if r := e.fp.Refused(); len(r) != 0 {
 		t.Errorf("tried to destroy VMs not ours: %v", r)
 	}
-	folders, err := st.PoolFolders()
+	folders, err := e.st.PoolFolders()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vmpooler/vmpooler/internal/tomlx"
 	"github.com/vmpooler/vmpooler/store"
 )
 
@@ -129,28 +130,7 @@ func (n *IntString) UnmarshalTOML(v any) error {
 }
 
 // Aliases is a pool's alias list; TOML may give a string or a list.
-type Aliases []string
-
-// UnmarshalTOML accepts a string or an array of strings.
-func (a *Aliases) UnmarshalTOML(v any) error {
-	switch v := v.(type) {
-	case string:
-		*a = Aliases{v}
-	case []any:
-		out := make(Aliases, 0, len(v))
-		for _, e := range v {
-			s, ok := e.(string)
-			if !ok {
-				return errors.New("alias: every alias must be a string")
-			}
-			out = append(out, s)
-		}
-		*a = out
-	default:
-		return errors.New("alias: must be a string or a list of strings")
-	}
-	return nil
-}
+type Aliases = tomlx.StringList
 
 // CloneSpec says what to clone where.
 type CloneSpec struct {

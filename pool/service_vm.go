@@ -194,29 +194,32 @@ func (s *Service) jobTarget(host string, c Caller) error {
 	return c.actor().Owns(&vm) // the store checks again, in the job's transaction
 }
 
-// Snapshot queues a snapshot and returns its generated 32-character name.
-func (s *Service) Snapshot(host string, c Caller) (string, error) {
+// queueJob checks the job's target (jobTarget), stores the request with
+// request(actor) and kicks the manager, which runs it.
+func (s *Service) queueJob(host string, c Caller, request func(store.Actor) error) error {
 	if err := s.jobTarget(host, c); err != nil {
-		return "", err
+		return err
 	}
-	name := randomName()
-	if err := s.Store.RequestSnapshot(host, name, c.actor()); err != nil {
-		return "", err
+	if err := request(c.actor()); err != nil {
+		return err
 	}
 	s.Kick()
+	return nil
+}
+
+// Snapshot queues a snapshot and returns its generated 32-character name.
+func (s *Service) Snapshot(host string, c Caller) (string, error) {
+	name := randomName()
+	err := s.queueJob(host, c, func(a store.Actor) error { return s.Store.RequestSnapshot(host, name, a) })
+	if err != nil {
+		return "", err
+	}
 	return name, nil
 }
 
 // Revert queues a revert to a taken snapshot. ENOTFOUND if there is none of that name.
 func (s *Service) Revert(host, snapshot string, c Caller) error {
-	if err := s.jobTarget(host, c); err != nil {
-		return err
-	}
-	if err := s.Store.RequestRevert(host, snapshot, c.actor()); err != nil {
-		return err
-	}
-	s.Kick()
-	return nil
+	return s.queueJob(host, c, func(a store.Actor) error { return s.Store.RequestRevert(host, snapshot, a) })
 }
 
 // MaxLifetime is the longest lifetime in hours a VM may be given (366
@@ -232,14 +235,7 @@ func (s *Service) AddDisk(host string, sizeGB int, c Caller) error {
 	if sizeGB < 1 || sizeGB > MaxDiskGB {
 		return errs.Errorf(errs.EINVALID, "disk size must be from 1 to %d", MaxDiskGB)
 	}
-	if err := s.jobTarget(host, c); err != nil {
-		return err
-	}
-	if err := s.Store.RequestDisk(host, sizeGB, c.actor()); err != nil {
-		return err
-	}
-	s.Kick()
-	return nil
+	return s.queueJob(host, c, func(a store.Actor) error { return s.Store.RequestDisk(host, sizeGB, a) })
 }
 
 // randomName returns 32 characters in the token alphabet (first a..y).

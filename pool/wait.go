@@ -50,6 +50,15 @@ type waitQueue struct {
 	waiters []*waiter // arrival order
 }
 
+// each calls fn on every waiter, in arrival order, with q locked.
+func (q *waitQueue) each(fn func(w *waiter)) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, w := range q.waiters {
+		fn(w)
+	}
+}
+
 // queue returns the Service's wait queue.
 func (s *Service) queue() *waitQueue {
 	return s.waits
@@ -189,15 +198,12 @@ func (s *Service) unassign(vms map[string][]store.VM) {
 // alias counts for its first pool): the manager clones for them beyond
 // the pool's size.
 func (s *Service) WaitDemand() map[string]int {
-	q := s.queue()
-	q.mu.Lock()
-	defer q.mu.Unlock()
 	out := make(map[string]int)
-	for _, w := range q.waiters {
+	s.queue().each(func(w *waiter) {
 		for p, n := range w.demand {
 			out[p] += n
 		}
-	}
+	})
 	return out
 }
 
@@ -209,11 +215,8 @@ type Waiting struct {
 
 // Waiters returns, per pool, its waiting checkouts.
 func (s *Service) Waiters() map[string]Waiting {
-	q := s.queue()
-	q.mu.Lock()
-	defer q.mu.Unlock()
 	out := make(map[string]Waiting)
-	for _, w := range q.waiters {
+	s.queue().each(func(w *waiter) {
 		for _, p := range slices.Compact(slices.Sorted(slices.Values(w.pools))) {
 			wt := out[p]
 			if wt.Count == 0 || w.since.Before(wt.Oldest) {
@@ -222,7 +225,7 @@ func (s *Service) Waiters() map[string]Waiting {
 			wt.Count++
 			out[p] = wt
 		}
-	}
+	})
 	return out
 }
 

@@ -29,12 +29,8 @@ var listProps = []string{
 // children on the server: two round trips in all (find the folder,
 // retrieve), whatever the number of VMs.
 func (p *Provider) List(ctx context.Context, datacenter, folder string) ([]pool.VMInfo, error) {
-	c, ctx, cancel, err := p.begin(ctx)
+	c, ctx, cancel, dc, err := p.beginIn(ctx, datacenter)
 	defer cancel()
-	if err != nil {
-		return nil, err
-	}
-	dc, err := p.datacenter(datacenter)
 	if err != nil {
 		return nil, err
 	}

@@ -306,6 +306,17 @@ func (p *Provider) begin(ctx context.Context) (*vim25.Client, context.Context, c
 	return c, ctx, cancel, nil
 }
 
+// beginIn is begin for a call in a datacenter: it also returns the
+// inventory path of datacenter (see datacenter). Call cancel even on error.
+func (p *Provider) beginIn(ctx context.Context, datacenter string) (*vim25.Client, context.Context, context.CancelFunc, string, error) {
+	c, ctx, cancel, err := p.begin(ctx)
+	if err != nil {
+		return nil, ctx, cancel, "", err
+	}
+	dc, err := p.datacenter(datacenter)
+	return c, ctx, cancel, dc, err
+}
+
 // datacenter returns the inventory path of dc, or the default one.
 func (p *Provider) datacenter(dc string) (string, error) {
 	if dc = trimSlash(dc); dc != "" {

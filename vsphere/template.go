@@ -12,12 +12,8 @@ var _ pool.TemplateFinder = (*Provider)(nil)
 // TemplateExists implements pool.TemplateFinder: whether a virtual machine
 // (template or not) exists at <datacenter>/vm/<path>.
 func (p *Provider) TemplateExists(ctx context.Context, datacenter, path string) (bool, error) {
-	c, ctx, cancel, err := p.begin(ctx)
+	c, ctx, cancel, dc, err := p.beginIn(ctx, datacenter)
 	defer cancel()
-	if err != nil {
-		return false, err
-	}
-	dc, err := p.datacenter(datacenter)
 	if err != nil {
 		return false, err
 	}
