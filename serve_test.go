@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/vmpooler/vmpooler/internal/logtest"
+	"github.com/vmpooler/vmpooler/internal/testenv"
 )
 
 // logBuf is the goroutine-safe log sink the root package's tests share.
@@ -169,9 +170,7 @@ func checkout(t *testing.T, base, pool string) (int, string) {
 // so, and announces a new database loudly; the shipped example works when
 // copied to another directory.
 func TestStartFromAnotherDirectory(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts the simulator")
-	}
+	testenv.SkipIfShort(t, "starts the simulator")
 	data, err := os.ReadFile("vmpooler.toml.example")
 	if err != nil {
 		t.Fatal(err)
@@ -395,9 +394,7 @@ func TestReloadAuthFileAndTagRules(t *testing.T) {
 }
 
 func TestInventorySaysItListsAFreshSimulator(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts the simulator")
-	}
+	testenv.SkipIfShort(t, "starts the simulator")
 	var stderr bytes.Buffer
 	if err := run(t.Context(), []string{"inventory", "-config", "vmpooler.toml.example"}, io.Discard, &stderr); err != nil {
 		t.Fatal(err)

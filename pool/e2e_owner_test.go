@@ -10,6 +10,7 @@ import (
 	"github.com/vmpooler/vmpooler/internal/clocktest"
 	"github.com/vmpooler/vmpooler/internal/simtest"
 	"github.com/vmpooler/vmpooler/internal/storetest"
+	"github.com/vmpooler/vmpooler/internal/testenv"
 	"github.com/vmpooler/vmpooler/pool"
 	"github.com/vmpooler/vmpooler/store"
 	"github.com/vmpooler/vmpooler/vsphere"
@@ -26,9 +27,7 @@ type simLab struct {
 
 func newSimLab(t *testing.T, pools []pool.PoolConfig) *simLab {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("starts a vCenter simulator")
-	}
+	testenv.SkipIfShort(t, "starts a vCenter simulator")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	prov := simtest.Open(t, vsphere.New(vsphere.Config{Simulator: true, Datacenter: "dc1", BootDelay: 0.05}, pools, simtest.Logger()))

@@ -13,6 +13,7 @@ import (
 	"github.com/vmpooler/vmpooler/httpapi"
 	"github.com/vmpooler/vmpooler/internal/simtest"
 	"github.com/vmpooler/vmpooler/internal/storetest"
+	"github.com/vmpooler/vmpooler/internal/testenv"
 	"github.com/vmpooler/vmpooler/pool"
 	"github.com/vmpooler/vmpooler/store"
 )
@@ -25,9 +26,7 @@ import (
 // review's 1 s: a simulator round trip under -race on a busy box can take
 // more than 1 s.)
 func TestSlowJobsThroughAPI(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts the vCenter simulator; waits for 3 s tasks")
-	}
+	testenv.SkipIfShort(t, "starts the vCenter simulator; waits for 3 s tasks")
 	cfg := &pool.Config{Pools: []pool.PoolConfig{{Name: "centos-7", Template: "templates/centos-7",
 		Folder: "pools/centos-7", Datacenter: "dc1", Size: 1, ReadyCheck: "tools"}}}
 	cfg.Defaults()

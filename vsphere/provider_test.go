@@ -17,6 +17,7 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/vmpooler/vmpooler/internal/nettest"
+	"github.com/vmpooler/vmpooler/internal/testenv"
 	"github.com/vmpooler/vmpooler/pool"
 )
 
@@ -343,9 +344,7 @@ func TestListOneRetrieve(t *testing.T) {
 
 // TestClone100 clones 100 VMs at concurrency 10 and destroys them.
 func TestClone100(t *testing.T) {
-	if testing.Short() {
-		t.Skip("short")
-	}
+	testenv.SkipIfShort(t, "clones 100 VMs on the simulator")
 	pc := testPools()[0]
 	p := MustOpenSim(t, testPools())
 	vmNames := names("bulk", 100)
