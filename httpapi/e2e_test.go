@@ -1,7 +1,6 @@
 package httpapi_test
 
 import (
-	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/vmpooler/vmpooler/auth"
 	"github.com/vmpooler/vmpooler/httpapi"
+	"github.com/vmpooler/vmpooler/internal/apitest"
 	"github.com/vmpooler/vmpooler/internal/simtest"
 	"github.com/vmpooler/vmpooler/internal/storetest"
 	"github.com/vmpooler/vmpooler/internal/testenv"
@@ -51,19 +51,19 @@ func TestOndemandEndToEnd(t *testing.T) {
 	}
 	defer mgr.Close()
 
-	status, body := call(t, "POST", srv.URL+"/api/v3/ondemandvm", `{"debian":"1","centos-7":"2"}`)
+	status, body := apitest.Call(t, "POST", srv.URL+"/api/v3/ondemandvm", `{"debian":"1","centos-7":"2"}`)
 	id, _ := body["request_id"].(string)
 	if status != http.StatusCreated || id == "" {
 		t.Fatalf("POST /ondemandvm: %d %v", status, body)
 	}
-	status, body = call(t, "GET", srv.URL+"/api/v3/ondemandvm/"+id, "")
+	status, body = apitest.Call(t, "GET", srv.URL+"/api/v3/ondemandvm/"+id, "")
 	if status != http.StatusAccepted || body["ready"] != false {
 		t.Fatalf("first GET: %d %v, want 202 not ready", status, body)
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for status == http.StatusAccepted && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond) // the simulator boots in real time
-		status, body = call(t, "GET", srv.URL+"/api/v3/ondemandvm/"+id, "")
+		status, body = apitest.Call(t, "GET", srv.URL+"/api/v3/ondemandvm/"+id, "")
 	}
 	if status != http.StatusOK || body["ready"] != true {
 		t.Fatalf("GET after filling: %d %v, want 200 ready", status, body)
@@ -74,7 +74,7 @@ func TestOndemandEndToEnd(t *testing.T) {
 		len(cen) != 2 || !strings.HasSuffix(cen[0].(string), ".lab.example") {
 		t.Fatalf("hostnames debian %v centos %v", deb, cen)
 	}
-	status, body = call(t, "GET", srv.URL+"/api/v1/vm/"+cen[1].(string), "")
+	status, body = apitest.Call(t, "GET", srv.URL+"/api/v1/vm/"+cen[1].(string), "")
 	short, _, _ := strings.Cut(cen[1].(string), ".")
 	if vm, _ := body[short].(map[string]any); status != 200 || vm["state"] != "running" {
 		t.Errorf("GET vm: %d %v", status, body)
@@ -91,24 +91,6 @@ func TestOndemandEndToEnd(t *testing.T) {
 			t.Errorf("/metrics lacks %q", line)
 		}
 	}
-}
-
-func call(t *testing.T, method, url, body string) (int, map[string]any) {
-	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	var out map[string]any
-	if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	return res.StatusCode, out
 }
 
 func get(t *testing.T, url string) string {

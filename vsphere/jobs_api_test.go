@@ -1,8 +1,6 @@
 package vsphere
 
 import (
-	"encoding/json"
-	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -11,6 +9,7 @@ import (
 
 	"github.com/vmpooler/vmpooler/auth"
 	"github.com/vmpooler/vmpooler/httpapi"
+	"github.com/vmpooler/vmpooler/internal/apitest"
 	"github.com/vmpooler/vmpooler/internal/simtest"
 	"github.com/vmpooler/vmpooler/internal/storetest"
 	"github.com/vmpooler/vmpooler/internal/testenv"
@@ -43,18 +42,9 @@ func TestSlowJobsThroughAPI(t *testing.T) {
 	defer srv.Close()
 	api := func(method, path string) map[string]any {
 		t.Helper()
-		req, err := http.NewRequest(method, srv.URL+"/api/v1"+path, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		var out map[string]any
-		if err := json.NewDecoder(res.Body).Decode(&out); err != nil || out["ok"] != true {
-			t.Fatalf("%s %s: %d %v %v", method, path, res.StatusCode, out, err)
+		code, out := apitest.Call(t, method, srv.URL+"/api/v1"+path, "")
+		if out["ok"] != true {
+			t.Fatalf("%s %s: %d %v", method, path, code, out)
 		}
 		return out
 	}
