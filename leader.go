@@ -64,21 +64,25 @@ func replicaName(cfg *Config, addr string) string {
 	return host + "/" + addr
 }
 
-// startReplicas joins the group: it keeps the leader's name, writes kicks,
-// and campaigns; while it leads it runs a manager made by newManager.
-func (d *daemon) startReplicas(ctx context.Context, cfg *Config, eng *etcd.Engine,
-	prov pool.Provider, newManager func(pool.Store, pool.Provider) *pool.Manager) *replicas {
-	r := &replicas{eng: eng, name: replicaName(cfg, d.addr), logger: d.logger, kicks: make(chan struct{}, 1)}
+// newReplicas is this replica's part in the group, not yet started: the
+// API may read it (status, kicks) while start has not run yet.
+func newReplicas(cfg *Config, eng *etcd.Engine, addr string, logger *slog.Logger) *replicas {
+	r := &replicas{eng: eng, name: replicaName(cfg, addr), logger: logger, kicks: make(chan struct{}, 1)}
 	if cfg.Etcd != nil && cfg.Etcd.LeaseTTL > 0 {
 		r.ttl = time.Duration(cfg.Etcd.LeaseTTL) * time.Second
 	}
 	r.leader.Store("")
-	r.wg.Add(4)
-	go func() { defer r.wg.Done(); eng.PublishDemand(ctx, r.name, d.svc.WaitDemand, demandEvery) }()
-	go func() { defer r.wg.Done(); eng.WatchLeader(ctx, func(name string) { r.leader.Store(name) }) }()
-	go func() { defer r.wg.Done(); r.writeKicks(ctx) }()
-	go func() { defer r.wg.Done(); r.campaign(ctx, d.st, prov, newManager) }()
 	return r
+}
+
+// start joins the group until ctx ends: it keeps the leader's name,
+// publishes this replica's waiters' demand, writes kicks, and campaigns;
+// while it leads it runs a manager made by newManager.
+func (r *replicas) start(ctx context.Context, d *daemon, prov pool.Provider, newManager func(pool.Store, pool.Provider) *pool.Manager) {
+	r.wg.Go(func() { r.eng.PublishDemand(ctx, r.name, d.svc.WaitDemand, demandEvery) })
+	r.wg.Go(func() { r.eng.WatchLeader(ctx, func(name string) { r.leader.Store(name) }) })
+	r.wg.Go(func() { r.writeKicks(ctx) })
+	r.wg.Go(func() { r.campaign(ctx, d.st, prov, newManager) })
 }
 
 // wait blocks until the replica has left the group (ctx ended): its term,

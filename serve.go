@@ -78,17 +78,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer, ready chan<-
 func (d *daemon) serve(ctx context.Context, cfg *Config, hup <-chan os.Signal, ready chan<- *daemon) error {
 	logger := d.logger
 	defer logger.Info("vmpooler stopped")
-	attrs := []any{"version", versionString(), "config", d.path, "database", cfg.databaseName()}
-	if cfg.Auth != nil && cfg.Auth.File != "" {
-		attrs = append(attrs, "auth_file", cfg.Auth.File)
-	}
-	if cfg.Global.BackupDir != "" {
-		attrs = append(attrs, "backup_dir", cfg.Global.BackupDir)
-	}
-	logger.Info("vmpooler starting", append(attrs, "pid", os.Getpid())...)
-	for _, w := range cfg.Warnings {
-		logger.Warn("config: " + w)
-	}
+	d.logStart(cfg)
 	if err := d.openStore(cfg); err != nil {
 		return err
 	}
@@ -105,43 +95,7 @@ func (d *daemon) serve(ctx context.Context, cfg *Config, hup <-chan os.Signal, r
 		return withPrefix("auth", err)
 	}
 	metrics := httpapi.NewMetrics()
-	d.svc = pool.NewService(&cfg.Global.Config, d.st, logger)
-	d.svc.SetConfig(&cfg.Global.Config, cfg.TagFilter)
-	d.svc.Backend = backend
-	d.svc.Templates, _ = prov.(pool.TemplateFinder)
-	newManager := func(st pool.Store, p pool.Provider) *pool.Manager {
-		cur := d.cfg.Load()
-		m := pool.NewManager(ownConfig(&cur.Global.Config), st, p, logger)
-		m.Observer = metrics
-		m.JobTimeout = pool.Minutes(cur.Global.JobTimeout)
-		m.PurgeTokens = d.auth.PurgeExpired
-		m.Demand = d.svc.WaitDemand
-		m.OnReady = d.svc.ServeWaiters
-		m.AfterPass = d.svc.PassDone
-		return m
-	}
-	var group *replicas // several replicas on etcd: set once the API listens
-	if cfg.onEtcd() {
-		d.svc.Kick = func() { group.kick() }
-		d.svc.Cloning = func() int {
-			if m := group.mgr.Load(); m != nil {
-				return m.Cloning()
-			}
-			return 0
-		}
-		d.svc.Health = func() map[string]pool.PoolHealth {
-			if m := group.mgr.Load(); m != nil {
-				return m.Health()
-			}
-			return nil
-		}
-		d.svc.Replica = func() pool.ReplicaStatus { return group.status() }
-	} else {
-		d.mgr = newManager(d.st, prov)
-		d.svc.Kick = d.mgr.Kick
-		d.svc.Cloning = d.mgr.Cloning
-		d.svc.Health = d.mgr.Health
-	}
+	newManager := d.wire(cfg, prov, backend, metrics)
 	api := httpapi.New(httpapi.Config{
 		SiteName:       cfg.Global.SiteName,
 		Redacted:       func() any { return d.cfg.Load().redacted() },
@@ -155,6 +109,11 @@ func (d *daemon) serve(ctx context.Context, cfg *Config, hup <-chan os.Signal, r
 	ln, err := net.Listen("tcp", cfg.Global.Listen)
 	if err != nil {
 		return err
+	}
+	d.addr = ln.Addr().String()
+	if cfg.onEtcd() {
+		// Before the API serves: its service reads d.group (see wire).
+		d.group = newReplicas(cfg, d.st.Engine.(*etcd.Engine), d.addr, logger)
 	}
 	admin, err := d.listenAdmin(cfg)
 	if err != nil {
@@ -177,32 +136,13 @@ func (d *daemon) serve(ctx context.Context, cfg *Config, hup <-chan os.Signal, r
 	srv.BaseContext = func(net.Listener) context.Context { return baseCtx }
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(limitListener(ln, cfg.Global.MaxConnections)) }()
-	d.addr = ln.Addr().String()
 	go d.backupLoop(baseCtx)
-	if cfg.onEtcd() {
+	if d.group != nil {
 		groupCtx, leave := context.WithCancel(ctx) // SIGTERM: the leader resigns at once
 		defer leave()
-		group = d.startReplicas(groupCtx, cfg, d.st.Engine.(*etcd.Engine), prov, newManager)
-		d.group = group
-		defer group.wait() // after the API has stopped, as the manager
-		changed := make(chan struct{}, 1)
-		d.st.OnChange(func() {
-			select {
-			case changed <- struct{}{}:
-			default:
-			}
-		})
-		go func() {
-			for {
-				select {
-				case <-groupCtx.Done():
-					return
-				case <-changed:
-					d.svc.ServeWaiters() // a VM may be ready for a waiter of this replica
-					d.svc.PassDone()     // ondemand long-polls look again
-				}
-			}
-		}()
+		d.group.start(groupCtx, d, prov, newManager)
+		defer d.group.wait() // after the API has stopped, as the manager
+		d.serveWaitersOnChange(groupCtx)
 	}
 
 	logger.Info("vmpooler listening", "addr", d.addr, "pools", len(cfg.Pools), "database", cfg.databaseName(), "config", d.path)
@@ -221,6 +161,89 @@ func (d *daemon) serve(ctx context.Context, cfg *Config, hup <-chan os.Signal, r
 		break
 	}
 	return d.shutdown(srv, dr, cancelRequests)
+}
+
+// logStart logs what the pooler starts with.
+func (d *daemon) logStart(cfg *Config) {
+	attrs := []any{"version", versionString(), "config", d.path, "database", cfg.databaseName()}
+	if cfg.Auth != nil && cfg.Auth.File != "" {
+		attrs = append(attrs, "auth_file", cfg.Auth.File)
+	}
+	if cfg.Global.BackupDir != "" {
+		attrs = append(attrs, "backup_dir", cfg.Global.BackupDir)
+	}
+	d.logger.Info("vmpooler starting", append(attrs, "pid", os.Getpid())...)
+	for _, w := range cfg.Warnings {
+		d.logger.Warn("config: " + w)
+	}
+}
+
+// wire makes the service the API serves, and returns how to make a pool
+// manager. On a bbolt file it makes the manager now (d.mgr); on etcd the
+// manager is the one of whichever replica leads (d.group, set before the
+// API serves), made by the returned function when this replica leads.
+func (d *daemon) wire(cfg *Config, prov pool.Provider, backend func() (bool, string), metrics *httpapi.Metrics) func(pool.Store, pool.Provider) *pool.Manager {
+	d.svc = pool.NewService(&cfg.Global.Config, d.st, d.logger)
+	d.svc.SetConfig(&cfg.Global.Config, cfg.TagFilter)
+	d.svc.Backend = backend
+	d.svc.Templates, _ = prov.(pool.TemplateFinder)
+	newManager := func(st pool.Store, p pool.Provider) *pool.Manager {
+		cur := d.cfg.Load()
+		m := pool.NewManager(ownConfig(&cur.Global.Config), st, p, d.logger)
+		m.Observer = metrics
+		m.JobTimeout = pool.Minutes(cur.Global.JobTimeout)
+		m.PurgeTokens = d.auth.PurgeExpired
+		m.Demand = d.svc.WaitDemand
+		m.OnReady = d.svc.ServeWaiters
+		m.AfterPass = d.svc.PassDone
+		return m
+	}
+	if cfg.onEtcd() {
+		d.svc.Kick = func() { d.group.kick() }
+		d.svc.Cloning = func() int {
+			if m := d.group.mgr.Load(); m != nil {
+				return m.Cloning()
+			}
+			return 0
+		}
+		d.svc.Health = func() map[string]pool.PoolHealth {
+			if m := d.group.mgr.Load(); m != nil {
+				return m.Health()
+			}
+			return nil
+		}
+		d.svc.Replica = func() pool.ReplicaStatus { return d.group.status() }
+		return newManager
+	}
+	d.mgr = newManager(d.st, prov)
+	d.svc.Kick = d.mgr.Kick
+	d.svc.Cloning = d.mgr.Cloning
+	d.svc.Health = d.mgr.Health
+	return newManager
+}
+
+// serveWaitersOnChange serves this replica's waiting checkouts and
+// ondemand long-polls whenever its store sees another replica's write,
+// until ctx ends: a VM may have become ready for one of them.
+func (d *daemon) serveWaitersOnChange(ctx context.Context) {
+	changed := make(chan struct{}, 1)
+	d.st.OnChange(func() {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	})
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+				d.svc.ServeWaiters() // a VM may be ready for a waiter of this replica
+				d.svc.PassDone()     // ondemand long-polls look again
+			}
+		}
+	}()
 }
 
 // openStore opens the database (see openDatabase).

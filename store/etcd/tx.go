@@ -262,62 +262,14 @@ func (t *tx) Scan(bucket, prefix, from []byte, fn func(k, v []byte) (bool, error
 		return nil
 	}
 
-	// The buffered writes in [start, end), in key order.
-	var overlay []string
-	for k := range t.writes {
-		if k >= start && k < end {
-			overlay = append(overlay, k)
-		}
-	}
-	slices.Sort(overlay)
-
-	var (
-		page   []*mvccpb.KeyValue
-		more   = true // etcd may have keys after page
-		cursor = start
-	)
-	fetch := func() error {
-		resp, err := t.get(cursor, clientv3.WithRange(end), clientv3.WithLimit(int64(t.e.pageSize)))
+	r := t.scanRange(start, end)
+	for {
+		key, val, found, err := r.next()
 		if err != nil {
 			return err
-		}
-		page, more = resp.Kvs, resp.More && len(resp.Kvs) > 0
-		if len(page) > 0 {
-			cursor = string(page[len(page)-1].Key) + "\x00"
-		}
-		return nil
-	}
-	for {
-		if len(page) == 0 && more {
-			if err := fetch(); err != nil {
-				return err
-			}
-		}
-		var (
-			key string
-			val []byte
-		)
-		switch {
-		case len(page) == 0 && len(overlay) == 0:
+		} else if !found {
 			t.spans[span{start, end}] = struct{}{} // ran out: the whole range
 			return nil
-		case len(overlay) == 0 || len(page) > 0 && string(page[0].Key) < overlay[0]:
-			kv := page[0]
-			page = page[1:]
-			key, val = string(kv.Key), nonNil(kv.Value)
-			t.seen[key] = kv.ModRevision
-		default:
-			key = overlay[0]
-			overlay = overlay[1:]
-			if len(page) > 0 && string(page[0].Key) == key {
-				t.seen[key] = page[0].ModRevision
-				page = page[1:]
-			}
-			w := t.writes[key]
-			if w.del {
-				continue
-			}
-			val = w.val
 		}
 		ok, err := fn([]byte(key[len(base):]), val)
 		if err != nil {
@@ -326,6 +278,73 @@ func (t *tx) Scan(bucket, prefix, from []byte, fn func(k, v []byte) (bool, error
 		if !ok {
 			t.spans[span{start, key + "\x00"}] = struct{}{} // up to key, inclusive
 			return nil
+		}
+	}
+}
+
+// scanRange is one Scan's walk of [start, end): etcd's keys, a page at a
+// time, merged in key order with the transaction's buffered writes.
+type scanRange struct {
+	t       *tx
+	end     string
+	cursor  string             // where the next page starts
+	page    []*mvccpb.KeyValue // etcd's keys fetched and not yet taken
+	more    bool               // etcd may have keys after page
+	overlay []string           // the buffered writes in range not yet taken, sorted
+}
+
+func (t *tx) scanRange(start, end string) *scanRange {
+	r := &scanRange{t: t, end: end, cursor: start, more: true}
+	for k := range t.writes {
+		if k >= start && k < end {
+			r.overlay = append(r.overlay, k)
+		}
+	}
+	slices.Sort(r.overlay)
+	return r
+}
+
+// fetch reads the next page of etcd's keys.
+func (r *scanRange) fetch() error {
+	resp, err := r.t.get(r.cursor, clientv3.WithRange(r.end), clientv3.WithLimit(int64(r.t.e.pageSize)))
+	if err != nil {
+		return err
+	}
+	r.page, r.more = resp.Kvs, resp.More && len(resp.Kvs) > 0
+	if len(r.page) > 0 {
+		r.cursor = string(r.page[len(r.page)-1].Key) + "\x00"
+	}
+	return nil
+}
+
+// next returns the next key in the range and its value as the transaction
+// sees it (a buffered write wins; a buffered delete hides the key), noting
+// the mod revision of each key read from etcd for the commit's compares.
+// found is false at the end of the range.
+func (r *scanRange) next() (key string, val []byte, found bool, err error) {
+	for {
+		if len(r.page) == 0 && r.more {
+			if err := r.fetch(); err != nil {
+				return "", nil, false, err
+			}
+		}
+		switch {
+		case len(r.page) == 0 && len(r.overlay) == 0:
+			return "", nil, false, nil
+		case len(r.overlay) == 0 || len(r.page) > 0 && string(r.page[0].Key) < r.overlay[0]:
+			kv := r.page[0]
+			r.page = r.page[1:]
+			r.t.seen[string(kv.Key)] = kv.ModRevision
+			return string(kv.Key), nonNil(kv.Value), true, nil
+		}
+		key = r.overlay[0]
+		r.overlay = r.overlay[1:]
+		if len(r.page) > 0 && string(r.page[0].Key) == key {
+			r.t.seen[key] = r.page[0].ModRevision
+			r.page = r.page[1:]
+		}
+		if w := r.t.writes[key]; !w.del {
+			return key, w.val, true, nil
 		}
 	}
 }
