@@ -140,6 +140,13 @@ func TestEtcdDown(t *testing.T) {
 	if code != http.StatusServiceUnavailable || body["ok"] != false || !strings.Contains(fmt.Sprint(body["error"]), "etcd") {
 		t.Errorf("checkout with etcd down: %d %v, want 503 naming etcd", code, body)
 	}
+	// Where etcd is goes to the log, not to clients.
+	if strings.Contains(fmt.Sprint(body), srv.Endpoint) {
+		t.Errorf("the 503 names etcd's endpoint: %v", body)
+	}
+	if line := grepLines(r.log.String(), "a service it needs is unavailable"); !strings.Contains(line, srv.Endpoint) {
+		t.Errorf("log of the 503: %q, want its cause naming etcd's endpoint %s", line, srv.Endpoint)
+	}
 	if took > 10*time.Second {
 		t.Errorf("checkout with etcd down took %v", took)
 	}

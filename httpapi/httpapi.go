@@ -83,6 +83,7 @@ type server struct {
 	trusted  []netip.Prefix
 	summary  chan struct{} // /summary slots (status.go)
 	limits   *limiters     // failed logins and request rates (limit.go)
+	down     downLog       // causes of 503s for a service that is down (json.go)
 }
 
 // New returns the API handler. a may be nil (authentication off); svc.Now

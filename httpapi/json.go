@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"math"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/vmpooler/vmpooler/internal/errs"
 	"github.com/vmpooler/vmpooler/pool"
@@ -54,6 +56,8 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	if status == http.StatusInternalServerError {
 		s.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	} else if code == errs.EUNAVAILABLE {
+		s.down.log(s.logger, r, err)
 	}
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Basic realm="Authentication required"`)
@@ -63,6 +67,34 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		body = append(body, kv{d.Key, d.Value})
 	}
 	writeJSON(w, status, body)
+}
+
+// downLogEvery is how often at most the cause of an EUNAVAILABLE answer is
+// logged: while a service is down every request fails the same way.
+const downLogEvery = 10 * time.Second
+
+// downLog logs why requests are answered 503 because a service the answer
+// needs is down (the store's etcd): the answer keeps the cause (where the
+// service is, what its client said) from clients, the log has it.
+type downLog struct {
+	mu      sync.Mutex
+	last    time.Time
+	skipped int // answers since the last line that were not logged
+}
+
+func (d *downLog) log(logger *slog.Logger, r *http.Request, err error) {
+	d.mu.Lock()
+	now := time.Now()
+	if !d.last.IsZero() && now.Sub(d.last) < downLogEvery {
+		d.skipped++
+		d.mu.Unlock()
+		return
+	}
+	skipped := d.skipped
+	d.last, d.skipped = now, 0
+	d.mu.Unlock()
+	logger.Warn("request failed: a service it needs is unavailable", "method", r.Method, "path", r.URL.Path,
+		"err", err, "not_logged_since_last", skipped)
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}

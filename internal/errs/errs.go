@@ -29,7 +29,7 @@ type Error struct {
 	Code    string
 	Message string
 	Details []Detail
-	err     error // what WithDetails added details to
+	err     error // what WithDetails added details to, or WithCause's message and cause
 }
 
 // Detail is one member of an error's answer beside its message.
@@ -46,7 +46,8 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s: %s", e.Code, e.Message)
 }
 
-// Unwrap returns the error WithDetails added details to, if any.
+// Unwrap returns the error WithDetails added details to, or the cause of
+// WithCause (wrapped with the message), if any.
 func (e *Error) Unwrap() error { return e.err }
 
 // WithDetails returns err, with its code and message, and details added
@@ -63,6 +64,15 @@ func ErrorDetails(err error) []Detail {
 		return slices.Clip(e.Details)
 	}
 	return nil
+}
+
+// WithCause returns an *Error with the code and a formatted message for
+// the client, caused by cause, which it hides from clients: its Error(),
+// for logs and the command line, is the message and the cause, and
+// errors.Is and As see the cause.
+func WithCause(cause error, code, format string, args ...any) *Error {
+	msg := fmt.Sprintf(format, args...)
+	return &Error{Code: code, Message: msg, err: fmt.Errorf("%s: %w", msg, cause)}
 }
 
 // Errorf returns an *Error with the code and a formatted message.

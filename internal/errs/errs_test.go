@@ -22,3 +22,22 @@ func TestWithDetails(t *testing.T) {
 		t.Errorf("Error() = %q, want the cause's text for the log", got)
 	}
 }
+
+// WithCause shows clients the message only; the log sees the cause too,
+// and the chain reaches it.
+func TestWithCause(t *testing.T) {
+	cause := errors.New("dial tcp 10.0.0.5:2379: connection refused")
+	err := WithCause(cause, EUNAVAILABLE, "the database cannot be reached; try again")
+	if ErrorCode(err) != EUNAVAILABLE || ErrorMessage(err) != "the database cannot be reached; try again" {
+		t.Errorf("client sees %q %q", ErrorCode(err), ErrorMessage(err))
+	}
+	if got, want := err.Error(), "the database cannot be reached; try again: "+cause.Error(); got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
+	}
+	if !errors.Is(err, cause) {
+		t.Error("errors.Is does not reach the cause")
+	}
+	if d := WithDetails(err, Detail{Key: "k", Value: 1}); ErrorMessage(d) != ErrorMessage(err) || !errors.Is(d, cause) {
+		t.Errorf("WithDetails lost the message or the cause: %q", ErrorMessage(d))
+	}
+}

@@ -259,19 +259,31 @@ func (e *Engine) wrap(err error) error {
 		if e.ctx.Err() != nil {
 			return errs.Errorf(errs.EUNAVAILABLE, "etcd: the engine is closed")
 		}
-		return errs.Errorf(errs.EUNAVAILABLE, "etcd unreachable: no answer from %s within %s", e.eps, e.cfg.RequestTimeout)
+		return e.noAnswer(err)
 	}
 	var ee rpctypes.EtcdError
 	if errors.As(err, &ee) {
 		// Refused by etcd (no leader, auth, no space...): it answers,
 		// but not with what the operation needs.
-		return errs.Errorf(errs.EUNAVAILABLE, "etcd (%s): %v", e.eps, err)
+		return errs.WithCause(e.at(err), errs.EUNAVAILABLE, "the database (etcd) refused the operation; try again")
 	}
 	if s, ok := status.FromError(err); ok && s.Code() == codes.DeadlineExceeded {
-		return errs.Errorf(errs.EUNAVAILABLE, "etcd unreachable: no answer from %s within %s", e.eps, e.cfg.RequestTimeout)
+		return e.noAnswer(err)
 	}
-	return errs.Errorf(errs.EUNAVAILABLE, "etcd unreachable (%s): %v", e.eps, err)
+	return errs.WithCause(e.at(err), errs.EUNAVAILABLE, "the database (etcd) cannot be reached; try again")
 }
+
+// The errors of an unavailable etcd tell a client what happened and
+// whether to try again; where etcd is and what its client said (the
+// cause, for the log and the command line) they keep from clients.
+
+// noAnswer is the error of a request etcd did not answer in time.
+func (e *Engine) noAnswer(err error) error {
+	return errs.WithCause(e.at(err), errs.EUNAVAILABLE, "the database (etcd) did not answer within %s; try again", e.cfg.RequestTimeout)
+}
+
+// at is err, naming the endpoints it came from.
+func (e *Engine) at(err error) error { return fmt.Errorf("etcd at %s: %w", e.eps, err) }
 
 // bucketBase returns the prefix of bucket's keys, Prefix + bucket + "/".
 func (e *Engine) bucketBase(bucket []byte) (string, error) {

@@ -400,8 +400,8 @@ func (t *tx) commit() error {
 	if errors.Is(err, context.DeadlineExceeded) && t.e.ctx.Err() == nil {
 		// Sent, but no answer: it may have been applied (say so; a caller
 		// that retries finds out what happened first).
-		return errs.Errorf(errs.EUNAVAILABLE, "etcd unreachable: no answer from %s to the commit within %s; it may or may not have been applied",
-			t.e.eps, t.e.cfg.RequestTimeout)
+		return errs.WithCause(t.e.at(err), errs.EUNAVAILABLE,
+			"the database (etcd) did not answer the commit within %s; it may or may not have been applied", t.e.cfg.RequestTimeout)
 	} else if err != nil {
 		return t.e.wrap(err)
 	}
