@@ -33,7 +33,9 @@ func (s *Store) BackupSized(start func(size int64) (io.Writer, error)) (int64, e
 // or changes a file) and runs bbolt's consistency check and the store's
 // invariants, as Check does. A missing file is an error; a file another
 // process holds open for writing is ErrInUse. It also refuses a file whose
-// schema is newer than this program.
+// schema is newer than this program. A file of an older schema (a backup
+// taken by an older version) is checked as this program will see it: a
+// copy of it in a temporary file is migrated, then checked.
 func VerifyFile(path string) (err error) {
 	// bbolt maps the file: a page past its end would be a SIGBUS, not an
 	// error. A truncated copy is caught by its size, a page number past the
@@ -59,25 +61,23 @@ func VerifyFile(path string) (err error) {
 			err = &corruptError{path: path, cause: r}
 		}
 	}()
-	err = db.View(func(tx *bolt.Tx) error {
+	var version uint64
+	err = db.View(func(tx *bolt.Tx) (err error) {
 		// The protected walk first: it reads every page, so that the
 		// schema check after it cannot fault on a damaged one.
 		if err := walkProtected(tx); err != nil {
 			return err
 		}
-		if err := checkSchema(tx); err != nil {
+		if version, err = checkSchema(tx); err != nil {
 			return err
+		} else if version < uint64(len(migrations)) {
+			return nil // checked once migrated, below
 		}
-		var errs []error
-		for err := range tx.Check() {
-			errs = append(errs, err)
-		}
-		errs = append(errs, checkIndexes(boltTx{tx})...)
-		if len(errs) > maxCheckErrors {
-			errs = append(errs[:maxCheckErrors], fmt.Errorf("and %d more problems", len(errs)-maxCheckErrors))
-		}
-		return errors.Join(errs...)
+		return checkFile(tx)
 	})
+	if err == nil && version < uint64(len(migrations)) {
+		err = verifyMigrated(db, version)
+	}
 	if err != nil {
 		// Whatever the walk or the checks found, the file is damaged (or
 		// not ours): say so, with the path and what to do.
@@ -86,27 +86,72 @@ func VerifyFile(path string) (err error) {
 	return nil
 }
 
-// checkSchema reports a file that is not a vmpooler database of a schema
-// version this program knows.
-func checkSchema(tx *bolt.Tx) error {
+// checkFile runs bbolt's consistency check and the store's invariants on
+// a file of the current schema.
+func checkFile(tx *bolt.Tx) error {
+	var errs []error
+	for err := range tx.Check() {
+		errs = append(errs, err)
+	}
+	errs = append(errs, checkIndexes(boltTx{tx})...)
+	if len(errs) > maxCheckErrors {
+		errs = append(errs[:maxCheckErrors], fmt.Errorf("and %d more problems", len(errs)-maxCheckErrors))
+	}
+	return errors.Join(errs...)
+}
+
+// verifyMigrated checks db, of an older schema version, as this program
+// will see it once it has opened it: a copy in a temporary file, migrated
+// to the current schema. db itself is not changed.
+func verifyMigrated(db *bolt.DB, version uint64) (err error) {
+	f, err := os.CreateTemp("", "vmpooler-verify-*.db")
+	if err != nil {
+		return fmt.Errorf("a copy to migrate: %w", err)
+	}
+	defer os.Remove(f.Name())
+	err = db.View(func(tx *bolt.Tx) error {
+		_, err := tx.WriteTo(f)
+		return err
+	})
+	if err = errors.Join(err, f.Close()); err != nil {
+		return fmt.Errorf("a copy to migrate: %w", err)
+	}
+	cp, err := bolt.Open(f.Name(), 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return fmt.Errorf("a copy to migrate: %w", err)
+	}
+	defer cp.Close()
+	if err := cp.Update(migrate); err != nil {
+		return fmt.Errorf("schema %d, migrated in a copy: %w", version, err)
+	}
+	if err := cp.View(checkFile); err != nil {
+		return fmt.Errorf("schema %d, migrated in a copy: %w", version, err)
+	}
+	return nil
+}
+
+// checkSchema returns the schema version of a vmpooler database; it
+// reports a file that is not one, or of a version newer than this program.
+func checkSchema(tx *bolt.Tx) (uint64, error) {
 	meta := tx.Bucket(bucketMeta)
 	if meta == nil {
-		return errors.New("not a vmpooler database (no meta bucket)")
+		return 0, errors.New("not a vmpooler database (no meta bucket)")
 	}
 	v := meta.Get(keyVersion)
 	if len(v) != 8 {
-		return fmt.Errorf("not a vmpooler database (schema version %x)", v)
+		return 0, fmt.Errorf("not a vmpooler database (schema version %x)", v)
 	}
-	if n := binary.BigEndian.Uint64(v); n > uint64(len(migrations)) {
-		return fmt.Errorf("schema version %d is newer than this vmpooler (%d)", n, len(migrations))
+	n := binary.BigEndian.Uint64(v)
+	if n > uint64(len(migrations)) {
+		return 0, fmt.Errorf("schema version %d is newer than this vmpooler (%d)", n, len(migrations))
 	}
 	for _, name := range [][]byte{bucketVMs, bucketPools, bucketDestroyed, bucketTokens,
 		bucketTokensUser, bucketDays, bucketOverrides, bucketRequests, bucketReqsPending, bucketJobs} {
 		if tx.Bucket(name) == nil {
-			return fmt.Errorf("not a vmpooler database (no %s bucket)", name)
+			return 0, fmt.Errorf("not a vmpooler database (no %s bucket)", name)
 		}
 	}
-	return nil
+	return n, nil
 }
 
 // checkSize compares the file's size with the page count its newest valid
