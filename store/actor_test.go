@@ -9,16 +9,11 @@ import (
 // The ownership rule is applied in the transaction that makes the change,
 // so it holds whichever process (replica) serves the request.
 func TestOwnerRuleInTheChangingTransaction(t *testing.T) {
-	s := MustOpenStore(t)
-	fillReady(t, s, "p", "", 2)
-	vms, err := s.Checkout(CheckoutRequest{Pools: []PoolCount{{"p", 1}}, User: "alice"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, vms := openWithRunning(t, 2, 1, "alice")
 	host := vms[0].Hostname
 	alice, bob, noToken := Actor{User: "alice", Checked: true}, Actor{User: "bob", Checked: true}, Actor{Checked: true}
 
-	_, err = s.Change(host, VMChange{Lifetime: 9, Tags: map[string]string{"team": "b"}, DiskGB: 8}, bob)
+	_, err := s.Change(host, VMChange{Lifetime: 9, Tags: map[string]string{"team": "b"}, DiskGB: 8}, bob)
 	mustCode(t, err, errs.EFORBIDDEN)
 	_, err = s.Change(host, VMChange{Tags: map[string]string{"team": "x"}}, noToken)
 	mustCode(t, err, errs.EUNAUTHORIZED)

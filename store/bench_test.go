@@ -171,3 +171,30 @@ func runN(b *testing.B, clients int, op func() error) {
 	wg.Wait()
 	b.StopTimer()
 }
+
+// BenchmarkCheckoutQuota checks out one VM at a time for a user with a
+// quota while other users hold running VMs: the quota check's work as
+// the store grows (it should not grow with the VMs of other users).
+func BenchmarkCheckoutQuota(b *testing.B) {
+	for _, eng := range []string{"bbolt", "etcd"} {
+		for _, held := range []int{100, 1000} {
+			b.Run(fmt.Sprintf("%s/running=%d", eng, held), func(b *testing.B) {
+				s := openEngineBench(b, eng)
+				prefill(b, s, b.N+held)
+				for i := 0; i < held; i += 20 {
+					if _, err := s.Checkout(CheckoutRequest{Pools: []PoolCount{{"p", min(20, held-i)}}, User: "u" + itoa(i%7)}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				req := CheckoutRequest{Pools: []PoolCount{{"p", 1}}, User: "alice", Quota: &Quota{Total: b.N + 1}}
+				b.ResetTimer()
+				for range b.N {
+					if _, err := s.Checkout(req); err != nil {
+						b.Fatal(err)
+					}
+				}
+				reportRate(b, "checkouts/s")
+			})
+		}
+	}
+}

@@ -17,7 +17,8 @@ const maxCheckErrors = 20
 // Check runs bbolt's consistency check and the store's own invariants in one
 // read transaction: every live VM record is in exactly one state index,
 // that of its State and Pool, and every index entry points to a record in
-// that state; the token, request and destroyed indexes match their records.
+// that state; the token, request, destroyed and user indexes match their
+// records.
 // Problems (or a panic of bbolt's on a damaged page) are an ErrCorrupt.
 func (s *Store) Check() error {
 	if s.db == nil {
@@ -53,6 +54,7 @@ func checkIndexes(tx kv.Tx) []error {
 	errs = append(errs, checkEntries(tx)...)
 	errs = append(errs, checkTokens(tx)...)
 	errs = append(errs, checkRequests(tx)...)
+	errs = append(errs, checkUserIndex(tx)...)
 	return slices.DeleteFunc(errs, func(err error) bool { return err == nil })
 }
 
@@ -69,6 +71,8 @@ func checkRecords(tx kv.Tx) []error {
 			errs = append(errs, fmt.Errorf("vm %s: %v", k, err))
 		} else if tx.Get(b, key) == nil {
 			errs = append(errs, fmt.Errorf("vm %s (%s, pool %s) missing from its index", k, vm.State, vm.Pool))
+		} else if uk := userVMKey(&vm); uk != nil && tx.Get(bucketUserVMs, uk) == nil {
+			errs = append(errs, fmt.Errorf("vm %s (running for %s, pool %s) missing from the user index", k, vm.User, vm.Pool))
 		}
 		return true, nil
 	})

@@ -64,42 +64,24 @@ func (e *QuotaError) Unwrap() error {
 // usage counts user's running VMs and the VMs still owed to the user's
 // pending ondemand requests, in all and per pool.
 //
-// It visits only the running section of each pool's index (a seek per
-// pool, then one decode per running VM). The records are peeked, not read:
-// a VM's user changes only as it enters or leaves running, which changes
-// the running index this transaction scanned, so a concurrent checkout
-// by the same user conflicts all the same.
+// It reads the user's section of the user index (userindex.go), not the
+// running VMs of other users. A checkout that gives user a VM adds an
+// entry to that section, so concurrent checkouts by the same user
+// conflict (etcd) or run one after the other (bbolt), and those of other
+// users do not.
 func usage(tx kv.Tx, user string) (total int, perPool map[string]int, err error) {
 	perPool = make(map[string]int)
-	var from []byte
-	for {
-		k, err := firstKey(tx, bucketPools, nil, from)
-		if err != nil {
-			return 0, nil, err
-		} else if k == nil {
-			break
-		}
-		pool, _, _, ok := splitIndexKey(k)
+	err = tx.Scan(bucketUserVMs, userPrefix(user), nil, func(k, _ []byte) (bool, error) {
+		_, pool, _, ok := splitUserVMKey(k)
 		if !ok {
-			return 0, nil, fmt.Errorf("bad index key %x", k)
+			return false, fmt.Errorf("bad user index key %x", k)
 		}
-		running := indexPrefix(pool, StateRunning)
-		err = tx.Scan(bucketPools, running, nil, func(k, _ []byte) (bool, error) {
-			host := string(k[len(running)+8:])
-			vm, err := decodeRecord(host, tx.Peek(bucketVMs, []byte(host)))
-			if err != nil {
-				return false, err
-			}
-			if vm.User == user {
-				total++
-				perPool[pool]++
-			}
-			return true, nil
-		})
-		if err != nil {
-			return 0, nil, err
-		}
-		from = append([]byte(pool), 1) // the next pool
+		total++
+		perPool[pool]++
+		return true, nil
+	})
+	if err != nil {
+		return 0, nil, err
 	}
 	err = tx.Scan(bucketReqsPending, nil, nil, func(k, _ []byte) (bool, error) {
 		id := keyName(k)

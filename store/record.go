@@ -204,17 +204,24 @@ func indexOf(vm *VM) ([]byte, []byte, error) {
 	return bucketPools, appendTimeKey(indexPrefix(vm.Pool, vm.State), t, vm.Hostname), nil
 }
 
-// index adds vm's entry to the index of its state.
+// index adds vm's entry to the index of its state, and a running VM's
+// to the index of its user's VMs.
 func index(tx kv.Tx, d counts, vm *VM) error {
 	b, key, err := indexOf(vm)
 	if err != nil {
 		return err
 	}
+	if k := userVMKey(vm); k != nil {
+		if err := tx.Put(bucketUserVMs, k, []byte{}); err != nil {
+			return err
+		}
+	}
 	d.add(vm.Pool, vm.State, 1)
 	return tx.Put(b, key, []byte{})
 }
 
-// unindex removes vm's entry from the index of its state.
+// unindex removes vm's entry from the index of its state, and a running
+// VM's from its user's.
 func unindex(tx kv.Tx, d counts, vm *VM) error {
 	b, key, err := indexOf(vm)
 	if err != nil {
@@ -222,6 +229,13 @@ func unindex(tx kv.Tx, d counts, vm *VM) error {
 	}
 	if tx.Get(b, key) == nil {
 		return fmt.Errorf("vm %s missing from the %s index of pool %s", vm.Hostname, vm.State, vm.Pool)
+	}
+	if k := userVMKey(vm); k != nil {
+		// No entry is no error: a replica of the schema before the user
+		// index may have checked it out (Check reports that).
+		if err := tx.Delete(bucketUserVMs, k); err != nil {
+			return err
+		}
 	}
 	d.add(vm.Pool, vm.State, -1)
 	return tx.Delete(b, key)

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -37,11 +36,13 @@ func (f *follower) sync() {
 
 // openShared opens the store on s.Engine: a database other processes use
 // too. There is no file to migrate: a fresh database gets the current
-// schema version and an instance id in one transaction, and one written
-// by another schema version is refused.
+// schema version and an instance id in one transaction; one written by an
+// older schema that a shared database has had is upgraded (sharedUpgrades);
+// any other version is refused.
 func (s *Store) openShared() error {
 	var instance string
 	var adopted []string
+	var version uint64
 	err := s.Engine.Update(func(tx kv.Tx) (err error) {
 		want := binary.BigEndian.AppendUint64(nil, uint64(len(migrations)))
 		switch v := tx.Get(bucketMeta, keyVersion); {
@@ -49,7 +50,10 @@ func (s *Store) openShared() error {
 			if err := tx.Put(bucketMeta, keyVersion, want); err != nil {
 				return err
 			}
-		case !bytes.Equal(v, want):
+			version = uint64(len(migrations))
+		case len(v) == 8 && binary.BigEndian.Uint64(v) >= firstSharedVersion && binary.BigEndian.Uint64(v) <= uint64(len(migrations)):
+			version = binary.BigEndian.Uint64(v)
+		default:
 			return errs.Errorf(errs.EINVALID, "database %s has schema version %x; this vmpooler writes %d", s.Path, v, len(migrations))
 		}
 		if instance, err = ensureInstance(tx); err != nil {
@@ -58,6 +62,9 @@ func (s *Store) openShared() error {
 		adopted, err = loadAdopted(tx)
 		return err
 	})
+	if err == nil && version < uint64(len(migrations)) {
+		err = s.upgradeShared(version)
+	}
 	if err != nil {
 		return fmt.Errorf("open database %s: %w", s.Path, err)
 	}
@@ -133,3 +140,54 @@ func (s *Store) closeShared() error {
 // any process (a VM became ready, was checked out, returned...), on a
 // shared engine, from the goroutine that follows them: fn must not block.
 func (s *Store) OnChange(fn func()) { s.changed.Store(&fn) }
+
+// firstSharedVersion is the schema of the first release that ran on etcd;
+// a shared database has no older one.
+const firstSharedVersion = 3
+
+// sharedUpgrades[v] takes a shared database from schema v to v+1, in
+// transactions of at most s.batch() records each, any of which may run
+// again (a process stopped half way, or two upgrading at once, is no
+// harm); the schema version moves only once all of them are done. Every
+// replica must run the new version from then on: one still running an
+// older version would write what the new schema does not expect (Check
+// reports it).
+var sharedUpgrades = map[uint64]func(s *Store) error{
+	3: func(s *Store) error { // migrateUserIndex
+		var from []byte
+		for {
+			err := s.Engine.Update(func(tx kv.Tx) (err error) {
+				from, err = indexUsers(tx, from, s.batch())
+				return err
+			})
+			if err != nil || from == nil {
+				return err
+			}
+		}
+	},
+}
+
+// upgradeShared upgrades a shared database from schema version to the
+// current one.
+func (s *Store) upgradeShared(version uint64) error {
+	for v := version; v < uint64(len(migrations)); v++ {
+		up := sharedUpgrades[v]
+		if up == nil {
+			return fmt.Errorf("no upgrade of a shared database from schema %d", v)
+		}
+		if err := up(s); err != nil {
+			return fmt.Errorf("upgrade from schema %d: %w", v, err)
+		}
+		next := binary.BigEndian.AppendUint64(nil, v+1)
+		err := s.Engine.Update(func(tx kv.Tx) error {
+			if cur := tx.Get(bucketMeta, keyVersion); len(cur) == 8 && binary.BigEndian.Uint64(cur) > v {
+				return nil // upgraded by another process meanwhile
+			}
+			return tx.Put(bucketMeta, keyVersion, next)
+		})
+		if err != nil {
+			return fmt.Errorf("upgrade from schema %d: %w", v, err)
+		}
+	}
+	return nil
+}

@@ -31,6 +31,7 @@ var (
 	bucketRequests    = []byte("requests")         // id → Request (JSON)
 	bucketReqsPending = []byte("requests_pending") // timeKey(created, id) → ""
 	bucketJobs        = []byte("jobs")             // 8-byte sequence → Job (JSON)
+	bucketUserVMs     = []byte("running_by_user")  // uvarint len(user) user pool 0 host → "" (userindex.go)
 
 	keyVersion = []byte("version")
 )
@@ -41,6 +42,7 @@ var migrations = []func(tx *bolt.Tx) error{
 	migrateCreateBuckets,
 	migrateDayTags,
 	migrateBinaryVMs,
+	migrateUserIndex,
 }
 
 // migrateCreateBuckets creates the buckets of schema version 1.
