@@ -133,7 +133,20 @@ func TestEtcdDown(t *testing.T) {
 	writeConfig(t, cfgPath, text)
 	r := startPooler(t, cfgPath)
 	waitReady(t, r.base, map[string]int{"debian": 2})
+	if code, _ := do(t, "GET", r.base+"/healthcheck", "", "", ""); code != http.StatusOK {
+		t.Errorf("healthcheck with etcd up: %d", code)
+	}
+	if m := scrape(t, r.base); !strings.Contains(m, "vmpooler_database_up 1") {
+		t.Errorf("metrics with etcd up lack vmpooler_database_up 1")
+	}
 	srv.Stop()
+	// A load balancer takes the replica out; monitoring still scrapes it.
+	if code, body := do(t, "GET", r.base+"/healthcheck", "", "", ""); code != http.StatusServiceUnavailable || !strings.Contains(fmt.Sprint(body["error"]), "database (etcd)") {
+		t.Errorf("healthcheck with etcd down: %d %v, want 503 naming the database", code, body)
+	}
+	if m := scrape(t, r.base); !strings.Contains(m, "vmpooler_database_up 0") || !strings.Contains(m, `vmpooler_ready{pool="debian"} 2`) {
+		t.Errorf("metrics with etcd down: want vmpooler_database_up 0 and the last counts:\n%s", grepLines(m, "vmpooler_"))
+	}
 	start := time.Now()
 	code, body := do(t, "POST", r.base+"/api/v1/vm/debian", "", "", "")
 	took := time.Since(start)

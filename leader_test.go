@@ -71,14 +71,8 @@ func TestReplicasOnEtcd(t *testing.T) {
 		t.Errorf("refill after a checkout on the follower took %v: the leader was not kicked", took)
 	}
 
-	resp, err := http.Get(b.base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(metrics), `vmpooler_leading{leader="a",replica="b"} 0`) {
-		t.Errorf("/metrics of the follower lacks vmpooler_leading:\n%s", grepLines(string(metrics), "leading"))
+	if metrics := scrape(t, b.base); !strings.Contains(metrics, `vmpooler_leading{leader="a",replica="b"} 0`) {
+		t.Errorf("/metrics of the follower lacks vmpooler_leading:\n%s", grepLines(metrics, "leading"))
 	}
 
 	start = time.Now()
@@ -93,6 +87,21 @@ func TestReplicasOnEtcd(t *testing.T) {
 	if !strings.Contains(a.log.String(), "no longer leading") {
 		t.Errorf("a's log does not say it stopped leading:\n%s", a.log)
 	}
+}
+
+// scrape returns the pooler's /metrics, which must answer 200.
+func scrape(t *testing.T, base string) string {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("/metrics: %d %s", resp.StatusCode, b)
+	}
+	return string(b)
 }
 
 func grepLines(text, sub string) string {

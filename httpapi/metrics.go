@@ -168,11 +168,12 @@ var (
 	descWaiting   = prometheus.NewDesc("vmpooler_checkout_waiters", "Waiting checkouts that ask for the pool.", []string{"pool"}, nil)
 	descLeading   = prometheus.NewDesc("vmpooler_leading", "1 when this replica runs the pool manager (several replicas on etcd), else 0.", []string{"replica", "leader"}, nil)
 	descReadyFail = prometheus.NewDesc("vmpooler_ready_failing_passes", "Passes in a row in which the pool's new VMs failed their ready check (0 when they pass).", []string{"pool"}, nil)
+	descDBUp      = prometheus.NewDesc("vmpooler_database_up", "1 when the database answered the scrape's read (the pool sizes in force), else 0 (etcd unreachable: the counts are the last seen).", nil, nil)
 )
 
 // Describe sends the gauges' descriptions.
 func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descReady, descRunning, descPending, descCompleted, descSize, descForeign, descReadyFail, descWaiting, descLeading} {
+	for _, d := range []*prometheus.Desc{descReady, descRunning, descPending, descCompleted, descSize, descForeign, descReadyFail, descWaiting, descLeading, descDBUp} {
 		ch <- d
 	}
 }
@@ -209,11 +210,14 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(g.d, prometheus.GaugeValue, float64(g.v), p.Name)
 		}
 	}
+	// Without the database the scrape still answers, with what this
+	// process knows, and says so.
 	pools, err := c.svc.Effective()
+	up := 1.0
 	if err != nil {
-		ch <- prometheus.NewInvalidMetric(descSize, err)
-		return
+		up = 0
 	}
+	ch <- prometheus.MustNewConstMetric(descDBUp, prometheus.GaugeValue, up)
 	for _, p := range pools {
 		ch <- prometheus.MustNewConstMetric(descSize, prometheus.GaugeValue, float64(p.Size), p.Name)
 	}

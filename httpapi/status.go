@@ -157,6 +157,11 @@ func (s *server) handleTotalRunning(w http.ResponseWriter, r *http.Request, c ca
 // vCenter is unreachable (ready VMs are still handed out meanwhile, but
 // pools do not refill).
 func (s *server) handleHealthcheck(w http.ResponseWriter, r *http.Request, c call) error {
+	if s.st != nil {
+		if err := s.st.Ping(); err != nil {
+			return err // 503: the database (etcd) does not answer
+		}
+	}
 	if s.svc.Backend != nil {
 		if ok, reason := s.svc.Backend(); !ok {
 			writeJSON(w, http.StatusServiceUnavailable, obj{{"ok", false}, {"error", "vCenter unreachable: " + reason}})

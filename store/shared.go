@@ -191,3 +191,18 @@ func (s *Store) upgradeShared(version uint64) error {
 	}
 	return nil
 }
+
+// Ping reports whether the database answers: on a shared engine (etcd) one
+// read, within its request timeout; the bbolt file answers while it is
+// open.
+func (s *Store) Ping() error {
+	if s.eng == nil {
+		return errs.Errorf(errs.EUNAVAILABLE, "the database %s is closed", s.Path)
+	} else if s.db != nil {
+		return nil
+	}
+	return s.view(func(tx kv.Tx) error {
+		tx.Get(bucketMeta, keyVersion)
+		return nil
+	})
+}
