@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
 	"os"
 	"slices"
@@ -39,6 +41,11 @@ const kickGap = 50 * time.Millisecond
 // changed, to publish it for the leader.
 const demandEvery = 200 * time.Millisecond
 
+// healthEvery is how often the leader looks whether its manager's view of
+// the pools' health changed, to publish it, and how long a replica that
+// does not lead reuses what it read of it.
+const healthEvery = time.Second
+
 // replicas is the daemon's part in a group of replicas on etcd.
 type replicas struct {
 	eng    *etcd.Engine
@@ -50,6 +57,10 @@ type replicas struct {
 	leader atomic.Value                 // string: the leader's name
 	kicks  chan struct{}                // coalesced kicks to write
 	wg     sync.WaitGroup
+
+	healthMu sync.Mutex // guards the two below: the leader's pool health, read at most every healthEvery
+	health   map[string]pool.PoolHealth
+	healthAt time.Time
 }
 
 // replicaName is [etcd] replica, or the host name and the API's address.
@@ -174,6 +185,7 @@ func (r *replicas) lead(ctx context.Context, term *etcd.Term, st *store.Store, p
 	r.mgr.Store(m)
 	kctx, stopKicks := context.WithCancel(term.Context())
 	go r.eng.WatchKicks(kctx, m.Kick)
+	go r.publishHealth(kctx, term, m)
 	why := "shutting down"
 	select {
 	case <-ctx.Done():
@@ -184,6 +196,50 @@ func (r *replicas) lead(ctx context.Context, term *etcd.Term, st *store.Store, p
 	r.mgr.Store(nil)
 	m.Close() // cancels clones and jobs in flight: their VMs stay pending for the next leader
 	return why
+}
+
+// publishHealth publishes what m knows of the pools' health for the other
+// replicas (see Health), whenever it changed, until ctx ends.
+func (r *replicas) publishHealth(ctx context.Context, term *etcd.Term, m *pool.Manager) {
+	var last []byte
+	tick := time.NewTicker(healthEvery)
+	defer tick.Stop()
+	for {
+		v, err := json.Marshal(m.Health())
+		if err == nil && !bytes.Equal(v, last) {
+			if err := term.PublishHealth(v); err == nil {
+				last = v
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// Health is the pools' health as the manager sees it: this replica's own
+// while it leads, else what the leader published (read at most every
+// healthEvery; nil while it cannot be read).
+func (r *replicas) Health() map[string]pool.PoolHealth {
+	if m := r.mgr.Load(); m != nil {
+		return m.Health()
+	}
+	r.healthMu.Lock()
+	defer r.healthMu.Unlock()
+	if time.Since(r.healthAt) < healthEvery {
+		return r.health
+	}
+	r.healthAt = time.Now()
+	r.health = nil
+	if v, err := r.eng.LeaderHealth(context.Background()); err == nil && v != nil {
+		var h map[string]pool.PoolHealth
+		if json.Unmarshal(v, &h) == nil {
+			r.health = h
+		}
+	}
+	return r.health
 }
 
 // ownConfig returns a copy of c for a manager: NewManager and SetConfig

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -131,4 +132,36 @@ func TestWaiterOnFollowerIsCloned(t *testing.T) {
 		t.Fatalf("waiting checkout on the follower: %d %s, want a VM cloned by the leader for it", resp.StatusCode, body)
 	}
 	t.Logf("served on the follower in %v: %s", time.Since(start).Round(time.Millisecond), body)
+}
+
+// What only the leader's manager sees of the pools (here a foreign VM in a
+// pool folder) shows in every replica's /status and /metrics, not only the
+// leader's: a load balancer may send an operator to either. (Before, a
+// follower showed none of it.)
+func TestFollowerShowsLeaderHealth(t *testing.T) {
+	text := fakeConfig(etcdURL(t, "health"), fakePool("debian", 1)) + "vms = [\"vmpooler/debian/handmade\"]\n"
+	a, cfgB := startLeader(t, text)
+	waitReady(t, a.base, map[string]int{"debian": 1})
+	b := startPooler(t, cfgB)
+	foreign := func(base string) any {
+		var st struct {
+			Pools map[string]struct {
+				Foreign struct {
+					Count int      `json:"count"`
+					VMs   []string `json:"vms"`
+				} `json:"foreign"`
+			} `json:"pools"`
+		}
+		getJSON(t, base+"/api/v1/status", &st)
+		return st.Pools["debian"].Foreign
+	}
+	for _, r := range []*running{a, b} {
+		waitFor(t, "the foreign VM in "+r.base+"'s /status", func() (bool, any) {
+			f := foreign(r.base)
+			return strings.Contains(fmt.Sprint(f), "{1 [vmpooler/debian/handmade]}"), f
+		})
+		if m := scrape(t, r.base); !strings.Contains(m, `vmpooler_foreign_vms{pool="debian"} 1`) {
+			t.Errorf("%s's /metrics: %s", r.base, grepLines(m, "foreign"))
+		}
+	}
 }

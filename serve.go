@@ -206,12 +206,7 @@ func (d *daemon) wire(cfg *Config, prov pool.Provider, backend func() (bool, str
 			}
 			return 0
 		}
-		d.svc.Health = func() map[string]pool.PoolHealth {
-			if m := d.group.mgr.Load(); m != nil {
-				return m.Health()
-			}
-			return nil
-		}
+		d.svc.Health = func() map[string]pool.PoolHealth { return d.group.Health() }
 		d.svc.Replica = func() pool.ReplicaStatus { return d.group.status() }
 		return newManager
 	}

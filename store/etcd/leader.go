@@ -305,6 +305,36 @@ func (e *Engine) WatchLeader(ctx context.Context, fn func(name string)) {
 	}
 }
 
+// The leader's manager knows things about the pools that only it can see
+// (the foreign VMs of their folders, ready checks and clones that keep
+// failing, the provider's notes): it publishes them under Prefix +
+// "health", under its term's lease, so that every replica's /status and
+// /metrics show them and they go with the term.
+
+func (e *Engine) healthKey() string { return e.cfg.Prefix + "health" }
+
+// PublishHealth writes v as what the leader's manager knows of the pools.
+func (t *Term) PublishHealth(v []byte) error {
+	ctx, cancel := t.e.request()
+	defer cancel()
+	_, err := t.e.client.Put(ctx, t.e.healthKey(), string(v), clientv3.WithLease(t.session.Lease()))
+	return t.e.wrap(err)
+}
+
+// LeaderHealth returns what the leader last published with PublishHealth
+// (nil while no term has).
+func (e *Engine) LeaderHealth(ctx context.Context) ([]byte, error) {
+	rctx, cancel := context.WithTimeout(ctx, e.cfg.RequestTimeout)
+	defer cancel()
+	resp, err := e.client.Get(rctx, e.healthKey())
+	if err != nil {
+		return nil, e.wrap(err)
+	} else if len(resp.Kvs) == 0 {
+		return nil, nil
+	}
+	return resp.Kvs[0].Value, nil
+}
+
 // Waiting checkouts on replicas that do not lead: each replica publishes
 // what its waiters ask for (pool → VMs) under Prefix + "demand/<name>",
 // with a lease of its own, so that it goes when the replica does; the

@@ -143,3 +143,29 @@ func TestKicksAndLeaderWatch(t *testing.T) {
 		}
 	}
 }
+
+// The leader's published pool health reaches the other replicas and goes
+// with its term.
+func TestLeaderHealthGoesWithTheTerm(t *testing.T) {
+	a := etcdtest.Engine(t, "health")
+	b := etcd.NewEngineSharing(a)
+	defer b.Close()
+	ctx := t.Context()
+	if v, err := b.LeaderHealth(ctx); err != nil || v != nil {
+		t.Fatalf("before any term: %q, %v; want nothing", v, err)
+	}
+	term, err := a.Campaign(ctx, "a", 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := term.PublishHealth([]byte(`{"p":{}}`)); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := b.LeaderHealth(ctx); err != nil || string(v) != `{"p":{}}` {
+		t.Errorf("after publishing: %q, %v", v, err)
+	}
+	term.Resign()
+	if v, err := b.LeaderHealth(ctx); err != nil || v != nil {
+		t.Errorf("after the term: %q, %v; want nothing", v, err)
+	}
+}
