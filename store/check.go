@@ -131,6 +131,8 @@ func checkRequests(tx kv.Tx) []error {
 			in := tx.Get(bucketReqsPending, timeKey(r.Created, r.ID)) != nil
 			if in != (r.State == RequestPending) {
 				return in, fmt.Errorf("request %s is %s; in the pending index: %v", k, r.State, in)
+			} else if uk := userRequestKey(r); in && uk != nil && tx.Get(bucketUserReqs, uk) == nil {
+				return in, fmt.Errorf("request %s (pending for %s) missing from the user index", k, r.User)
 			}
 			return in, nil
 		})

@@ -12,7 +12,7 @@ import (
 // copyBuckets are the buckets CopyTo moves, meta last (its instance id
 // makes the copy the same pooler).
 var copyBuckets = [][]byte{bucketVMs, bucketPools, bucketDestroyed, bucketTokens, bucketTokensUser,
-	bucketDays, bucketDayTags, bucketOverrides, bucketRequests, bucketReqsPending, bucketJobs, bucketUserVMs, bucketMeta}
+	bucketDays, bucketDayTags, bucketOverrides, bucketRequests, bucketReqsPending, bucketJobs, bucketUserVMs, bucketUserReqs, bucketMeta}
 
 // CopyResult counts what CopyTo wrote, per bucket.
 type CopyResult map[string]int

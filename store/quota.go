@@ -64,11 +64,11 @@ func (e *QuotaError) Unwrap() error {
 // usage counts user's running VMs and the VMs still owed to the user's
 // pending ondemand requests, in all and per pool.
 //
-// It reads the user's section of the user index (userindex.go), not the
-// running VMs of other users. A checkout that gives user a VM adds an
-// entry to that section, so concurrent checkouts by the same user
-// conflict (etcd) or run one after the other (bbolt), and those of other
-// users do not.
+// It reads the user's sections of the user indexes (userindex.go), not
+// the running VMs or pending requests of other users. A checkout or a
+// request that gives user VMs adds an entry to a section read here, so
+// concurrent ones by the same user conflict (etcd) or run one after the
+// other (bbolt), and those of other users do not.
 func usage(tx kv.Tx, user string) (total int, perPool map[string]int, err error) {
 	perPool = make(map[string]int)
 	err = tx.Scan(bucketUserVMs, userPrefix(user), nil, func(k, _ []byte) (bool, error) {
@@ -83,8 +83,9 @@ func usage(tx kv.Tx, user string) (total int, perPool map[string]int, err error)
 	if err != nil {
 		return 0, nil, err
 	}
-	err = tx.Scan(bucketReqsPending, nil, nil, func(k, _ []byte) (bool, error) {
-		id := keyName(k)
+	prefix := userPrefix(user)
+	err = tx.Scan(bucketUserReqs, prefix, nil, func(k, _ []byte) (bool, error) {
+		id := keyName(k[len(prefix):])
 		r, err := decodeRequest(id, tx.Peek(bucketRequests, []byte(id)))
 		if errs.ErrorCode(err) == errs.ENOTFOUND {
 			return true, nil

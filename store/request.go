@@ -89,6 +89,11 @@ func setRequestState(tx kv.Tx, r *Request, state string) error {
 		if err := tx.Delete(bucketReqsPending, timeKey(r.Created, r.ID)); err != nil {
 			return err
 		}
+		if k := userRequestKey(r); k != nil {
+			if err := tx.Delete(bucketUserReqs, k); err != nil {
+				return err
+			}
+		}
 	}
 	r.State = state
 	return nil
@@ -124,6 +129,11 @@ func (s *Store) CreateRequest(r Request) error {
 		}
 		if err := tx.Put(bucketReqsPending, timeKey(r.Created, r.ID), []byte{}); err != nil {
 			return err
+		}
+		if k := userRequestKey(&r); k != nil {
+			if err := tx.Put(bucketUserReqs, k, []byte{}); err != nil {
+				return err
+			}
 		}
 		return putRequest(tx, &r)
 	})

@@ -154,16 +154,21 @@ const firstSharedVersion = 3
 // reports it).
 var sharedUpgrades = map[uint64]func(s *Store) error{
 	3: func(s *Store) error { // migrateUserIndex
-		var from []byte
-		for {
-			err := s.Engine.Update(func(tx kv.Tx) (err error) {
-				from, err = indexUsers(tx, from, s.batch())
-				return err
-			})
-			if err != nil || from == nil {
-				return err
+		for _, fill := range userIndexers {
+			var from []byte
+			for {
+				err := s.Engine.Update(func(tx kv.Tx) (err error) {
+					from, err = fill(tx, from, s.batch())
+					return err
+				})
+				if err != nil {
+					return err
+				} else if from == nil {
+					break
+				}
 			}
 		}
+		return nil
 	},
 }
 

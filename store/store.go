@@ -32,6 +32,7 @@ var (
 	bucketReqsPending = []byte("requests_pending") // timeKey(created, id) → ""
 	bucketJobs        = []byte("jobs")             // 8-byte sequence → Job (JSON)
 	bucketUserVMs     = []byte("running_by_user")  // uvarint len(user) user pool 0 host → "" (userindex.go)
+	bucketUserReqs    = []byte("pending_by_user")  // uvarint len(user) user timeKey(created, id) → "" (userindex.go)
 
 	keyVersion = []byte("version")
 )

@@ -290,31 +290,45 @@ func TestCheckFindsBrokenIndexes(t *testing.T) {
 	var key []byte
 	_, key, _ = indexOf(&vm)
 	moved := timeKey(vm.Ready, "")
-	cases := []struct {
-		name        string
-		spoil, mend func(tx kv.Tx) error
-	}{
-		{"MissingEntry",
-			func(tx kv.Tx) error { return tx.Delete(bucketPools, key) },
-			func(tx kv.Tx) error { return tx.Put(bucketPools, key, []byte{}) }},
-		{"StrayEntry",
-			func(tx kv.Tx) error { return tx.Put(bucketDestroyed, append(moved, "p-0"...), []byte{}) },
-			func(tx kv.Tx) error { return tx.Delete(bucketDestroyed, append(moved, "p-0"...)) }},
-		{"EntryWithoutRecord",
-			func(tx kv.Tx) error {
-				return tx.Put(bucketPools, append(indexPrefix("p", StateRunning), moved...), []byte{})
-			},
-			func(tx kv.Tx) error {
-				return tx.Delete(bucketPools, append(indexPrefix("p", StateRunning), moved...))
-			}},
-	}
-	for _, c := range cases {
+	checkFinds(t, s, []spoil{
+		missing("MissingEntry", "missing from its index", bucketPools, key),
+		stray("StrayEntry", "does not match vm p-0", bucketDestroyed, append(moved, "p-0"...)),
+		stray("EntryWithoutRecord", "running index entry", bucketPools, append(indexPrefix("p", StateRunning), moved...)),
+	})
+}
+
+// A spoil breaks an index in a way Check must find (its error says want),
+// and mends it again.
+type spoil struct {
+	name, want  string
+	spoil, mend func(tx kv.Tx) error
+}
+
+// missing is the spoil of an entry taken out of its index.
+func missing(name, want string, bucket, key []byte) spoil {
+	del := func(tx kv.Tx) error { return tx.Delete(bucket, key) }
+	put := func(tx kv.Tx) error { return tx.Put(bucket, key, []byte{}) }
+	return spoil{name, want, del, put}
+}
+
+// stray is the spoil of an entry put in an index where it does not belong.
+func stray(name, want string, bucket, key []byte) spoil {
+	s := missing(name, want, bucket, key)
+	s.spoil, s.mend = s.mend, s.spoil
+	return s
+}
+
+// checkFinds runs each spoil on s: Check fails, saying its want, and
+// passes again once it is mended.
+func checkFinds(t *testing.T, s *Store, spoils []spoil) {
+	t.Helper()
+	for _, c := range spoils {
 		t.Run(c.name, func(t *testing.T) {
 			if err := s.eng.Update(c.spoil); err != nil {
 				t.Fatal(err)
 			}
-			if err := s.Check(); err == nil {
-				t.Error("Check passed on a broken index")
+			if err := s.Check(); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("Check = %v, want a problem saying %q", err, c.want)
 			}
 			if err := s.eng.Update(c.mend); err != nil {
 				t.Fatal(err)

@@ -3,7 +3,6 @@ package store
 import (
 	"encoding/binary"
 	"errors"
-	"strings"
 	"testing"
 
 	"github.com/vmpooler/vmpooler/store/kv"
@@ -52,17 +51,27 @@ func openWithRunning(tb testing.TB, ready, n int, user string) (*Store, []VM) {
 	return s, checkoutFor(tb, s, user, n)
 }
 
-// A quota check reads the VMs of the user who asks, not every running VM:
-// with 300 VMs running for others, alice's usage visits her 3 entries and
-// reads no record. (Before the user index it decoded every running VM: a
-// read per VM, on etcd a round trip each.)
+// A quota check reads what the user who asks holds, not every running VM
+// and pending request: with 300 VMs running and 20 requests pending for
+// others, alice's usage visits her 3 VMs' entries and her one request's,
+// and reads that request only. (Before the user indexes it decoded every
+// running VM and pending request: a read each, on etcd a round trip each.)
 func TestQuotaReadsOnlyTheUsersVMs(t *testing.T) {
 	s := MustOpenStore(t)
 	fillReady(t, s, "p", "", 310)
 	checkoutFor(t, s, "alice", 3)
 	checkoutFor(t, s, "bob", 150)
-	checkoutFor(t, s, "alice2", 150)                                                     // a name that alice's prefixes
-	if _, err := s.Checkout(CheckoutRequest{Pools: []PoolCount{{"p", 2}}}); err != nil { // anonymous
+	checkoutFor(t, s, "alice2", 150) // a name that alice's prefixes
+	// Two anonymous: no quota to count against.
+	if _, err := s.Checkout(CheckoutRequest{Pools: []PoolCount{{"p", 2}}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if err := s.CreateRequest(Request{ID: "bob-" + itoa(i), User: "bob", Requested: []PoolCount{{"q", 1}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.CreateRequest(Request{ID: "alice-1", User: "alice", Requested: []PoolCount{{"q", 2}}}); err != nil {
 		t.Fatal(err)
 	}
 	var total int
@@ -75,14 +84,14 @@ func TestQuotaReadsOnlyTheUsersVMs(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if total != 3 || per["p"] != 3 {
-		t.Errorf("alice's usage = %d %v, want 3 in p", total, per)
+	if total != 5 || per["p"] != 3 || per["q"] != 2 {
+		t.Errorf("alice's usage = %d %v, want 3 in p and 2 owed in q", total, per)
 	}
-	if ct.reads != 0 || ct.visited > 3 {
-		t.Errorf("usage read %d records and visited %d keys; want none and at most alice's 3", ct.reads, ct.visited)
+	if ct.reads != 1 || ct.visited != 4 {
+		t.Errorf("usage read %d records and visited %d keys; want alice's 1 request and her 4 entries", ct.reads, ct.visited)
 	}
-	// The quota holds: alice may take 2 more of a total of 5, not 3.
-	q := &Quota{Total: 5}
+	// The quota holds: alice may take 2 more of a total of 7, not 3.
+	q := &Quota{Total: 7}
 	if _, err := s.Checkout(CheckoutRequest{Pools: []PoolCount{{"p", 3}}, User: "alice", Quota: q}); err == nil {
 		t.Error("alice got 3 more past a quota of 5")
 	}
@@ -124,33 +133,23 @@ func TestCheckFindsBrokenUserIndex(t *testing.T) {
 	s, vms := openWithRunning(t, 2, 1, "dave")
 	key := userVMKey(&vms[0])
 	ready := VM{Hostname: "p-1", Pool: "p", State: StateRunning, User: "dave"} // p-1 is ready
-	stray := userVMKey(&ready)
-	for _, c := range []struct {
-		name, want  string
-		spoil, mend func(tx kv.Tx) error
-	}{
-		{"MissingEntry", "missing from the user index",
-			func(tx kv.Tx) error { return tx.Delete(bucketUserVMs, key) },
-			func(tx kv.Tx) error { return tx.Put(bucketUserVMs, key, []byte{}) }},
-		{"StrayEntry", "does not match vm p-1",
-			func(tx kv.Tx) error { return tx.Put(bucketUserVMs, stray, []byte{}) },
-			func(tx kv.Tx) error { return tx.Delete(bucketUserVMs, stray) }},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			if err := s.eng.Update(c.spoil); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.Check(); err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Errorf("Check = %v, want a problem saying %q", err, c.want)
-			}
-			if err := s.eng.Update(c.mend); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.Check(); err != nil {
-				t.Errorf("Check after mending: %v", err)
-			}
-		})
+	strayKey := userVMKey(&ready)
+	if err := s.CreateRequest(Request{ID: "r1", User: "dave", Requested: []PoolCount{{"p", 1}}}); err != nil {
+		t.Fatal(err)
 	}
+	r, err := s.GetRequest("r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rkey := userRequestKey(&r)
+	r.User = "eve"
+	strayReq := userRequestKey(&r)
+	checkFinds(t, s, []spoil{
+		missing("MissingEntry", "missing from the user index", bucketUserVMs, key),
+		stray("StrayEntry", "does not match vm p-1", bucketUserVMs, strayKey),
+		missing("MissingRequestEntry", "request r1 (pending for dave) missing from the user index", bucketUserReqs, rkey),
+		stray("StrayRequestEntry", "user index entry of eve does not match request r1", bucketUserReqs, strayReq),
+	})
 }
 
 // A database of schema 3 (before the user index) opens and gets the index
@@ -166,6 +165,11 @@ func TestUpgradeToUserIndex(t *testing.T) {
 	if _, err := s.Checkout(CheckoutRequest{Pools: []PoolCount{{"q", 4}}, User: "frank"}); err != nil {
 		t.Fatal(err)
 	}
+	for i := range 10 { // more pending requests than one batch
+		if err := s.CreateRequest(Request{ID: "r" + itoa(i), User: "frank", Requested: []PoolCount{{"q", 1}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	v3 := binary.BigEndian.AppendUint64(nil, 3)
 	if s.db != nil { // bbolt: back to schema 3's buckets
 		if err := s.Close(); err != nil {
@@ -176,8 +180,10 @@ func TestUpgradeToUserIndex(t *testing.T) {
 			t.Fatal(err)
 		}
 		err = db.Update(func(tx *bolt.Tx) error {
-			if err := tx.DeleteBucket(bucketUserVMs); err != nil {
-				return err
+			for _, b := range [][]byte{bucketUserVMs, bucketUserReqs} {
+				if err := tx.DeleteBucket(b); err != nil {
+					return err
+				}
 			}
 			return tx.Bucket(bucketMeta).Put(keyVersion, v3)
 		})
@@ -189,16 +195,18 @@ func TestUpgradeToUserIndex(t *testing.T) {
 		}
 	} else { // etcd: no user index, schema 3
 		err := s.eng.Update(func(tx kv.Tx) error {
-			var keys [][]byte
-			if err := tx.Scan(bucketUserVMs, nil, nil, func(k, _ []byte) (bool, error) {
-				keys = append(keys, append([]byte(nil), k...))
-				return true, nil
-			}); err != nil {
-				return err
-			}
-			for _, k := range keys {
-				if err := tx.Delete(bucketUserVMs, k); err != nil {
+			for _, b := range [][]byte{bucketUserVMs, bucketUserReqs} {
+				var keys [][]byte
+				if err := tx.Scan(b, nil, nil, func(k, _ []byte) (bool, error) {
+					keys = append(keys, append([]byte(nil), k...))
+					return true, nil
+				}); err != nil {
 					return err
+				}
+				for _, k := range keys {
+					if err := tx.Delete(b, k); err != nil {
+						return err
+					}
 				}
 			}
 			return tx.Put(bucketMeta, keyVersion, v3)
@@ -222,7 +230,7 @@ func TestUpgradeToUserIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer u.Close()
-	for user, want := range map[string]int{"erin": 20, "frank": 4} {
+	for user, want := range map[string]int{"erin": 20, "frank": 4 + 10} {
 		var n int
 		if err := u.view(func(tx kv.Tx) (err error) { n, _, err = usage(tx, user); return err }); err != nil {
 			t.Fatal(err)
