@@ -51,10 +51,11 @@ func failureError(failures []string) error {
 
 // Modify changes a running VM's lifetime and tags, and queues a disk when
 // asked (ENOTFOUND for a VM that is not running). A lifetime or a disk needs
-// a token when auth is on (401); any change to a VM checked out with a token
-// needs that user's token (401/403). A lifetime must be > 0, at most
-// MaxLifetime and < max_lifetime_upper_limit when set; a disk 1..MaxDiskGB.
-// Tags honour allowed_tags and [tagfilter].
+// a token when auth is on (401), and on a VM checked out with a token, that
+// user's token (401/403). Tags alone need no token, on anyone's VM, as
+// upstream: beaker tags the VMs it checked out with a token without one.
+// A lifetime must be > 0, at most MaxLifetime and < max_lifetime_upper_limit
+// when set; a disk 1..MaxDiskGB. Tags honour allowed_tags and [tagfilter].
 func (s *Service) Modify(host string, m Modification, c Caller) error {
 	cur := s.state()
 	// A tag or lifetime set on a ready VM would follow it to its next user.
@@ -66,7 +67,7 @@ func (s *Service) Modify(host string, m Modification, c Caller) error {
 		return err
 	} else if err := cur.validate(m); err != nil {
 		return err
-	} else if err := c.actor().Owns(&vm); err != nil {
+	} else if err := m.actor(c).Owns(&vm); err != nil {
 		return err // the store checks again, in the change's transaction
 	}
 	return s.apply(cur, host, m, c)
@@ -94,6 +95,15 @@ func (m Modification) needsToken(c Caller) error {
 		return errs.Errorf(errs.EUNAUTHORIZED, "adding a disk needs a token")
 	}
 	return nil
+}
+
+// actor is who the ownership rule sees for m: the caller when m changes
+// the lifetime or adds a disk, nobody for tags alone.
+func (m Modification) actor(c Caller) store.Actor {
+	if m.Lifetime == nil && m.Disk == nil {
+		return store.Anyone
+	}
+	return c.actor()
 }
 
 // validate lists every problem of m: the decoding failures, then lifetime,
@@ -151,7 +161,7 @@ func (s *Service) apply(cur *serviceState, host string, m Modification, c Caller
 	if m.Disk != nil {
 		ch.DiskGB = *m.Disk
 	}
-	if _, err := s.Store.Change(host, ch, c.actor()); err != nil {
+	if _, err := s.Store.Change(host, ch, m.actor(c)); err != nil {
 		return err
 	}
 	if m.Disk != nil {
