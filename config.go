@@ -216,6 +216,8 @@ func (c *Config) validate() error {
 		for _, a := range p.Alias {
 			if names[a] {
 				bad("[[pools]] %q: alias %q is the name of a pool", p.Name, a)
+			} else if reservedKeys[a] {
+				bad("[[pools]] %q: alias %q is a key of the API's answers beside the pools' (ok, domain, request_id, ready): choose another", p.Name, a)
 			}
 		}
 	}
@@ -299,11 +301,40 @@ func (c *Config) validatePools(bad badf) map[string]bool {
 			bad("%s: name: duplicate pool name", where)
 		case strings.ContainsAny(p.Name, "+/ "):
 			bad("%s: name must not contain '+', '/' or spaces", where)
+		case reservedKeys[p.Name]:
+			bad("%s: name %q is a key of the API's answers beside the pools' (ok, domain, request_id, ready): choose another", where, p.Name)
 		}
 		names[p.Name] = true
 		c.validatePool(p, where, bad)
 	}
+	c.validateFolders(bad)
 	return names
+}
+
+// reservedKeys are the members of the checkout and ondemand answers that
+// stand beside the pools' (upstream's shapes): a pool, or an alias, of
+// that name would make an answer hold one key twice.
+var reservedKeys = map[string]bool{"ok": true, "domain": true, "request_id": true, "ready": true}
+
+// validateFolders reports two pools with one folder in one datacenter:
+// every pool needs its own, so that what is in a folder is that pool's
+// (DESIGN: Ownership).
+func (c *Config) validateFolders(bad badf) {
+	seen := map[[2]string]string{}
+	for _, p := range c.Pools {
+		dc := p.Datacenter
+		if dc == "" {
+			dc = c.Providers.Vsphere.Datacenter
+		}
+		key := [2]string{dc, strings.Trim(p.Folder, "/")}
+		if key[1] == "" {
+			continue // reported by CheckFolder
+		} else if other, ok := seen[key]; ok {
+			bad("[[pools]] %q: folder %q is also pool %q's: every pool needs a folder of its own", p.Name, p.Folder, other)
+		} else {
+			seen[key] = p.Name
+		}
+	}
 }
 
 // validatePool checks one pool's settings (where names it in messages).
@@ -316,6 +347,9 @@ func (c *Config) validatePool(p pool.PoolConfig, where string, bad badf) {
 	}
 	if err := pool.CheckFolder(p); err != nil {
 		bad("%s: %v", where, err)
+	}
+	if p.Provider != "" && p.Provider != "vsphere" {
+		bad("%s: provider %q: this vmpooler clones with its one vSphere provider ([providers.vsphere]); leave provider out or set it to \"vsphere\" (a pool of another vCenter needs a pooler of its own)", where, p.Provider)
 	}
 	if p.Size < 0 {
 		bad("%s: size must not be negative (got %d)", where, p.Size)

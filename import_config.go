@@ -343,6 +343,7 @@ func (c *converter) pools() {
 	c.line("# marker) or knows from its database (see \"Ownership\" in the README).")
 	c.line("")
 	provider := c.vsphereName()
+	folders := map[string]string{} // folder → the first pool in it
 	for i, p := range c.src["pools"].([]any) {
 		pm, _ := p.(ymap)
 		name, _ := pm["name"].(string)
@@ -366,6 +367,14 @@ func (c *converter) pools() {
 		}
 		if pm["folder"] == nil {
 			c.todo(where+".folder", "upstream's pool has no folder; this pooler requires one per pool (below the datacenter's VM folder, holding only this pool's VMs); set it, or the file is refused at start")
+		} else if f, _ := pm["folder"].(string); prefix == "" && f != "" {
+			dc, _ := pm["datacenter"].(string)
+			key := dc + "\x00" + strings.Trim(f, "/")
+			if other, ok := folders[key]; ok {
+				c.todo(where+".folder", fmt.Sprintf("%q is also pool %s's folder; this pooler requires a folder of its own per pool: give each pool its own (its VMs then fill it anew), or the file is refused at start", f, other))
+			} else {
+				folders[key] = name
+			}
 		}
 		if _, ok := pm["name"]; ok {
 			c.poolKey(where, prefix, "name", pm["name"], dns)

@@ -291,8 +291,8 @@ func CheckFolder(p PoolConfig) error {
 	switch {
 	case folder == "" || folder == ".":
 		return errors.New("folder is required: the folder (below the datacenter's VM folder) that holds only this pool's VMs; the root VM folder cannot be a pool folder")
-	case strings.Contains(folder, "//") || strings.Contains("/"+folder+"/", "/../"):
-		return fmt.Errorf("folder %q is not a clean inventory path", p.Folder)
+	case strings.Contains(folder, "//") || strings.Contains("/"+folder+"/", "/../") || strings.Contains("/"+folder+"/", "/./"):
+		return fmt.Errorf("folder %q is not a clean inventory path (an empty, '.' or '..' element)", p.Folder)
 	case p.Template != "" && path.Dir(strings.Trim(p.Template, "/")) == folder:
 		return fmt.Errorf("folder %q holds the pool's template %q: put the template in another folder", p.Folder, p.Template)
 	}
