@@ -19,6 +19,7 @@ type Store interface {
 	MarkCloned(host string) error
 	MarkReady(host, ip string) error
 	Checkout(req store.CheckoutRequest) ([]store.VM, error)
+	CheckQuota(user string, q *store.Quota, want []store.PoolCount) error
 	Unassign(hosts []string) error
 	Return(host, reason string, by store.Actor) error
 	Change(host string, ch store.VMChange, by store.Actor) (store.VM, error)

@@ -93,6 +93,10 @@ func (s *Service) CheckoutWait(ctx context.Context, wants []Want, c Caller, wait
 			return vms, err
 		}
 	}
+	if err := s.mayWait(cur, wants, c); err != nil {
+		q.mu.Unlock()
+		return nil, err
+	}
 	q.waiters = append(q.waiters, w)
 	q.mu.Unlock()
 	s.Kick() // the manager clones for the demand
@@ -106,6 +110,29 @@ func (s *Service) CheckoutWait(ctx context.Context, wants []Want, c Caller, wait
 	case <-ctx.Done():
 	}
 	return s.leave(ctx, w, wait)
+}
+
+// mayWait refuses a checkout that would have to wait when the manager
+// should not clone for it: more VMs of a pool than an ondemand request may
+// ask for (max_ondemand_instances_per_request, as a waiting checkout makes
+// the manager clone as one does), or more than the caller's quota allows
+// (a checkout that is not held back by others is checked by the store,
+// before its pools are: 403 at once).
+func (s *Service) mayWait(cur *serviceState, wants []Want, c Caller) error {
+	if limit := cur.cfg.MaxOndemandPerRequest; limit > 0 {
+		for _, w := range wants {
+			if w.Count > limit {
+				return errs.Errorf(errs.EFORBIDDEN,
+					"no %d VMs of %s are ready, and a checkout that waits may ask for at most %d of a pool (max_ondemand_instances_per_request): ask for fewer, or without waiting",
+					w.Count, w.Name, limit)
+			}
+		}
+	}
+	if q := cur.quota(c.User); q != nil {
+		want, _ := cur.spread(wants)
+		return s.Store.CheckQuota(c.User, q, want)
+	}
+	return nil
 }
 
 // leave ends a wait cut short by its deadline or its client: a waiter

@@ -2,6 +2,7 @@ package pool
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -316,5 +317,42 @@ func TestOndemandWait(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the long-poll did not return after the pass that filled the request")
+	}
+}
+
+// A checkout that would wait makes the manager clone for it, so it is
+// held to what an ondemand request may ask (max_ondemand_instances_per_request,
+// 10 by default) and to the caller's quota, at once: before, one anonymous
+// request for 40 VMs of a pool of size 1 had the manager clone 43 VMs, and
+// a request over its user's quota queued behind another waiter and was
+// cloned for. One that can be served now is served, whatever its size.
+func TestWaitBounded(t *testing.T) {
+	e := mustWaitEnv(t, PoolConfig{Name: "p"}, PoolConfig{Name: "q", MaxRunningPerUser: 1})
+	ctx := context.Background()
+	_, err := e.svc.CheckoutWait(ctx, []Want{{Name: "p", Count: 40}}, Caller{}, time.Minute)
+	if errs.ErrorCode(err) != errs.EFORBIDDEN || e.queued() != 0 || e.svc.WaitDemand()["p"] != 0 {
+		t.Fatalf("a wait for 40: %v, %d queued; want EFORBIDDEN, none", err, e.queued())
+	}
+	for range 11 {
+		e.ready("p")
+	}
+	if vms, err := e.svc.CheckoutWait(ctx, []Want{{Name: "p", Count: 11}}, Caller{}, time.Minute); err != nil || len(vms["p"]) != 11 {
+		t.Errorf("11 ready, 11 asked for: %d, %v", len(vms["p"]), err)
+	}
+
+	bob := Caller{User: "bob", Auth: true}
+	e.ready("q")
+	if _, err := e.svc.Checkout([]Want{{Name: "q", Count: 1}}, bob); err != nil {
+		t.Fatal(err)
+	}
+	first := e.wait(ctx, []Want{{Name: "q", Count: 1}}, time.Minute) // holds q
+	_, err = e.svc.CheckoutWait(ctx, []Want{{Name: "q", Count: 1}}, bob, time.Minute)
+	var qe *store.QuotaError
+	if !errors.As(err, &qe) || e.queued() != 1 {
+		t.Errorf("bob over his quota behind another waiter: %v, %d queued; want a QuotaError, not queued", err, e.queued())
+	}
+	e.ready("q")
+	if o := got(t, first); o.err != nil {
+		t.Error(o.err)
 	}
 }

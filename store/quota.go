@@ -136,3 +136,9 @@ func checkQuota(tx kv.Tx, q *Quota, user string, want []PoolCount) error {
 	}
 	return nil
 }
+
+// CheckQuota says whether user may ask for want under q now: nil, or the
+// QuotaError that a checkout or request for it would get.
+func (s *Store) CheckQuota(user string, q *Quota, want []PoolCount) error {
+	return s.view(func(tx kv.Tx) error { return checkQuota(tx, q, user, want) })
+}
