@@ -58,9 +58,9 @@ type Manager struct {
 	adopted  map[string]bool
 
 	ctx    context.Context
-	cancel context.CancelFunc
-	loop   sync.WaitGroup // the loop goroutine
-	work   sync.WaitGroup // clones and jobs
+	cancel context.CancelCauseFunc // with ErrShutdown
+	loop   sync.WaitGroup          // the loop goroutine
+	work   sync.WaitGroup          // clones and jobs
 	kick   chan struct{}
 	opened atomic.Bool
 	passMu sync.Mutex // one pass at a time; guards the pass-owned fields
@@ -106,7 +106,7 @@ func NewManager(cfg *Config, st Store, p Provider, logger *slog.Logger) *Manager
 		logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.Defaults() // settings are read without fallbacks from here on
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancelCause(context.Background())
 	adopted := make(map[string]bool)
 	for _, id := range st.Adopted() {
 		adopted[id] = true
@@ -166,7 +166,7 @@ func (m *Manager) Open() error {
 // flight get their context cancelled and stay pending in the store; the
 // next start resolves them.
 func (m *Manager) Close() error {
-	m.cancel()
+	m.cancel(ErrShutdown)
 	m.loop.Wait()
 	m.work.Wait()
 	return nil

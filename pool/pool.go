@@ -198,6 +198,10 @@ func (l Location) Mine(o Owner) bool {
 type Provider interface {
 	// Clone clones the template, powers the clone on and returns when the
 	// clone task has finished. ErrExists, ErrNotFound (template/folder), ErrTransient.
+	// When ctx ends first (its deadline, or the manager gave the VM up), the
+	// clone's task is cancelled too, unless the cause of ctx's end is
+	// ErrShutdown: then it is left to finish, for the next start (or
+	// leader) to find its VM.
 	Clone(ctx context.Context, spec CloneSpec) error
 	// List returns every VM in a folder with one inventory call.
 	// ErrNotFound if the folder does not exist.
@@ -242,6 +246,10 @@ var (
 	// ErrPermission: the vCenter user lacks a privilege (the message names
 	// it); retrying does not help until an administrator grants it.
 	ErrPermission = errors.New("permission denied")
+	// ErrShutdown is the cause (context.Cause) of the contexts of a
+	// manager's clones and jobs when it closes: what they started in
+	// vCenter is left to finish.
+	ErrShutdown = errors.New("the pool manager is shutting down")
 )
 
 // Defaults fills zero values with upstream's defaults. It is idempotent;

@@ -54,7 +54,12 @@ func (p *Provider) Clone(ctx context.Context, spec pool.CloneSpec) error {
 	defer p.simLockClones()()
 	task, err := tmpl.Clone(ctx, folder, spec.Name, *cs)
 	if err == nil {
-		_, err = waitTask(ctx, c, task.Reference())
+		// A wait cut short (its deadline, or the VM given up) cancels the
+		// task; one cut short by a shutdown leaves it, for the next start
+		// (or leader) to find its VM.
+		if _, err = waitTask(ctx, c, task.Reference()); err != nil && ctx.Err() != nil && !errors.Is(context.Cause(ctx), pool.ErrShutdown) {
+			err = p.cancelTask(task, err)
+		}
 	}
 	if err != nil && spec.CloneTarget == "" && isFault(err, notFoundFaults) {
 		// The cached default resource pool may be gone: find it afresh next time.
@@ -63,6 +68,23 @@ func (p *Provider) Clone(ctx context.Context, spec pool.CloneSpec) error {
 		}
 	}
 	return wrapErr(op, err)
+}
+
+// cancelTask cancels a clone task whose wait was cut short (the pool's
+// timeout, or the manager gave the VM up): left running, it would make
+// its VM later, as an orphan, while the manager clones another in its
+// place. The cancel has its own deadline
+// (vsphere_timeout); a task that cannot be cancelled (done meanwhile) is
+// left, and its VM is then found as an orphan. It returns waitErr, saying
+// what became of the task.
+func (p *Provider) cancelTask(task *object.Task, waitErr error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.callTimeout())
+	defer cancel()
+	if err := task.Cancel(ctx); err != nil {
+		p.logger.Warn("a clone task whose wait ran out could not be cancelled", "task", task.Reference().Value, "err", err)
+		return fmt.Errorf("%w (and cancelling its task: %v)", waitErr, err)
+	}
+	return fmt.Errorf("%w (its task was cancelled)", waitErr)
 }
 
 // cloneSpec resolves the template, folder, placement and datastore.

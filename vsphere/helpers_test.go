@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -231,4 +233,32 @@ func vmSnapshots(t *testing.T, p *Provider, loc pool.Location) []string {
 		return nil
 	}
 	return snapshotNames(mvm.Snapshot.RootSnapshotList)
+}
+
+// methodsRT records the SOAP methods sent below the re-login layer, by the
+// type of their body ("*methods.CancelTaskBody").
+type methodsRT struct {
+	soap.RoundTripper
+	mu   sync.Mutex
+	sent []string
+}
+
+func (m *methodsRT) RoundTrip(ctx context.Context, req, res soap.HasFault) error {
+	m.mu.Lock()
+	m.sent = append(m.sent, fmt.Sprintf("%T", req))
+	m.mu.Unlock()
+	return m.RoundTripper.RoundTrip(ctx, req, res)
+}
+
+func (m *methodsRT) saw(body string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Contains(m.sent, body)
+}
+
+// recordMethods installs a methodsRT on p.
+func recordMethods(p *Provider) *methodsRT {
+	m := &methodsRT{RoundTripper: p.rt.inner}
+	p.rt.inner = m
+	return m
 }

@@ -221,3 +221,25 @@ func TestJobCutShortFindsOut(t *testing.T) {
 		t.Errorf("after the revert, attempted twice: %s, want poweredOn", got)
 	}
 }
+
+// A snapshot whose wait is cut short by a shutdown is not done: the
+// manager leaves its job queued and the next start finds the snapshot.
+// (Before, govmomi's answer to a cancelled wait, no error, made it done
+// while its task was still running, or about to fail.)
+func TestJobCutShortByShutdownIsNotDone(t *testing.T) {
+	p, loc := cloneOnSim(t, "stop")
+	setTaskDelay(t, map[string]int{"CreateSnapshotEx": 2000})
+	ctx, stop := context.WithCancelCause(ctxT(t))
+	time.AfterFunc(300*time.Millisecond, func() { stop(pool.ErrShutdown) })
+	if err := p.Snapshot(ctx, loc, "cut-snap", false); err == nil {
+		t.Error("a snapshot cut short by a shutdown returned no error")
+	}
+	// Its task goes on, and the next attempt would find the snapshot.
+	// (Waiting for it also orders the simulator's read of its task delay
+	// before the test puts the delay back.)
+	for deadline := time.Now().Add(30 * time.Second); !slices.Contains(vmSnapshots(t, p, loc), "cut-snap"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the snapshot task left to finish never made its snapshot")
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -382,4 +383,46 @@ func TestLinkedCloneSpec(t *testing.T) {
 				cs.Snapshot, cs.Location.DiskMoveType, cs.Location.Pool, cs.Location.Datastore)
 		}
 	}
+}
+
+// A clone whose wait runs out (the pool's timeout) has its task cancelled
+// in vCenter: left running, it would make its VM later, as an orphan,
+// while the manager clones another in its place (real-lab hazard 5: on a
+// host that queues clones this feeds on itself). Before, the task was left.
+func TestCloneDeadlineCancelsTask(t *testing.T) {
+	setTaskDelay(t, map[string]int{"CloneVm": 2000})
+	pc := testPools()[0]
+	p := MustOpenSim(t, testPools())
+	sent := recordMethods(p)
+	ctx, cancel := context.WithTimeout(ctxT(t), 300*time.Millisecond)
+	defer cancel()
+	err := p.Clone(ctx, specFor(pc, "slow"))
+	if err == nil || !strings.Contains(err.Error(), "its task was cancelled") {
+		t.Errorf("clone past its deadline: %v, want an error saying its task was cancelled", err)
+	}
+	if !sent.saw("*methods.CancelTaskBody") {
+		t.Error("no CancelTask sent")
+	}
+
+	// A wait cut short by a shutdown (the manager's ErrShutdown) leaves
+	// the task, for the next start to find its VM; it is an error, not a
+	// finished clone. (Before, govmomi's answer to a cancelled wait, no
+	// error, made it a finished clone.)
+	sent = recordMethods(p)
+	shutdown, stop := context.WithCancelCause(ctxT(t))
+	time.AfterFunc(300*time.Millisecond, func() { stop(pool.ErrShutdown) })
+	if err := p.Clone(shutdown, specFor(pc, "shutdown")); err == nil || sent.saw("*methods.CancelTaskBody") {
+		t.Errorf("clone cut short by a shutdown: %v, CancelTask sent: %v; want an error and no cancel", err, sent.saw("*methods.CancelTaskBody"))
+	}
+	// Given up by the manager (cancelled, another cause): cancelled.
+	sent = recordMethods(p)
+	given, giveUp := context.WithCancel(ctxT(t))
+	time.AfterFunc(300*time.Millisecond, giveUp)
+	if err := p.Clone(given, specFor(pc, "given-up")); err == nil || !sent.saw("*methods.CancelTaskBody") {
+		t.Errorf("clone given up: %v, CancelTask sent: %v; want an error and a cancel", err, sent.saw("*methods.CancelTaskBody"))
+	}
+	// The simulator runs a cancelled clone to its end all the same (a real
+	// vCenter rolls it back); waiting for the three orders its reads of
+	// the task delay before the test puts the delay back.
+	waitReady(t, p, pc, []string{"slow", "shutdown", "given-up"}, "none")
 }

@@ -28,6 +28,15 @@ const maxWaitResumes = 5
 func waitTask(ctx context.Context, c *vim25.Client, ref types.ManagedObjectReference) (types.AnyType, error) {
 	for resumes := 0; ; resumes++ {
 		info, err := object.NewTask(c, ref).WaitForResult(ctx)
+		if err == nil && (info == nil || info.State != types.TaskInfoStateSuccess) {
+			// govmomi answers a wait cut short by a cancelled ctx with
+			// CancelWaitForUpdates' result: no error, and the task's last
+			// state (queued or running). That is not a finished task.
+			err = fmt.Errorf("waiting for task %s: %w", ref.Value, context.Cause(ctx))
+			if ctx.Err() == nil {
+				err = fmt.Errorf("task %s: the wait ended in state %v", ref.Value, taskState(info))
+			}
+		}
 		if err == nil {
 			return info.Result, nil
 		}
@@ -50,4 +59,12 @@ func waitTask(ctx context.Context, c *vim25.Client, ref types.ManagedObjectRefer
 		}
 		// queued or running: wait again in this session
 	}
+}
+
+// taskState is info's state, "unknown" without info.
+func taskState(info *types.TaskInfo) types.TaskInfoState {
+	if info == nil {
+		return "unknown"
+	}
+	return info.State
 }
