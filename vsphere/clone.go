@@ -2,6 +2,7 @@ package vsphere
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -213,6 +214,9 @@ func (p *Provider) cloneConfig(spec pool.CloneSpec) *types.VirtualMachineConfigS
 	extra := append([]types.BaseOptionValue{
 		&types.OptionValue{Key: "guestinfo.hostname", Value: spec.Name},
 	}, markerOptions(spec.Instance, spec.Pool)...)
+	if p.cfg.CloudInit {
+		extra = append(extra, cloudInitMetadata(spec.Name)...)
+	}
 	if pc, ok := p.poolConfig(spec.Pool); ok {
 		if n := pc.SnapshotMainMemIOBlockPages; n != nil {
 			extra = append(extra, &types.OptionValue{Key: "mainMem.ioBlockPages", Value: strconv.Itoa(int(*n))})
@@ -222,6 +226,18 @@ func (p *Provider) cloneConfig(spec pool.CloneSpec) *types.VirtualMachineConfigS
 		}
 	}
 	return &types.VirtualMachineConfigSpec{Annotation: string(note), ExtraConfig: extra}
+}
+
+// cloudInitMetadata is the metadata of cloud-init's VMware datasource for
+// a clone named name: a new instance (so per-instance modules run, host
+// keys included) whose hostname is name. Base64, as the datasource reads
+// it with guestinfo.metadata.encoding.
+func cloudInitMetadata(name string) []types.BaseOptionValue {
+	md, _ := json.Marshal(map[string]string{"instance-id": name, "local-hostname": name})
+	return []types.BaseOptionValue{
+		&types.OptionValue{Key: "guestinfo.metadata", Value: base64.StdEncoding.EncodeToString(md)},
+		&types.OptionValue{Key: "guestinfo.metadata.encoding", Value: "base64"},
+	}
 }
 
 // linkedClone makes cs a linked clone when the template allows it: from

@@ -60,6 +60,11 @@ type Config struct {
 	// 22), "tcp:<port>" or "none" (powered on). Default "tools" on the
 	// simulator, "ssh" on a real vCenter.
 	ReadyCheck string `toml:"ready_check"`
+	// CloudInit gives each clone cloud-init metadata for its VMware
+	// datasource (guestinfo.metadata: instance-id and local-hostname, the
+	// clone's name), so that a stock cloud-init template takes the name,
+	// as guestinfo.hostname serves a boot script. Default false.
+	CloudInit bool `toml:"cloud_init"`
 }
 
 // Default credentials of the simulator.

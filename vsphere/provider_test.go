@@ -2,6 +2,8 @@ package vsphere
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net"
 	"path"
@@ -425,4 +427,34 @@ func TestCloneDeadlineCancelsTask(t *testing.T) {
 	// vCenter rolls it back); waiting for the three orders its reads of
 	// the task delay before the test puts the delay back.
 	waitReady(t, p, pc, []string{"slow", "shutdown", "given-up"}, "none")
+}
+
+// A clone carries its name in guestinfo.hostname; with cloud_init also in
+// cloud-init's VMware datasource metadata (guestinfo.metadata, base64
+// JSON), which a stock cloud-init template reads (it does not read
+// guestinfo.hostname).
+func TestCloneGuestinfo(t *testing.T) {
+	extra := func(p *Provider, loc pool.Location) map[string]string {
+		out := map[string]string{}
+		for _, o := range vmProps(t, p, loc, "config.extraConfig").Config.ExtraConfig {
+			if v := o.GetOptionValue(); strings.HasPrefix(v.Key, "guestinfo.") {
+				out[v.Key], _ = v.Value.(string)
+			}
+		}
+		return out
+	}
+	p, loc := cloneOnSim(t, "plain")
+	if g := extra(p, loc); g["guestinfo.hostname"] != "plain" || g["guestinfo.metadata"] != "" {
+		t.Errorf("without cloud_init: %v, want guestinfo.hostname only", g)
+	}
+	p, loc = cloneOnSim(t, "cinit", func(c *Config) { c.CloudInit = true })
+	g := extra(p, loc)
+	md, err := base64.StdEncoding.DecodeString(g["guestinfo.metadata"])
+	var m map[string]string
+	if err == nil {
+		err = json.Unmarshal(md, &m)
+	}
+	if err != nil || g["guestinfo.metadata.encoding"] != "base64" || m["instance-id"] != "cinit" || m["local-hostname"] != "cinit" || g["guestinfo.hostname"] != "cinit" {
+		t.Errorf("with cloud_init: %v (metadata %s, %v)", g, md, err)
+	}
 }
