@@ -35,6 +35,7 @@ import (
 //	vmpooler_clone_duration_seconds{pool}  histogram, successful clone tasks
 //	vmpooler_boot_duration_seconds{pool}   histogram, clone start to first ready check passed
 //	vmpooler_provider_errors_total{op}     counter, failed vSphere calls by operation
+//	vmpooler_vms_failed_total{pool,cause}  counter, VMs the manager took out of their pool (pool.Observer.VMFailed)
 //	vmpooler_http_requests_total{method,route,code}      counter
 //	vmpooler_http_request_duration_seconds{method,route} histogram
 //
@@ -46,6 +47,7 @@ type Metrics struct {
 	cloneSeconds *prometheus.HistogramVec
 	bootSeconds  *prometheus.HistogramVec
 	providerErrs *prometheus.CounterVec
+	vmsFailed    *prometheus.CounterVec
 	waitSeconds  prometheus.Histogram
 	waitTimeouts prometheus.Counter
 	httpRequests *prometheus.CounterVec
@@ -77,6 +79,10 @@ func NewMetrics() *Metrics {
 		providerErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vmpooler_provider_errors_total", Help: "Failed vSphere calls by operation.",
 		}, []string{"op"}),
+		vmsFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vmpooler_vms_failed_total",
+			Help: "VMs the manager took out of their pool, by pool and cause (lifetime, ready_ttl, ready_check, hostname_mismatch, clone_failed, clone_timeout, excess, stale, ondemand, vanished).",
+		}, []string{"pool", "cause"}),
 		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vmpooler_http_requests_total", Help: "HTTP requests by method, route pattern and status code.",
 		}, []string{"method", "route", "code"}),
@@ -93,7 +99,7 @@ func NewMetrics() *Metrics {
 		Name: "vmpooler_checkout_wait_timeouts_total", Help: "Waiting checkouts answered 503 at their deadline.",
 	})
 	m.reg.MustRegister(m.waitSeconds, m.waitTimeouts)
-	m.reg.MustRegister(m.checkouts, m.clones, m.cloneSeconds, m.bootSeconds, m.providerErrs,
+	m.reg.MustRegister(m.checkouts, m.clones, m.cloneSeconds, m.bootSeconds, m.providerErrs, m.vmsFailed,
 		m.httpRequests, m.httpSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range []string{"success", "empty", "invalid"} {
@@ -120,6 +126,11 @@ func (m *Metrics) VMReady(poolName string, boot time.Duration) {
 // ProviderError counts a failed provider call.
 func (m *Metrics) ProviderError(op string, err error) {
 	m.providerErrs.WithLabelValues(op).Inc()
+}
+
+// VMFailed counts a VM the manager took out of its pool, by cause.
+func (m *Metrics) VMFailed(poolName, cause string) {
+	m.vmsFailed.WithLabelValues(poolName, cause).Inc()
 }
 
 // Registry returns the registry, for tests and for serving it elsewhere.

@@ -37,6 +37,8 @@ func TestMetrics(t *testing.T) {
 	m.CloneFinished("debian-7-i386", time.Second, errors.New("boom"))
 	m.VMReady("debian-7-i386", 42*time.Second)
 	m.ProviderError("clone", errors.New("boom"))
+	m.VMFailed("debian-7-i386", "lifetime")
+	m.VMFailed("debian-7-i386", "lifetime")
 	text := e.scrape("/metrics")
 	for _, line := range []string{
 		`vmpooler_checkouts_total{result="success"} 2`,
@@ -53,6 +55,7 @@ func TestMetrics(t *testing.T) {
 		`vmpooler_clone_duration_seconds_sum{pool="debian-7-i386"} 3`,
 		`vmpooler_boot_duration_seconds_bucket{pool="debian-7-i386",le="60"} 1`,
 		`vmpooler_provider_errors_total{op="clone"} 1`,
+		`vmpooler_vms_failed_total{cause="lifetime",pool="debian-7-i386"} 2`,
 		`vmpooler_http_requests_total{code="200",method="POST",route="/api/v1/vm/:name"} 1`,
 		`vmpooler_http_requests_total{code="503",method="POST",route="/api/v2/vm/:name"} 1`,
 		`vmpooler_http_requests_total{code="404",method="GET",route="/api/v1/vm/:name"} 1`,

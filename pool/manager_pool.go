@@ -173,14 +173,14 @@ func (r *poolRun) classifyPending(vm store.VM) {
 	timeout := r.m.poolTimeout(r.pass.cfg)
 	switch {
 	case vm.RequestID != "" && !r.liveReqs[vm.RequestID]:
-		r.fail(vm, fmt.Sprintf("ondemand request %s is no longer pending", vm.RequestID))
+		r.fail(vm, "ondemand", fmt.Sprintf("ondemand request %s is no longer pending", vm.RequestID))
 		return
 	case vm.RequestID == "" && r.stale(vm) != "":
-		r.fail(vm, r.stale(vm))
+		r.fail(vm, "stale", r.stale(vm))
 		return
 	case r.flying[vm.Hostname]:
 		if r.now.Sub(vm.Started) > timeout {
-			r.fail(vm, "clone not finished after "+fmtMinutes(timeout))
+			r.fail(vm, "clone_timeout", "clone not finished after "+fmtMinutes(timeout))
 			return
 		}
 		r.keepPending(vm)
@@ -192,7 +192,7 @@ func (r *poolRun) classifyPending(vm store.VM) {
 		if vm.Cloned.IsZero() {
 			reason = "clone interrupted: not found in vSphere"
 		}
-		r.destroyRecord(vm, reason)
+		r.vanished(vm, reason)
 		return
 	}
 	r.checks = append(r.checks, readyCheck{vm: vm, info: info})
@@ -223,15 +223,15 @@ func (r *poolRun) keepPending(vm store.VM) {
 
 func (r *poolRun) classifyReady(vm store.VM) {
 	if _, ok := r.inv[vm.Hostname]; !ok {
-		r.destroyRecord(vm, "vanished from vSphere")
+		r.vanished(vm, "vanished from vSphere")
 		return
 	}
 	if ttl := r.m.poolReadyTTL(r.pass.cfg); r.now.Sub(vm.Ready) > ttl {
-		r.fail(vm, "ready_ttl of "+fmtMinutes(ttl)+" expired")
+		r.fail(vm, "ready_ttl", "ready_ttl of "+fmtMinutes(ttl)+" expired")
 		return
 	}
 	if why := r.stale(vm); why != "" {
-		r.fail(vm, why)
+		r.fail(vm, "stale", why)
 		return
 	}
 	every := Minutes(r.m.Config.VMCheckTime)
@@ -244,12 +244,12 @@ func (r *poolRun) classifyReady(vm store.VM) {
 
 func (r *poolRun) classifyRunning(vm store.VM) {
 	if _, ok := r.inv[vm.Hostname]; !ok {
-		r.destroyRecord(vm, "vanished from vSphere")
+		r.vanished(vm, "vanished from vSphere")
 		return
 	}
 	lifetime := r.m.Config.Lifetime(vm.Lifetime)
 	if lifetime > 0 && !vm.CheckedOut.IsZero() && int(r.now.Sub(vm.CheckedOut)/time.Hour) >= lifetime {
-		r.fail(vm, fmt.Sprintf("lifetime of %dh expired", lifetime))
+		r.fail(vm, "lifetime", fmt.Sprintf("lifetime of %dh expired", lifetime))
 		return
 	}
 	if r.noted[vm.Hostname] {
@@ -415,14 +415,14 @@ func (r *poolRun) applyPending(c readyCheck) {
 	}
 	if timeout := r.m.poolTimeout(r.pass.cfg); r.now.Sub(vm.Started) > timeout {
 		r.readyFailed("failed ready check: " + why + " after " + fmtMinutes(timeout))
-		r.fail(vm, "failed ready check: "+why+" after "+fmtMinutes(timeout))
+		r.fail(vm, "ready_check", "failed ready check: "+why+" after "+fmtMinutes(timeout))
 		return
 	}
 	r.keepPending(vm)
 }
 
 func (r *poolRun) applyReady(c readyCheck) {
-	why := ""
+	why, cause := "", "ready_check"
 	switch {
 	case c.err != nil && errors.Is(c.err, ErrTransient):
 		// vCenter hiccup: keep the VM, check again next pass.
@@ -435,7 +435,7 @@ func (r *poolRun) applyReady(c readyCheck) {
 	case r.hostnameMismatch(c):
 		// Another machine answers for this VM's name (a guest that kept its
 		// template's name, or a clash): handing it out would be wrong.
-		why = fmt.Sprintf("hostname mismatch: the guest reports %q", c.info.GuestHostname)
+		why, cause = fmt.Sprintf("hostname mismatch: the guest reports %q", c.info.GuestHostname), "hostname_mismatch"
 	default:
 		if r.proved(c) {
 			r.readyOK++
@@ -445,7 +445,7 @@ func (r *poolRun) applyReady(c readyCheck) {
 		return
 	}
 	r.readyFailed(why)
-	r.fail(c.vm, why)
+	r.fail(c.vm, cause, why)
 }
 
 // readyFailed notes the pass's first ready-check failure (readyOutcome).
@@ -492,13 +492,13 @@ func (r *poolRun) removeExcess() {
 	reason := fmt.Sprintf("pool size is %d", r.pass.size)
 	slices.SortFunc(r.pending, func(a, b store.VM) int { return b.Started.Compare(a.Started) })
 	for excess > 0 && len(r.pending) > 0 {
-		r.fail(r.pending[0], reason)
+		r.fail(r.pending[0], "excess", reason)
 		r.pending = r.pending[1:]
 		excess--
 	}
 	slices.SortFunc(r.ready, func(a, b store.VM) int { return a.Ready.Compare(b.Ready) })
 	for excess > 0 && len(r.ready) > 0 {
-		r.fail(r.ready[0], reason)
+		r.fail(r.ready[0], "excess", reason)
 		r.ready = r.ready[1:]
 		excess--
 	}
@@ -507,7 +507,7 @@ func (r *poolRun) removeExcess() {
 // fail moves a VM to completed and queues its destruction, only if it is
 // still in the state this pass saw: a checkout may have taken a ready VM
 // meanwhile, and a VM handed out must not be failed for a ready-state reason.
-func (r *poolRun) fail(vm store.VM, reason string) {
+func (r *poolRun) fail(vm store.VM, cause, reason string) {
 	m := r.m
 	if err := m.Store.Fail(vm.Hostname, vm.State, reason); err != nil {
 		if code := errs.ErrorCode(err); code == errs.ECONFLICT {
@@ -519,6 +519,7 @@ func (r *poolRun) fail(vm store.VM, reason string) {
 	}
 	m.Logger.Info("vm failed", "pool", vm.Pool, "hostname", vm.Hostname, "from", vm.State,
 		"to", store.StateCompleted, "reason", reason)
+	m.observer().VMFailed(vm.Pool, cause)
 	if r.flying[vm.Hostname] {
 		m.abandonClone(vm.Hostname)
 		return
@@ -532,6 +533,13 @@ func (r *poolRun) fail(vm store.VM, reason string) {
 }
 
 // destroyRecord moves a VM that is not (or no longer) in vSphere to destroyed.
+// vanished marks destroyed the record of a live VM that vSphere does not
+// have (any more).
+func (r *poolRun) vanished(vm store.VM, reason string) {
+	r.m.observer().VMFailed(vm.Pool, "vanished")
+	r.destroyRecord(vm, reason)
+}
+
 func (r *poolRun) destroyRecord(vm store.VM, reason string) {
 	if err := r.m.destroyRecord(vm.Pool, vm.Hostname, vm.State, reason); err != nil {
 		r.problems = append(r.problems, err)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/vmpooler/vmpooler/internal/errs"
@@ -132,6 +134,7 @@ func (m *Manager) runClone(ctx context.Context, spec CloneSpec, sem chan struct{
 		return
 	} else {
 		log.Warn("vm failed", "from", store.StatePending, "to", store.StateCompleted, "reason", reason)
+		m.observer().VMFailed(spec.Pool, "clone_failed")
 	}
 	if !errors.Is(err, ErrExists) { // ErrExists: that VM is someone else's
 		dctx, cancel := context.WithTimeout(m.ctx, m.CallTimeout)
@@ -219,15 +222,19 @@ func (m *Manager) expireRequest(req *store.Request, passes map[string]*poolPass,
 	}
 	req.State = store.RequestFailed
 	m.Logger.Warn("ondemand request failed", "request", req.ID, "reason", reason)
-	var hosts []string
-	for _, p := range passes {
-		hosts = append(hosts, p.odHosts[req.ID]...)
+	hosts := map[string]string{} // host → pool
+	for name, p := range passes {
+		for _, h := range p.odHosts[req.ID] {
+			hosts[h] = name
+		}
 	}
-	for _, hs := range req.Hosts {
-		hosts = append(hosts, hs...)
+	for name, hs := range req.Hosts {
+		for _, h := range hs {
+			hosts[h] = name
+		}
 	}
 	var problems []error
-	for _, h := range hosts {
+	for _, h := range slices.Sorted(maps.Keys(hosts)) {
 		why := "ondemand request " + req.ID + " failed: " + reason
 		err := m.Store.Fail(h, "", why)
 		if err != nil && errs.ErrorCode(err) != errs.ENOTFOUND {
@@ -236,6 +243,9 @@ func (m *Manager) expireRequest(req *store.Request, passes map[string]*poolPass,
 		}
 		m.abandonClone(h)
 		m.Logger.Info("vm failed", "hostname", h, "to", store.StateCompleted, "reason", why)
+		if err == nil {
+			m.observer().VMFailed(hosts[h], "ondemand")
+		}
 	}
 	return errors.Join(problems...)
 }

@@ -3,6 +3,7 @@ package pool
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -216,6 +217,13 @@ type mgrObserver struct {
 	mu                   sync.Mutex
 	clones, boots, fails int
 	ops                  []string
+	failed               []string // pool/cause
+}
+
+func (o *mgrObserver) VMFailed(pool, cause string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.failed = append(o.failed, pool+"/"+cause)
 }
 
 func (o *mgrObserver) CloneFinished(pool string, d time.Duration, err error) {
@@ -251,5 +259,25 @@ func TestManagerObserver(t *testing.T) {
 	defer o.mu.Unlock()
 	if o.clones != 2 || o.fails != 0 || o.boots != 2 || strings.Join(o.ops, ",") != "list" {
 		t.Errorf("observed clones=%d fails=%d boots=%d ops=%v", o.clones, o.fails, o.boots, o.ops)
+	}
+}
+
+// Each VM the manager takes out is reported with its cause, for
+// vmpooler_vms_failed_total: here a checked-out VM's lifetime and a ready
+// VM's ready_ttl ending, and a VM gone from vSphere.
+func TestManagerObservesFailures(t *testing.T) {
+	e := mustManager(t, nil, mgrTestPool("p1", 2))
+	o := &mgrObserver{}
+	e.m.Observer = o
+	hosts := e.fillReady(t, "p1", 2)
+	e.checkout(t, "p1")
+	e.fp.Vanish(hosts[1])
+	e.clk.Advance(25 * time.Hour)
+	e.pass(t)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	slices.Sort(o.failed)
+	if want := []string{"p1/lifetime", "p1/vanished"}; !slices.Equal(o.failed, want) {
+		t.Errorf("failed = %v, want %v", o.failed, want)
 	}
 }

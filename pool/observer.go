@@ -14,6 +14,14 @@ type Observer interface {
 	// method ("clone", "list", "ready", "destroy", "snapshot", "revert",
 	// "add_disk", "annotate").
 	ProviderError(op string, err error)
+	// VMFailed reports a VM the manager took out of its pool before its
+	// time or at the end of it, by cause: "lifetime" (a checked-out VM's
+	// lifetime ended), "ready_ttl", "ready_check" (failed, or timed out
+	// waiting for it), "hostname_mismatch", "clone_failed",
+	// "clone_timeout", "excess" (beyond the pool's size), "stale" (a
+	// template or clone_target override), "ondemand" (its request ended
+	// or failed) or "vanished" (gone from vSphere).
+	VMFailed(pool, cause string)
 }
 
 // NopObserver is the default Observer: it ignores everything.
@@ -27,3 +35,6 @@ func (NopObserver) VMReady(string, time.Duration) {}
 
 // ProviderError does nothing.
 func (NopObserver) ProviderError(string, error) {}
+
+// VMFailed does nothing.
+func (NopObserver) VMFailed(string, string) {}
