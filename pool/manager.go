@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,8 +30,11 @@ type Manager struct {
 	// PurgeTokens, when set, runs with store.Purge (expired API tokens).
 	PurgeTokens func() (int, error)
 
-	CallTimeout   time.Duration // deadline of each List, Destroy, Annotate (default 2m)
-	CheckTimeout  time.Duration // deadline of each ready check (default 30s)
+	CallTimeout  time.Duration // deadline of each List, Destroy, Annotate (default 2m)
+	CheckTimeout time.Duration // deadline of each ready check (default 30s)
+	// LookupHost resolves a name for dns_check (default: the system's
+	// resolver); within the ready check's deadline.
+	LookupHost    func(ctx context.Context, host string) ([]string, error)
 	JobTimeout    time.Duration // deadline of a snapshot, revert or add-disk (default 30m)
 	JobRetryFor   time.Duration // how long a job failing with ErrTransient stays queued (default 1h)
 	Parallel      int           // ready checks and destroys run at once in a pass (default 16)
@@ -127,6 +131,7 @@ func NewManager(cfg *Config, st Store, p Provider, logger *slog.Logger) *Manager
 		Observer:        NopObserver{},
 		CallTimeout:     2 * time.Minute,
 		CheckTimeout:    30 * time.Second,
+		LookupHost:      net.DefaultResolver.LookupHost,
 		JobTimeout:      30 * time.Minute,
 		JobRetryFor:     time.Hour,
 		Parallel:        16,

@@ -339,6 +339,8 @@ func (r *poolRun) runChecks() {
 		c.ok, c.why, c.err = m.Provider.Ready(ctx, c.info, r.pass.cfg.ReadyCheck)
 		if c.err != nil {
 			m.observer().ProviderError("ready", c.err)
+		} else if c.ok && c.vm.State == store.StatePending && m.Config.DNSCheckFor(r.pass.cfg) {
+			c.ok, c.why = m.resolves(ctx, c.vm.Hostname+"."+r.pass.cfg.Domain, c.info.IP)
 		}
 	})
 	annotated := make([]bool, len(r.annotate))
@@ -596,4 +598,15 @@ func (r *poolRun) runDestroys() {
 			r.problems = append(r.problems, err)
 		}
 	})
+}
+
+// resolves says whether name resolves to ip (dns_check), and why not.
+func (m *Manager) resolves(ctx context.Context, name, ip string) (bool, string) {
+	addrs, err := m.LookupHost(ctx, name)
+	if err != nil {
+		return false, fmt.Sprintf("%s does not resolve yet (dns_check): %v", name, err)
+	} else if !slices.Contains(addrs, ip) {
+		return false, fmt.Sprintf("%s resolves to %s, not to the VM's %s (dns_check)", name, strings.Join(addrs, ", "), ip)
+	}
+	return true, ""
 }

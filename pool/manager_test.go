@@ -722,3 +722,47 @@ func TestManagerExcessPendingFirst(t *testing.T) {
 		t.Errorf("reason = %q", vm.Reason)
 	}
 }
+
+// With dns_check, a new VM is ready only once its name in the pool's
+// domain resolves to its IP; until then it stays pending, saying why.
+func TestManagerDNSCheck(t *testing.T) {
+	pc := mgrTestPool("p1", 1)
+	pc.Domain = "lab.example"
+	e := mustManager(t, func(c *Config) { c.DNSCheck = true }, pc)
+	var mu sync.Mutex
+	names := map[string][]string{}
+	e.m.LookupHost = func(_ context.Context, host string) ([]string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if a, ok := names[host]; ok {
+			return a, nil
+		}
+		return nil, fmt.Errorf("lookup %s: no such host", host)
+	}
+	e.pass(t) // clone
+	e.pass(t) // ready check: the name does not resolve
+	pending := e.states(t, "p1")[store.StatePending]
+	if len(pending) != 1 {
+		t.Fatalf("states %v, want one pending", e.states(t, "p1"))
+	}
+	vm, err := e.st.Get(pending[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	fvm, _ := e.fp.VM(vm.Hostname)
+	ip := fvm.Info.IP
+	mu.Lock()
+	names[vm.Hostname+".lab.example"] = []string{"192.0.2.1"} // wrong address
+	mu.Unlock()
+	e.pass(t)
+	if got := e.states(t, "p1")[store.StateReady]; len(got) != 0 {
+		t.Fatalf("ready with a name that resolves elsewhere: %v", got)
+	}
+	mu.Lock()
+	names[vm.Hostname+".lab.example"] = []string{"192.0.2.1", ip}
+	mu.Unlock()
+	e.pass(t)
+	if got := e.states(t, "p1")[store.StateReady]; len(got) != 1 {
+		t.Errorf("states %v once the name resolves, want it ready", e.states(t, "p1"))
+	}
+}

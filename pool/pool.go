@@ -45,6 +45,11 @@ type Config struct {
 	// CheckHostnameMismatch fails a ready VM whose guest reports another
 	// hostname (upstream check_ready_vm_hostname_for_mismatch; default true).
 	CheckHostnameMismatch *bool `toml:"check_ready_vm_hostname_for_mismatch"`
+	// DNSCheck makes a new VM ready only once its name in its pool's
+	// domain resolves to its IP (as upstream's ready check, which
+	// connects to the name, did): clients that connect by name then never
+	// get a VM whose name does not resolve yet. Default false.
+	DNSCheck bool `toml:"dns_check"`
 	// CheckoutWait is how long, in seconds, a checkout waits for VMs when
 	// it does not say (?wait=); 0, the default, answers 503 at once as
 	// upstream. MaxCheckoutWait caps any wait (default 300).
@@ -84,6 +89,7 @@ type PoolConfig struct {
 	LinkedClone           *bool   `toml:"create_linked_clone"`
 	ReadyCheck            string  `toml:"ready_check"`                 // "ssh" (tcp:22, default on real vCenter), "tcp:<port>", "tools", "none"
 	CheckHostnameMismatch *bool   `toml:"check_hostname_for_mismatch"` // per-pool override of the global check
+	DNSCheck              *bool   `toml:"dns_check"`                   // per-pool override of the global dns_check
 	// SnapshotMemory snapshots the VM's memory too (default true, as
 	// upstream), so that a revert finds the VM running; false for guests
 	// whose memory image is too big (a revert then powers the VM on again).
@@ -352,6 +358,17 @@ func (c *Config) HostnameMismatchCheck(p PoolConfig) bool {
 		return *c.CheckHostnameMismatch
 	}
 	return true
+}
+
+// DNSCheckFor says whether pool p's new VMs must resolve by name to be
+// ready: its dns_check, else the global one; never without a domain.
+func (c *Config) DNSCheckFor(p PoolConfig) bool {
+	if p.Domain == "" {
+		return false
+	} else if p.DNSCheck != nil {
+		return *p.DNSCheck
+	}
+	return c.DNSCheck
 }
 
 // Hours converts whole hours to a Duration.
