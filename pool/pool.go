@@ -65,6 +65,10 @@ type Config struct {
 	// MaxRunningPerUser caps the VMs one token user may hold (running,
 	// or owed to pending ondemand requests); 0 = no cap.
 	MaxRunningPerUser int `toml:"max_running_per_user,omitempty"`
+	// CheckoutRequiresToken refuses checkouts without a token (401) when
+	// [auth] is on, so that no checkout escapes the quotas; off by
+	// default, as upstream (anonymous checkouts are not counted).
+	CheckoutRequiresToken bool `toml:"checkout_requires_token"`
 	// RateLimitPerIP and RateLimitPerToken cap requests per minute from
 	// one client address or with one token (0 = no cap): 429 beyond.
 	RateLimitPerIP    int          `toml:"rate_limit_per_ip,omitempty"`

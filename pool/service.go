@@ -98,13 +98,24 @@ type Want struct {
 // checkout that does not wait gets EEMPTY for it too.
 func (s *Service) Checkout(wants []Want, c Caller) (map[string][]store.VM, error) {
 	cur := s.state()
-	if err := validWants(cur, wants); err != nil {
+	if err := cur.validCheckout(wants, c); err != nil {
 		return nil, err
 	}
 	if s.waitersHold(cur, wants) {
 		return nil, errs.Errorf(errs.EEMPTY, "waiting checkouts are ahead of this one")
 	}
 	return s.checkoutNow(cur, wants, c)
+}
+
+// validCheckout checks a checkout's names and counts, then that it has a
+// token when checkout_requires_token says it needs one.
+func (cur *serviceState) validCheckout(wants []Want, c Caller) error {
+	if err := validWants(cur, wants); err != nil {
+		return err
+	} else if c.Auth && c.User == "" && cur.cfg.CheckoutRequiresToken {
+		return errs.Errorf(errs.EUNAUTHORIZED, "a token is required to check VMs out (checkout_requires_token)")
+	}
+	return nil
 }
 
 // validWants checks the names and counts of a checkout.

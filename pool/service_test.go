@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -247,5 +248,29 @@ func TestServiceTemplateReady(t *testing.T) {
 	}
 	if _, err := e.svc.SetPoolTemplates(map[string]string{"a": "t/missing"}, Caller{}); errs.ErrorCode(err) != errs.EINVALID {
 		t.Errorf("override with a missing template: %v, want EINVALID", err)
+	}
+}
+
+// checkout_requires_token: with auth on, a checkout without a token is
+// 401 (waiting or not), so none escapes the quotas; with a token, or with
+// auth off, it goes ahead.
+func TestCheckoutRequiresToken(t *testing.T) {
+	e := mustServiceEnv(t)
+	cfg := *e.svc.Current()
+	cfg.CheckoutRequiresToken = true
+	e.svc.SetConfig(&cfg, nil)
+	e.ready("a", "a1", "a2")
+	anon := Caller{Auth: true}
+	if _, err := e.svc.Checkout([]Want{{"a", 1}}, anon); errs.ErrorCode(err) != errs.EUNAUTHORIZED {
+		t.Errorf("anonymous checkout: %v, want EUNAUTHORIZED", err)
+	}
+	if _, err := e.svc.CheckoutWait(context.Background(), []Want{{"a", 1}}, anon, time.Second); errs.ErrorCode(err) != errs.EUNAUTHORIZED {
+		t.Errorf("anonymous waiting checkout: %v, want EUNAUTHORIZED", err)
+	}
+	if _, err := e.svc.Checkout([]Want{{"a", 1}}, Caller{Auth: true, User: "bob"}); err != nil {
+		t.Errorf("bob's checkout: %v", err)
+	}
+	if _, err := e.svc.Checkout([]Want{{"a", 1}}, Caller{}); err != nil {
+		t.Errorf("checkout with auth off: %v", err)
 	}
 }

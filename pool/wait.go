@@ -74,7 +74,7 @@ func (s *Service) CheckoutWait(ctx context.Context, wants []Want, c Caller, wait
 		return s.Checkout(wants, c)
 	}
 	cur := s.state()
-	if err := validWants(cur, wants); err != nil {
+	if err := cur.validCheckout(wants, c); err != nil {
 		return nil, err
 	}
 	q := s.queue()
