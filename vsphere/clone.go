@@ -74,15 +74,14 @@ func (p *Provider) Clone(ctx context.Context, spec pool.CloneSpec) error {
 // cancelTask cancels a clone task whose wait was cut short (the pool's
 // timeout, or the manager gave the VM up): left running, it would make
 // its VM later, as an orphan, while the manager clones another in its
-// place. The cancel has its own deadline
-// (vsphere_timeout); a task that cannot be cancelled (done meanwhile) is
-// left, and its VM is then found as an orphan. It returns waitErr, saying
-// what became of the task.
+// place. The cancel has its own deadline (vsphere_timeout); a task that
+// cannot be cancelled (done meanwhile) is left, and its VM is then found
+// as an orphan. It returns waitErr, saying what became of the task.
 func (p *Provider) cancelTask(task *object.Task, waitErr error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.callTimeout())
 	defer cancel()
 	if err := task.Cancel(ctx); err != nil {
-		p.logger.Warn("a clone task whose wait ran out could not be cancelled", "task", task.Reference().Value, "err", err)
+		p.logger.Warn("a clone task whose wait was cut short could not be cancelled", "task", task.Reference().Value, "err", err)
 		return fmt.Errorf("%w (and cancelling its task: %v)", waitErr, err)
 	}
 	return fmt.Errorf("%w (its task was cancelled)", waitErr)
