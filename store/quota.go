@@ -83,9 +83,9 @@ func usage(tx kv.Tx, user string) (total int, perPool map[string]int, err error)
 	if err != nil {
 		return 0, nil, err
 	}
-	prefix := userPrefix(user)
-	err = tx.Scan(bucketUserReqs, prefix, nil, func(k, _ []byte) (bool, error) {
-		id := keyName(k[len(prefix):])
+	err = tx.Scan(bucketUserReqs, userPrefix(user), nil, func(k, _ []byte) (bool, error) {
+		_, rest, _ := splitUser(k)
+		id := keyName(rest)
 		r, err := decodeRequest(id, tx.Peek(bucketRequests, []byte(id)))
 		if errs.ErrorCode(err) == errs.ENOTFOUND {
 			return true, nil

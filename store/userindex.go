@@ -47,19 +47,24 @@ func userRequestKey(r *Request) []byte {
 	return append(userPrefix(r.User), timeKey(r.Created, r.ID)...)
 }
 
+// splitUser splits a key of either user index into the user and the rest.
+func splitUser(k []byte) (user string, rest []byte, ok bool) {
+	n, w := binary.Uvarint(k)
+	if w <= 0 || n > uint64(len(k)-w) {
+		return "", nil, false
+	}
+	return string(k[w : w+int(n)]), k[w+int(n):], true
+}
+
 // splitUserVMKey splits an entry of the user index into its user, pool
 // and hostname.
 func splitUserVMKey(k []byte) (user, pool, host string, ok bool) {
-	n, w := binary.Uvarint(k)
-	if w <= 0 || n > uint64(len(k)-w) {
-		return "", "", "", false
-	}
-	rest := k[w+int(n):]
+	user, rest, ok := splitUser(k)
 	p, h, found := bytes.Cut(rest, []byte{0})
-	if !found || len(p) == 0 || len(h) == 0 {
+	if !ok || !found || len(p) == 0 || len(h) == 0 {
 		return "", "", "", false
 	}
-	return string(k[w : w+int(n)]), string(p), string(h), true
+	return user, string(p), string(h), true
 }
 
 // indexUsers adds the user index entry of every running VM whose state
@@ -159,12 +164,12 @@ func checkUserIndex(tx kv.Tx) []error {
 func checkUserRequests(tx kv.Tx) []error {
 	var errs []error
 	err := tx.Scan(bucketUserReqs, nil, nil, func(k, _ []byte) (bool, error) {
-		n, w := binary.Uvarint(k)
-		if w <= 0 || n > uint64(len(k)-w) || len(k) < w+int(n)+8 {
+		user, rest, ok := splitUser(k)
+		if !ok || len(rest) <= 8 {
 			errs = append(errs, fmt.Errorf("bad user index key %x", k))
 			return true, nil
 		}
-		user, id := string(k[w:w+int(n)]), keyName(k[w+int(n):])
+		id := keyName(rest)
 		r, err := getRequest(tx, id)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("user index entry of %s, request %s: %v", user, id, err))

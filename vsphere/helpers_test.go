@@ -125,15 +125,29 @@ func (p *Provider) simModel() *simulator.Model {
 	return p.sim.model
 }
 
-// countingRT counts SOAP round trips below the re-login layer.
+// countingRT counts SOAP round trips below the re-login layer, and
+// records their methods by the type of their body
+// ("*methods.CancelTaskBody").
 type countingRT struct {
 	soap.RoundTripper
-	n atomic.Int64
+	n    atomic.Int64
+	mu   sync.Mutex
+	sent []string
 }
 
 func (c *countingRT) RoundTrip(ctx context.Context, req, res soap.HasFault) error {
 	c.n.Add(1)
+	c.mu.Lock()
+	c.sent = append(c.sent, fmt.Sprintf("%T", req))
+	c.mu.Unlock()
 	return c.RoundTripper.RoundTrip(ctx, req, res)
+}
+
+// saw reports whether a round trip sent body (its type's name).
+func (c *countingRT) saw(body string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Contains(c.sent, body)
 }
 
 // countCalls installs a countingRT on p.
@@ -233,32 +247,4 @@ func vmSnapshots(t *testing.T, p *Provider, loc pool.Location) []string {
 		return nil
 	}
 	return snapshotNames(mvm.Snapshot.RootSnapshotList)
-}
-
-// methodsRT records the SOAP methods sent below the re-login layer, by the
-// type of their body ("*methods.CancelTaskBody").
-type methodsRT struct {
-	soap.RoundTripper
-	mu   sync.Mutex
-	sent []string
-}
-
-func (m *methodsRT) RoundTrip(ctx context.Context, req, res soap.HasFault) error {
-	m.mu.Lock()
-	m.sent = append(m.sent, fmt.Sprintf("%T", req))
-	m.mu.Unlock()
-	return m.RoundTripper.RoundTrip(ctx, req, res)
-}
-
-func (m *methodsRT) saw(body string) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return slices.Contains(m.sent, body)
-}
-
-// recordMethods installs a methodsRT on p.
-func recordMethods(p *Provider) *methodsRT {
-	m := &methodsRT{RoundTripper: p.rt.inner}
-	p.rt.inner = m
-	return m
 }

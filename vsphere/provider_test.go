@@ -395,7 +395,7 @@ func TestCloneDeadlineCancelsTask(t *testing.T) {
 	setTaskDelay(t, map[string]int{"CloneVm": 2000})
 	pc := testPools()[0]
 	p := MustOpenSim(t, testPools())
-	sent := recordMethods(p)
+	sent := countCalls(p)
 	ctx, cancel := context.WithTimeout(ctxT(t), 300*time.Millisecond)
 	defer cancel()
 	err := p.Clone(ctx, specFor(pc, "slow"))
@@ -410,14 +410,14 @@ func TestCloneDeadlineCancelsTask(t *testing.T) {
 	// the task, for the next start to find its VM; it is an error, not a
 	// finished clone. (Before, govmomi's answer to a cancelled wait, no
 	// error, made it a finished clone.)
-	sent = recordMethods(p)
+	sent = countCalls(p)
 	shutdown, stop := context.WithCancelCause(ctxT(t))
 	time.AfterFunc(300*time.Millisecond, func() { stop(pool.ErrShutdown) })
 	if err := p.Clone(shutdown, specFor(pc, "shutdown")); err == nil || sent.saw("*methods.CancelTaskBody") {
 		t.Errorf("clone cut short by a shutdown: %v, CancelTask sent: %v; want an error and no cancel", err, sent.saw("*methods.CancelTaskBody"))
 	}
 	// Given up by the manager (cancelled, another cause): cancelled.
-	sent = recordMethods(p)
+	sent = countCalls(p)
 	given, giveUp := context.WithCancel(ctxT(t))
 	time.AfterFunc(300*time.Millisecond, giveUp)
 	if err := p.Clone(given, specFor(pc, "given-up")); err == nil || !sent.saw("*methods.CancelTaskBody") {
